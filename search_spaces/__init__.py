@@ -1,0 +1,7 @@
+"""Per-family search spaces: YAML files a user edits, and their validating loader."""
+
+from __future__ import annotations
+
+from search_spaces._space import DEFAULT_DIR, Param, SearchSpace, SpaceError, load_space, space_dir
+
+__all__ = ["DEFAULT_DIR", "Param", "SearchSpace", "SpaceError", "load_space", "space_dir"]

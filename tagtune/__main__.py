@@ -1,0 +1,5 @@
+import sys
+
+from tagtune.cli import main
+
+sys.exit(main())

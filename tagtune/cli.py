@@ -1,0 +1,204 @@
+"""The ``tagtune`` command line.  Exit codes: 0 done, 2 bad input or usage, 1 internal error."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from trainables.errors import InputError
+
+EPILOG = """\
+examples:
+  tagtune demo                                  # the whole path on generated data, < 5 min on 2 CPUs
+  tagtune data synth ./synth                    # a generated AudioSet-like set (TFRecords)
+  tagtune data inspect ../shared/data/audioset/bal_train
+  tagtune families                              # every family, its hyperparameters and ranges
+  tagtune search --train ../shared/data/audioset/bal_train --families fc1,fc2,lstm,gcnn \\
+                 --trials-per-family 2 --max-epochs 2 --experiment smoke
+  tagtune report --experiment smoke             # per-family max/min/mean mAUC, from MLflow
+  tagtune export --experiment smoke --out best/ # best config per family as YAML
+  tagtune train --config best/fc2.yaml --train ../shared/data/audioset/bal_train
+  mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1   # browse the trials
+"""
+
+
+def _add_store_flags(p: argparse.ArgumentParser, experiment_required: bool = True) -> None:
+    p.add_argument("--experiment", required=experiment_required, default="tagtune",
+                   help="MLflow experiment name (one per search name)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db "
+                        "in the working directory)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tagtune",
+        description="Hyperparameter search for audio tagging: Ray Tune runs Optuna-guided trials "
+                    "over model families, MLflow records every trial, and the report gives "
+                    "max/min/mean mAUC per family.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("search", help="run a Ray Tune + Optuna search, logged to MLflow",
+                       description="Run an Optuna-guided (TPE) Ray Tune search with an equal trial "
+                                   "budget per family, each family its own Optuna study. Every "
+                                   "trial is logged to MLflow as a child run of one search run.")
+    p.add_argument("--train", required=True,
+                   help="training data: a folder of AudioSet *.tfrecord, a packed .h5, or a tagtune "
+                        "cache; a seeded validation split is carved from it")
+    p.add_argument("--families", default="fc1,fc2,lstm,gcnn",
+                   help="comma-separated families, or `all` (default: %(default)s; see `tagtune families`)")
+    p.add_argument("--trials-per-family", type=int, default=4, help="trials per family (default: %(default)s)")
+    p.add_argument("--max-epochs", type=int, default=10, help="epochs per trial (default: %(default)s)")
+    _add_store_flags(p, experiment_required=False)
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, the samplers and training")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="validation share of --train (default: 0.2)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default: 1)")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0,
+                   help="GPUs per trial; fractions share a GPU, e.g. 0.25 = 4 trials per GPU")
+    p.add_argument("--max-concurrent", type=int, default=None, help="at most this many trials at once")
+    p.add_argument("--address", default=None, help="join a running Ray cluster at HOST:PORT (default: local Ray)")
+    p.add_argument("--storage-path", default="tagtune-runs", help="where Ray keeps trial state (default: ./tagtune-runs)")
+    p.add_argument("--spaces", default=None, help="folder of search-space YAML files (default: the packaged ones)")
+    p.add_argument("--max-failures", type=int, default=0, help="retries of a failed trial (default: 0)")
+
+    p = sub.add_parser("report", help="per-family table of a search, rebuilt from MLflow")
+    _add_store_flags(p)
+    p.add_argument("--run-id", default=None, help="the search's parent run (default: the newest search)")
+
+    p = sub.add_parser("export", help="write each family's best config as YAML")
+    _add_store_flags(p)
+    p.add_argument("--out", required=True, help="folder for <family>.yaml files")
+    p.add_argument("--run-id", default=None, help="the search's parent run (default: the newest search)")
+
+    p = sub.add_parser("train", help="retrain one config (e.g. an exported YAML) and log it as a run")
+    p.add_argument("--config", required=True, help="YAML written by `tagtune export` (or family + params)")
+    p.add_argument("--train", required=True, help="training data, as for `search`")
+    p.add_argument("--max-epochs", type=int, default=10, help="epochs (default: %(default)s)")
+    p.add_argument("--experiment", default="tagtune-train", help="MLflow experiment (default: %(default)s)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("demo", help="the embedded default end to end on generated data (< 5 min on 2 CPUs)")
+    p.add_argument("--dir", default="tagtune-demo", help="folder for the data and exports (default: %(default)s)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite:///mlflow.db)")
+    p.add_argument("--trials-per-family", type=int, default=3)
+    p.add_argument("--max-epochs", type=int, default=4)
+
+    sub.add_parser("families", help="list every model family with its hyperparameters and default ranges")
+
+    p = sub.add_parser("data", help="inspect a dataset or generate a synthetic one")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    q = dsub.add_parser("inspect", help="format, clips, seconds per clip, classes, labels per clip")
+    q.add_argument("path")
+    q = dsub.add_parser("synth", help="write a generated AudioSet-like set (TFRecords, or --format hdf5)")
+    q.add_argument("out")
+    q.add_argument("--clips", type=int, default=4000)
+    q.add_argument("--classes", type=int, default=64)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--format", choices=("tfrecord", "hdf5"), default="tfrecord")
+    return parser
+
+
+def _cmd_search(args: argparse.Namespace) -> None:
+    from tagtune.commands import report
+    from tagtune.search import SearchSpec, parse_families, run_search
+
+    spec = SearchSpec(
+        train=args.train, families=parse_families(args.families),
+        trials_per_family=args.trials_per_family, max_epochs=args.max_epochs,
+        experiment=args.experiment, tracking_uri=args.tracking_uri, seed=args.seed,
+        val_fraction=args.val_fraction, cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
+        address=args.address, storage_path=args.storage_path, spaces_dir=args.spaces,
+        max_failures=args.max_failures,
+    )
+    outcome = run_search(spec)
+    markdown, _ = report(args.experiment, outcome.tracking_uri, outcome.parent_run_id)
+    print(markdown)
+    print(f"\nsearch run {outcome.parent_run_id} in experiment {args.experiment!r}, "
+          f"{outcome.wall_seconds:.0f} s; browse it with:\n  {ui_command(outcome.tracking_uri)}")
+
+
+def ui_command(uri: str) -> str:
+    """The command that opens the MLflow UI on ``uri`` (bound to 127.0.0.1)."""
+    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+
+
+def _cmd_families(_: argparse.Namespace) -> None:
+    from search_spaces import load_space
+    from trainables.models import get_family, list_families
+
+    for name in list_families():
+        spec = get_family(name)
+        print(f"{name}: {spec.description}")
+        space = load_space(name)
+        sampled = {p.name for p in space.params}
+        for p in space.params:
+            print(f"    {p.name:<14} {p.describe()}")
+        fixed = {k: v for k, v in spec.hparams.items() if k not in sampled}
+        if fixed:
+            print("    fixed: " + ", ".join(f"{k}={v}" for k, v in fixed.items()))
+
+
+def _cmd_data(args: argparse.Namespace) -> None:
+    from trainables.data import format_inspect, inspect, synthesize
+
+    if args.data_command == "inspect":
+        print(format_inspect(inspect(args.path)))
+    else:
+        path = synthesize(args.out, n_clips=args.clips, n_classes=args.classes, seed=args.seed, fmt=args.format)
+        print(f"wrote {args.clips} clips, {args.classes} classes to {path}")
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "search":
+        _cmd_search(args)
+    elif args.command == "report":
+        from tagtune.commands import report
+
+        markdown, _ = report(args.experiment, args.tracking_uri, args.run_id)
+        print(markdown)
+    elif args.command == "export":
+        from tagtune.commands import export
+
+        for path in export(args.experiment, args.tracking_uri, args.out, args.run_id):
+            print(path)
+    elif args.command == "train":
+        from tagtune.commands import train
+
+        run_id, best = train(args.config, args.train, max_epochs=args.max_epochs, experiment=args.experiment,
+                             tracking_uri=args.tracking_uri, seed=args.seed)
+        print(f"run {run_id}: best val_mAUC {best['val_mAUC']:.4f}, val_mAP {best['val_mAP']:.4f} "
+              f"at epoch {int(best['epoch'])}")
+    elif args.command == "demo":
+        from tagtune.demo import demo
+
+        demo(args.dir, args.tracking_uri, args.trials_per_family, args.max_epochs)
+    elif args.command == "families":
+        _cmd_families(args)
+    elif args.command == "data":
+        _cmd_data(args)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: bad input -> one line on stderr and exit code 2, no traceback."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    try:
+        return run(argv)
+    except InputError as exc:
+        print(f"tagtune: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tagtune: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The work behind the CLI's report, export and train commands (no argument parsing here)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from mlflow.entities import Metric, Param
+
+from trainables.errors import InputError
+from tracking import find_experiment, latest_search_run, open_store
+from tracking._store import TAG_FAMILY, TAG_KIND, get_or_create_experiment
+from tracking.export import read_config, write_configs
+from tracking.summary import best_trials, family_summary, to_markdown, trial_rows
+
+
+def report(experiment: str, tracking_uri: str | None, run_id: str | None = None, log: bool = True) -> tuple[str, Any]:
+    """The per-family table of a search (the newest, or ``run_id``), as Markdown and DataFrame.
+
+    With ``log``, the table is logged on the search's parent run as CSV and Markdown.
+    """
+    client, uri = open_store(tracking_uri)
+    exp = find_experiment(client, uri, experiment)
+    parent = latest_search_run(client, exp, run_id)
+    rows = trial_rows(client, exp.experiment_id, parent.info.run_id)
+    if not rows:
+        raise InputError(f"search run {parent.info.run_id} of {experiment!r} has no trials yet")
+    table = family_summary(rows)
+    markdown = to_markdown(table)
+    if log:
+        with tempfile.TemporaryDirectory() as tmp:
+            table.to_csv(Path(tmp) / "family_summary.csv", index=False)
+            (Path(tmp) / "family_summary.md").write_text(markdown + "\n")
+            client.log_artifacts(parent.info.run_id, tmp, "report")
+    return markdown, table
+
+
+def export(experiment: str, tracking_uri: str | None, out_dir: str, run_id: str | None = None) -> list[Path]:
+    """Write each family's best config of a search as YAML into ``out_dir``."""
+    client, uri = open_store(tracking_uri)
+    exp = find_experiment(client, uri, experiment)
+    parent = latest_search_run(client, exp, run_id)
+    best = best_trials(trial_rows(client, exp.experiment_id, parent.info.run_id))
+    if not best:
+        raise InputError(f"experiment {experiment!r} has no completed trial to export")
+    return write_configs(best, experiment, out_dir)
+
+
+def train(
+    config_path: str,
+    train_path: str,
+    *,
+    max_epochs: int,
+    experiment: str,
+    tracking_uri: str | None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    echo: Callable[[str], None] = print,
+) -> tuple[str, dict[str, float]]:
+    """Retrain one config on ``train_path`` and log it as an MLflow run; returns (run id, best)."""
+    from tagtune.search import SearchSpec, prepare_data
+    from trainables.config import resolve_config
+    from trainables.loop import fit
+    from trainables.trial import model_meta, save_model
+
+    config = read_config(config_path)
+    full = resolve_config(config)
+    if max_epochs < 1:
+        raise InputError(f"--max-epochs must be at least 1, got {max_epochs}")
+    if not Path(train_path).exists():
+        raise InputError(f"--train {train_path}: no such file or folder")
+    client, uri = open_store(tracking_uri)
+    data = prepare_data(SearchSpec(train=train_path, families=[full["family"]], val_fraction=val_fraction, seed=seed))
+    exp = get_or_create_experiment(client, uri, experiment)
+    run = client.create_run(
+        exp.experiment_id,
+        run_name=f"train-{full['family']}-{time.strftime('%Y%m%d-%H%M%S')}",
+        tags={TAG_FAMILY: full["family"], TAG_KIND: "train", "tagtune.config_file": os.path.abspath(config_path)},
+    )
+    rid = run.info.run_id
+    client.log_batch(rid, params=[Param(k, str(v)) for k, v in sorted(full.items())])
+
+    def on_epoch(metrics: dict[str, float], improved: bool, model: Any) -> None:
+        now = int(time.time() * 1000)
+        step = int(metrics["epoch"])
+        client.log_batch(rid, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items() if k != "epoch"])
+        echo(f"epoch {step}/{max_epochs}: val_mAUC {metrics['val_mAUC']:.4f} val_mAP {metrics['val_mAP']:.4f} "
+             f"({metrics['epoch_seconds']:.1f} s)")
+
+    status = "FAILED"
+    try:
+        result = fit(full, data, max_epochs=max_epochs, on_epoch=on_epoch)
+        with tempfile.TemporaryDirectory() as tmp:
+            save_model(tmp, result.best_state, model_meta(full, data, result.best))
+            client.log_artifacts(rid, tmp, "checkpoint")
+        status = "FINISHED"
+    finally:
+        client.set_terminated(rid, status)
+    return rid, result.best

@@ -1,0 +1,84 @@
+"""One Tune searcher over several families: an equal trial budget each, one Optuna study each.
+
+Ray's ``OptunaSearch`` runs one study.  TPE should learn per family (an ``lstm`` learning rate
+says little about ``fc1``'s), and each family has its own define-by-run space, so
+:class:`FamilySearcher` holds one ``OptunaSearch`` per family and hands out trials round-robin
+until every family has had its budget.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, Mapping
+
+import optuna
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from search_spaces import SearchSpace
+
+
+class FamilySearcher(Searcher):
+    """Round-robin over families; each family's configs come from its own Optuna TPE study."""
+
+    def __init__(
+        self,
+        spaces: Mapping[str, SearchSpace],
+        trials_per_family: int,
+        *,
+        metric: str,
+        mode: str,
+        seed: int = 0,
+        study_prefix: str = "tagtune",
+        storage: optuna.storages.BaseStorage | None = None,
+    ):
+        super().__init__(metric=metric, mode=mode)
+        self.trials_per_family = trials_per_family
+        self.seed = seed
+        self.families = list(spaces)
+        self.searchers: dict[str, OptunaSearch] = {}
+        for i, (family, space) in enumerate(spaces.items()):
+            self.searchers[family] = OptunaSearch(
+                space=space.sample,
+                metric=metric,
+                mode=mode,
+                sampler=optuna.samplers.TPESampler(seed=seed + i),
+                study_name=f"{study_prefix}/{family}",
+                storage=storage,
+            )
+        self.assigned: dict[str, str] = {}  # trial_id -> family
+        self.suggested = {family: 0 for family in self.families}
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        open_families = [f for f in self.families if self.suggested[f] < self.trials_per_family]
+        if not open_families:
+            return Searcher.FINISHED
+        family = min(open_families, key=lambda f: (self.suggested[f], self.families.index(f)))
+        config = self.searchers[family].suggest(trial_id)
+        self.suggested[family] += 1
+        self.assigned[trial_id] = family
+        return {"family": family, "seed": self.seed, **(config or {})}
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        family = self.assigned.get(trial_id)
+        if family is not None and self.metric in result:
+            self.searchers[family].on_trial_result(trial_id, result)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        family = self.assigned.get(trial_id)
+        if family is not None:
+            self.searchers[family].on_trial_complete(trial_id, result=result, error=error)
+
+    def studies(self) -> dict[str, optuna.Study]:
+        """Each family's Optuna study (for importance plots and summaries)."""
+        return {f: s._ot_study for f, s in self.searchers.items()}
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as fh:
+            pickle.dump(self.__dict__.copy(), fh)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as fh:
+            self.__dict__.update(pickle.load(fh))

@@ -1,0 +1,99 @@
+"""Every registered family, parametrized over the registry: a new family is tested for free."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from trainables.config import resolve_config
+from trainables.errors import InputError
+from trainables.init import INITS
+from trainables.loop import OPTIMIZERS, fit
+from trainables.models import create_model, get_family, list_families
+
+FAMILIES = list_families()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_forward_shape_and_finite(family):
+    model = create_model(family, n_frames=10, n_features=128, n_classes=527)
+    out = model(torch.rand(3, 10, 128))
+    assert out.shape == (3, 527)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_one_training_step_changes_weights(family):
+    torch.manual_seed(0)
+    model = create_model(family, n_frames=10, n_features=128, n_classes=20)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    before = [p.detach().clone() for p in model.parameters()]
+    x, y = torch.rand(8, 10, 128), (torch.rand(8, 20) < 0.2).float()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), y)
+    assert math.isfinite(loss.item())
+    loss.backward()
+    opt.step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fit_learns_on_tiny_data(family, tiny_data):
+    result = fit({"family": family, "lr": 3e-3, "batch_size": 16}, tiny_data, max_epochs=3)
+    assert len(result.history) == 3
+    assert all(math.isfinite(h["train_loss"]) for h in result.history)
+    assert 0.0 <= result.best["val_mAUC"] <= 1.0
+    assert result.best_state
+
+
+def test_fc1_beats_chance_clearly(tiny_data):
+    result = fit({"family": "fc1", "lr": 1e-2, "batch_size": 16}, tiny_data, max_epochs=5)
+    assert result.best["val_mAUC"] > 0.8
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_every_optimizer_trains(optimizer, tiny_data):
+    result = fit({"family": "fc2", "optimizer": optimizer, "lr": 1e-2}, tiny_data, max_epochs=1)
+    assert math.isfinite(result.best["train_loss"])
+
+
+@pytest.mark.parametrize("init", INITS)
+def test_every_init_trains(init, tiny_data):
+    result = fit({"family": "fc2", "init": init}, tiny_data, max_epochs=1)
+    assert math.isfinite(result.best["train_loss"])
+
+
+def test_variant_is_base_with_other_defaults():
+    assert get_family("fc500").builder is get_family("fc2").builder
+    assert get_family("fc500").hparams["hidden"] == 500
+    assert resolve_config({"family": "fc500"})["batch_size"] == 500
+
+
+def test_unknown_family_names_the_known_ones():
+    with pytest.raises(InputError, match="unknown model family 'nope'.*fc1"):
+        create_model("nope", n_frames=10, n_features=128, n_classes=2)
+
+
+def test_unknown_parameter_and_optimizer_are_input_errors():
+    with pytest.raises(InputError, match="unknown parameter"):
+        resolve_config({"family": "fc1", "hidden": 3})
+    with pytest.raises(InputError, match="unknown optimizer 'lbfgs'"):
+        resolve_config({"family": "fc1", "optimizer": "lbfgs"})
+
+
+def test_nan_loss_raises_training_diverged(tiny_data):
+    from trainables.loop import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match="lower the learning rate"):
+        fit({"family": "fc2", "optimizer": "sgd", "lr": 1e12, "momentum": 0.99}, tiny_data, max_epochs=3)
+
+
+def test_checkpoint_round_trip(tmp_path, tiny_data):
+    from trainables.trial import load_model, model_meta, save_model
+
+    result = fit({"family": "gcnn"}, tiny_data, max_epochs=1)
+    save_model(tmp_path, result.best_state, model_meta({"family": "gcnn"}, tiny_data, result.best))
+    model, meta = load_model(tmp_path)
+    assert meta["n_classes"] == 6 and meta["class_names"][0] == "c0"
+    assert model(torch.rand(2, 10, 128)).shape == (2, 6)

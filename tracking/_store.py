@@ -1,0 +1,105 @@
+"""Opening an MLflow store: default URI, experiment with a local artifact root, clear errors."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.entities import Experiment
+
+from trainables.errors import InputError
+
+DEFAULT_DB = "mlflow.db"
+TAG_FAMILY = "tagtune.family"
+TAG_KIND = "tagtune.kind"
+TAG_TRIAL = "tagtune.trial_id"
+TAG_PARENT = "mlflow.parentRunId"
+
+
+def default_tracking_uri() -> str:
+    """$MLFLOW_TRACKING_URI if set, else a SQLite file ``mlflow.db`` in the working directory."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+
+
+def normalize_uri(uri: str | None) -> str:
+    """A tracking URI with local paths made absolute (``sqlite:///rel.db`` -> absolute)."""
+    uri = uri or default_tracking_uri()
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
+    elif "://" not in uri:
+        raise InputError(
+            f"--tracking-uri {uri!r} is not a URI; use e.g. sqlite:///mlflow.db or http://host:5000"
+        )
+    return uri
+
+
+def _local_root(uri: str) -> Path | None:
+    """The folder holding a local SQLite store, where artifacts go beside it."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :]).parent
+    return None
+
+
+def open_store(uri: str | None) -> tuple[MlflowClient, str]:
+    """A client on ``uri`` that has been checked to answer; InputError when it cannot be opened."""
+    uri = normalize_uri(uri)
+    root = _local_root(uri)
+    if root is not None and not root.is_dir():
+        raise InputError(
+            f"--tracking-uri {uri}: folder {root} does not exist; create it or pick another path"
+        )
+    if root is not None and not os.access(root, os.W_OK):
+        raise InputError(f"--tracking-uri {uri}: folder {root} is not writable; pick another path")
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        client.search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - any failure here means "cannot open the store"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(
+            f"cannot open MLflow tracking URI {uri}: {first[:200]}; check --tracking-uri"
+        ) from None
+    return client, uri
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "experiment"
+
+
+def get_or_create_experiment(client: MlflowClient, uri: str, name: str) -> Experiment:
+    """The experiment ``name``, created with artifacts beside a local SQLite store."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp
+    root = _local_root(uri)
+    location = (root / "mlartifacts" / _safe(name)).as_uri() if root is not None else None
+    exp_id = client.create_experiment(name, artifact_location=location)
+    return client.get_experiment(exp_id)
+
+
+def find_experiment(client: MlflowClient, uri: str, name: str) -> Experiment:
+    """An existing experiment, or an InputError that lists the ones there are."""
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        names = [e.name for e in client.search_experiments(max_results=50) if e.name != "Default"]
+        hint = f"experiments in {uri}: {', '.join(names)}" if names else f"{uri} has no experiments"
+        raise InputError(f"no experiment named {name!r} ({hint}); check --experiment or --tracking-uri")
+    return exp
+
+
+def latest_search_run(client: MlflowClient, experiment: Experiment, run_id: str | None = None):
+    """The search's parent run: ``run_id`` if given, else the newest search run."""
+    if run_id:
+        return client.get_run(run_id)
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.{TAG_KIND} = 'search'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise InputError(
+            f"experiment {experiment.name!r} has no tagtune search run; run `tagtune search` first"
+        )
+    return runs[0]

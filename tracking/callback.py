@@ -1,0 +1,172 @@
+"""The one MLflow writer of a search: a driver-side Ray Tune callback.
+
+Workers never touch the store (no route to it needed, no SQLite lock contention).  A child run
+per trial under the search's parent run, tagged ``tagtune.family``; params are the trial's full
+config; each epoch's metrics go in one ``log_batch`` call (step = epoch); the best checkpoint is
+logged as an artifact when the trial ends.  Trials restored after a driver restart find their
+existing run (by the ``tagtune.trial_id`` tag) instead of getting a duplicate.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Callable
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from ray import tune
+
+from trainables.config import resolve_config
+from tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT, TAG_TRIAL
+
+LOGGED_METRICS = (
+    "train_loss",
+    "val_loss",
+    "val_mAUC",
+    "val_mAP",
+    "val_dprime",
+    "epoch_seconds",
+    "best_val_mAUC",
+    "best_val_mAP",
+)
+_SECRET_WORDS = ("password", "secret", "token", "apikey", "api_key", "credential")
+
+
+def _param_value(value: Any) -> str:
+    return str(value)[:6000]
+
+
+def _is_secret(key: str) -> bool:
+    low = key.lower()
+    return any(word in low for word in _SECRET_WORDS)
+
+
+def _first_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    for line in reversed(lines):  # the exception line is at the end of a traceback
+        if "Error" in line or "Exception" in line:
+            return line[:500]
+    return (lines[-1] if lines else "unknown error")[:500]
+
+
+class MlflowTrialLogger(tune.Callback):
+    """Writes every trial of a search to MLflow from the driver; prints progress lines."""
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_id: str,
+        parent_run_id: str,
+        total_trials: int,
+        echo: Callable[[str], None] | None = None,
+    ):
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.total_trials = total_trials
+        self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.client = MlflowClient(tracking_uri)
+        self.runs: dict[str, str] = self._existing_runs()
+        self.done = len(self._finished_runs())
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _children(self) -> list[Any]:
+        return self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.{TAG_PARENT} = '{self.parent_run_id}'",
+            max_results=5000,
+        )
+
+    def _existing_runs(self) -> dict[str, str]:
+        return {
+            r.data.tags[TAG_TRIAL]: r.info.run_id
+            for r in self._children()
+            if TAG_TRIAL in r.data.tags
+        }
+
+    def _finished_runs(self) -> list[Any]:
+        return [r for r in self._children() if r.info.status in ("FINISHED", "FAILED")]
+
+    def _run_for(self, trial: Any) -> str:
+        run_id = self.runs.get(trial.trial_id)
+        if run_id is not None:
+            return run_id
+        family = str(trial.config.get("family", "unknown"))
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"{family}-{trial.trial_id}",
+            tags={
+                TAG_PARENT: self.parent_run_id,
+                TAG_FAMILY: family,
+                TAG_TRIAL: trial.trial_id,
+                TAG_KIND: "trial",
+            },
+        )
+        run_id = run.info.run_id
+        self.runs[trial.trial_id] = run_id
+        try:
+            full = resolve_config(trial.config)
+        except Exception:  # noqa: BLE001 - log what there is; the trial will report the error
+            full = dict(trial.config)
+        params = [Param(k, _param_value(v)) for k, v in sorted(full.items()) if not _is_secret(k)]
+        self.client.log_batch(run_id, params=params)
+        return run_id
+
+    # -- Tune hooks --------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._run_for(trial)
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
+        run_id = self._run_for(trial)
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(key, float(result[key]), now, step)
+            for key in LOGGED_METRICS
+            if isinstance(result.get(key), (int, float))
+        ]
+        self.client.log_batch(run_id, metrics=metrics)
+        if "val_mAUC" in result:
+            self.echo(
+                f"    {trial.config.get('family')} {trial.trial_id} epoch {step}: "
+                f"val_mAUC {result['val_mAUC']:.4f} val_mAP {result.get('val_mAP', 0):.4f} "
+                f"({result.get('epoch_seconds', 0):.1f} s)"
+            )
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        run_id = self._run_for(trial)
+        checkpoint = trial.checkpoint
+        if checkpoint is not None:
+            with checkpoint.as_directory() as folder:
+                self.client.log_artifacts(run_id, folder, "checkpoint")
+        self.client.set_terminated(run_id, "FINISHED")
+        self.done += 1
+        last = trial.last_result or {}
+        self.echo(
+            f"[{self.done}/{self.total_trials}] {trial.config.get('family')} {trial.trial_id} "
+            f"finished: best val_mAUC {last.get('best_val_mAUC', float('nan')):.4f} "
+            f"after {int(last.get('epoch', 0))} epochs"
+        )
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        run_id = self._run_for(trial)
+        reason = "unknown error"
+        error_file = trial.error_file
+        if error_file:
+            try:
+                with open(error_file) as fh:
+                    reason = _first_line(fh.read())
+            except OSError:
+                pass
+        self.client.log_batch(
+            run_id, tags=[RunTag("tagtune.error", reason), RunTag("tagtune.status", "failed")]
+        )
+        self.client.set_terminated(run_id, "FAILED")
+        self.done += 1
+        self.echo(
+            f"[{self.done}/{self.total_trials}] {trial.config.get('family')} {trial.trial_id} "
+            f"FAILED: {reason}"
+        )

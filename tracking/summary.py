@@ -1,0 +1,121 @@
+"""The per-family table of a search, rebuilt from MLflow alone (works for any past search)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from mlflow import MlflowClient
+
+from tracking._store import TAG_FAMILY, TAG_PARENT
+
+SUMMARY_COLUMNS = (
+    "family",
+    "trials",
+    "completed",
+    "failed",
+    "max_mAUC",
+    "min_mAUC",
+    "mean_mAUC",
+    "std_mAUC",
+    "best_mAP",
+    "mean_epoch_s",
+)
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One trial's outcome as the report sees it."""
+
+    run_id: str
+    family: str
+    status: str
+    best_mAUC: float
+    best_mAP: float
+    mean_epoch_seconds: float
+    params: dict[str, str]
+
+
+def trial_rows(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[TrialRow]:
+    """Every child run of the search with its best metrics and mean epoch time."""
+    runs = client.search_runs(
+        [experiment_id], filter_string=f"tags.{TAG_PARENT} = '{parent_run_id}'", max_results=10000
+    )
+    rows = []
+    for run in runs:
+        family = run.data.tags.get(TAG_FAMILY)
+        if family is None:
+            continue
+        history = client.get_metric_history(run.info.run_id, "epoch_seconds")
+        secs = [m.value for m in history]
+        metrics = run.data.metrics
+        rows.append(
+            TrialRow(
+                run_id=run.info.run_id,
+                family=family,
+                status=run.info.status,
+                best_mAUC=float(metrics.get("best_val_mAUC", math.nan)),
+                best_mAP=float(metrics.get("best_val_mAP", math.nan)),
+                mean_epoch_seconds=sum(secs) / len(secs) if secs else math.nan,
+                params=dict(run.data.params),
+            )
+        )
+    return rows
+
+
+def family_summary(rows: list[TrialRow]) -> pd.DataFrame:
+    """Per family: trials (completed, failed), max/min/mean/std of the trials' best val_mAUC,
+    the best val_mAP, and mean seconds per epoch (seed 000's Fig. 3 and Fig. 4)."""
+    table: list[dict[str, Any]] = []
+    families = sorted({r.family for r in rows}, key=lambda f: [r.family for r in rows].index(f))
+    for family in families:
+        mine = [r for r in rows if r.family == family]
+        done = [r for r in mine if r.status == "FINISHED" and not math.isnan(r.best_mAUC)]
+        auc = pd.Series([r.best_mAUC for r in done], dtype=float)
+        epoch_s = pd.Series([r.mean_epoch_seconds for r in mine], dtype=float).dropna()
+        table.append(
+            {
+                "family": family,
+                "trials": len(mine),
+                "completed": len(done),
+                "failed": sum(r.status == "FAILED" for r in mine),
+                "max_mAUC": auc.max() if len(auc) else math.nan,
+                "min_mAUC": auc.min() if len(auc) else math.nan,
+                "mean_mAUC": auc.mean() if len(auc) else math.nan,
+                "std_mAUC": auc.std(ddof=0) if len(auc) else math.nan,
+                "best_mAP": max((r.best_mAP for r in done), default=math.nan),
+                "mean_epoch_s": epoch_s.mean() if len(epoch_s) else math.nan,
+            }
+        )
+    frame = pd.DataFrame(table, columns=list(SUMMARY_COLUMNS))
+    return frame.sort_values("max_mAUC", ascending=False, na_position="last").reset_index(drop=True)
+
+
+def best_trials(rows: list[TrialRow]) -> dict[str, TrialRow]:
+    """Each family's completed trial with the highest best val_mAUC."""
+    best: dict[str, TrialRow] = {}
+    for r in rows:
+        if r.status != "FINISHED" or math.isnan(r.best_mAUC):
+            continue
+        if r.family not in best or r.best_mAUC > best[r.family].best_mAUC:
+            best[r.family] = r
+    return best
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    """A GitHub-style Markdown table (4 decimals for scores, 2 for seconds)."""
+    header = "| " + " | ".join(frame.columns) + " |"
+    sep = "|" + "|".join("---" for _ in frame.columns) + "|"
+    lines = [header, sep]
+    for _, row in frame.iterrows():
+        cells = []
+        for col in frame.columns:
+            v = row[col]
+            if isinstance(v, float):
+                cells.append("" if math.isnan(v) else (f"{v:.2f}" if col.endswith("_s") else f"{v:.4f}"))
+            else:
+                cells.append(str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

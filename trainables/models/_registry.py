@@ -1,0 +1,108 @@
+"""One registry of model families, in the style of timm's ``@register_model``.
+
+A *family* is a builder ``fn(*, n_frames, n_features, n_classes, **hparams) -> nn.Module`` whose
+keyword-only arguments with defaults are its tunable hyperparameters.  A *variant* reuses a
+family's builder with other defaults (``fc500`` is ``fc2`` with 500 hidden units).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from trainables.errors import InputError
+
+Builder = Callable[..., nn.Module]
+_SHAPE_ARGS = ("n_frames", "n_features", "n_classes")
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """A registered family: its builder, its hyperparameters with defaults, and a description."""
+
+    name: str
+    builder: Builder
+    description: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+    train_defaults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """The model hyperparameters and their defaults (variant defaults applied)."""
+        sig = inspect.signature(self.builder)
+        params = {
+            name: p.default
+            for name, p in sig.parameters.items()
+            if name not in _SHAPE_ARGS and p.default is not inspect.Parameter.empty
+        }
+        params.update(self.defaults)
+        return params
+
+
+_REGISTRY: dict[str, FamilySpec] = {}
+
+
+def register_family(
+    name: str, *, description: str, train_defaults: dict[str, Any] | None = None
+) -> Callable[[Builder], Builder]:
+    """Register ``fn`` as the family ``name``; ``train_defaults`` override training defaults."""
+
+    def decorator(fn: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise RuntimeError(f"model family {name!r} is registered twice")
+        _REGISTRY[name] = FamilySpec(name, fn, description, {}, dict(train_defaults or {}))
+        return fn
+
+    return decorator
+
+
+def register_variant(
+    name: str,
+    *,
+    base: str,
+    description: str,
+    defaults: dict[str, Any],
+    train_defaults: dict[str, Any] | None = None,
+) -> None:
+    """Register ``name`` as ``base`` with other default hyperparameters (not a copy)."""
+    parent = get_family(base)
+    unknown = set(defaults) - set(parent.hparams)
+    if unknown:
+        raise RuntimeError(f"variant {name!r} sets unknown hyperparameters {sorted(unknown)}")
+    merged_train = {**parent.train_defaults, **(train_defaults or {})}
+    _REGISTRY[name] = FamilySpec(
+        name, parent.builder, description, {**parent.defaults, **defaults}, merged_train
+    )
+
+
+def list_families() -> list[str]:
+    """Names of all registered families, in registration order."""
+    return list(_REGISTRY)
+
+
+def get_family(name: str) -> FamilySpec:
+    """The family ``name``, or an :class:`InputError` that lists the known ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(_REGISTRY)
+        raise InputError(
+            f"unknown model family {name!r}; choose from: {known} (see `tagtune families`)"
+        ) from None
+
+
+def create_model(
+    name: str, *, n_frames: int, n_features: int, n_classes: int, **hparams: Any
+) -> nn.Module:
+    """Build family ``name`` for inputs ``[B, n_frames, n_features]`` and ``n_classes`` outputs.
+
+    ``hparams`` may hold extra keys (the trial's training parameters); only the family's own
+    hyperparameters are passed to the builder.
+    """
+    spec = get_family(name)
+    accepted = spec.hparams
+    kwargs = {k: hparams.get(k, default) for k, default in accepted.items()}
+    return spec.builder(n_frames=n_frames, n_features=n_features, n_classes=n_classes, **kwargs)

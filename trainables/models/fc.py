@@ -1,0 +1,45 @@
+"""Fully connected families of seed 000 (FC-1, FC-2) and seed 001 (FC 1280->500->527)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from trainables.models._registry import register_family, register_variant
+
+
+class FC(nn.Module):
+    """All seconds of a clip flattened into one vector, then zero or more hidden layers."""
+
+    def __init__(self, n_inputs: int, hidden: tuple[int, ...], n_classes: int, dropout: float):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = n_inputs
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+            width = h
+        layers.append(nn.Linear(width, n_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+@register_family("fc1", description="seed 000 FC-1: flattened clip (1280) -> classes, one layer")
+def fc1(*, n_frames: int, n_features: int, n_classes: int, dropout: float = 0.0) -> nn.Module:
+    return nn.Sequential(nn.Dropout(dropout), FC(n_frames * n_features, (), n_classes, 0.0))
+
+
+@register_family("fc2", description="seed 000 FC-2: flattened clip -> hidden (1024) -> classes")
+def fc2(
+    *, n_frames: int, n_features: int, n_classes: int, hidden: int = 1024, dropout: float = 0.5
+) -> nn.Module:
+    return FC(n_frames * n_features, (hidden,), n_classes, dropout)
+
+
+register_variant(
+    "fc500",
+    base="fc2",
+    description="seed 001 FC: flattened clip -> 500 -> classes (xavier init, batch 500)",
+    defaults={"hidden": 500},
+    train_defaults={"batch_size": 500, "init": "xavier_uniform"},
+)

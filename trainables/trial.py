@@ -1,0 +1,89 @@
+"""The Ray Tune function trainable: one trial = one :func:`trainables.loop.fit` call.
+
+Each epoch is reported with ``ray.tune.report``; when validation mAUC improves, the best state is
+saved as the trial's checkpoint (``model.pt`` + ``model.json``), so the last checkpoint is the best.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from trainables.loop import TrialData, fit, pick_device
+
+CHECKPOINT_WEIGHTS = "model.pt"
+CHECKPOINT_META = "model.json"
+
+
+def save_model(directory: str | os.PathLike[str], model: nn.Module | dict, meta: Mapping[str, Any]) -> None:
+    """Write a model's state dict and its description (config, shapes, class names)."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict() if isinstance(model, nn.Module) else model
+    torch.save({k: v.detach().cpu() for k, v in state.items()}, folder / CHECKPOINT_WEIGHTS)
+    (folder / CHECKPOINT_META).write_text(json.dumps(dict(meta), indent=2, default=str))
+
+
+def load_model(directory: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model saved by :func:`save_model` (weights loaded with ``weights_only=True``)."""
+    from trainables.config import resolve_config
+    from trainables.models import create_model
+
+    folder = Path(directory)
+    meta = json.loads((folder / CHECKPOINT_META).read_text())
+    cfg = resolve_config(meta["config"])
+    model = create_model(
+        cfg["family"],
+        n_frames=meta["n_frames"],
+        n_features=meta["n_features"],
+        n_classes=meta["n_classes"],
+        **cfg,
+    )
+    state = torch.load(folder / CHECKPOINT_WEIGHTS, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.eval(), meta
+
+
+def model_meta(config: Mapping[str, Any], data: TrialData, metrics: Mapping[str, float]) -> dict[str, Any]:
+    """What a checkpoint records beside the weights."""
+    n_frames, n_features, n_classes = data.shape
+    return {
+        "config": dict(config),
+        "n_frames": n_frames,
+        "n_features": n_features,
+        "n_classes": n_classes,
+        "class_names": list(data.class_names),
+        "metrics": dict(metrics),
+    }
+
+
+def _threads_and_device() -> torch.device:
+    """Use as many threads as CPUs Ray assigned to the trial, and its GPU if it has one."""
+    import ray
+
+    resources = ray.get_runtime_context().get_assigned_resources()
+    torch.set_num_threads(max(1, int(resources.get("CPU", 1))))
+    return pick_device(None if resources.get("GPU", 0) else "cpu")
+
+
+def tune_trial(config: dict[str, Any], data: TrialData, max_epochs: int) -> None:
+    """Ray Tune function trainable (wrapped with ``tune.with_parameters`` by the driver)."""
+    from ray import tune
+
+    device = _threads_and_device()
+
+    def report(metrics: dict[str, float], improved: bool, model: nn.Module) -> None:
+        if not improved:
+            tune.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            save_model(tmp, model, model_meta(config, data, metrics))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    fit(config, data, max_epochs=max_epochs, device=device, on_epoch=report)
