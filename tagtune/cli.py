@@ -97,9 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("path")
     q = dsub.add_parser("synth", help="write a generated AudioSet-like set (TFRecords, or --format hdf5)")
     q.add_argument("out")
-    q.add_argument("--clips", type=int, default=4000)
-    q.add_argument("--classes", type=int, default=64)
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--n-clips", type=int, default=4000, help="clips (default: %(default)s)")
+    q.add_argument("--n-classes", type=int, default=64, help="classes (default: %(default)s)")
+    q.add_argument("--seed", type=int, default=0, help="generator seed")
     q.add_argument("--format", choices=("tfrecord", "hdf5"), default="tfrecord")
     return parser
 
@@ -151,8 +151,8 @@ def _cmd_data(args: argparse.Namespace) -> None:
     if args.data_command == "inspect":
         print(format_inspect(inspect(args.path)))
     else:
-        path = synthesize(args.out, n_clips=args.clips, n_classes=args.classes, seed=args.seed, fmt=args.format)
-        print(f"wrote {args.clips} clips, {args.classes} classes to {path}")
+        path = synthesize(args.out, n_clips=args.n_clips, n_classes=args.n_classes, seed=args.seed, fmt=args.format)
+        print(f"wrote {args.n_clips} clips, {args.n_classes} classes to {path}")
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -189,7 +189,10 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: bad input -> one line on stderr and exit code 2, no traceback."""
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # tagtune prints its own progress lines
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         return run(argv)
     except InputError as exc:

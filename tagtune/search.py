@@ -96,7 +96,7 @@ def _init_ray(spec: SearchSpec) -> None:
     kwargs: dict[str, Any] = {
         "include_dashboard": False,
         "logging_level": "ERROR",
-        "log_to_driver": True,
+        "log_to_driver": False,  # progress comes from the driver callback; errors via error files
         "configure_logging": True,
     }
     try:
@@ -212,6 +212,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> S
             f"{spec.gpus_per_trial:g} GPU per trial; MLflow: {uri}"
         )
         results = tuner.fit()
+        say(f"Ray Tune state: {storage / run_name}")
         n_errored = len(results.errors)
         status = "FINISHED"
     finally:

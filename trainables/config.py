@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from trainables.errors import InputError
-from trainables.init import INITS
+from trainables.init import INITS, OUTPUT_BIAS
 from trainables.models import get_family
 
 #: Training hyperparameters every family accepts, with their defaults.
@@ -17,6 +17,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.0,
     "grad_clip": 0.0,
     "init": "default",
+    "output_bias": "prior",
     "seed": 0,
 }
 OPTIMIZERS = ("adam", "sgd", "rmsprop", "adagrad")
@@ -38,6 +39,10 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if str(full["optimizer"]).lower() not in OPTIMIZERS:
         raise InputError(
             f"unknown optimizer {full['optimizer']!r}; choose from: {', '.join(OPTIMIZERS)}"
+        )
+    if str(full["output_bias"]) not in OUTPUT_BIAS:
+        raise InputError(
+            f"unknown output_bias {full['output_bias']!r}; choose from: {', '.join(OUTPUT_BIAS)}"
         )
     if str(full["init"]) not in INITS:
         raise InputError(f"unknown init {full['init']!r}; choose from: {', '.join(INITS)}")

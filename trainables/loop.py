@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from trainables.errors import InputError
 from trainables.config import OPTIMIZERS, TRAIN_DEFAULTS, resolve_config
-from trainables.init import apply_init
+from trainables.init import apply_init, init_output_bias
 from trainables.metrics import tagging_metrics
 from trainables.models import create_model
 
@@ -133,14 +133,16 @@ def fit(
         cfg["family"], n_frames=n_frames, n_features=n_features, n_classes=n_classes, **cfg
     )
     apply_init(model, str(cfg["init"]))
+    if cfg["output_bias"] == "prior":
+        init_output_bias(model, torch.from_numpy(np.asarray(data.y)[data.train_idx].mean(axis=0)))
     model.to(dev)
     optimizer = make_optimizer(str(cfg["optimizer"]), model.parameters(), cfg)
     loss_fn = nn.BCEWithLogitsLoss()
 
     x_all = torch.from_numpy(np.array(data.x, dtype=np.uint8)).to(dev)  # a private copy
     y_all = torch.from_numpy(np.array(data.y, dtype=bool)).to(dev)
-    train_idx = torch.as_tensor(data.train_idx, dtype=torch.long, device=dev)
-    val_idx = torch.as_tensor(data.val_idx, dtype=torch.long, device=dev)
+    train_idx = torch.from_numpy(np.array(data.train_idx, dtype=np.int64)).to(dev)
+    val_idx = torch.from_numpy(np.array(data.val_idx, dtype=np.int64)).to(dev)
     x_val, y_val = x_all[val_idx], y_all[val_idx].bool()
     batch_size = int(cfg["batch_size"])
     grad_clip = float(cfg["grad_clip"])

@@ -102,41 +102,32 @@ def _sort_columns(scores: torch.Tensor) -> torch.Tensor:
     return torch.sort(scores.detach().t(), dim=1).values.contiguous()
 
 
-def _segmented_search(
-    flat: torch.Tensor,
-    lo: torch.Tensor,
-    hi: torch.Tensor,
-    values: torch.Tensor,
-    right: torch.Tensor,
-    max_len: int,
-) -> torch.Tensor:
-    """Vectorized binary search in independent sorted segments of one flat tensor.
+def _lower_bound_rows(sorted_flat: torch.Tensor, n: int, rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Vectorized ``searchsorted(..., side="left")`` into rows of a flattened ``[C, n]`` sorted matrix.
 
-    For query ``i`` the segment ``flat[lo[i]:hi[i]]`` is sorted ascending.  Returns the insertion
-    point of ``values[i]`` in that segment as an absolute index into ``flat``: the first element
-    ``> values[i]`` when ``right[i]`` else the first element ``>= values[i]`` (``torch.searchsorted``
-    semantics).  ``max_len`` bounds ``hi - lo``; the loop runs ``max_len.bit_length()`` times.
+    Row ``r`` is ``sorted_flat[r * n:(r + 1) * n]``, ascending.  Returns, for every query, the
+    number of elements of row ``rows[i]`` that are ``< values[i]``.  Branch-free binary search: every
+    query takes the same ``ceil(log2(n))`` steps, a handful of tensor ops each.
     """
-    lo = lo.clone()
-    hi = hi.clone()
-    last = flat.numel() - 1
-    for _ in range(int(max_len).bit_length()):
-        active = lo < hi
-        mid = torch.div(lo + hi, 2, rounding_mode="floor")
-        probe = flat[mid.clamp_(max=max(last, 0))]
-        go_right = torch.where(right, probe <= values, probe < values) & active
-        lo = torch.where(go_right, mid + 1, lo)
-        hi = torch.where(active & ~go_right, mid, hi)
-    return lo
+    first = rows * n
+    base = first.clone()
+    length = n
+    while length > 1:
+        half = length // 2
+        probe = base + half
+        base = torch.where(sorted_flat[probe] < values, probe, base)
+        length -= half
+    base += (sorted_flat[base] < values).to(base.dtype)
+    return base - first
 
 
 def _argsort_columns(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sort every column of ``scores [N, C]`` ascending; returns ``(values, indices)``, each ``[C, N]``."""
-    if scores.device.type == "cpu":
-        arr = scores.detach().numpy().T.copy()
-        idx = np.argsort(arr, axis=1)
-        return torch.from_numpy(np.take_along_axis(arr, idx, axis=1)), torch.from_numpy(idx)
-    values, idx = torch.sort(scores.detach().t(), dim=1)
+    cols = scores.detach().t().contiguous()
+    if cols.device.type == "cpu":
+        idx = torch.from_numpy(np.argsort(cols.numpy(), axis=1))
+        return cols.gather(1, idx), idx
+    values, idx = torch.sort(cols, dim=1)
     return values, idx
 
 
@@ -146,7 +137,7 @@ def _use_rank_path(n: int, c: int, n_positives: int) -> bool:
     The search path costs about ``2 * log2(N)`` gathers per positive, the rank path a fixed few
     dozen passes over the ``N x C`` matrix plus an argsort; the constant is measured on CPU.
     """
-    return n_positives * 2 * max(n, 1).bit_length() > 0.75 * n * c
+    return n_positives * 2 * max(n, 1).bit_length() > 2 * n * c
 
 
 def _ap_auc_search(
@@ -170,21 +161,25 @@ def _ap_auc_search(
     order = order[torch.argsort(pos_c[order], stable=True)]
     pos_c = pos_c[order]
     pos_v = pos_v[order]
-    pos_start = torch.cumsum(n_pos, 0) - n_pos  # [C] offset of each class in pos_v
     m = pos_v.numel()
 
-    # One batched search per sorted array: the first half of the queries are "< v", the second "<= v".
-    right = torch.cat([torch.zeros(m, dtype=torch.bool, device=device), torch.ones(m, dtype=torch.bool, device=device)])
-    v2 = pos_v.repeat(2)
-    c2 = pos_c.repeat(2)
-
-    lo = c2 * n
-    found = _segmented_search(flat_all, lo, lo + n, v2, right, n) - lo
+    # All examples of the class scoring < v, and <= v (that is, < the next float above v).
+    above = torch.nextafter(pos_v, torch.full_like(pos_v, float("inf")))
+    found = _lower_bound_rows(flat_all, n, pos_c.repeat(2), torch.cat([pos_v, above]))
     lt_all, le_all = found[:m], found[m:]
+    le_all = torch.where(torch.isposinf(pos_v), n, le_all)  # nextafter(inf) is inf
 
-    lo = pos_start[c2]
-    found = _segmented_search(pos_v, lo, lo + n_pos[c2], v2, right, int(n_pos.max())) - lo
-    lt_pos, le_pos = found[:m], found[m:]
+    # Positives of the class scoring < v and <= v: the bounds of v's run of ties in pos_v.
+    idx = torch.arange(m, device=device)
+    new_run = torch.ones(m, dtype=torch.bool, device=device)
+    new_run[1:] = (pos_c[1:] != pos_c[:-1]) | (pos_v[1:] != pos_v[:-1])
+    run_start = torch.cummax(torch.where(new_run, idx, 0), dim=0).values
+    end_run = torch.ones(m, dtype=torch.bool, device=device)
+    end_run[:-1] = new_run[1:]
+    run_end = torch.flip(torch.cummin(torch.flip(torch.where(end_run, idx, m), (0,)), dim=0).values, (0,))
+    class_start = (torch.cumsum(n_pos, 0) - n_pos)[pos_c]
+    lt_pos = run_start - class_start
+    le_pos = run_end + 1 - class_start
 
     precision = (n_pos[pos_c] - lt_pos).to(torch.float64) / (n - lt_all).to(torch.float64)
     neg_below = lt_all - lt_pos  # negatives strictly below this positive
@@ -204,25 +199,33 @@ def _ap_auc_rank(scores: torch.Tensor, targets: torch.Tensor, n_pos: torch.Tenso
     examples and ``tp_excl[a_j]`` positives score strictly below it.
     """
     n, c = scores.shape
+    device = scores.device
     values, idx = _argsort_columns(scores)  # [C, N]
     if bool(torch.isnan(values[:, -1]).any()):
         raise ValueError("scores contain NaN")
-    t = targets.t().gather(1, idx)
-    t = t.to(torch.int32) if t.dtype == torch.bool else (t != 0).to(torch.int32)
-    tp_excl = torch.cumsum(t, dim=1, dtype=torch.int32) - t  # positives strictly before j
-    positions = torch.arange(n, dtype=torch.int64, device=scores.device).expand(c, n)
-    first = torch.ones((c, n), dtype=torch.bool, device=scores.device)
-    first[:, 1:] = values[:, 1:] != values[:, :-1]
-    start = torch.cummax(torch.where(first, positions, 0), dim=1).values  # a_j
-    lt_pos = tp_excl.gather(1, start)  # positives strictly below x_j
-    lt_all = start
-    pos = t.bool()
-    p_col = n_pos.unsqueeze(1)
-    precision = (p_col - lt_pos).to(torch.float64) / (n - lt_all).to(torch.float64)
-    ap_sum = torch.where(pos, precision, 0.0).sum(dim=1)
-    a = torch.where(pos, lt_all - lt_pos, 0).sum(dim=1)  # pairs pos > neg
-    b = torch.where(pos, 0, lt_pos).sum(dim=1)  # pairs pos < neg
-    return ap_sum, (a - b).to(torch.float64)
+    mask = targets.t().gather(1, idx)
+    mask = mask if mask.dtype == torch.bool else mask != 0
+    t = mask.to(torch.int32)
+    lt_pos = torch.cumsum(t, dim=1, dtype=torch.int32).sub_(t)  # positives strictly before j
+    sel = mask.reshape(-1).nonzero().squeeze(1)  # flat [C * N] index of every positive, row-major
+    rows = torch.div(sel, n, rounding_mode="floor")
+    ties = values[:, 1:] == values[:, :-1]
+    if bool(ties.any()):
+        positions = torch.arange(n, dtype=torch.int64, device=device).expand(c, n)
+        first = torch.ones((c, n), dtype=torch.bool, device=device)
+        first[:, 1:] = ~ties
+        start = torch.cummax(torch.where(first, positions, 0), dim=1).values  # a_j
+        lt_pos = lt_pos.gather(1, start)  # positives strictly below x_j
+        start_pos = start.reshape(-1)[sel]
+    else:
+        start_pos = sel - rows * n
+    lt_pos_pos = lt_pos.reshape(-1)[sel].to(torch.int64)
+    precision = (n_pos[rows] - lt_pos_pos).to(torch.float64) / (n - start_pos).to(torch.float64)
+    ap_sum = torch.zeros(c, dtype=torch.float64, device=device).index_add_(0, rows, precision)
+    # sum_pos (a_j - lt_pos_j) - sum_neg lt_pos_j  =  sum_pos a_j - sum_all lt_pos_j
+    sum_start = torch.zeros(c, dtype=torch.int64, device=device).index_add_(0, rows, start_pos)
+    a_minus_b = (sum_start - lt_pos.sum(dim=1, dtype=torch.int64)).to(torch.float64)
+    return ap_sum, a_minus_b
 
 
 def _ap_auc_from_scores(

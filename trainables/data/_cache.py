@@ -90,7 +90,9 @@ def write_cache(ds: Dataset, out_dir: str | os.PathLike) -> Path:
     except OSError as exc:
         if out_dir.is_dir():  # another process wrote the same folder first
             return out_dir
-        raise InputError(f"cannot write cache folder {out_dir} ({exc}): choose a writable folder") from exc
+        raise InputError(
+            f"cannot write cache folder {out_dir} ({exc}): choose a writable folder"
+        ) from exc
     return out_dir
 
 
@@ -123,7 +125,10 @@ def _read_metadata(folder: Path) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
         raise _broken(folder, f"{CACHE_MARKER} is not a tagtune cache description")
     if meta.get("version") != CACHE_VERSION:
-        raise _broken(folder, f"cache format version {meta.get('version')}, this tagtune reads {CACHE_VERSION}")
+        raise _broken(
+            folder,
+            f"cache format version {meta.get('version')}, this tagtune reads {CACHE_VERSION}",
+        )
     if not isinstance(meta.get("class_names"), list) or "source" not in meta:
         raise _broken(folder, f"{CACHE_MARKER} lacks class_names or source")
     return meta
@@ -147,7 +152,8 @@ def _check_arrays(folder: Path, meta: dict, arrays: dict[str, np.ndarray]) -> No
 def _broken(folder: Path, why: str) -> InputError:
     """The error for an unreadable cache folder."""
     return InputError(
-        f"tagtune cache {folder} is unreadable ({why}): delete the folder and load the original data again"
+        f"tagtune cache {folder} is unreadable ({why}): delete the folder and load the "
+        "original data again"
     )
 
 

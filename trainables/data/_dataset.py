@@ -32,9 +32,12 @@ _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _PASS_DATA = "pass --train with a folder of *.tfrecord, an .h5 file or a tagtune cache"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Dataset:
-    """A set of clips: embedding sequences, multi-hot labels, lengths and ids."""
+    """A set of clips: embedding sequences, multi-hot labels, lengths and ids.
+
+    Compared by identity (the arrays make field-wise ``==`` ambiguous).
+    """
 
     x: np.ndarray
     """uint8 [N, T, F] (T = 10 seconds max, F = 128), zero-padded at the end for short clips."""
@@ -53,11 +56,15 @@ class Dataset:
         """Check that the arrays agree in shape."""
         n = len(self.x)
         if self.x.ndim != 3 or self.y.ndim != 2:
-            raise ValueError(f"Dataset needs x [N,T,F] and y [N,C], got {self.x.shape}, {self.y.shape}")
+            raise ValueError(
+                f"Dataset needs x [N,T,F] and y [N,C], got {self.x.shape}, {self.y.shape}"
+            )
         if not (len(self.y) == len(self.lengths) == len(self.ids) == n):
             raise ValueError("Dataset arrays x, y, lengths and ids differ in length")
         if self.y.shape[1] != len(self.class_names):
-            raise ValueError(f"y has {self.y.shape[1]} columns but there are {len(self.class_names)} class names")
+            raise ValueError(
+                f"y has {self.y.shape[1]} columns but there are {len(self.class_names)} class names"
+            )
 
     @property
     def n_clips(self) -> int:
@@ -92,7 +99,7 @@ def read_class_names(csv_path: str | os.PathLike) -> tuple[str, ...]:
     """
     path = Path(csv_path)
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = list(enumerate(csv.reader(fh), start=1))
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read class list {path} ({exc}); fix or replace the file") from exc
@@ -102,8 +109,10 @@ def read_class_names(csv_path: str | os.PathLike) -> tuple[str, ...]:
             continue
         index = _class_row_index(row, line, path)
         if index in names:
-            raise InputError(f"duplicate class index {index} on line {line} of {path}: fix the file")
-        names[index] = row[-1].strip() if len(row) >= 3 else row[1].strip()
+            raise InputError(
+                f"duplicate class index {index} on line {line} of {path}: fix the file"
+            )
+        names[index] = ",".join(row[2:]).strip() if len(row) >= 3 else row[1].strip()
     if not names:
         raise InputError(f"class list {path} has no rows: fix the file or remove it")
     missing = sorted(set(range(len(names))) - set(names))
@@ -125,7 +134,8 @@ def _class_row_index(row: list[str], line: int, path: Path) -> int:
         )
     if len(row) < 2:
         raise InputError(
-            f"line {line} of {path} has no class name: rows must be index,mid,display_name; fix the file"
+            f"line {line} of {path} has no class name: rows must be index,mid,display_name; "
+            "fix the file"
         )
     return int(cell)
 
@@ -151,8 +161,11 @@ class _Classes:
 
 def _resolve_classes(path: Path, n_classes: int | None, inferred: int) -> _Classes:
     """Choose the class list: the csv if found, else ``n_classes``, else ``inferred``."""
-    if n_classes is not None and (not isinstance(n_classes, int) or n_classes < 1):
-        raise InputError(f"n_classes must be a positive integer, got {n_classes!r}; fix --n-classes")
+    valid = isinstance(n_classes, int | np.integer) and not isinstance(n_classes, bool)
+    if n_classes is not None and (not valid or n_classes < 1):
+        raise InputError(
+            f"n_classes must be a positive integer, got {n_classes!r}; fix --n-classes"
+        )
     csv_path = find_class_csv(path)
     if csv_path is not None:
         names = read_class_names(csv_path)
@@ -166,7 +179,7 @@ def _resolve_classes(path: Path, n_classes: int | None, inferred: int) -> _Class
             f"{csv_path} lists {len(names)} classes",
             "use the class_labels_indices.csv that matches the data",
         )
-    count = n_classes if n_classes is not None else inferred
+    count = int(n_classes) if n_classes is not None else inferred
     names = tuple(f"class_{i}" for i in range(count))
     if n_classes is not None:
         return _Classes(names, f"n_classes is {count}", "pass a larger --n-classes")
@@ -178,15 +191,20 @@ def _resolve_classes(path: Path, n_classes: int | None, inferred: int) -> _Class
 # --------------------------------------------------------------------------------------------
 
 
-def split_indices(n: int, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    n: int, val_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Shuffle ``range(n)`` with ``seed`` and cut it into sorted (train, val) index arrays.
 
     Deterministic for a given ``(n, val_fraction, seed)``.  The validation side gets
     ``round(n * val_fraction)`` clips.
     """
     if not 0.0 < float(val_fraction) < 1.0:
-        raise InputError(f"validation fraction must be between 0 and 1 (exclusive), got {val_fraction}; fix --val-fraction")
-    n_val = int(round(n * float(val_fraction)))
+        raise InputError(
+            f"validation fraction must be between 0 and 1 (exclusive), got {val_fraction}; "
+            "fix --val-fraction"
+        )
+    n_val = round(n * float(val_fraction))
     if n_val < 1 or n - n_val < 1:
         raise InputError(
             f"cannot split {n} clips with validation fraction {val_fraction}: one side would be "
@@ -202,7 +220,7 @@ def split_indices(n: int, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.
 
 
 def sniff_format(path: str | os.PathLike) -> str:
-    """Return ``"tfrecord"``, ``"hdf5"`` or ``"cache"`` for ``path``; :class:`InputError` otherwise."""
+    """Return ``"tfrecord"``, ``"hdf5"`` or ``"cache"``; :class:`InputError` otherwise."""
     from trainables.data._cache import CACHE_MARKER
 
     path = Path(path)
@@ -254,7 +272,9 @@ def _load_tfrecord(path: Path, n_classes: int | None) -> Dataset:
     if not raw.ids:
         raise InputError(f"no records in the *.tfrecord files of {path}: {_PASS_DATA}")
     counts = np.fromiter((len(ls) for ls in raw.labels), dtype=np.int64, count=len(raw.labels))
-    flat = np.fromiter((v for ls in raw.labels for v in ls), dtype=np.int64, count=int(counts.sum()))
+    flat = np.fromiter(
+        (v for ls in raw.labels for v in ls), dtype=np.int64, count=int(counts.sum())
+    )
     max_label = int(flat.max()) if flat.size else -1
     inferred = AUDIOSET_CLASSES if max_label < AUDIOSET_CLASSES else max_label + 1
     classes = _resolve_classes(path, n_classes, inferred)
@@ -304,12 +324,15 @@ def _read_hdf5_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         handle = h5py.File(path, "r")
     except OSError as exc:
         raise InputError(
-            f"cannot open {path} as HDF5 ({exc}): the file is corrupt or not HDF5; re-download or replace it"
+            f"cannot open {path} as HDF5 ({exc}): the file is corrupt or not HDF5; "
+            "re-download or replace it"
         ) from exc
     with handle:
         for key in ("x", "y", "video_id_list"):
             if key not in handle:
-                raise InputError(f"{path} has no '{key}' dataset: a packed HDF5 needs {layout}; repack the file")
+                raise InputError(
+                    f"{path} has no '{key}' dataset: a packed HDF5 needs {layout}; repack the file"
+                )
         x, y, ids = handle["x"][()], handle["y"][()], handle["video_id_list"][()]
     if x.ndim != 3 or y.ndim != 2 or ids.ndim != 1 or not len(x) == len(y) == len(ids):
         raise InputError(
@@ -322,14 +345,20 @@ def _read_hdf5_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             f"{FEATURE_DIM}; repack the file with AudioSet embeddings"
         )
     if x.dtype != np.uint8:
-        raise InputError(f"x in {path} is {x.dtype}, expected uint8 (8-bit quantized embeddings); repack the file")
+        raise InputError(
+            f"x in {path} is {x.dtype}, expected uint8 (8-bit quantized embeddings); "
+            "repack the file"
+        )
     return x, y.astype(bool, copy=False), _decode_ids(ids)
 
 
 def _decode_ids(raw: np.ndarray) -> np.ndarray:
     """Turn bytes/str/object ids into a numpy str array."""
     return np.asarray(
-        [v.decode("utf-8", errors="replace") if isinstance(v, bytes | np.bytes_) else str(v) for v in raw],
+        [
+            v.decode("utf-8", errors="replace") if isinstance(v, bytes | np.bytes_) else str(v)
+            for v in raw
+        ],
         dtype=str,
     )
 
@@ -339,7 +368,9 @@ def _fit_frames(x: np.ndarray, path: Path) -> np.ndarray:
     t = x.shape[1]
     if t > MAX_FRAMES:
         if x[:, MAX_FRAMES:].any():
-            warnings.warn(f"{path}: clips longer than {MAX_FRAMES} s were cut to {MAX_FRAMES} s", stacklevel=3)
+            warnings.warn(
+                f"{path}: clips longer than {MAX_FRAMES} s were cut to {MAX_FRAMES} s", stacklevel=3
+            )
         return np.ascontiguousarray(x[:, :MAX_FRAMES])
     if t < MAX_FRAMES:
         return np.concatenate([x, np.zeros((len(x), MAX_FRAMES - t, x.shape[2]), np.uint8)], axis=1)
@@ -353,8 +384,8 @@ def _fit_label_columns(y: np.ndarray, classes: _Classes, path: Path, ids: np.nda
         rows, cols = np.nonzero(y[:, c:])
         if rows.size:
             raise InputError(
-                f"label index out of range in clip {int(rows[0])} ({ids[rows[0]]}) of {path}: label "
-                f"{c + int(cols[0])} but {classes.why}; {classes.fix}, or repack the file"
+                f"label index out of range in clip {int(rows[0])} ({ids[rows[0]]}) of {path}: "
+                f"label {c + int(cols[0])} but {classes.why}; {classes.fix}, or repack the file"
             )
         return np.ascontiguousarray(y[:, :c])
     if y.shape[1] < c:
@@ -378,7 +409,9 @@ def write_hdf5(path: str | os.PathLike, ds: Dataset) -> Path:
     with h5py.File(path, "w") as fh:
         fh.create_dataset("x", data=np.asarray(ds.x, dtype=np.uint8))
         fh.create_dataset("y", data=np.asarray(ds.y, dtype=bool))
-        fh.create_dataset("video_id_list", data=np.char.encode(np.asarray(ds.ids, dtype=str), "utf-8"))
+        fh.create_dataset(
+            "video_id_list", data=np.char.encode(np.asarray(ds.ids, dtype=str), "utf-8")
+        )
     return path
 
 

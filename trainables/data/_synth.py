@@ -20,7 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.data._dataset import CLASS_CSV, HDF5_SUFFIXES, Dataset, write_hdf5
+from trainables.data._dataset import (
+    CLASS_CSV,
+    HDF5_SUFFIXES,
+    Dataset,
+    read_class_names,
+    write_hdf5,
+)
 from trainables.data._tfrecord import FEATURE_DIM, MAX_FRAMES, write_tfrecords
 from trainables.errors import InputError
 
@@ -35,7 +41,7 @@ class _Knobs:
     """Generator constants (tuned so a linear model lands near 0.85 validation mAUC)."""
 
     zipf_exponent: float = 1.0
-    extra_labels_mean: float = 0.75
+    extra_labels_mean: float = 1.1
     max_primary_labels: int = 8
     parent_fraction: float = 0.15
     child_fraction: float = 0.5
@@ -43,12 +49,15 @@ class _Knobs:
     frame_active: float = 0.7
     gain_low: float = 0.4
     gain_high: float = 1.4
+    prototype_norm: float = 2.5
+    prototype_dims: int = 16
     n_distractors: int = 24
-    distractor_scale: float = 1.0
+    distractor_norm: float = 2.0
     clip_noise: float = 0.6
-    frame_noise: float = 1.0
+    frame_noise: float = 0.7
+    offset_spread: float = 0.4
     short_fraction: float = 0.02
-    quant_scale: float = 28.0
+    quant_scale: float = 70.0
     min_positives: int = 15
 
 
@@ -71,7 +80,7 @@ def _parents(weights: np.ndarray, rng: np.random.Generator, k: _Knobs) -> np.nda
     """Parent class of each class (-1 for none); parents are among the most frequent classes."""
     n = len(weights)
     parent = np.full(n, -1, dtype=np.int64)
-    n_parents = max(1, int(round(n * k.parent_fraction)))
+    n_parents = max(1, round(n * k.parent_fraction))
     if n < 3:
         return parent
     pool = np.argsort(-weights)[:n_parents]
@@ -127,7 +136,7 @@ def _class_names(parent: np.ndarray) -> tuple[str, ...]:
 def _lengths(n_clips: int, rng: np.random.Generator, k: _Knobs) -> np.ndarray:
     """Mostly 10 s; ``short_fraction`` of clips (at least one when n >= 10) get 1..9 s."""
     lengths = np.full(n_clips, MAX_FRAMES, dtype=np.int16)
-    n_short = int(round(n_clips * k.short_fraction))
+    n_short = round(n_clips * k.short_fraction)
     if n_short == 0 and n_clips >= 10:
         n_short = 1
     short = rng.choice(n_clips, size=n_short, replace=False)
@@ -135,9 +144,14 @@ def _lengths(n_clips: int, rng: np.random.Generator, k: _Knobs) -> np.ndarray:
     return lengths
 
 
-def _unit_rows(rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` random unit vectors in the feature space."""
+def _unit_rows(rng: np.random.Generator, n: int, support: int = FEATURE_DIM) -> np.ndarray:
+    """``n`` random unit vectors, each non-zero on ``support`` random features."""
     v = rng.normal(size=(n, FEATURE_DIM))
+    if support < FEATURE_DIM:
+        keep = np.argsort(rng.random((n, FEATURE_DIM)), axis=1)[:, :support]
+        mask = np.zeros_like(v, dtype=bool)
+        mask[np.arange(n)[:, None], keep] = True
+        v = np.where(mask, v, 0.0)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
@@ -146,6 +160,7 @@ def _embed(
     lengths: np.ndarray,
     prototypes: np.ndarray,
     distractors: np.ndarray,
+    offsets: np.ndarray,
     rng: np.random.Generator,
     k: _Knobs,
 ) -> np.ndarray:
@@ -157,11 +172,12 @@ def _embed(
     anchor = (rng.random((n, c)) * lengths[:, None]).astype(np.int64)
     active[np.arange(n)[:, None], anchor, np.arange(c)[None, :]] = True
     mix = (y[:, None, :] * gain * active).astype(np.float32)
-    signal = mix @ prototypes.astype(np.float32)
+    signal = mix @ (k.prototype_norm * prototypes).astype(np.float32)
     weights = rng.normal(size=(n, 1, len(distractors))) * rng.random((n, t, len(distractors)))
-    signal += k.distractor_scale * (weights.astype(np.float32) @ distractors.astype(np.float32))
+    signal += weights.astype(np.float32) @ (k.distractor_norm * distractors).astype(np.float32)
     signal += k.clip_noise * rng.normal(size=(n, 1, FEATURE_DIM)).astype(np.float32)
     signal += k.frame_noise * rng.normal(size=(n, t, FEATURE_DIM)).astype(np.float32)
+    signal += offsets.astype(np.float32)
     x = np.clip(np.rint(128.0 + k.quant_scale * signal), 0, 255).astype(np.uint8)
     x[np.arange(t)[None, :] >= lengths[:, None]] = 0
     return x
@@ -184,11 +200,15 @@ def make_synthetic(n_clips: int = 4000, n_classes: int = 64, seed: int = 0) -> D
     y = _draw_labels(n_clips, weights, parent, rng, k)
     _top_up(y, parent, rng, k)
     lengths = _lengths(n_clips, rng, k)
-    prototypes, distractors = _unit_rows(rng, n_classes), _unit_rows(rng, k.n_distractors)
+    prototypes = _unit_rows(rng, n_classes, k.prototype_dims)
+    distractors = _unit_rows(rng, k.n_distractors)
+    offsets = rng.uniform(-k.offset_spread, k.offset_spread, size=FEATURE_DIM)
     block = 1024
     x = np.concatenate(
         [
-            _embed(y[i : i + block], lengths[i : i + block], prototypes, distractors, rng, k)
+            _embed(
+                y[i : i + block], lengths[i : i + block], prototypes, distractors, offsets, rng, k
+            )
             for i in range(0, n_clips, block)
         ]
     )
@@ -237,17 +257,29 @@ def synthesize(
         _refuse_existing(out.is_dir() and any(out.glob("*.tfrecord")), out)
     ds = make_synthetic(n_clips, n_classes, seed)
     folder = target.parent if fmt == "hdf5" else target
+    csv_path = folder / CLASS_CSV
+    _refuse_other_classes(csv_path, ds.class_names)
     folder.mkdir(parents=True, exist_ok=True)
     if fmt == "hdf5":
         write_hdf5(target, ds)
     else:
         starts = 10.0 * np.random.default_rng(seed).integers(0, 30, size=ds.n_clips)
         write_tfrecords(target, ds.x, ds.y, ds.lengths, ds.ids, SHARD_SIZE, start_seconds=starts)
-    write_class_csv(folder / CLASS_CSV, ds.class_names)
+    write_class_csv(csv_path, ds.class_names)
     return target
+
+
+def _refuse_other_classes(path: Path, names: tuple[str, ...]) -> None:
+    """Refuse to replace a different class list already at ``path``."""
+    if path.exists() and read_class_names(path) != names:
+        raise InputError(
+            f"{path} already lists other classes: choose a new output folder or remove the file"
+        )
 
 
 def _refuse_existing(exists: bool, path: Path) -> None:
     """Refuse to overwrite earlier data at ``path``."""
     if exists:
-        raise InputError(f"{path} already holds data: choose a new output path or remove the old files")
+        raise InputError(
+            f"{path} already holds data: choose a new output path or remove the old files"
+        )

@@ -171,7 +171,7 @@ def _fields(buf: bytes, pos: int, end: int) -> Iterator[tuple[int, int, int, int
         elif wire == _WT_VARINT:
             value, pos = _varint(buf, pos, end)
             yield field, wire, value, 0
-        elif wire == _WT_I32 or wire == _WT_I64:
+        elif wire in (_WT_I32, _WT_I64):
             stop = pos + (4 if wire == _WT_I32 else 8)
             if stop > end:
                 raise _Malformed("a fixed-width field runs past the end of its message")
