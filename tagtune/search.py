@@ -130,10 +130,10 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> S
 
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     spec.check()
-    client, uri = open_store(spec.tracking_uri)
     t0 = time.perf_counter()
     say(f"reading {spec.train} ...")
     data = prepare_data(spec)
+    client, uri = open_store(spec.tracking_uri)
     n_frames, n_features, n_classes = data.shape
     say(
         f"data: {len(data.train_idx)} train / {len(data.val_idx)} validation clips, "

@@ -106,6 +106,34 @@ def test_all_equal_columns_and_degenerate_classes(method: str) -> None:
     _assert_matches(auc, ref_auc)
 
 
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("decimals", [None, 1])
+def test_negative_logits_and_signed_zero(method: str, decimals: int | None) -> None:
+    rng = np.random.default_rng(12)
+    targets = rng.random((400, 8)) < 0.1
+    scores = (rng.normal(size=(400, 8)) + targets).astype(np.float32)
+    if decimals is not None:
+        scores = np.round(scores, decimals).astype(np.float32)
+    scores[:40, 0] = -0.0  # -0.0 and 0.0 must tie
+    scores[40:80, 0] = 0.0
+    targets[:3, 0] = targets[40:43, 0] = True
+    ref_ap, ref_auc = _sklearn_ap_auc(scores, targets)
+    ap, auc = _ap_auc_from_scores(torch.from_numpy(scores), torch.from_numpy(targets), method)
+    _assert_matches(ap, ref_ap)
+    _assert_matches(auc, ref_auc)
+
+
+def test_search_method_needs_float32_exact_scores() -> None:
+    scores, targets = _random_problem(13, 100, 3, 0.2, None, np.float32)
+    exact64 = torch.from_numpy(scores.astype(np.float64))  # float64 holding float32 values
+    ref_ap, ref_auc = _sklearn_ap_auc(scores, targets)
+    ap, auc = _ap_auc_from_scores(exact64, torch.from_numpy(targets), "search")
+    _assert_matches(ap, ref_ap)
+    _assert_matches(auc, ref_auc)
+    with pytest.raises(ValueError, match="float32"):
+        _ap_auc_from_scores(exact64 + 1e-12, torch.from_numpy(targets), "search")
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
 def test_other_score_dtypes(dtype: torch.dtype) -> None:
     scores, targets = _random_problem(8, 200, 5, 0.2, None, np.float64)

@@ -10,24 +10,27 @@ in Python.  The per-class metrics match scikit-learn exactly, ties included:
 
 How the per-class metrics are computed
 --------------------------------------
-Each column of scores is sorted once (ascending, values only).  For every *positive* example with
-score ``v`` in class ``c`` four counts are then found by a vectorized binary search, all classes
-at once:
+For a positive example with score ``v`` in class ``c`` let ``lt_all`` / ``le_all`` count the
+examples of class ``c`` scoring ``< v`` / ``<= v`` and ``lt_pos`` / ``le_pos`` the positives
+doing so.  With ``N`` examples and ``P`` positives in the class, the positive contributes
 
-* ``lt_all`` / ``le_all``: examples of class ``c`` scoring ``< v`` / ``<= v``;
-* ``lt_pos`` / ``le_pos``: positives of class ``c`` scoring ``< v`` / ``<= v``.
-
-With ``N`` examples and ``P`` positives in the class, the positive contributes
-
-* ``(P - lt_pos) / (N - lt_all)`` to ``AP * P``: the precision at the threshold ``v``, which is
-  where sklearn's step for this positive's tie group sits;
+* ``(P - lt_pos) / (N - lt_all)`` to ``AP * P``: the precision at threshold ``v``, which is where
+  scikit-learn's step for this positive's run of tied scores sits;
 * ``(lt_all - lt_pos) + 0.5 * ((le_all - lt_all) - (le_pos - lt_pos))`` to ``AUC * P * (N - P)``:
-  the negatives below it plus half of the negatives tied with it.
+  the negatives below it plus half of those tied with it.
 
-Only the positives are searched, so after the sort the cost is proportional to the number of
-positive labels (about 0.5 % of the matrix for AudioSet), not to ``N * C``.  On CPU the sort uses
-NumPy's SIMD sort, which is several times faster than ``torch.sort`` for this shape; on other
-devices it uses ``torch.sort``.
+Two ways to get the counts, chosen by label density (both exact, both tested against sklearn):
+
+* **search** (sparse labels, the AudioSet case: ~0.5 % positives): sort each column once, values
+  only, turn every float32 score into the int64 key ``class * 2**32 + order_key(score)`` so the
+  flattened matrix is globally sorted, and answer all positives with one ``torch.searchsorted``.
+  The work after the sort is proportional to the number of positives, not to ``N * C``.
+* **rank** (dense labels, or float64 scores that are not exact in float32): argsort each column,
+  cumulative-sum the sorted targets and find each run of ties with ``cummax``.
+
+On CPU the column sorts use NumPy's SIMD sort, several times faster than ``torch.sort`` for this
+shape; on other devices they use ``torch.sort``.  Few, large tensor ops are used throughout so the
+code stays fast when another process competes for the CPU cores.
 """
 
 from __future__ import annotations
@@ -102,25 +105,6 @@ def _sort_columns(scores: torch.Tensor) -> torch.Tensor:
     return torch.sort(scores.detach().t(), dim=1).values.contiguous()
 
 
-def _lower_bound_rows(sorted_flat: torch.Tensor, n: int, rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """Vectorized ``searchsorted(..., side="left")`` into rows of a flattened ``[C, n]`` sorted matrix.
-
-    Row ``r`` is ``sorted_flat[r * n:(r + 1) * n]``, ascending.  Returns, for every query, the
-    number of elements of row ``rows[i]`` that are ``< values[i]``.  Branch-free binary search: every
-    query takes the same ``ceil(log2(n))`` steps, a handful of tensor ops each.
-    """
-    first = rows * n
-    base = first.clone()
-    length = n
-    while length > 1:
-        half = length // 2
-        probe = base + half
-        base = torch.where(sorted_flat[probe] < values, probe, base)
-        length -= half
-    base += (sorted_flat[base] < values).to(base.dtype)
-    return base - first
-
-
 def _argsort_columns(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sort every column of ``scores [N, C]`` ascending; returns ``(values, indices)``, each ``[C, N]``."""
     cols = scores.detach().t().contiguous()
@@ -131,62 +115,74 @@ def _argsort_columns(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return values, idx
 
 
-def _use_rank_path(n: int, c: int, n_positives: int) -> bool:
-    """Whether the dense (argsort + cumsum) path is cheaper than searching every positive.
+def _float32_order_key(x: torch.Tensor) -> torch.Tensor:
+    """Map float32 values to int32 with the same order and the same ties (``-0.0 == 0.0``).
 
-    The search path costs about ``2 * log2(N)`` gathers per positive, the rank path a fixed few
-    dozen passes over the ``N x C`` matrix plus an argsort; the constant is measured on CPU.
+    Non-negative floats keep their bit pattern; negative ones become minus their magnitude bits.
+    NaN must be excluded beforehand.
     """
-    return n_positives * 2 * max(n, 1).bit_length() > 2 * n * c
+    bits = x.view(torch.int32)
+    sign = bits >> 31  # 0 or -1
+    return ((bits & 0x7FFFFFFF) ^ sign) - sign
+
+
+def _as_exact_float32(scores: torch.Tensor) -> torch.Tensor | None:
+    """``scores`` as float32 if that loses nothing, else ``None``."""
+    if scores.dtype == torch.float32:
+        return scores
+    narrow = scores.to(torch.float32)
+    exact = narrow.to(scores.dtype) == scores
+    return narrow if bool(exact.all()) else None
+
+
+def _use_rank_path(n: int, c: int, n_positives: int) -> bool:
+    """Whether the dense (argsort + cumsum) path is likely cheaper than searching every positive.
+
+    The search path costs a sort plus about ``2 * log2(N * C)`` steps per positive; the rank path
+    an argsort plus a few dozen passes over the ``N x C`` matrix.  The constant is measured on CPU
+    (break-even near 10 % positives for 20k x 527).
+    """
+    return n_positives * (n * c).bit_length() > n * c
 
 
 def _ap_auc_search(
     scores: torch.Tensor, pos_n: torch.Tensor, pos_c: torch.Tensor, n_pos: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sparse path: per-class sums of AP and AUC terms by binary-searching every positive.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sparse path: per-class AP and AUC sums from a values-only sort and a search per positive.
+
+    ``scores`` must be float32.  Every score becomes the int64 key ``class * 2**32 + order_key``,
+    so the row-sorted matrix, flattened, is one globally sorted array and a single
+    ``torch.searchsorted`` answers "how many examples of class c score < v (or <= v)" for all
+    positives at once.
 
     Returns ``(ap_sum [C], a_minus_b [C])``: ``ap_sum`` is the sum over positives of the precision
     at their score, ``a_minus_b`` is ``#(pos > neg) - #(pos < neg)`` over positive/negative pairs.
     """
     n, c = scores.shape
     device = scores.device
-    sorted_cols = _sort_columns(scores)  # [C, N] ascending
+    sorted_cols = _sort_columns(scores)  # [C, N] float32 ascending
     if bool(torch.isnan(sorted_cols[:, -1]).any()):
         raise ValueError("scores contain NaN")
-    flat_all = sorted_cols.reshape(-1)
+    row_offset = torch.arange(c, dtype=torch.int64, device=device) << 32
+    flat_keys = torch.add(_float32_order_key(sorted_cols), row_offset.unsqueeze(1)).reshape(-1)
 
-    # Positive scores grouped by class, ascending within the class.
-    pos_v = scores[pos_n, pos_c]
-    order = torch.argsort(pos_v, stable=True)
-    order = order[torch.argsort(pos_c[order], stable=True)]
+    pos_keys = _float32_order_key(scores[pos_n, pos_c]).to(torch.int64) + row_offset[pos_c]
+    pos_keys, order = torch.sort(pos_keys)  # by class, then score
     pos_c = pos_c[order]
-    pos_v = pos_v[order]
-    m = pos_v.numel()
+    m = pos_keys.numel()
 
-    # All examples of the class scoring < v, and <= v (that is, < the next float above v).
-    above = torch.nextafter(pos_v, torch.full_like(pos_v, float("inf")))
-    found = _lower_bound_rows(flat_all, n, pos_c.repeat(2), torch.cat([pos_v, above]))
-    lt_all, le_all = found[:m], found[m:]
-    le_all = torch.where(torch.isposinf(pos_v), n, le_all)  # nextafter(inf) is inf
-
-    # Positives of the class scoring < v and <= v: the bounds of v's run of ties in pos_v.
-    idx = torch.arange(m, device=device)
-    new_run = torch.ones(m, dtype=torch.bool, device=device)
-    new_run[1:] = (pos_c[1:] != pos_c[:-1]) | (pos_v[1:] != pos_v[:-1])
-    run_start = torch.cummax(torch.where(new_run, idx, 0), dim=0).values
-    end_run = torch.ones(m, dtype=torch.bool, device=device)
-    end_run[:-1] = new_run[1:]
-    run_end = torch.flip(torch.cummin(torch.flip(torch.where(end_run, idx, m), (0,)), dim=0).values, (0,))
-    class_start = (torch.cumsum(n_pos, 0) - n_pos)[pos_c]
-    lt_pos = run_start - class_start
-    le_pos = run_end + 1 - class_start
+    # Keys are integers, so "<= v" is "< v + 1".
+    queries = torch.cat([pos_keys, pos_keys + 1])
+    found_all = torch.searchsorted(flat_keys, queries) - (pos_c * n).repeat(2)
+    found_pos = torch.searchsorted(pos_keys, queries) - (torch.cumsum(n_pos, 0) - n_pos)[pos_c].repeat(2)
+    lt_all, le_all = found_all[:m], found_all[m:]  # examples of the class scoring < v, <= v
+    lt_pos, le_pos = found_pos[:m], found_pos[m:]  # positives of the class scoring < v, <= v
 
     precision = (n_pos[pos_c] - lt_pos).to(torch.float64) / (n - lt_all).to(torch.float64)
     neg_below = lt_all - lt_pos  # negatives strictly below this positive
     neg_tied = (le_all - lt_all) - (le_pos - lt_pos)
     # Per positive: (#neg below) - (#neg above) = 2 * below + tied - N_neg.
-    n_neg = n - n_pos[pos_c]
-    diff = (2 * neg_below + neg_tied - n_neg).to(torch.float64)
+    diff = (2 * neg_below + neg_tied - (n - n_pos[pos_c])).to(torch.float64)
     ap_sum = torch.zeros(c, dtype=torch.float64, device=device).index_add_(0, pos_c, precision)
     a_minus_b = torch.zeros(c, dtype=torch.float64, device=device).index_add_(0, pos_c, diff)
     return ap_sum, a_minus_b
@@ -196,7 +192,7 @@ def _ap_auc_rank(scores: torch.Tensor, targets: torch.Tensor, n_pos: torch.Tenso
     """Dense path: the same sums as :func:`_ap_auc_search` from a full argsort and cumulative sums.
 
     In ascending order, position ``j`` starts a run of tied scores at ``a_j``; then ``a_j``
-    examples and ``tp_excl[a_j]`` positives score strictly below it.
+    examples and ``tp_excl[a_j]`` positives score strictly below it.  Works for any float dtype.
     """
     n, c = scores.shape
     device = scores.device
@@ -233,8 +229,8 @@ def _ap_auc_from_scores(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-class AP and ROC AUC (float64 ``[C]`` each) of validated ``[N, C]`` inputs.
 
-    ``method`` is ``"auto"``, ``"search"`` (sparse labels) or ``"rank"`` (dense labels); all give
-    the same numbers up to rounding.
+    ``method`` is ``"auto"``, ``"search"`` (sparse labels; needs scores exactly representable in
+    float32) or ``"rank"`` (dense labels, any float dtype); both give the same numbers.
     """
     n, c = scores.shape
     device = scores.device
@@ -247,22 +243,27 @@ def _ap_auc_from_scores(
     if targets.dtype != torch.bool and not bool((targets[pos_n, pos_c] == 1).all()):
         raise ValueError("targets must contain only 0 and 1")
     if pos_c.numel() == 0:
+        if bool(torch.isnan(scores).any()):
+            raise ValueError("scores contain NaN")
         return nan, nan.clone()
     n_pos = torch.bincount(pos_c, minlength=c)  # [C] int64
 
-    if method == "auto":
-        method = "rank" if _use_rank_path(n, c, pos_c.numel()) else "search"
-    if method == "search":
-        ap_sum, a_minus_b = _ap_auc_search(scores, pos_n, pos_c, n_pos)
-    elif method == "rank":
-        ap_sum, a_minus_b = _ap_auc_rank(scores, targets, n_pos)
-    else:
+    if method not in ("auto", "search", "rank"):
         raise ValueError(f"unknown method {method!r}")
+    scores32 = None if method == "rank" else _as_exact_float32(scores)
+    if method == "auto":
+        method = "rank" if scores32 is None or _use_rank_path(n, c, pos_c.numel()) else "search"
+    if method == "search":
+        if scores32 is None:
+            raise ValueError("the search method needs scores that are exact in float32")
+        ap_sum, a_minus_b = _ap_auc_search(scores32, pos_n, pos_c, n_pos)
+    else:
+        ap_sum, a_minus_b = _ap_auc_rank(scores, targets, n_pos)
 
     p = n_pos.to(torch.float64)
     pairs = p * (n - p)
     ap = torch.where(n_pos > 0, ap_sum / p.clamp(min=1), nan)
-    # AUC = (A + T/2) / pairs = (pairs + A - B) / (2 pairs).
+    # AUC = (A + T/2) / pairs = (pairs + A - B) / (2 pairs), A/B/T: pairs pos>neg, pos<neg, tied.
     auc = torch.where((n_pos > 0) & (n_pos < n), 0.5 + 0.5 * a_minus_b / pairs.clamp(min=1), nan)
     return ap, auc
 

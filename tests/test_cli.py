@@ -1,0 +1,111 @@
+"""The CLI as a user runs it: --help teaches, and bad input exits 2 with one line, no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trainables.data import synthesize
+
+
+def tagtune(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TAGTUNE_CACHE_DIR": str(cwd / "cache")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, "-m", "tagtune", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_bad_input(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    assert errors == [lines[-1]], proc.stderr  # progress lines may precede it; one error line
+    assert lines[-1].startswith("tagtune: error: ")
+    for needle in needles:
+        assert needle in lines[-1], lines[-1]
+
+
+def test_help_lists_commands_and_examples(tmp_path):
+    out = tagtune("--help", cwd=tmp_path)
+    assert out.returncode == 0
+    for word in ("search", "report", "export", "train", "demo", "families", "data", "examples:"):
+        assert word in out.stdout
+    out = tagtune("search", "--help", cwd=tmp_path)
+    assert "--trials-per-family" in out.stdout and "--gpus-per-trial" in out.stdout
+
+
+def test_families_lists_every_family_with_ranges(tmp_path):
+    from trainables.models import list_families
+
+    out = tagtune("families", cwd=tmp_path)
+    assert out.returncode == 0
+    for family in list_families():
+        assert f"{family}:" in out.stdout
+    assert "lr" in out.stdout and "log" in out.stdout
+
+
+def test_data_synth_then_inspect(tmp_path):
+    out = tagtune("data", "synth", "s", "--n-clips", "200", "--n-classes", "10", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    out = tagtune("data", "inspect", "s", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "clips:             200" in out.stdout and "rarest class" in out.stdout
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cli")
+    synthesize(root / "synth", n_clips=120, n_classes=6, seed=0)
+    return root
+
+
+def _corrupt_copy(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    shard = sorted(dst.glob("*.tfrecord"))[0]
+    raw = bytearray(shard.read_bytes())
+    raw[40] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    return shard
+
+
+def test_corrupt_tfrecord_names_the_file(synth_dir, tmp_path):
+    shard = _corrupt_copy(synth_dir / "synth", tmp_path / "bad")
+    out = tagtune("search", "--train", str(tmp_path / "bad"), "--families", "fc1", cwd=tmp_path)
+    assert_bad_input(out, shard.name, "CRC")
+
+
+SEARCH = ("search", "--families", "fc1", "--trials-per-family", "1", "--max-epochs", "1")
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (("search", "--train", "nowhere", "--families", "fc1"), ("--train", "nowhere")),
+        (("search", "--train", "{synth}", "--families", "fc1,resnet"), ("unknown model family 'resnet'",)),
+        (("search", "--train", "{synth}", "--trials-per-family", "0"), ("--trials-per-family",)),
+        (("search", "--train", "{synth}", "--max-epochs", "-1"), ("--max-epochs",)),
+        (("search", "--train", "{synth}", "--val-fraction", "1.5"), ("--val-fraction",)),
+        (("search", "--train", "{synth}", "--tracking-uri", "sqlite:////no/such/dir/x.db"), ("--tracking-uri",)),
+        (("search", "--train", "{synth}", "--tracking-uri", "notauri"), ("--tracking-uri",)),
+        (("search", "--train", "{synth}", "--spaces", "{badspace}"), ("low 0.9 > high 0.1", "fc1.yaml")),
+        (("report", "--experiment", "never-ran"), ("no experiment named 'never-ran'",)),
+        (("train", "--config", "{badcfg}", "--train", "{synth}"), ("unknown optimizer 'lbfgs'",)),
+        (("train", "--config", "missing.yaml", "--train", "{synth}"), ("--config", "missing.yaml")),
+        (("data", "inspect", "nowhere.h5"), ("nowhere.h5",)),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(synth_dir, tmp_path, args, needles):
+    badspace = tmp_path / "spaces"
+    badspace.mkdir()
+    (badspace / "fc1.yaml").write_text("params:\n  dropout: {low: 0.9, high: 0.1}\n")
+    (tmp_path / "bad.yaml").write_text("family: fc1\nconfig: {optimizer: lbfgs}\n")
+    subs = {"{synth}": str(synth_dir / "synth"), "{badspace}": str(badspace), "{badcfg}": str(tmp_path / "bad.yaml")}
+    out = tagtune(*[subs.get(a, a) for a in args], cwd=tmp_path)
+    assert_bad_input(out, *needles)

@@ -1,0 +1,98 @@
+"""One real small search through Ray Tune, Optuna and MLflow, then report, export and train."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from tagtune.commands import export, report, train
+from tagtune.search import SearchSpec, run_search
+from trainables.data import synthesize
+from tracking._store import TAG_FAMILY, TAG_PARENT
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def synth(workdir: Path) -> Path:
+    return synthesize(workdir / "synth", n_clips=400, n_classes=12, seed=1)
+
+
+def _children(client: MlflowClient, exp_id: str, parent_id: str):
+    return client.search_runs([exp_id], filter_string=f"tags.`{TAG_PARENT}` = '{parent_id}'")
+
+
+def test_search_logs_every_trial_and_reports_per_family(ray_local, synth, workdir):
+    spec = SearchSpec(train=str(synth), families=["fc1", "gcnn"], trials_per_family=2,
+                      max_epochs=2, experiment="t", seed=3)
+    outcome = run_search(spec, echo=lambda line: None)
+    assert outcome.tracking_uri == f"sqlite:///{workdir / 'mlflow.db'}"
+    client = MlflowClient(outcome.tracking_uri)
+    parent = client.get_run(outcome.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    runs = _children(client, outcome.experiment_id, outcome.parent_run_id)
+    assert sorted(r.data.tags[TAG_FAMILY] for r in runs) == ["fc1", "fc1", "gcnn", "gcnn"]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert run.data.params["family"] == run.data.tags[TAG_FAMILY]
+        assert {"lr", "batch_size", "optimizer", "seed", "grad_clip"} <= set(run.data.params)
+        for key in ("val_mAUC", "val_mAP", "val_dprime", "val_loss", "train_loss", "epoch_seconds"):
+            history = client.get_metric_history(run.info.run_id, key)
+            assert [m.step for m in history] == [1, 2], key
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")}
+        assert artifacts == {"checkpoint/model.pt", "checkpoint/model.json"}
+
+    markdown, table = report("t", None)
+    assert list(table["family"]).count("fc1") == 1 and len(table) == 2
+    assert (table["trials"] == 2).all() and (table["completed"] == 2).all()
+    assert all(0.0 <= v <= 1.0 for v in table["max_mAUC"])
+    assert (table["min_mAUC"] <= table["mean_mAUC"]).all() and (table["mean_mAUC"] <= table["max_mAUC"]).all()
+    assert "| fc1 |" in markdown
+    logged = {a.path for a in client.list_artifacts(outcome.parent_run_id, "report")}
+    assert logged == {"report/family_summary.csv", "report/family_summary.md"}
+
+    paths = export("t", None, str(workdir / "best"))
+    assert sorted(p.name for p in paths) == ["fc1.yaml", "gcnn.yaml"]
+    doc = yaml.safe_load(paths[0].read_text())
+    assert doc["family"] == "fc1" and isinstance(doc["config"]["lr"], float)
+    best_fc1 = table.set_index("family").loc["fc1", "max_mAUC"]
+    assert math.isclose(doc["source"]["val_mAUC"], best_fc1, abs_tol=1e-6)
+
+    run_id, best = train(str(paths[0]), str(synth), max_epochs=1, experiment="retrain",
+                         tracking_uri=None, echo=lambda line: None)
+    retrained = client.get_run(run_id)
+    assert retrained.info.status == "FINISHED" and retrained.data.params["lr"] == str(doc["config"]["lr"])
+    assert 0.0 <= best["val_mAUC"] <= 1.0
+
+
+def test_diverging_trial_is_isolated_and_counted(ray_local, synth, workdir):
+    spaces = workdir / "spaces"
+    spaces.mkdir()
+    (spaces / "common.yaml").write_text(
+        "params:\n  optimizer: {value: sgd}\n  momentum: {value: 0.99}\n  batch_size: {value: 32}\n"
+    )
+    (spaces / "fc2.yaml").write_text("params:\n  lr: {choices: [1.0e+12]}\n")
+    (spaces / "fc1.yaml").write_text("params:\n  lr: {value: 0.01}\n")
+    spec = SearchSpec(train=str(synth), families=["fc2", "fc1"], trials_per_family=1,
+                      max_epochs=2, experiment="nan", spaces_dir=str(spaces))
+    outcome = run_search(spec, echo=lambda line: None)
+    assert outcome.n_errored == 1
+    client = MlflowClient(outcome.tracking_uri)
+    runs = {r.data.tags[TAG_FAMILY]: r for r in _children(client, outcome.experiment_id, outcome.parent_run_id)}
+    assert runs["fc2"].info.status == "FAILED"
+    assert "loss became" in runs["fc2"].data.tags["tagtune.error"]
+    assert runs["fc1"].info.status == "FINISHED"
+    _, table = report("nan", None)
+    row = table.set_index("family").loc["fc2"]
+    assert (row["trials"], row["completed"], row["failed"]) == (1, 0, 1)
