@@ -65,7 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="join a running Ray cluster at HOST:PORT (default: local Ray)")
     p.add_argument("--storage-path", default="tagtune-runs", help="where Ray keeps trial state (default: ./tagtune-runs)")
     p.add_argument("--spaces", default=None, help="folder of search-space YAML files (default: the packaged ones)")
-    p.add_argument("--max-failures", type=int, default=0, help="retries of a failed trial (default: 0)")
+    p.add_argument("--max-failures", type=int, default=1,
+                   help="retries of a trial whose worker crashed or was killed (default: 1; a "
+                        "trial whose loss went NaN is failed at once, not retried)")
+    p.add_argument("--resume", action="store_true",
+                   help="finish the newest interrupted search of --experiment instead of starting "
+                        "one (same as `tagtune resume`)")
+
+    p = sub.add_parser("resume", help="finish an interrupted search (driver killed): no lost or duplicate runs",
+                       description="Restore Ray's experiment state, continue each family's Optuna "
+                                   "study from its storage, and log into the same MLflow parent run.")
+    _add_store_flags(p)
+    p.add_argument("--run-id", default=None, help="the search's parent run (default: the newest search)")
+    p.add_argument("--address", default=None, help="Ray cluster to run on (default: local Ray)")
+
+    p = sub.add_parser("ui", help="start the MLflow UI on a store, bound to 127.0.0.1 by default")
+    p.add_argument("--tracking-uri", default=None, help="MLflow store (default: sqlite:///mlflow.db here)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; "
+                   "0.0.0.0 exposes every run to the network)")
+    p.add_argument("--port", type=int, default=5000)
 
     p = sub.add_parser("report", help="per-family table of a search, rebuilt from MLflow")
     _add_store_flags(p)
@@ -105,9 +123,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_search(args: argparse.Namespace) -> None:
+def _finish(outcome: object, experiment: str) -> None:
     from tagtune.commands import report
-    from tagtune.search import SearchSpec, parse_families, run_search
+
+    markdown, _ = report(experiment, outcome.tracking_uri, outcome.parent_run_id)
+    print(markdown)
+    print(f"\nsearch run {outcome.parent_run_id} in experiment {experiment!r}, "
+          f"{outcome.wall_seconds:.0f} s; browse it with:\n  {ui_command(outcome.tracking_uri)}")
+
+
+def _cmd_search(args: argparse.Namespace) -> None:
+    from tagtune.search import SearchSpec, parse_families, resume_search, run_search
+
+    if args.resume:
+        _finish(resume_search(args.experiment, args.tracking_uri, address=args.address), args.experiment)
+        return
 
     spec = SearchSpec(
         train=args.train, families=parse_families(args.families),
@@ -118,11 +148,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
         address=args.address, storage_path=args.storage_path, spaces_dir=args.spaces,
         max_failures=args.max_failures,
     )
-    outcome = run_search(spec)
-    markdown, _ = report(args.experiment, outcome.tracking_uri, outcome.parent_run_id)
-    print(markdown)
-    print(f"\nsearch run {outcome.parent_run_id} in experiment {args.experiment!r}, "
-          f"{outcome.wall_seconds:.0f} s; browse it with:\n  {ui_command(outcome.tracking_uri)}")
+    _finish(run_search(spec), args.experiment)
 
 
 def ui_command(uri: str) -> str:
@@ -160,6 +186,17 @@ def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "search":
         _cmd_search(args)
+    elif args.command == "resume":
+        from tagtune.search import resume_search
+
+        _finish(resume_search(args.experiment, args.tracking_uri, args.run_id, args.address), args.experiment)
+    elif args.command == "ui":
+        from tracking import normalize_uri
+
+        uri = normalize_uri(args.tracking_uri)
+        cmd = ["mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+        print(" ".join(cmd), file=sys.stderr)
+        os.execvp(cmd[0], cmd)
     elif args.command == "report":
         from tagtune.commands import report
 

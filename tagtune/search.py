@@ -1,4 +1,10 @@
-"""A search end to end: data -> Ray Tune + Optuna (one study per family) -> MLflow -> report."""
+"""A search end to end: data -> Ray Tune + Optuna (one study per family) -> MLflow -> report.
+
+``run_search`` starts a search; ``resume_search`` finishes an interrupted one (driver killed by
+SIGINT or SIGKILL): Ray's experiment state is restored with ``Tuner.restore``, each family's
+Optuna study continues from its SQLite storage, the same MLflow parent run is reused, and the
+callback finds every trial's existing child run, so no run is duplicated.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +22,13 @@ from trainables.data import load_dataset, split_indices
 from trainables.errors import InputError
 from trainables.loop import TrialData
 from trainables.models import list_families
-from tracking import open_store
+from tracking import find_experiment, latest_search_run, open_store
 from tracking._store import TAG_KIND, get_or_create_experiment
 
 SEARCH_METRIC = "best_val_mAUC"
+TAG_RAY_PATH = "tagtune.ray_path"
+TAG_OPTUNA = "tagtune.optuna_storage"
+_REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "abfs://", "abfss://", "hdfs://", "az://")
 
 
 @dataclass
@@ -40,7 +49,7 @@ class SearchSpec:
     address: str | None = None
     storage_path: str = "tagtune-runs"
     spaces_dir: str | None = None
-    max_failures: int = 0
+    max_failures: int = 1
     spaces: dict[str, SearchSpace] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -55,6 +64,10 @@ class SearchSpec:
             raise InputError(f"--cpus-per-trial must be positive, got {self.cpus_per_trial}")
         if self.gpus_per_trial < 0:
             raise InputError(f"--gpus-per-trial must be 0 or more, got {self.gpus_per_trial}")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise InputError(f"--max-concurrent must be at least 1, got {self.max_concurrent}")
+        if self.max_failures < 0:
+            raise InputError(f"--max-failures must be 0 or more, got {self.max_failures}")
         if not self.families:
             raise InputError("--families is empty; name at least one family or `all`")
         self.spaces = {f: load_space(f, self.spaces_dir) for f in self.families}
@@ -63,6 +76,36 @@ class SearchSpec:
                 f"--train {self.train}: no such file or folder; pass a folder of *.tfrecord, "
                 "an .h5 file or a tagtune cache (make one with `tagtune data synth OUT`)"
             )
+        if not is_remote_storage(self.storage_path):
+            folder = Path(self.storage_path).resolve()
+            probe = folder if folder.exists() else folder.parent
+            if not os.access(probe, os.W_OK):
+                raise InputError(f"--storage-path {folder} is not writable; pick a writable folder")
+
+    @property
+    def total_trials(self) -> int:
+        return self.trials_per_family * len(self.families)
+
+    def as_params(self) -> dict[str, Any]:
+        """What the parent run records, enough for ``resume_search`` to rebuild the spec."""
+        return {
+            "train": os.path.abspath(self.train),
+            "families": ",".join(self.families),
+            "trials_per_family": self.trials_per_family,
+            "max_epochs": self.max_epochs,
+            "seed": self.seed,
+            "val_fraction": self.val_fraction,
+            "cpus_per_trial": self.cpus_per_trial,
+            "gpus_per_trial": self.gpus_per_trial,
+            "max_concurrent": self.max_concurrent or "",
+            "max_failures": self.max_failures,
+            "spaces_dir": os.path.abspath(self.spaces_dir) if self.spaces_dir else "",
+        }
+
+
+def is_remote_storage(path: str) -> bool:
+    """An object-store URI (s3://, gs://, ...) rather than a local or mounted folder."""
+    return path.startswith(_REMOTE_SCHEMES)
 
 
 def parse_families(text: str) -> list[str]:
@@ -88,26 +131,57 @@ def prepare_data(spec: SearchSpec) -> TrialData:
     )
 
 
-def _init_ray(spec: SearchSpec) -> None:
+def _init_ray(address: str | None) -> None:
     import ray
 
     if ray.is_initialized():
         return
     kwargs: dict[str, Any] = {
-        "include_dashboard": False,
+        "include_dashboard": False,  # when enabled, Ray binds its dashboard to 127.0.0.1
         "logging_level": "ERROR",
         "log_to_driver": False,  # progress comes from the driver callback; errors via error files
-        "configure_logging": True,
     }
     try:
-        if spec.address:
-            ray.init(address=spec.address, **kwargs)
-        else:
-            ray.init(**kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = spec.address or "a local Ray instance"
-        raise InputError(f"cannot connect to Ray at {where}: {str(exc).splitlines()[0][:200]}; "
-                         "check --address (HOST:PORT of `ray start --head`)") from None
+        ray.init(address=address, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+        where = address or "a local Ray instance"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError(
+            f"cannot connect to Ray at {where}: {first}; check --address "
+            "(the HOST:PORT printed by `ray start --head`)"
+        ) from None
+
+
+def check_storage_for_cluster(storage_path: str) -> None:
+    """A cluster with nodes on other hosts needs storage every node can reach.
+
+    Nodes on the driver's own host share its disk, so a local folder is fine for them (this is
+    also how the tests run a 2-node cluster on one machine).
+    """
+    import ray
+
+    if is_remote_storage(storage_path):
+        return
+    here = ray.util.get_node_ip_address()
+    hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}
+    others = sorted(hosts - {here})
+    if others:
+        raise InputError(
+            f"--storage-path {storage_path} is a local folder, but the Ray cluster has nodes on "
+            f"other hosts ({', '.join(others)}); pass a folder they all mount (NFS) or an "
+            "object-store URI such as s3://bucket/tagtune-runs"
+        )
+
+
+def _optuna_storage(spec_storage: str, run_name: str) -> str:
+    """Each search's Optuna studies persist in SQLite next to Ray's state (or locally when
+    Ray's state lives in an object store), written by the driver only."""
+    if is_remote_storage(spec_storage):
+        folder = Path("tagtune-runs").resolve()
+    else:
+        folder = Path(spec_storage).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / (run_name + '-optuna.db')}"
 
 
 @dataclass
@@ -119,13 +193,32 @@ class SearchOutcome:
     n_errored: int
 
 
-def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> SearchOutcome:
-    """Run the whole search; returns where it was logged.  Raises InputError on bad input."""
+def _trainable(spec: SearchSpec, data: TrialData) -> Any:
     from ray import tune
 
-    from search_spaces import SearchSpace  # noqa: F401 - for type checkers
-    from tagtune.searcher import FamilySearcher
     from trainables.trial import tune_trial
+
+    return tune.with_resources(
+        tune.with_parameters(tune_trial, data=data, max_epochs=spec.max_epochs),
+        {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial},
+    )
+
+
+def _describe(data: TrialData, seconds: float) -> str:
+    n_frames, n_features, n_classes = data.shape
+    return (
+        f"data: {len(data.train_idx)} train / {len(data.val_idx)} validation clips, "
+        f"{n_frames} x {n_features} frames, {n_classes} classes ({seconds:.1f} s)"
+    )
+
+
+def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> SearchOutcome:
+    """Run the whole search; returns where it was logged.  Raises InputError on bad input."""
+    import optuna
+    from mlflow.entities import Param
+    from ray import tune
+
+    from tagtune.searcher import FamilySearcher
     from tracking.callback import MlflowTrialLogger
 
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -134,87 +227,119 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> S
     say(f"reading {spec.train} ...")
     data = prepare_data(spec)
     client, uri = open_store(spec.tracking_uri)
-    n_frames, n_features, n_classes = data.shape
-    say(
-        f"data: {len(data.train_idx)} train / {len(data.val_idx)} validation clips, "
-        f"{n_frames} x {n_features} frames, {n_classes} classes ({time.perf_counter() - t0:.1f} s)"
-    )
+    say(_describe(data, time.perf_counter() - t0))
+    _init_ray(spec.address)
+    if spec.address:
+        check_storage_for_cluster(spec.storage_path)
     exp = get_or_create_experiment(client, uri, spec.experiment)
-    total = spec.trials_per_family * len(spec.families)
     parent = client.create_run(
         exp.experiment_id,
         run_name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",
         tags={TAG_KIND: "search", "tagtune.families": ",".join(spec.families)},
     )
     parent_id = parent.info.run_id
-    from mlflow.entities import Param
-
-    client.log_batch(
-        parent_id,
-        params=[
-            Param(k, str(v))
-            for k, v in {
-                "train": os.path.abspath(spec.train),
-                "families": ",".join(spec.families),
-                "trials_per_family": spec.trials_per_family,
-                "max_epochs": spec.max_epochs,
-                "seed": spec.seed,
-                "val_fraction": spec.val_fraction,
-                "cpus_per_trial": spec.cpus_per_trial,
-                "gpus_per_trial": spec.gpus_per_trial,
-                "n_train": len(data.train_idx),
-                "n_val": len(data.val_idx),
-                "n_classes": n_classes,
-            }.items()
-        ],
-    )
+    params = {**spec.as_params(), "n_train": len(data.train_idx), "n_val": len(data.val_idx),
+              "n_classes": data.shape[2]}
+    client.log_batch(parent_id, params=[Param(k, str(v)) for k, v in params.items()])
     status = "FAILED"
     try:
-        _init_ray(spec)
-        storage = Path(spec.storage_path).resolve()
-        storage.mkdir(parents=True, exist_ok=True)
+        storage = spec.storage_path if is_remote_storage(spec.storage_path) else str(Path(spec.storage_path).resolve())
         run_name = f"{spec.experiment}-{parent_id[:8]}"
+        ray_path = f"{storage.rstrip('/')}/{run_name}"
+        optuna_url = _optuna_storage(spec.storage_path, run_name)
+        client.set_tag(parent_id, TAG_RAY_PATH, ray_path)
+        client.set_tag(parent_id, TAG_OPTUNA, optuna_url)
         searcher = FamilySearcher(
-            spec.spaces,
-            spec.trials_per_family,
-            metric=SEARCH_METRIC,
-            mode="max",
-            seed=spec.seed,
-            study_prefix=spec.experiment,
+            spec.spaces, spec.trials_per_family, metric=SEARCH_METRIC, mode="max",
+            seed=spec.seed, study_prefix=run_name,
+            storage=optuna.storages.RDBStorage(optuna_url),
         )
-        trainable = tune.with_resources(
-            tune.with_parameters(tune_trial, data=data, max_epochs=spec.max_epochs),
-            {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial},
-        )
-        logger = MlflowTrialLogger(uri, exp.experiment_id, parent_id, total, echo=say)
+        logger = MlflowTrialLogger(uri, exp.experiment_id, parent_id, spec.total_trials, echo=say)
         tuner = tune.Tuner(
-            trainable,
+            _trainable(spec, data),
             tune_config=tune.TuneConfig(
-                search_alg=searcher,
-                metric=SEARCH_METRIC,
-                mode="max",
-                num_samples=total,
-                max_concurrent_trials=spec.max_concurrent,
+                search_alg=searcher, metric=SEARCH_METRIC, mode="max",
+                num_samples=spec.total_trials, max_concurrent_trials=spec.max_concurrent,
             ),
             run_config=tune.RunConfig(
                 name=run_name,
-                storage_path=str(storage),
+                storage_path=storage,
                 callbacks=[logger],
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                 verbose=0,
             ),
         )
-        client.set_tag(parent_id, "tagtune.ray_path", str(storage / run_name))
         say(
             f"searching {', '.join(spec.families)}: {spec.trials_per_family} trials each, "
             f"up to {spec.max_epochs} epochs, {spec.cpus_per_trial:g} CPU / "
             f"{spec.gpus_per_trial:g} GPU per trial; MLflow: {uri}"
         )
         results = tuner.fit()
-        say(f"Ray Tune state: {storage / run_name}")
-        n_errored = len(results.errors)
+        say(f"Ray Tune state: {ray_path}")
         status = "FINISHED"
     finally:
         client.set_terminated(parent_id, status)
-    return SearchOutcome(exp.experiment_id, parent_id, uri, time.perf_counter() - t0, n_errored)
+    return SearchOutcome(exp.experiment_id, parent_id, uri, time.perf_counter() - t0, len(results.errors))
+
+
+def _spec_from_run(params: dict[str, str], experiment: str, uri: str, address: str | None) -> SearchSpec:
+    def opt_int(v: str) -> int | None:
+        return int(v) if v else None
+
+    return SearchSpec(
+        train=params["train"], families=params["families"].split(","),
+        trials_per_family=int(params["trials_per_family"]), max_epochs=int(params["max_epochs"]),
+        experiment=experiment, tracking_uri=uri, seed=int(params["seed"]),
+        val_fraction=float(params["val_fraction"]), cpus_per_trial=float(params["cpus_per_trial"]),
+        gpus_per_trial=float(params["gpus_per_trial"]),
+        max_concurrent=opt_int(params.get("max_concurrent", "")),
+        max_failures=int(params.get("max_failures", "1")), address=address,
+        spaces_dir=params.get("spaces_dir") or None,
+    )
+
+
+def resume_search(
+    experiment: str,
+    tracking_uri: str | None,
+    run_id: str | None = None,
+    address: str | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> SearchOutcome:
+    """Finish the remaining budget of an interrupted search (the newest one, or ``run_id``)."""
+    from ray import tune
+
+    say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+    client, uri = open_store(tracking_uri)
+    exp = find_experiment(client, uri, experiment)
+    parent = latest_search_run(client, exp, run_id)
+    parent_id = parent.info.run_id
+    ray_path = parent.data.tags.get(TAG_RAY_PATH)
+    if not ray_path:
+        raise InputError(f"search run {parent_id} has no Ray state to resume from; start a new search")
+    if not is_remote_storage(ray_path) and not (Path(ray_path) / "tuner.pkl").exists():
+        raise InputError(
+            f"Ray state of search run {parent_id} is missing at {ray_path}; it cannot be resumed "
+            "(run the search again, or pass --run-id of another search)"
+        )
+    if not tune.Tuner.can_restore(ray_path):
+        raise InputError(f"Ray state at {ray_path} cannot be restored; start a new search")
+    spec = _spec_from_run(parent.data.params, experiment, uri, address)
+    spec.check()
+    t0 = time.perf_counter()
+    data = prepare_data(spec)
+    say(_describe(data, time.perf_counter() - t0))
+    _init_ray(address)
+    client.update_run(parent_id, status="RUNNING")
+    say(f"resuming search run {parent_id} from {ray_path}")
+    status = "FAILED"
+    try:
+        tuner = tune.Tuner.restore(
+            ray_path, trainable=_trainable(spec, data),
+            resume_unfinished=True, resume_errored=False, restart_errored=False,
+        )
+        results = tuner.fit()
+        status = "FINISHED"
+    finally:
+        client.set_terminated(parent_id, status)
+    return SearchOutcome(exp.experiment_id, parent_id, uri, time.perf_counter() - t0, len(results.errors))

@@ -16,6 +16,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SearchSpace
+from trainables.trial import DIVERGED
 
 
 class FamilySearcher(Searcher):
@@ -61,15 +62,23 @@ class FamilySearcher(Searcher):
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         family = self.assigned.get(trial_id)
-        if family is not None and self.metric in result:
-            self.searchers[family].on_trial_result(trial_id, result)
+        if family is not None and self.metric in result and not result.get(DIVERGED):
+            try:
+                self.searchers[family].on_trial_result(trial_id, result)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # After a restore, Ray may re-run a trial whose result Optuna's storage already
+                # holds (Ray's state was saved before the trial ended); the study keeps that one.
+                pass
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
         family = self.assigned.get(trial_id)
-        if family is not None:
-            self.searchers[family].on_trial_complete(trial_id, result=result, error=error)
+        if family is None:
+            return
+        if result and result.get(DIVERGED):
+            result, error = None, True  # Optuna records the trial as FAIL
+        self.searchers[family].on_trial_complete(trial_id, result=result, error=error)
 
     def studies(self) -> dict[str, optuna.Study]:
         """Each family's Optuna study (for importance plots and summaries)."""

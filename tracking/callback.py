@@ -18,6 +18,7 @@ from mlflow.entities import Metric, Param, RunTag
 from ray import tune
 
 from trainables.config import resolve_config
+from trainables.trial import DIVERGED
 from tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT, TAG_TRIAL
 
 LOGGED_METRICS = (
@@ -67,8 +68,23 @@ class MlflowTrialLogger(tune.Callback):
         self.total_trials = total_trials
         self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
         self.client = MlflowClient(tracking_uri)
-        self.runs: dict[str, str] = self._existing_runs()
+        self.runs: dict[str, str] = {}
+        self.done = 0
+
+    def setup(self, **info: Any) -> None:
+        """At the start of a search, or of its resumption: find the runs that already exist."""
+        self.runs = self._existing_runs()
         self.done = len(self._finished_runs())
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles the callback into its experiment state; the client is rebuilt on restore.
+        state = self.__dict__.copy()
+        state.pop("client", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.client = MlflowClient(self.tracking_uri)
 
     # -- bookkeeping -------------------------------------------------------------------------
     def _children(self) -> list[Any]:
@@ -137,6 +153,10 @@ class MlflowTrialLogger(tune.Callback):
             )
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        last = trial.last_result or {}
+        if last.get(DIVERGED):
+            self._fail(trial, str(last.get("error", "training diverged")))
+            return
         run_id = self._run_for(trial)
         checkpoint = trial.checkpoint
         if checkpoint is not None:
@@ -144,7 +164,6 @@ class MlflowTrialLogger(tune.Callback):
                 self.client.log_artifacts(run_id, folder, "checkpoint")
         self.client.set_terminated(run_id, "FINISHED")
         self.done += 1
-        last = trial.last_result or {}
         self.echo(
             f"[{self.done}/{self.total_trials}] {trial.config.get('family')} {trial.trial_id} "
             f"finished: best val_mAUC {last.get('best_val_mAUC', float('nan')):.4f} "
@@ -152,7 +171,6 @@ class MlflowTrialLogger(tune.Callback):
         )
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        run_id = self._run_for(trial)
         reason = "unknown error"
         error_file = trial.error_file
         if error_file:
@@ -161,6 +179,11 @@ class MlflowTrialLogger(tune.Callback):
                     reason = _first_line(fh.read())
             except OSError:
                 pass
+        self._fail(trial, reason)
+
+    def _fail(self, trial: Any, reason: str) -> None:
+        """Record the trial's run as FAILED with the reason; the search goes on."""
+        run_id = self._run_for(trial)
         self.client.log_batch(
             run_id, tags=[RunTag("tagtune.error", reason), RunTag("tagtune.status", "failed")]
         )

@@ -15,10 +15,12 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from trainables.loop import TrialData, fit, pick_device
+from trainables.loop import TrainingDiverged, TrialData, fit, pick_device
 
 CHECKPOINT_WEIGHTS = "model.pt"
 CHECKPOINT_META = "model.json"
+#: Result key of a trial whose loss went NaN/inf; the searcher and the MLflow callback fail it.
+DIVERGED = "diverged"
 
 
 def save_model(directory: str | os.PathLike[str], model: nn.Module | dict, meta: Mapping[str, Any]) -> None:
@@ -86,4 +88,10 @@ def tune_trial(config: dict[str, Any], data: TrialData, max_epochs: int) -> None
             save_model(tmp, model, model_meta(config, data, metrics))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
-    fit(config, data, max_epochs=max_epochs, device=device, on_epoch=report)
+    try:
+        fit(config, data, max_epochs=max_epochs, device=device, on_epoch=report)
+    except TrainingDiverged as exc:
+        # Deterministic: retrying would diverge again, so the trial ends here (not as a Ray
+        # error that FailureConfig would retry) and says why; the driver records it as failed.
+        nan = float("nan")
+        tune.report({DIVERGED: 1.0, "error": str(exc), "best_val_mAUC": nan, "best_val_mAP": nan})

@@ -1,0 +1,84 @@
+"""Resume after the driver is SIGKILLed mid-search: the budget is finished, nothing is lost or duplicated."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from trainables.data import synthesize
+from tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT, TAG_TRIAL
+
+BUDGET_PER_FAMILY = 3
+FAMILIES = ("fc2", "gcnn")
+
+
+def _cli(*args: str, cwd: Path, **kw) -> subprocess.Popen:
+    env = {**os.environ, "TAGTUNE_CACHE_DIR": str(cwd / "cache")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.Popen([sys.executable, "-m", "tagtune", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, **kw)
+
+
+def _children(client: MlflowClient):
+    exp = client.get_experiment_by_name("r")
+    if exp is None:
+        return []
+    parents = client.search_runs([exp.experiment_id], filter_string=f"tags.{TAG_KIND} = 'search'")
+    if not parents:
+        return []
+    return client.search_runs([exp.experiment_id],
+                              filter_string=f"tags.`{TAG_PARENT}` = '{parents[0].info.run_id}'")
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_finishes_budget_without_duplicates(tmp_path):
+    synthesize(tmp_path / "synth", n_clips=1500, n_classes=16, seed=2)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    proc = _cli("search", "--train", "synth", "--families", ",".join(FAMILIES),
+                "--trials-per-family", str(BUDGET_PER_FAMILY), "--max-epochs", "4",
+                "--experiment", "r", "--max-concurrent", "1", cwd=tmp_path)
+    deadline = time.time() + 240
+    finished_before: set[str] = set()
+    while time.time() < deadline:
+        time.sleep(1.0)
+        if (tmp_path / "mlflow.db").exists():
+            finished_before = {r.info.run_id for r in _children(client) if r.info.status == "FINISHED"}
+        if len(finished_before) >= 2 or proc.poll() is not None:
+            break
+    assert proc.poll() is None, f"search ended before it could be killed:\n{proc.stdout.read()}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    budget = BUDGET_PER_FAMILY * len(FAMILIES)
+    assert 2 <= len(finished_before) < budget
+
+    resumed = _cli("resume", "--experiment", "r", cwd=tmp_path)
+    out, _ = resumed.communicate(timeout=400)
+    assert resumed.returncode == 0, out
+
+    runs = _children(client)
+    trial_ids = [r.data.tags[TAG_TRIAL] for r in runs]
+    assert len(runs) == budget, [(r.data.tags[TAG_TRIAL], r.info.status) for r in runs]
+    assert len(set(trial_ids)) == budget  # one run per trial: no duplicates
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert Counter(r.data.tags[TAG_FAMILY] for r in runs) == {f: BUDGET_PER_FAMILY for f in FAMILIES}
+    assert finished_before <= {r.info.run_id for r in runs}  # nothing finished before is lost
+    exp = client.get_experiment_by_name("r")
+    parents = client.search_runs([exp.experiment_id], filter_string=f"tags.{TAG_KIND} = 'search'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # the same parent run
+    storage = parents[0].data.tags["tagtune.optuna_storage"]
+    for summary in optuna.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        assert len(complete) >= BUDGET_PER_FAMILY, summary.study_name
+    print(f"resume check: {len(finished_before)} finished before the kill, "
+          f"{budget - len(finished_before)} after, {len(runs)} runs for a budget of {budget}")

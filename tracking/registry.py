@@ -1,0 +1,260 @@
+"""Trained taggers as MLflow pyfunc models: log, register, and load them back.
+
+A :class:`TaggerModel` wraps one tagtune checkpoint (``model.pt`` + ``model.json``) or an
+ensemble of several, so that ``mlflow models serve -m models:/<name>/<version>`` answers with a
+score for every class.  The input signature is one float32 tensor ``[N, T, F]`` (``T`` may vary)
+of the clips' quantized embedding bytes, **0..255** as AudioSet's TFRecords store them (JSON
+integers work); clips are rounded and clipped to 0..255, then zero-padded or cut to the model's
+``T`` frames (seed 001 pads every clip to 10 s).  The output is a table with one float column per
+class, named by the class names, so a serving answer reads
+``{"predictions": [{"Speech": 0.91, "Music": 0.02, ...}, ...]}``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from trainables.errors import InputError
+
+ENSEMBLE_METHODS = ("mean", "geomean")
+_EPS = 1e-7
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Class names made unique (a repeated name gets `` [index]``), usable as column names."""
+    seen: dict[str, int] = {}
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+    return [f"{n} [{i}]" if seen[n] > 1 else str(n) for i, n in enumerate(names)]
+
+
+def combine_scores(
+    scores: Sequence[np.ndarray], weights: Sequence[float] | None = None, method: str = "mean"
+) -> np.ndarray:
+    """Ensemble probabilities ``[N, C]``: the (weighted) arithmetic mean, or the weighted
+    geometric mean ``exp(sum_i w_i log p_i)`` (seed 003), with weights normalized to sum 1."""
+    if method not in ENSEMBLE_METHODS:
+        raise InputError(f"unknown ensemble method {method!r}; choose from: {', '.join(ENSEMBLE_METHODS)}")
+    if not scores:
+        raise InputError("an ensemble needs at least one member")
+    w = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(scores),) or not np.all(w >= 0) or w.sum() <= 0:
+        raise InputError(f"ensemble weights must be {len(scores)} non-negative numbers with a positive sum, got {list(w)}")
+    w = w / w.sum()
+    stack = np.stack([np.asarray(s, dtype=np.float64) for s in scores])
+    if method == "mean":
+        out = np.tensordot(w, stack, axes=1)
+    else:
+        out = np.exp(np.tensordot(w, np.log(np.clip(stack, _EPS, 1.0)), axes=1))
+    return out.astype(np.float32)
+
+
+def fit_frames(x: np.ndarray, n_frames: int, n_features: int) -> np.ndarray:
+    """Clips as uint8 ``[N, n_frames, n_features]``: rounded, clipped to 0..255, zero-padded or cut.
+
+    Accepts ``[N, T, F]``, one clip ``[T, F]``, or flat rows ``[N, T * F]``.
+    """
+    arr = np.asarray(x)
+    if arr.dtype == object:
+        arr = np.asarray(arr.tolist(), dtype=np.float32)
+    if arr.ndim == 2 and arr.shape[1] % n_features == 0 and arr.shape[1] != n_features:
+        arr = arr.reshape(len(arr), -1, n_features)
+    elif arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[2] != n_features:
+        raise InputError(
+            f"model input must be clips [N, frames, {n_features}] of 0..255 values, got shape {arr.shape}"
+        )
+    if arr.dtype != np.uint8:
+        arr = np.clip(np.rint(arr.astype(np.float32)), 0, 255).astype(np.uint8)
+    n, t = arr.shape[:2]
+    if t == n_frames:
+        return np.ascontiguousarray(arr)
+    out = np.zeros((n, n_frames, n_features), dtype=np.uint8)
+    k = min(t, n_frames)
+    out[:, :k] = arr[:, :k]
+    return out
+
+
+class TaggerModel(mlflow.pyfunc.PythonModel):
+    """One checkpoint, or several combined (``mean`` / weighted ``geomean``), as a pyfunc model.
+
+    Artifacts are checkpoint folders named ``member0``, ``member1``, ...; the model config's
+    ``weights`` and ``method`` say how members combine (ignored with one member).  Logged as
+    "models from code" (``tracking/_tagger_entry.py``), so nothing is pickled.
+    """
+
+    def load_context(self, context: Any) -> None:
+        """Rebuild the member networks from their checkpoint folders."""
+        from trainables.trial import load_model
+
+        config = dict(context.model_config or {})
+        names = sorted((k for k in context.artifacts if k.startswith("member")), key=lambda k: int(k[6:]))
+        self.models = []
+        self.metas = []
+        for key in names:
+            model, meta = load_model(context.artifacts[key])
+            self.models.append(model)
+            self.metas.append(meta)
+        self.weights = list(config.get("weights") or [1.0] * len(self.models))
+        self.method = str(config.get("method", "mean"))
+        first = self.metas[0]
+        self.n_frames, self.n_features = int(first["n_frames"]), int(first["n_features"])
+        self.columns = unique_names(first.get("class_names") or [str(i) for i in range(first["n_classes"])])
+
+    def scores(self, x: Any) -> np.ndarray:
+        """Probabilities ``[N, C]`` (float32) for clips ``x`` (see :func:`fit_frames`)."""
+        import torch
+
+        from trainables.loop import predict
+
+        clips = torch.from_numpy(fit_frames(x, self.n_frames, self.n_features))
+        member_scores = [predict(m, clips, device=torch.device("cpu")).numpy() for m in self.models]
+        if len(member_scores) == 1:
+            return member_scores[0].astype(np.float32)
+        return combine_scores(member_scores, self.weights, self.method)
+
+    # ``np.ndarray`` is a hint MLflow infers no schema from: the tensor signature stays in charge.
+    def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """A table of scores, one column per class (named by the class names)."""
+        if isinstance(model_input, pd.DataFrame):
+            model_input = model_input.to_numpy()
+        elif isinstance(model_input, dict):
+            model_input = next(iter(model_input.values()))
+        return pd.DataFrame(self.scores(model_input), columns=self.columns)
+
+
+def tagger_signature(class_names: Sequence[str], n_features: int) -> Any:
+    """Input: float32 tensor ``[-1, -1, n_features]``; output: one float column per class."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema, TensorSpec
+
+    inputs = Schema([TensorSpec(np.dtype(np.float32), (-1, -1, n_features))])
+    outputs = Schema([ColSpec("float", name) for name in unique_names(class_names)])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for pkg in ("mlflow", "torch", "numpy", "pandas", "pyyaml"):
+        try:
+            reqs.append(f"{pkg}=={version(pkg)}")
+        except PackageNotFoundError:
+            reqs.append(pkg)
+    return reqs
+
+
+@dataclass(frozen=True)
+class LoggedTagger:
+    """Where a logged tagger lives: its ``runs:/`` URI and, if registered, ``models:/name/version``."""
+
+    run_uri: str
+    registered_uri: str | None
+    name: str | None
+    version: str | None
+
+
+def log_tagger(
+    tracking_uri: str,
+    run_id: str,
+    checkpoints: Sequence[str | os.PathLike[str]],
+    *,
+    class_names: Sequence[str],
+    n_frames: int,
+    n_features: int,
+    weights: Sequence[float] | None = None,
+    method: str = "mean",
+    registered_name: str | None = None,
+    artifact_name: str = "model",
+    extra_metadata: Mapping[str, Any] | None = None,
+) -> LoggedTagger:
+    """Log a pyfunc tagger of ``checkpoints`` on run ``run_id``; register it as ``registered_name``.
+
+    The model's code is the installed ``trainables``/``tracking`` packages (serve it with
+    ``--env-manager local`` from tagtune's environment); the weights travel as artifacts.
+    """
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    artifacts = {f"member{i}": str(Path(c)) for i, c in enumerate(checkpoints)}
+    weights = list(weights) if weights is not None else [1.0] * len(checkpoints)
+    example = np.zeros((1, n_frames, n_features), dtype=np.float32)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name=artifact_name,
+            python_model=str(Path(__file__).with_name("_tagger_entry.py")),
+            artifacts=artifacts,
+            model_config={"method": method, "weights": [float(w) for w in weights]},
+            signature=tagger_signature(class_names, n_features),
+            input_example=example,
+            pip_requirements=_requirements(),
+            registered_model_name=registered_name,
+            metadata={"tagtune": {"class_names": list(class_names), "method": method,
+                                  "weights": [float(w) for w in weights], **dict(extra_metadata or {})}},
+        )
+    version = getattr(info, "registered_model_version", None)
+    version = str(version) if version is not None else None
+    registered = f"models:/{registered_name}/{version}" if registered_name and version else None
+    return LoggedTagger(f"runs:/{run_id}/{artifact_name}", registered, registered_name, version)
+
+
+def resolve_checkpoint(uri: str, tracking_uri: str | None = None) -> tuple[str, Path]:
+    """Resolve a model reference to a local folder: ``("pyfunc", dir)`` or ``("checkpoint", dir)``.
+
+    ``uri`` is a ``models:/name/version`` URI, a ``runs:/<id>[/path]`` URI (without a path: the
+    run's ``checkpoint`` folder, else its ``model``), or a local checkpoint or pyfunc folder.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from tracking._store import normalize_uri
+
+    local = Path(uri)
+    if "://" not in uri or uri.startswith("file://"):
+        folder = Path(uri[len("file://"):]) if uri.startswith("file://") else local
+        return _classify(folder, f"--model {uri}")
+    store = normalize_uri(tracking_uri)
+    if uri.startswith("runs:/"):
+        parts = uri[len("runs:/"):].strip("/").split("/", 1)
+        if len(parts) == 1 or not parts[1]:
+            candidates = [f"runs:/{parts[0]}/checkpoint", f"runs:/{parts[0]}/model"]
+        else:
+            candidates = [uri]
+    elif uri.startswith("models:/"):
+        candidates = [uri]
+    else:
+        raise InputError(f"--model {uri}: use models:/NAME/VERSION, runs:/RUN_ID[/PATH] or a checkpoint folder")
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)
+    last = ""
+    for cand in candidates:
+        try:
+            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=cand, dst_path=tempfile.mkdtemp(prefix="tagtune-model-")))
+        except (MlflowException, OSError) as exc:
+            last = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            continue
+        return _classify(folder, f"--model {uri}")
+    raise InputError(f"--model {uri}: cannot fetch it from {store} ({last}); check the URI and --tracking-uri")
+
+
+def _classify(folder: Path, what: str) -> tuple[str, Path]:
+    from trainables.trial import CHECKPOINT_META
+
+    if (folder / "MLmodel").is_file():
+        return "pyfunc", folder
+    if (folder / CHECKPOINT_META).is_file():
+        return "checkpoint", folder
+    if (folder / "checkpoint" / CHECKPOINT_META).is_file():
+        return "checkpoint", folder / "checkpoint"
+    if (folder / "model" / "MLmodel").is_file():
+        return "pyfunc", folder / "model"
+    raise InputError(f"{what}: {folder} holds neither an MLflow model (MLmodel) nor a tagtune checkpoint (model.json)")
