@@ -20,6 +20,10 @@ examples:
                  --trials-per-family 2 --max-epochs 2 --experiment smoke
   tagtune report --experiment smoke             # per-family max/min/mean mAUC, from MLflow
   tagtune export --experiment smoke --out best/ # best config per family as YAML
+  tagtune finalize --experiment smoke --train ../shared/data/audioset/bal_train \\
+                   --eval ../shared/data/audioset/eval   # retrain on 100%, score on eval, register
+  tagtune report --experiment smoke --html report.html  # tables + plotly dashboard (offline HTML)
+  tagtune predict --model models:/smoke-fc1/1 --input ../shared/data/audioset/eval --top-k 3
   tagtune train --config best/fc2.yaml --train ../shared/data/audioset/bal_train
   mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1   # browse the trials
 """
@@ -88,6 +92,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="per-family table of a search, rebuilt from MLflow")
     _add_store_flags(p)
     p.add_argument("--run-id", default=None, help="the search's parent run (default: the newest search)")
+    p.add_argument("--html", default=None, metavar="OUT",
+                   help="also write the plotly dashboard (one self-contained HTML file) to OUT and log it "
+                        "on the search run")
+
+    p = sub.add_parser("finalize", help="retrain each family's best config on all of --train, score on --eval, "
+                                        "register the models, ensemble them",
+                       description="Seed 001's finals: each family's best trial (or top K) retrained on 100%% "
+                                   "of the training data for the epochs at which the trial peaked, scored on "
+                                   "the eval split (eval_mAUC, eval_mAP, eval_dprime), logged under the "
+                                   "search run, registered as <experiment>-<family> in MLflow's model "
+                                   "registry; plus mean and weighted geometric-mean ensembles.")
+    _add_store_flags(p)
+    p.add_argument("--train", required=True, help="the search's training data (all of it is used)")
+    p.add_argument("--eval", required=True, help="held-out eval data of the same classes")
+    p.add_argument("--top-k", type=int, default=1, help="finals per family: its K best trials (default: 1)")
+    p.add_argument("--max-epochs", type=int, default=None,
+                   help="cap on a final's epochs (default: the epoch of its trial's best val_mAUC)")
+    p.add_argument("--run-id", default=None, help="the search's parent run (default: the newest search)")
+    p.add_argument("--no-register", action="store_true", help="log the models but leave the registry alone")
+    p.add_argument("--html", default=None, metavar="OUT", help="also write the dashboard to OUT")
+
+    p = sub.add_parser("predict", help="top K labels (names and scores) for each clip of a data set")
+    p.add_argument("--model", required=True,
+                   help="models:/NAME/VERSION, runs:/RUN_ID[/PATH], or a checkpoint folder")
+    p.add_argument("--input", required=True, help="clips: a folder of *.tfrecord, an .h5 file or a tagtune cache")
+    p.add_argument("--top-k", type=int, default=5, help="labels per clip (default: %(default)s)")
+    p.add_argument("--format", choices=("json", "csv"), default="json",
+                   help="json: one object per clip per line; csv: id,rank,index,label,score (default: json)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow store for models:/ and runs:/ URIs")
 
     p = sub.add_parser("export", help="write each family's best config as YAML")
     _add_store_flags(p)
@@ -151,6 +184,24 @@ def _cmd_search(args: argparse.Namespace) -> None:
     _finish(run_search(spec), args.experiment)
 
 
+def _cmd_finalize(args: argparse.Namespace) -> None:
+    from tagtune.commands import report
+    from tagtune.finalize import FinalizeSpec, finalize
+
+    outcome = finalize(FinalizeSpec(
+        experiment=args.experiment, train=args.train, eval=args.eval, top_k=args.top_k,
+        max_epochs=args.max_epochs, tracking_uri=args.tracking_uri, run_id=args.run_id,
+        register=not args.no_register,
+    ))
+    markdown, _ = report(args.experiment, outcome.tracking_uri, outcome.parent_run_id, html=args.html)
+    print(markdown)
+    print("\nmodels:")
+    for _, row in outcome.finals.iterrows():
+        print(f"  {row['name']:<18} {row['model_uri'] or row['run_id']}")
+    if args.html:
+        print(f"\ndashboard: {os.path.abspath(args.html)} (also logged on the search run)")
+
+
 def ui_command(uri: str) -> str:
     """The command that opens the MLflow UI on ``uri`` (bound to 127.0.0.1)."""
     return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
@@ -200,8 +251,18 @@ def run(argv: Sequence[str] | None = None) -> int:
     elif args.command == "report":
         from tagtune.commands import report
 
-        markdown, _ = report(args.experiment, args.tracking_uri, args.run_id)
+        markdown, _ = report(args.experiment, args.tracking_uri, args.run_id, html=args.html)
         print(markdown)
+        if args.html:
+            print(f"\ndashboard: {os.path.abspath(args.html)} (also logged on the search run)")
+    elif args.command == "finalize":
+        _cmd_finalize(args)
+    elif args.command == "predict":
+        from tagtune.predict import format_predictions, predictions
+
+        items = predictions(args.model, args.input, k=args.top_k, tracking_uri=args.tracking_uri)
+        for line in format_predictions(items, args.format):
+            print(line)
     elif args.command == "export":
         from tagtune.commands import export
 

@@ -17,24 +17,41 @@ from tracking.export import read_config, write_configs
 from tracking.summary import best_trials, family_summary, to_markdown, trial_rows
 
 
-def report(experiment: str, tracking_uri: str | None, run_id: str | None = None, log: bool = True) -> tuple[str, Any]:
-    """The per-family table of a search (the newest, or ``run_id``), as Markdown and DataFrame.
+def report(
+    experiment: str, tracking_uri: str | None, run_id: str | None = None, log: bool = True,
+    html: str | None = None,
+) -> tuple[str, Any]:
+    """The report of a search (the newest, or ``run_id``): Markdown and the per-family DataFrame.
 
-    With ``log``, the table is logged on the search's parent run as CSV and Markdown.
+    The Markdown holds two tables: per family the max/min/mean validation mAUC over the trials
+    (with the finals' eval scores and the ensembles once ``tagtune finalize`` ran), and runtime
+    per family.  The DataFrame is :func:`tracking.summary.family_summary` plus ``eval_*`` columns.
+    With ``log``, the tables are logged on the search's parent run (``report/``, ``tables/``).
+    With ``html``, the dashboard is written there and logged on the parent run (``dashboard/``).
     """
+    from tagtune.dashboard import collect, report_markdown, write_dashboard
+
     client, uri = open_store(tracking_uri)
     exp = find_experiment(client, uri, experiment)
     parent = latest_search_run(client, exp, run_id)
     rows = trial_rows(client, exp.experiment_id, parent.info.run_id)
     if not rows:
         raise InputError(f"search run {parent.info.run_id} of {experiment!r} has no trials yet")
-    table = family_summary(rows)
-    markdown = to_markdown(table)
+    data = collect(client, exp, parent, per_class=html is not None)
+    table = data.summary
+    markdown = report_markdown(data)
     if log:
         with tempfile.TemporaryDirectory() as tmp:
             table.to_csv(Path(tmp) / "family_summary.csv", index=False)
             (Path(tmp) / "family_summary.md").write_text(markdown + "\n")
             client.log_artifacts(parent.info.run_id, tmp, "report")
+        with tempfile.TemporaryDirectory() as tmp:
+            data.runtime.to_csv(Path(tmp) / "runtime.csv", index=False)
+            if data.has_finals:
+                data.finals.to_csv(Path(tmp) / "finals.csv", index=False)
+            client.log_artifacts(parent.info.run_id, tmp, "tables")
+    if html is not None:
+        write_dashboard(client, data, html)
     return markdown, table
 
 

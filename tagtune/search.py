@@ -131,11 +131,32 @@ def prepare_data(spec: SearchSpec) -> TrialData:
     )
 
 
+def _probe_address(address: str) -> None:
+    """Fail fast (ray.init would retry for minutes) when nothing listens at HOST:PORT."""
+    import socket
+
+    if address == "auto" or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--address {address!r} is not HOST:PORT; pass what `ray start --head` printed")
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        raise InputError(
+            f"--address {address}: nothing answers there ({exc.strerror or exc}); start the head "
+            "with `ray start --head` or fix HOST:PORT"
+        ) from None
+
+
 def _init_ray(address: str | None) -> None:
     import ray
 
     if ray.is_initialized():
         return
+    if address:
+        _probe_address(address)
     kwargs: dict[str, Any] = {
         "include_dashboard": False,  # when enabled, Ray binds its dashboard to 127.0.0.1
         "logging_level": "ERROR",

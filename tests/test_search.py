@@ -95,3 +95,43 @@ def test_diverging_trial_is_isolated_and_counted(ray_local, synth, workdir):
     _, table = report("nan", None)
     row = table.set_index("family").loc["fc2"]
     assert (row["trials"], row["completed"], row["failed"]) == (1, 0, 1)
+
+
+@pytest.mark.slow
+def test_two_node_cluster_places_trials_on_both_nodes(synth, workdir):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        spec = SearchSpec(train=str(synth), families=["fc1", "fc2"], trials_per_family=3,
+                          max_epochs=3, experiment="two-nodes", address=cluster.address)
+        outcome = run_search(spec, echo=lambda line: None)
+        client = MlflowClient(outcome.tracking_uri)
+        runs = _children(client, outcome.experiment_id, outcome.parent_run_id)
+        assert len(runs) == 6 and all(r.info.status == "FINISHED" for r in runs)
+        nodes = {r.data.tags["tagtune.node_id"] for r in runs}
+        assert nodes == {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        assert len(nodes) == 2
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def test_binary_task_reports_f1(ray_local, synth, workdir):
+    from trainables.data import load_dataset
+
+    target = load_dataset(synth).class_names[0]
+    spaces = workdir / "spaces"
+    spaces.mkdir()
+    (spaces / "common.yaml").write_text(f"params:\n  target_class: {{value: '{target}'}}\n  lr: {{value: 0.01}}\n")
+    spec = SearchSpec(train=str(synth), families=["fc1"], trials_per_family=1, max_epochs=2,
+                      experiment="binary", spaces_dir=str(spaces))
+    run_search(spec, echo=lambda line: None)
+    _, table = report("binary", None)
+    assert "best_f1" in table.columns
+    assert 0.0 < table.loc[0, "best_f1"] <= 1.0

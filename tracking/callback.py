@@ -30,6 +30,8 @@ LOGGED_METRICS = (
     "epoch_seconds",
     "best_val_mAUC",
     "best_val_mAP",
+    "val_f1",
+    "best_val_f1",
 )
 _SECRET_WORDS = ("password", "secret", "token", "apikey", "api_key", "credential")
 
@@ -69,6 +71,7 @@ class MlflowTrialLogger(tune.Callback):
         self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
         self.client = MlflowClient(tracking_uri)
         self.runs: dict[str, str] = {}
+        self.placed: set[str] = set()  # trials whose node is already tagged
         self.done = 0
 
     def setup(self, **info: Any) -> None:
@@ -144,7 +147,12 @@ class MlflowTrialLogger(tune.Callback):
             for key in LOGGED_METRICS
             if isinstance(result.get(key), (int, float))
         ]
-        self.client.log_batch(run_id, metrics=metrics)
+        tags = []
+        if trial.trial_id not in self.placed and result.get("node_id"):
+            self.placed.add(trial.trial_id)
+            tags = [RunTag("tagtune.node_id", str(result["node_id"])),
+                    RunTag("tagtune.node_ip", str(result.get("node_ip", "")))]
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
         if "val_mAUC" in result:
             self.echo(
                 f"    {trial.config.get('family')} {trial.trial_id} epoch {step}: "

@@ -12,6 +12,7 @@ class, named by the class names, so a serving answer reads
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -189,19 +190,28 @@ def log_tagger(
     artifacts = {f"member{i}": str(Path(c)) for i, c in enumerate(checkpoints)}
     weights = list(weights) if weights is not None else [1.0] * len(checkpoints)
     example = np.zeros((1, n_frames, n_features), dtype=np.float32)
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(
-            name=artifact_name,
-            python_model=str(Path(__file__).with_name("_tagger_entry.py")),
-            artifacts=artifacts,
-            model_config={"method": method, "weights": [float(w) for w in weights]},
-            signature=tagger_signature(class_names, n_features),
-            input_example=example,
-            pip_requirements=_requirements(),
-            registered_model_name=registered_name,
-            metadata={"tagtune": {"class_names": list(class_names), "method": method,
-                                  "weights": [float(w) for w in weights], **dict(extra_metadata or {})}},
-        )
+    quiet = [logging.getLogger(n) for n in ("mlflow.pyfunc", "mlflow.models")]
+    levels = [lg.level for lg in quiet]
+    for lg in quiet:  # "Validating input example against model signature" on every model
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    try:
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name=artifact_name,
+                python_model=str(Path(__file__).with_name("_tagger_entry.py")),
+                artifacts=artifacts,
+                # MLflow also logs the model config as run params: only ensembles need one.
+                model_config={"method": method, "weights": [float(w) for w in weights]} if len(checkpoints) > 1 else None,
+                signature=tagger_signature(class_names, n_features),
+                input_example=example,
+                pip_requirements=_requirements(),
+                registered_model_name=registered_name,
+                metadata={"tagtune": {"class_names": list(class_names), "method": method,
+                                      "weights": [float(w) for w in weights], **dict(extra_metadata or {})}},
+            )
+    finally:
+        for lg, level in zip(quiet, levels):
+            lg.setLevel(level)
     version = getattr(info, "registered_model_version", None)
     version = str(version) if version is not None else None
     registered = f"models:/{registered_name}/{version}" if registered_name and version else None
@@ -218,10 +228,15 @@ def resolve_checkpoint(uri: str, tracking_uri: str | None = None) -> tuple[str, 
 
     from tracking._store import normalize_uri
 
-    local = Path(uri)
-    if "://" not in uri or uri.startswith("file://"):
-        folder = Path(uri[len("file://"):]) if uri.startswith("file://") else local
-        return _classify(folder, f"--model {uri}")
+    if uri.startswith("file://"):
+        return _classify(Path(uri[len("file://"):]), f"--model {uri}")
+    if not uri.startswith(("models:/", "runs:/")):
+        if "://" in uri:
+            raise InputError(f"--model {uri}: use models:/NAME/VERSION, runs:/RUN_ID[/PATH] or a checkpoint folder")
+        if not Path(uri).exists():
+            raise InputError(f"--model {uri}: no such folder; use models:/NAME/VERSION, runs:/RUN_ID[/PATH] "
+                             "or a checkpoint folder")
+        return _classify(Path(uri), f"--model {uri}")
     store = normalize_uri(tracking_uri)
     if uri.startswith("runs:/"):
         parts = uri[len("runs:/"):].strip("/").split("/", 1)
@@ -229,10 +244,8 @@ def resolve_checkpoint(uri: str, tracking_uri: str | None = None) -> tuple[str, 
             candidates = [f"runs:/{parts[0]}/checkpoint", f"runs:/{parts[0]}/model"]
         else:
             candidates = [uri]
-    elif uri.startswith("models:/"):
-        candidates = [uri]
     else:
-        raise InputError(f"--model {uri}: use models:/NAME/VERSION, runs:/RUN_ID[/PATH] or a checkpoint folder")
+        candidates = [uri]
     mlflow.set_tracking_uri(store)
     mlflow.set_registry_uri(store)
     last = ""

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 from mlflow import MlflowClient
 
-from tracking._store import TAG_FAMILY, TAG_PARENT
+from tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT
 
 SUMMARY_COLUMNS = (
     "family",
@@ -36,6 +36,7 @@ class TrialRow:
     best_mAP: float
     mean_epoch_seconds: float
     params: dict[str, str]
+    best_f1: float = math.nan
 
 
 def trial_rows(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[TrialRow]:
@@ -46,8 +47,8 @@ def trial_rows(client: MlflowClient, experiment_id: str, parent_run_id: str) -> 
     rows = []
     for run in runs:
         family = run.data.tags.get(TAG_FAMILY)
-        if family is None:
-            continue
+        if family is None or run.data.tags.get(TAG_KIND, "trial") != "trial":
+            continue  # finals and ensembles (``tagtune finalize``) are not trials
         history = client.get_metric_history(run.info.run_id, "epoch_seconds")
         secs = [m.value for m in history]
         metrics = run.data.metrics
@@ -60,6 +61,7 @@ def trial_rows(client: MlflowClient, experiment_id: str, parent_run_id: str) -> 
                 best_mAP=float(metrics.get("best_val_mAP", math.nan)),
                 mean_epoch_seconds=sum(secs) / len(secs) if secs else math.nan,
                 params=dict(run.data.params),
+                best_f1=float(metrics.get("best_val_f1", math.nan)),
             )
         )
     return rows
@@ -89,7 +91,13 @@ def family_summary(rows: list[TrialRow]) -> pd.DataFrame:
                 "mean_epoch_s": epoch_s.mean() if len(epoch_s) else math.nan,
             }
         )
-    frame = pd.DataFrame(table, columns=list(SUMMARY_COLUMNS))
+    columns = list(SUMMARY_COLUMNS)
+    if any(not math.isnan(r.best_f1) for r in rows):  # the binary task (seed 002) reports F1
+        for entry in table:
+            entry["best_f1"] = max((r.best_f1 for r in rows if r.family == entry["family"]
+                                    and r.status == "FINISHED"), default=math.nan)
+        columns.append("best_f1")
+    frame = pd.DataFrame(table, columns=columns)
     return frame.sort_values("max_mAUC", ascending=False, na_position="last").reset_index(drop=True)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from trainables.errors import InputError
 from trainables.init import INITS, OUTPUT_BIAS
 from trainables.models import get_family
+from trainables.techniques import LR_SCHEDULES
 
 #: Training hyperparameters every family accepts, with their defaults.
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -19,8 +20,96 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "init": "default",
     "output_bias": "prior",
     "seed": 0,
+    # Techniques of the source reports (trainables/techniques.py, trainables/heads.py); the
+    # defaults switch them off, so a config without them trains as before.
+    "output_heads": 1,  # seed 003: n output heads, their probabilities averaged ("heads" is the
+    # transformer family's attention heads)
+    "lr_schedule": "none",  # none | step | cosine (per epoch; cosine over max_epochs)
+    "lr_step_epochs": 10,  # step: decay every this many epochs
+    "lr_gamma": 0.1,  # step: multiply the learning rate by this
+    "mixup_alpha": 0.0,  # mixup with Beta(a, a); 0 = off (seed 003: 0.4)
+    "mixup_lambda_gt_half": False,  # seed 003: lambda = max(l, 1 - l)
+    "loss_mask_alpha": 0.0,  # seed 003: drop items with loss >= alpha * batch max; 0 = off
+    "balanced_batches": False,  # sample a class uniformly, then a clip that has it
+    "shift_augment": 0,  # seed 002: add a constant in [-s, s] to a clip's 0..255 values
+    "positive_mix": 0.0,  # seed 002: probability of a 0.5/0.5 mix with a clip sharing a label
+    "target_class": None,  # seed 002: one class (by name) against the rest; None = multi-label
 }
-OPTIMIZERS = ("adam", "sgd", "rmsprop", "adagrad")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
+_NULL_NAMES = ("", "none", "null", "~")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _int_range(low: int, high: int) -> Callable[[str, Any], Any]:
+    def check(name: str, value: Any) -> Any:
+        if not _is_int(value) or not low <= value <= high:
+            raise InputError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+        return value
+
+    return check
+
+
+def _float_range(low: float, high: float, *, low_open: bool = False) -> Callable[[str, Any], Any]:
+    bracket = "(" if low_open else "["
+
+    def check(name: str, value: Any) -> Any:
+        ok = _is_number(value) and (low < value if low_open else low <= value) and value <= high
+        if not ok:
+            raise InputError(f"{name} must be a number in {bracket}{low:g}, {high:g}], got {value!r}")
+        return float(value)
+
+    return check
+
+
+def _non_negative(name: str, value: Any) -> Any:
+    if not _is_number(value) or not value >= 0 or value == float("inf"):
+        raise InputError(f"{name} must be a finite number >= 0 (0 = off), got {value!r}")
+    return float(value)
+
+
+def _boolean(name: str, value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def _lr_schedule(name: str, value: Any) -> Any:
+    text = str(value).lower()
+    if text not in LR_SCHEDULES:
+        raise InputError(f"unknown {name} {value!r}; choose from: {', '.join(LR_SCHEDULES)}")
+    return text
+
+
+def _target_class(name: str, value: Any) -> Any:
+    """``None`` (multi-label) or a class name; MLflow's ``"None"`` reads back as ``None``."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in _NULL_NAMES):
+        return None
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be a class name (e.g. 'Speech') or null, got {value!r}")
+    return value
+
+
+#: Checks of the technique hyperparameters: each returns the (normalized) value or raises.
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "output_heads": _int_range(1, 64),
+    "lr_schedule": _lr_schedule,
+    "lr_step_epochs": _int_range(1, 100_000),
+    "lr_gamma": _float_range(0.0, 1.0, low_open=True),
+    "mixup_alpha": _non_negative,
+    "mixup_lambda_gt_half": _boolean,
+    "loss_mask_alpha": _float_range(0.0, 1.0),
+    "balanced_batches": _boolean,
+    "shift_augment": _int_range(0, 255),
+    "positive_mix": _float_range(0.0, 1.0),
+    "target_class": _target_class,
+}
 
 def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The full config of a trial: training defaults, the family's defaults, then ``config``."""
@@ -46,4 +135,6 @@ def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
         )
     if str(full["init"]) not in INITS:
         raise InputError(f"unknown init {full['init']!r}; choose from: {', '.join(INITS)}")
+    for name, check in _CHECKS.items():
+        full[name] = check(name, full[name])
     return full

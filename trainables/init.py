@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from trainables.errors import InputError
+from trainables.heads import output_layers
 
 _WEIGHT_INITS: dict[str, Callable[[Tensor], object]] = {
     "xavier_uniform": nn.init.xavier_uniform_,
@@ -46,12 +47,13 @@ def init_output_bias(model: nn.Module, positive_rate: Tensor) -> None:
     With 527 classes and ~2.4 labels per clip, a zero bias spends the first epochs learning the
     priors; the recurrent and convolutional families then stall near chance (measured on
     bal_train: gated CNN val mAUC 0.52 after 2 epochs with a zero bias, 0.93 with this one).
-    The output layer is the last ``nn.Linear`` whose width is the number of classes.
+    The output layer is the last ``nn.Linear`` whose width is the number of classes; with a
+    multi-head classifier (:class:`trainables.heads.MultiHead`) every head gets the prior, so the
+    averaged probability starts at the prior too.
     """
-    n_classes = positive_rate.numel()
-    heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == n_classes]
-    if not heads or heads[-1].bias is None:
-        return
     p = positive_rate.double().clamp(1e-4, 1 - 1e-4)
+    prior = torch.log(p / (1 - p))
     with torch.no_grad():
-        heads[-1].bias.copy_(torch.log(p / (1 - p)).to(heads[-1].bias.dtype))
+        for layer in output_layers(model, positive_rate.numel()):
+            if layer.bias is not None:
+                layer.bias.copy_(prior.to(layer.bias.dtype))

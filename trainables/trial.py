@@ -34,18 +34,13 @@ def save_model(directory: str | os.PathLike[str], model: nn.Module | dict, meta:
 
 def load_model(directory: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a model saved by :func:`save_model` (weights loaded with ``weights_only=True``)."""
-    from trainables.config import resolve_config
-    from trainables.models import create_model
+    from trainables.loop import build_model
 
     folder = Path(directory)
     meta = json.loads((folder / CHECKPOINT_META).read_text())
-    cfg = resolve_config(meta["config"])
-    model = create_model(
-        cfg["family"],
-        n_frames=meta["n_frames"],
-        n_features=meta["n_features"],
+    model = build_model(
+        meta["config"], n_frames=meta["n_frames"], n_features=meta["n_features"],
         n_classes=meta["n_classes"],
-        **cfg,
     )
     state = torch.load(folder / CHECKPOINT_WEIGHTS, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
@@ -78,9 +73,13 @@ def tune_trial(config: dict[str, Any], data: TrialData, max_epochs: int) -> None
     """Ray Tune function trainable (wrapped with ``tune.with_parameters`` by the driver)."""
     from ray import tune
 
+    import ray
+
     device = _threads_and_device()
+    node_id = ray.get_runtime_context().get_node_id()
 
     def report(metrics: dict[str, float], improved: bool, model: nn.Module) -> None:
+        metrics = {**metrics, "node_id": node_id}
         if not improved:
             tune.report(metrics)
             return

@@ -1,0 +1,227 @@
+"""The report of a search, from MLflow: its tables (Markdown) and its dashboard (HTML).
+
+:func:`collect` gathers every table once (trials, learning curves, finals, runtime, per-class AP);
+:func:`report_markdown` prints the two tables of ``tagtune report``; :func:`dashboard_html` draws
+the plotly figures of :mod:`dashboards` into one self-contained page.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+
+from tracking.summary import family_summary, to_markdown, trial_rows
+from tracking.tables import (
+    EVAL_METRICS,
+    ensemble_rows,
+    finals_table,
+    per_class_from_run,
+    runtime_table,
+    trial_tables,
+    with_finals,
+)
+
+SEARCH_COLUMNS = ["family", "trials", "completed", "failed", "max_mAUC", "min_mAUC", "mean_mAUC", "std_mAUC", "best_mAP"]
+DASHBOARD_ARTIFACT_DIR = "dashboard"
+DASHBOARD_FILE = "dashboard.html"
+
+
+@dataclass
+class ReportData:
+    """Every table of one search's report."""
+
+    experiment: str
+    parent_run_id: str
+    summary: pd.DataFrame
+    """Per family: the search columns of :func:`tracking.summary.family_summary` plus the final's
+    ``eval_mAUC/eval_mAP/eval_dprime`` (NaN without a final)."""
+    ensembles: pd.DataFrame
+    runtime: pd.DataFrame
+    trials: pd.DataFrame
+    history: pd.DataFrame
+    finals: pd.DataFrame
+    per_class: pd.DataFrame | None = None
+    per_class_source: str = ""
+
+    @property
+    def has_finals(self) -> bool:
+        """Whether ``tagtune finalize`` has scored this search's families on an eval split."""
+        return not self.finals.empty
+
+
+def collect(client: MlflowClient, experiment: Any, parent: Any, *, per_class: bool = False) -> ReportData:
+    """The tables of the search ``parent`` (an MLflow run) in ``experiment``.
+
+    With ``per_class``, also the best model's per-class AP: the best final's (or ensemble's) on
+    the eval split when there are finals, else the best trial's checkpoint on the search's
+    validation split (its training data re-read; skipped when that path is gone).
+    """
+    exp_id, parent_id = experiment.experiment_id, parent.info.run_id
+    rows = trial_rows(client, exp_id, parent_id)
+    trials, history = trial_tables(client, exp_id, parent_id, parent.data.params.get("spaces"))
+    finals = finals_table(client, exp_id, parent_id)
+    data = ReportData(
+        experiment=experiment.name, parent_run_id=parent_id,
+        summary=with_finals(family_summary(rows), finals), ensembles=ensemble_rows(finals),
+        runtime=runtime_table(trials, finals), trials=trials, history=history, finals=finals,
+    )
+    if per_class:
+        data.per_class, data.per_class_source = best_per_class(client, parent, trials, finals)
+    return data
+
+
+def best_per_class(
+    client: MlflowClient, parent: Any, trials: pd.DataFrame, finals: pd.DataFrame
+) -> tuple[pd.DataFrame | None, str]:
+    """The per-class AP table of the best model and where it comes from (see :func:`collect`)."""
+    if not finals.empty and finals["eval_mAUC"].notna().any():
+        best = finals.loc[finals["eval_mAUC"].idxmax()]
+        table = per_class_from_run(client, str(best["run_id"]))
+        if table is not None:
+            return table, f"{best['name']} on the eval split, eval mAUC {best['eval_mAUC']:.4f}"
+    if trials.empty or trials["best_val_mAUC"].isna().all():
+        return None, ""
+    best = trials.loc[trials["best_val_mAUC"].idxmax()]
+    try:
+        table = validation_per_class(client, parent, str(best["run_id"]))
+    except Exception as exc:  # noqa: BLE001 - the figure says why instead
+        return None, f"not available: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
+    if table is None:
+        return None, "not available: the search's training data or the checkpoint is gone"
+    return table, (f"best trial {best['family']} {best['trial_id'] or str(best['run_id'])[:8]} on the "
+                   f"validation split, val mAUC {best['best_val_mAUC']:.4f}")
+
+
+def validation_per_class(client: MlflowClient, parent: Any, run_id: str) -> pd.DataFrame | None:
+    """AP per class of trial ``run_id``'s best checkpoint on the search's validation split."""
+    import torch
+
+    from tagtune.finalize import eval_scores
+    from trainables.data import load_dataset, split_indices
+    from trainables.loop import predict
+    from trainables.trial import load_model
+
+    params = parent.data.params
+    train = params.get("train")
+    if not train or not Path(train).exists():
+        return None
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    ds = load_dataset(train)
+    _, val_idx = split_indices(ds.n_clips, float(params.get("val_fraction", 0.2)), int(params.get("seed", 0)))
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            folder = client.download_artifacts(run_id, "checkpoint", tmp)
+        except Exception:  # noqa: BLE001 - no checkpoint logged
+            return None
+        model, meta = load_model(folder)
+    x = torch.from_numpy(np.ascontiguousarray(np.asarray(ds.x)[val_idx]))
+    scores = predict(model, x, device=torch.device("cpu")).numpy()
+    y = np.asarray(ds.y, dtype=bool)[val_idx]
+    if scores.shape[1] != y.shape[1]:
+        return None
+    _, table = eval_scores(scores, y, tuple(ds.class_names))
+    return table
+
+
+def search_table(data: ReportData) -> pd.DataFrame:
+    """Table 1: per family the search's max/min/mean mAUC (Fig. 4) and, when there are finals,
+    the final's eval scores; ensembles as extra rows."""
+    cols = SEARCH_COLUMNS + (list(EVAL_METRICS) if data.has_finals else [])
+    table = data.summary.reindex(columns=cols)
+    if data.has_finals and not data.ensembles.empty:
+        table = pd.concat([table, data.ensembles.reindex(columns=cols)], ignore_index=True)
+    return table
+
+
+def report_markdown(data: ReportData) -> str:
+    """The two tables of ``tagtune report`` as Markdown, each under a one-line heading."""
+    head1 = ("Per family: validation mAUC over the search's trials (max/min/mean, seed 000 Fig. 4)"
+             + (", and the final (100% of train) on the eval split" if data.has_finals else ""))
+    table1 = search_table(data)
+    runtime = data.runtime if data.has_finals else data.runtime.drop(columns="final_train_s")
+    return "\n".join([
+        head1, "", _markdown(table1), "",
+        "Runtime per family (seed 000 Fig. 3): seconds per epoch and per trial",
+        "", _markdown(runtime),
+    ])
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    return to_markdown(_display(frame))
+
+
+def _display(frame: pd.DataFrame) -> pd.DataFrame:
+    """Counts as whole numbers (blank where missing), for tables that mix in ensemble rows."""
+    out = frame.copy()
+    for col in ("trials", "completed", "failed", "epochs"):
+        if col in out:
+            out[col] = pd.Series(["" if pd.isna(v) else str(int(v)) for v in out[col]], dtype=object, index=out.index)
+    return out
+
+
+def dashboard_html(data: ReportData) -> str:
+    """The dashboard: both tables, Fig. 4 range, Fig. 3 runtime, optimization history, parallel
+    coordinates and importance per family, learning curves, per-class AP."""
+    from dashboards import (
+        Section,
+        build_html,
+        history_figure,
+        importance_figure,
+        learning_curves_figure,
+        parallel_figure,
+        param_importances,
+        per_class_figure,
+        range_figure,
+        runtime_figure,
+    )
+
+    sections = [
+        Section("Per family: search and finals", table=_display(search_table(data)),
+                note="max/min/mean: the trials' best validation mAUC; eval_*: the family's final, "
+                     "retrained on 100% of the training data, on the eval split." if data.has_finals else
+                     "max/min/mean: the trials' best validation mAUC (run `tagtune finalize` for eval scores)."),
+        Section("mAUC per family (Fig. 4)", figure=range_figure(data.summary)),
+        Section("Runtime per family (Fig. 3)", figure=runtime_figure(data.runtime), table=data.runtime),
+        Section("Optimization history", figure=history_figure(data.trials)),
+    ]
+    if not data.trials.empty:
+        for family in dict.fromkeys(data.trials["family"]):
+            sections.append(Section(f"Parallel coordinates: {family}", figure=parallel_figure(data.trials, str(family))))
+    sections.append(Section("Hyperparameter importance", figure=importance_figure(param_importances(data.trials)),
+                            note="Optuna's fANOVA on a study rebuilt from the MLflow child runs; conditional "
+                                 "parameters rated on the trials where they are active."))
+    sections.append(Section("Learning curves of the top trials", figure=learning_curves_figure(data.history, data.trials)))
+    per_class = data.per_class if data.per_class is not None else pd.DataFrame(columns=["class", "ap", "n_pos"])
+    sections.append(Section("Average precision per class: best and worst 20",
+                            figure=per_class_figure(per_class, 20, data.per_class_source),
+                            note=data.per_class_source))
+    return build_html(f"tagtune report: {data.experiment}", sections,
+                      subtitle=f"search run {data.parent_run_id}; every number is rebuilt from MLflow")
+
+
+def write_dashboard(client: MlflowClient, data: ReportData, out: str | os.PathLike[str] | None = None) -> Path | None:
+    """Log the dashboard on the search's parent run (``dashboard/dashboard.html``, shown by the
+    MLflow UI) and, with ``out``, write it there too; returns ``out``'s path."""
+    from trainables.errors import InputError
+
+    text = dashboard_html(data)
+    path = None
+    if out is not None:
+        path = Path(out)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"--html {out}: cannot write there ({exc.strerror}); pick a writable path") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / DASHBOARD_FILE).write_text(text, encoding="utf-8")
+        client.log_artifacts(data.parent_run_id, tmp, DASHBOARD_ARTIFACT_DIR)
+    return path
