@@ -79,33 +79,3 @@ def test_corrupt_tfrecord_names_the_file(synth_dir, tmp_path):
     shard = _corrupt_copy(synth_dir / "synth", tmp_path / "bad")
     out = tagtune("search", "--train", str(tmp_path / "bad"), "--families", "fc1", cwd=tmp_path)
     assert_bad_input(out, shard.name, "CRC")
-
-
-SEARCH = ("search", "--families", "fc1", "--trials-per-family", "1", "--max-epochs", "1")
-
-
-@pytest.mark.parametrize(
-    "args, needles",
-    [
-        (("search", "--train", "nowhere", "--families", "fc1"), ("--train", "nowhere")),
-        (("search", "--train", "{synth}", "--families", "fc1,resnet"), ("unknown model family 'resnet'",)),
-        (("search", "--train", "{synth}", "--trials-per-family", "0"), ("--trials-per-family",)),
-        (("search", "--train", "{synth}", "--max-epochs", "-1"), ("--max-epochs",)),
-        (("search", "--train", "{synth}", "--val-fraction", "1.5"), ("--val-fraction",)),
-        (("search", "--train", "{synth}", "--tracking-uri", "sqlite:////no/such/dir/x.db"), ("--tracking-uri",)),
-        (("search", "--train", "{synth}", "--tracking-uri", "notauri"), ("--tracking-uri",)),
-        (("search", "--train", "{synth}", "--spaces", "{badspace}"), ("low 0.9 > high 0.1", "fc1.yaml")),
-        (("report", "--experiment", "never-ran"), ("no experiment named 'never-ran'",)),
-        (("train", "--config", "{badcfg}", "--train", "{synth}"), ("unknown optimizer 'lbfgs'",)),
-        (("train", "--config", "missing.yaml", "--train", "{synth}"), ("--config", "missing.yaml")),
-        (("data", "inspect", "nowhere.h5"), ("nowhere.h5",)),
-    ],
-)
-def test_bad_input_exits_2_with_one_line(synth_dir, tmp_path, args, needles):
-    badspace = tmp_path / "spaces"
-    badspace.mkdir()
-    (badspace / "fc1.yaml").write_text("params:\n  dropout: {low: 0.9, high: 0.1}\n")
-    (tmp_path / "bad.yaml").write_text("family: fc1\nconfig: {optimizer: lbfgs}\n")
-    subs = {"{synth}": str(synth_dir / "synth"), "{badspace}": str(badspace), "{badcfg}": str(tmp_path / "bad.yaml")}
-    out = tagtune(*[subs.get(a, a) for a in args], cwd=tmp_path)
-    assert_bad_input(out, *needles)
