@@ -261,8 +261,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         from tagtune.predict import format_predictions, predictions
 
         items = predictions(args.model, args.input, k=args.top_k, tracking_uri=args.tracking_uri)
-        for line in format_predictions(items, args.format):
-            print(line)
+        try:
+            for line in format_predictions(items, args.format):
+                print(line)
+        except BrokenPipeError:  # the reader stopped early (`| head`): not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     elif args.command == "export":
         from tagtune.commands import export
 

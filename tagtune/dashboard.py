@@ -7,7 +7,6 @@ the plotly figures of :mod:`dashboards` into one self-contained page.
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
-from tracking.summary import family_summary, to_markdown, trial_rows
+from tracking.summary import TASK_COLUMNS, family_summary, to_markdown, trial_rows
 from tracking.tables import (
     EVAL_METRICS,
     ensemble_rows,
@@ -82,6 +81,7 @@ def best_per_class(
     client: MlflowClient, parent: Any, trials: pd.DataFrame, finals: pd.DataFrame
 ) -> tuple[pd.DataFrame | None, str]:
     """The per-class AP table of the best model and where it comes from (see :func:`collect`)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if not finals.empty and finals["eval_mAUC"].notna().any():
         best = finals.loc[finals["eval_mAUC"].idxmax()]
         table = per_class_from_run(client, str(best["run_id"]))
@@ -134,7 +134,8 @@ def validation_per_class(client: MlflowClient, parent: Any, run_id: str) -> pd.D
 def search_table(data: ReportData) -> pd.DataFrame:
     """Table 1: per family the search's max/min/mean mAUC (Fig. 4) and, when there are finals,
     the final's eval scores; ensembles as extra rows."""
-    cols = SEARCH_COLUMNS + (list(EVAL_METRICS) if data.has_finals else [])
+    cols = SEARCH_COLUMNS + [c for c in TASK_COLUMNS if c in data.summary.columns]
+    cols += list(EVAL_METRICS) if data.has_finals else []
     table = data.summary.reindex(columns=cols)
     if data.has_finals and not data.ensembles.empty:
         table = pd.concat([table, data.ensembles.reindex(columns=cols)], ignore_index=True)

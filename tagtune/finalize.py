@@ -144,7 +144,7 @@ def eval_scores(scores: np.ndarray, y: np.ndarray, class_names: tuple[str, ...])
 
     from trainables.metrics import average_precision, roc_auc, tagging_metrics
 
-    s, t = torch.from_numpy(np.asarray(scores, dtype=np.float32)), torch.from_numpy(np.asarray(y, dtype=bool))
+    s, t = torch.from_numpy(np.array(scores, dtype=np.float32)), torch.from_numpy(np.array(y, dtype=bool))
     summary = tagging_metrics(s, t)
     per_class = pd.DataFrame({
         "class": list(class_names),
@@ -180,7 +180,7 @@ def finalize(spec: FinalizeSpec, echo: Callable[[str], None] | None = None) -> F
     import torch
 
     from trainables.config import resolve_config
-    from trainables.loop import TrialData, fit, pick_device, predict
+    from trainables.loop import TrainingDiverged, TrialData, fit, pick_device, predict
     from trainables.trial import load_model, model_meta, save_model
 
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -213,7 +213,7 @@ def finalize(spec: FinalizeSpec, echo: Callable[[str], None] | None = None) -> F
         x=np.asarray(train_ds.x), y=np.asarray(train_ds.y), train_idx=np.arange(train_ds.n_clips),
         val_idx=fit_slice(train_ds.n_clips, spec.seed), class_names=tuple(train_ds.class_names),
     )
-    eval_x = torch.from_numpy(np.ascontiguousarray(eval_ds.x))
+    eval_x = torch.from_numpy(np.array(eval_ds.x, dtype=np.uint8))  # a writable copy of the mmap
     eval_y = np.asarray(eval_ds.y, dtype=bool)
     class_names = tuple(train_ds.class_names)
     device = pick_device(spec.device)
@@ -290,6 +290,9 @@ def finalize(spec: FinalizeSpec, echo: Callable[[str], None] | None = None) -> F
                     say(f"final {family} #{rank}: eval_mAUC {metrics['eval_mAUC']:.4f} eval_mAP "
                         f"{metrics['eval_mAP']:.4f} eval_dprime {metrics['eval_dprime']:.3f}"
                         + (f" -> {member.model_uri}" if member.model_uri else ""))
+                except TrainingDiverged as exc:  # this config diverged on 100%: the other finals go on
+                    client.set_tag(rid, "tagtune.error", str(exc)[:500])
+                    say(f"final {family} #{rank} FAILED: {exc}")
                 finally:
                     client.set_terminated(rid, status)
 

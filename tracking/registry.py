@@ -79,7 +79,7 @@ def fit_frames(x: np.ndarray, n_frames: int, n_features: int) -> np.ndarray:
         arr = np.clip(np.rint(arr.astype(np.float32)), 0, 255).astype(np.uint8)
     n, t = arr.shape[:2]
     if t == n_frames:
-        return np.ascontiguousarray(arr)
+        return np.array(arr, dtype=np.uint8)  # a writable copy (inputs may be read-only memory maps)
     out = np.zeros((n, n_frames, n_features), dtype=np.uint8)
     k = min(t, n_frames)
     out[:, :k] = arr[:, :k]

@@ -11,6 +11,8 @@ from mlflow import MlflowClient
 
 from tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT
 
+#: Columns :func:`family_summary` adds when some trial has them (binary task; single-label data).
+TASK_COLUMNS = ("best_f1", "best_accuracy", "best_map3")
 SUMMARY_COLUMNS = (
     "family",
     "trials",
@@ -37,6 +39,8 @@ class TrialRow:
     mean_epoch_seconds: float
     params: dict[str, str]
     best_f1: float = math.nan
+    best_accuracy: float = math.nan
+    best_map3: float = math.nan
 
 
 def trial_rows(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[TrialRow]:
@@ -62,6 +66,8 @@ def trial_rows(client: MlflowClient, experiment_id: str, parent_run_id: str) -> 
                 mean_epoch_seconds=sum(secs) / len(secs) if secs else math.nan,
                 params=dict(run.data.params),
                 best_f1=float(metrics.get("best_val_f1", math.nan)),
+                best_accuracy=float(metrics.get("best_val_accuracy", math.nan)),
+                best_map3=float(metrics.get("best_val_map3", math.nan)),
             )
         )
     return rows
@@ -97,6 +103,13 @@ def family_summary(rows: list[TrialRow]) -> pd.DataFrame:
             entry["best_f1"] = max((r.best_f1 for r in rows if r.family == entry["family"]
                                     and r.status == "FINISHED"), default=math.nan)
         columns.append("best_f1")
+    for column in ("best_accuracy", "best_map3"):  # single-label data (seed 003) report these
+        if any(not math.isnan(getattr(r, column)) for r in rows):
+            for entry in table:
+                values = [getattr(r, column) for r in rows
+                          if r.family == entry["family"] and r.status == "FINISHED"]
+                entry[column] = max((v for v in values if not math.isnan(v)), default=math.nan)
+            columns.append(column)
     frame = pd.DataFrame(table, columns=columns)
     return frame.sort_values("max_mAUC", ascending=False, na_position="last").reset_index(drop=True)
 

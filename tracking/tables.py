@@ -115,8 +115,9 @@ def trial_tables(
     if trials.empty:
         return trials, pd.DataFrame(history, columns=["run_id", "family", "step", *HISTORY_METRICS])
     params_by_family: dict[str, list[str]] = {}
+    spaces = {str(f): _searched_params(str(f), spaces_dir) for f in dict.fromkeys(trials["family"])}
     for family, group in trials.groupby("family", sort=False):
-        space = _searched_params(str(family), spaces_dir)
+        space = spaces[str(family)]
         dicts = list(group["_params"])
         keys = sorted({k for d in dicts for k in d} - {"family", "seed"})
         varying = [k for k in keys if len({repr(d.get(k)) for d in dicts}) > 1]
@@ -128,7 +129,7 @@ def trial_tables(
         columns[f"params_{name}"] = []
     for _, row in trials.iterrows():
         family = str(row["family"])
-        space = _searched_params(family, spaces_dir)
+        space = spaces[family]
         values = row["_params"]
         for name in all_names:
             value = values.get(name) if name in params_by_family[family] else None

@@ -1,0 +1,342 @@
+"""Finals (retrain on 100%, score on eval), registered pyfunc models, ensembles, predict, report.
+
+One tiny real search (Ray Tune + Optuna + MLflow, synthetic data, CPU) and one finalize run are
+shared by the module; the slow test repeats the path on the real AudioSet embeddings and looks
+at the dashboard in headless Chromium and at ``mlflow models serve``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from tagtune.cli import main
+from tagtune.commands import report
+from tagtune.finalize import FinalizeSpec, ensemble_weights, finalize, fit_slice, top_trials
+from tagtune.search import SearchSpec, run_search
+from trainables.data import load_dataset, make_synthetic, write_cache
+from trainables.errors import InputError
+from trainables.metrics import tagging_metrics
+from tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT
+from tracking.registry import combine_scores, fit_frames, unique_names
+from tracking.summary import TrialRow, trial_rows
+from tracking.tables import TAG_SOURCE, best_step
+
+from conftest import AUDIOSET, require_shared
+
+
+def _subset(ds, rows: slice):
+    return dataclasses.replace(ds, x=ds.x[rows], y=ds.y[rows], lengths=ds.lengths[rows], ids=ds.ids[rows])
+
+
+@pytest.fixture(scope="module")
+def fin(tmp_path_factory):
+    """A 2-family search on synthetic data and its finals (top 2 per family, registered)."""
+    import ray
+
+    root = tmp_path_factory.mktemp("finals")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TAGTUNE_CACHE_DIR", str(root / "cache"))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    ds = make_synthetic(n_clips=500, n_classes=10, seed=2)
+    train = write_cache(_subset(ds, slice(0, 400)), root / "train")
+    evald = write_cache(_subset(ds, slice(400, 500)), root / "eval")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        search = run_search(SearchSpec(train=str(train), families=["fc1", "fc2"], trials_per_family=2, max_epochs=2,
+                                       experiment="fin", tracking_uri=uri, storage_path=str(root / "ray"), seed=0),
+                            echo=lambda line: None)
+        outcome = finalize(FinalizeSpec(experiment="fin", train=str(train), eval=str(evald), top_k=2,
+                                        tracking_uri=uri), echo=lambda line: None)
+        yield SimpleNamespace(root=root, train=train, eval=evald, uri=uri, search=search, outcome=outcome,
+                              client=MlflowClient(uri), class_names=ds.class_names)
+    finally:
+        if started:
+            ray.shutdown()
+        mp.undo()
+
+
+# -- finalize --------------------------------------------------------------------------------------
+def test_finals_are_logged_under_the_search_and_not_counted_as_trials(fin):
+    client, parent = fin.client, fin.search.parent_run_id
+    finals = fin.outcome.finals
+    assert sorted(finals["name"]) == ["ensemble-geomean", "ensemble-mean", "fc1", "fc1#2", "fc2", "fc2#2"]
+    for _, row in finals.iterrows():
+        run = client.get_run(row["run_id"])
+        assert run.info.status == "FINISHED"
+        assert run.data.tags[TAG_PARENT] == parent and run.data.tags[TAG_KIND] == row["kind"]
+        for key in ("eval_mAUC", "eval_mAP", "eval_dprime"):
+            assert math.isfinite(run.data.metrics[key])
+        assert 0.0 <= run.data.metrics["eval_mAUC"] <= 1.0 and 0.0 <= run.data.metrics["eval_mAP"] <= 1.0
+        files = {a.path for a in client.list_artifacts(row["run_id"], "eval")}
+        assert files == {"eval/per_class.csv"}
+        if row["kind"] == "final":
+            assert run.data.tags[TAG_FAMILY] == row["family"]
+            source = run.data.tags[TAG_SOURCE]
+            history = client.get_metric_history(source, "val_mAUC")
+            # trains for exactly the epochs at which its trial peaked, on every training clip
+            assert int(run.data.params["epochs"]) == best_step((m.step, m.value) for m in history)
+            assert int(run.data.params["n_train"]) == 400 and int(run.data.params["n_eval"]) == 100
+            assert len(client.get_metric_history(row["run_id"], "fit_mAUC")) == int(run.data.params["epochs"])
+            ckpt = {a.path for a in client.list_artifacts(row["run_id"], "checkpoint")}
+            assert ckpt == {"checkpoint/model.pt", "checkpoint/model.json"}
+    # the trials' table is untouched by the finals
+    rows = trial_rows(client, fin.search.experiment_id, parent)
+    assert len(rows) == 4 and {r.family for r in rows} == {"fc1", "fc2"}
+    # the parent run carries each family's eval scores and model URI
+    pm = client.get_run(parent).data
+    best_fc1 = finals[finals["name"] == "fc1"].iloc[0]
+    assert pm.metrics["final_fc1_eval_mAUC"] == pytest.approx(best_fc1["eval_mAUC"])
+    assert pm.tags["tagtune.final.fc1"] == "models:/fin-fc1/1" == best_fc1["model_uri"]
+    assert "ensemble_geomean_eval_mAUC" in pm.metrics
+
+
+def test_each_familys_best_final_is_registered_and_ranks_follow_the_search(fin):
+    client = fin.client
+    names = {m.name for m in client.search_registered_models()}
+    assert {"fin-fc1", "fin-fc2", "fin-ensemble-mean", "fin-ensemble-geomean"} <= names
+    for member in fin.outcome.members:
+        assert (member.model_uri != "") == (member.rank == 1)
+    by_family: dict[str, list[float]] = {}
+    for m in fin.outcome.members:
+        by_family.setdefault(m.family, []).append(m.source.best_mAUC)
+    assert all(v == sorted(v, reverse=True) for v in by_family.values())
+
+
+def test_ensembles_are_the_mean_and_weighted_geomean_of_the_members(fin):
+    members = fin.outcome.members
+    ev = load_dataset(fin.eval)
+    finals = fin.outcome.finals.set_index("name")
+    weights = ensemble_weights([m.source.best_mAUC for m in members])
+    for method, w in (("mean", None), ("geomean", weights)):
+        scores = combine_scores([m.scores for m in members], w, method)
+        expect = tagging_metrics(torch.from_numpy(scores), torch.from_numpy(np.array(ev.y)))
+        assert finals.loc[f"ensemble-{method}", "eval_mAUC"] == pytest.approx(expect["mAUC"], abs=1e-6)
+    run = fin.client.get_run(finals.loc["ensemble-geomean", "run_id"])
+    logged = [float(x) for x in run.data.params["member_weights"].split(",")]
+    assert logged == pytest.approx(weights, abs=1e-4)
+
+
+def test_registered_model_answers_a_score_for_every_class(fin):
+    import mlflow.pyfunc
+
+    os.environ["MLFLOW_TRACKING_URI"] = fin.uri
+    try:
+        model = mlflow.pyfunc.load_model("models:/fin-fc1/1")
+    finally:
+        del os.environ["MLFLOW_TRACKING_URI"]
+    ev = load_dataset(fin.eval)
+    out = model.predict(np.asarray(ev.x[:5], dtype=np.float32))
+    assert list(out.columns) == list(fin.class_names) and out.shape == (5, 10)
+    member = next(m for m in fin.outcome.members if m.family == "fc1" and m.rank == 1)
+    np.testing.assert_allclose(out.to_numpy(), member.scores[:5], atol=1e-5)
+    short = model.predict(np.asarray(ev.x[:2, :4], dtype=np.float32))  # padded to 10 frames
+    padded = np.zeros((2, 10, ev.x.shape[2]), np.float32)
+    padded[:, :4] = ev.x[:2, :4]
+    np.testing.assert_allclose(short.to_numpy(), model.predict(padded).to_numpy(), atol=1e-6)
+    inputs = model.metadata.get_input_schema().inputs[0]
+    assert inputs.shape == (-1, -1, 128) and str(inputs.type) == "float32"
+
+
+# -- predict ---------------------------------------------------------------------------------------
+def test_predict_prints_top_labels_with_names(fin, capsys):
+    assert main(["predict", "--model", "models:/fin-fc1/1", "--input", str(fin.eval), "--top-k", "3",
+                 "--tracking-uri", fin.uri]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 100
+    first = json.loads(lines[0])
+    assert [lab["name"] for lab in first["labels"]] == [fin.class_names[lab["index"]] for lab in first["labels"]]
+    scores = [lab["score"] for lab in first["labels"]]
+    assert scores == sorted(scores, reverse=True) and len(scores) == 3
+
+    final_run = fin.outcome.finals.set_index("name").loc["fc1", "run_id"]
+    assert main(["predict", "--model", f"runs:/{final_run}", "--input", str(fin.eval), "--top-k", "3",
+                 "--format", "csv", "--tracking-uri", fin.uri]) == 0
+    csv_lines = capsys.readouterr().out.strip().splitlines()
+    assert csv_lines[0] == "id,rank,index,label,score" and len(csv_lines) == 1 + 300
+    cells = csv_lines[1].split(",")
+    assert cells[0] == first["id"] and cells[3] == first["labels"][0]["name"]
+
+    local = fin.client.download_artifacts(final_run, "checkpoint", str(fin.root / "dl"))
+    assert main(["predict", "--model", local, "--input", str(fin.eval), "--top-k", "1"]) == 0
+    again = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert again["labels"][0]["name"] == first["labels"][0]["name"]
+
+
+# -- report and dashboard --------------------------------------------------------------------------
+def test_report_shows_search_ranges_next_to_finals_and_runtime(fin, tmp_path):
+    out = tmp_path / "r.html"
+    markdown, table = report("fin", fin.uri, html=str(out))
+    head = markdown.splitlines()[2]
+    for col in ("max_mAUC", "min_mAUC", "mean_mAUC", "eval_mAUC", "eval_mAP", "eval_dprime"):
+        assert col in head
+    assert "| ensemble-mean |" in markdown and "| ensemble-geomean |" in markdown
+    assert "mean_epoch_s | mean_trial_s" in markdown and "final_train_s" in markdown
+    assert set(table["family"]) == {"fc1", "fc2"} and table["eval_mAUC"].notna().all()
+    text = out.read_text()
+    assert "<script src=" not in text and text.count("Plotly.newPlot") >= 8  # plotly.js inlined, offline
+    assert "Average precision per class" in text and "Parallel coordinates: fc2" in text
+    logged = {a.path for a in fin.client.list_artifacts(fin.search.parent_run_id, "dashboard")}
+    assert logged == {"dashboard/dashboard.html"}
+
+
+def test_without_finals_the_per_class_ap_is_the_best_trials_on_validation(fin):
+    from tagtune.dashboard import best_per_class
+    from tracking.tables import finals_table, trial_tables
+
+    client = fin.client
+    parent = client.get_run(fin.search.parent_run_id)
+    trials, _ = trial_tables(client, fin.search.experiment_id, parent.info.run_id)
+    table, source = best_per_class(client, parent, trials, finals_table(client, "0", "none"))
+    assert "validation split" in source and list(table["class"]) == list(fin.class_names)
+    assert table["ap"].dropna().between(0, 1).all() and int(table["n_pos"].sum()) > 0
+    table, source = best_per_class(client, parent, trials, fin.outcome.finals)
+    assert "eval split" in source and len(table) == 10
+
+
+# -- bad input: exit code 2, one line that names the flag ----------------------------------------
+def test_bad_finalize_and_predict_input_exits_2(fin, tmp_path, capsys):
+    other = write_cache(make_synthetic(n_clips=60, n_classes=6, seed=5), tmp_path / "other")
+    base = ["finalize", "--experiment", "fin", "--tracking-uri", fin.uri, "--train", str(fin.train)]
+    cases = [
+        (base + ["--eval", str(tmp_path / "missing")], "--eval"),
+        (base + ["--eval", str(fin.eval), "--top-k", "0"], "--top-k"),
+        (base + ["--eval", str(other)], "--eval"),
+        (["finalize", "--experiment", "nope", "--tracking-uri", fin.uri, "--train", str(fin.train),
+          "--eval", str(fin.eval)], "no experiment named 'nope'"),
+        (["predict", "--model", "models:/nope/1", "--input", str(fin.eval), "--tracking-uri", fin.uri], "--model"),
+        (["predict", "--model", str(tmp_path), "--input", str(fin.eval)], "--model"),
+        (["predict", "--model", "models:/fin-fc1/1", "--input", str(tmp_path / "x"), "--tracking-uri", fin.uri],
+         "--input"),
+        (["report", "--experiment", "fin", "--tracking-uri", fin.uri, "--html", "/proc/no/such/r.html"], "--html"),
+    ]
+    for argv, needle in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("tagtune: error:") and needle in err and "Traceback" not in err, err
+        assert len(err.splitlines()) == 1
+
+
+# -- pure helpers ----------------------------------------------------------------------------------
+def test_combine_scores_mean_and_weighted_geomean():
+    a = np.array([[0.2, 0.9]], np.float32)
+    b = np.array([[0.8, 0.1]], np.float32)
+    np.testing.assert_allclose(combine_scores([a, b]), [[0.5, 0.5]], rtol=1e-6)
+    np.testing.assert_allclose(combine_scores([a, b], [3, 1], "geomean"),
+                               [[0.2 ** 0.75 * 0.8 ** 0.25, 0.9 ** 0.75 * 0.1 ** 0.25]], rtol=1e-5)
+    with pytest.raises(InputError, match="method"):
+        combine_scores([a], method="median")
+    with pytest.raises(InputError, match="weights"):
+        combine_scores([a, b], [1.0, -1.0])
+
+
+def test_ensemble_weights_favour_members_above_chance():
+    w = ensemble_weights([0.9, 0.7, 0.5, float("nan")])
+    assert sum(w) == pytest.approx(1.0) and w[0] == pytest.approx(2 * w[1]) and w[2] == w[3] > 0
+
+
+def test_fit_slice_best_step_and_top_trials():
+    assert list(fit_slice(5, 0)) == [0, 1, 2, 3, 4]
+    s = fit_slice(10_000, 0)
+    assert len(s) == 2048 and len(set(s)) == 2048 and list(s) == sorted(s)
+    assert best_step([(1, 0.6), (2, 0.8), (3, 0.8), (4, float("nan"))]) == 2 and best_step([]) is None
+
+    def row(family: str, auc: float, status: str = "FINISHED") -> TrialRow:
+        return TrialRow(f"{family}{auc}", family, status, auc, 0.1, 1.0, {})
+
+    rows = [row("a", 0.7), row("a", 0.9), row("a", 0.8), row("a", 0.95, "FAILED"), row("b", float("nan"))]
+    assert [r.best_mAUC for r in top_trials(rows, 2)["a"]] == [0.9, 0.8] and "b" not in top_trials(rows, 2)
+
+
+def test_fit_frames_pads_cuts_rounds_and_reshapes():
+    x = np.full((2, 3, 4), 300.0)
+    out = fit_frames(x, 5, 4)
+    assert out.dtype == np.uint8 and out.shape == (2, 5, 4) and out[:, :3].min() == 255 and out[:, 3:].max() == 0
+    assert fit_frames(np.ones((1, 8, 4)), 5, 4).shape == (1, 5, 4)
+    assert fit_frames(np.arange(20).reshape(1, 20), 5, 4).shape == (1, 5, 4)  # flat rows
+    with pytest.raises(InputError, match="input"):
+        fit_frames(np.ones((2, 3, 7)), 5, 4)
+    assert unique_names(["a", "b", "a"]) == ["a [0]", "b", "a [2]"]
+
+
+# -- real data, headless Chromium and `mlflow models serve` (slow) -----------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_real_data_finals_dashboard_in_chromium_and_served_model(workdir):
+    """On the real AudioSet embeddings: a small search, finals on eval, the dashboard drawn in
+    headless Chromium (screenshot), and a served registered model answering 527 scores."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    train, evald = require_shared(AUDIOSET / "bal_train"), require_shared(AUDIOSET / "eval")
+    cmd = [sys.executable, "-m", "tagtune"]
+    subprocess.run(cmd + ["search", "--train", str(train), "--families", "fc1,fc2", "--trials-per-family", "2",
+                          "--max-epochs", "3", "--experiment", "fin"], check=True, capture_output=True)
+    done = subprocess.run(cmd + ["finalize", "--experiment", "fin", "--train", str(train), "--eval", str(evald),
+                                 "--html", "report.html"], check=True, capture_output=True, text=True)
+    assert "eval_mAUC" in done.stdout and "| ensemble-mean |" in done.stdout and "mean_trial_s" in done.stdout
+
+    shot = workdir / "report.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    f"--user-data-dir={workdir / 'chrome'}", f"--screenshot={shot}", "--window-size=1400,6500",
+                    (workdir / "report.html").as_uri()], check=True, capture_output=True, timeout=180)
+    from PIL import Image
+
+    img = np.asarray(Image.open(shot).convert("L"), dtype=np.uint8)
+    coloured_rows = (img < 230).sum(axis=1) > 20  # rows with drawn content
+    assert coloured_rows.mean() > 0.3, "the screenshot is mostly blank: figures were not drawn"
+
+    port = _free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/fin-fc2/1",
+                               "--env-manager", "local", "-p", str(port), "--host", "127.0.0.1"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        clips = load_dataset(evald).x[:2].astype(int).tolist()
+        body = json.dumps({"inputs": clips}).encode()
+        answer = None
+        for _ in range(90):
+            try:
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                             headers={"Content-Type": "application/json"})
+                answer = json.load(urllib.request.urlopen(req, timeout=30))
+                break
+            except OSError:
+                time.sleep(2)
+        assert answer is not None, "mlflow models serve did not answer"
+        preds = answer["predictions"]
+        assert len(preds) == 2 and len(preds[0]) == 527 and "Speech" in preds[0]
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+
+    out = subprocess.run(cmd + ["predict", "--model", "models:/fin-fc2/1", "--input", str(evald), "--top-k", "3"],
+                         check=True, capture_output=True, text=True)
+    first = json.loads(out.stdout.splitlines()[0])
+    names = set(load_dataset(evald).class_names)
+    assert len(first["labels"]) == 3 and all(lab["name"] in names for lab in first["labels"])
