@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("finalize", help="retrain each family's best config on all of --train, score on --eval, "
                                         "register the models, ensemble them",
-                       description="Seed 001's finals: each family's best trial (or top K) retrained on 100%% "
+                       description="Seed 001's finals: each family's best trial (or top K) retrained on 100% "
                                    "of the training data for the epochs at which the trial peaked, scored on "
                                    "the eval split (eval_mAUC, eval_mAP, eval_dprime), logged under the "
                                    "search run, registered as <experiment>-<family> in MLflow's model "
