@@ -10,6 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
+import trainables.metrics as metrics_module
 from trainables.metrics import (
     _ap_auc_from_scores,
     accuracy,
@@ -22,6 +23,14 @@ from trainables.metrics import (
 )
 
 METHODS = ["auto", "search", "rank"]
+
+
+@pytest.fixture(params=["numpy", "torch"])
+def sort_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the NumPy code used for CPU tensors, and again with the torch code used on CUDA."""
+    if request.param == "torch":
+        monkeypatch.setattr(metrics_module, "_use_numpy", lambda device: False)
+    return request.param
 
 
 def _random_problem(
@@ -78,7 +87,9 @@ def _assert_matches(ours: torch.Tensor, ref: np.ndarray) -> None:
         (6, 7, 3, 0.5, 0),  # tiny, almost everything tied
     ],
 )
-def test_ap_auc_match_sklearn(seed: int, n: int, c: int, density: float, decimals: int | None, method: str) -> None:
+def test_ap_auc_match_sklearn(
+    seed: int, n: int, c: int, density: float, decimals: int | None, method: str, sort_backend: str
+) -> None:
     scores, targets = _random_problem(seed, n, c, density, decimals)
     ref_ap, ref_auc = _sklearn_ap_auc(scores, targets)
     ap, auc = _ap_auc_from_scores(torch.from_numpy(scores), torch.from_numpy(targets), method)
@@ -87,7 +98,7 @@ def test_ap_auc_match_sklearn(seed: int, n: int, c: int, density: float, decimal
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_all_equal_columns_and_degenerate_classes(method: str) -> None:
+def test_all_equal_columns_and_degenerate_classes(method: str, sort_backend: str) -> None:
     rng = np.random.default_rng(7)
     n = 60
     targets = rng.random((n, 5)) < 0.3
@@ -108,7 +119,7 @@ def test_all_equal_columns_and_degenerate_classes(method: str) -> None:
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("decimals", [None, 1])
-def test_negative_logits_and_signed_zero(method: str, decimals: int | None) -> None:
+def test_negative_logits_and_signed_zero(method: str, decimals: int | None, sort_backend: str) -> None:
     rng = np.random.default_rng(12)
     targets = rng.random((400, 8)) < 0.1
     scores = (rng.normal(size=(400, 8)) + targets).astype(np.float32)
@@ -160,7 +171,7 @@ def test_target_dtypes(target_dtype: torch.dtype) -> None:
     _assert_matches(roc_auc(torch.from_numpy(scores), t), ref_auc)
 
 
-def test_infinite_scores() -> None:
+def test_infinite_scores(sort_backend: str) -> None:
     scores = np.array([[np.inf], [np.inf], [1.0], [-np.inf], [0.0], [-np.inf]], dtype=np.float32)
     targets = np.array([[1], [0], [1], [1], [0], [0]], dtype=bool)
     finite = np.clip(scores, -1e30, 1e30)[:, 0]  # same order and ties; sklearn rejects infinity
@@ -206,15 +217,19 @@ def test_empty_and_all_negative() -> None:
     assert all(math.isnan(v) for v in result.values())
 
 
-def test_input_validation() -> None:
+def test_input_validation(sort_backend: str) -> None:
     with pytest.raises(ValueError, match="shape"):
         average_precision(torch.rand(4, 2), torch.zeros(4, 3))
     with pytest.raises(ValueError, match="0 and 1"):
         roc_auc(torch.rand(4, 2), torch.full((4, 2), 2.0))
     scores = torch.rand(4, 2)
     scores[0, 0] = float("nan")
+    targets = torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0]])
+    for method in METHODS:
+        with pytest.raises(ValueError, match="NaN"):
+            _ap_auc_from_scores(scores, targets, method)
     with pytest.raises(ValueError, match="NaN"):
-        average_precision(scores, torch.ones(4, 2))
+        average_precision(scores, torch.zeros(4, 2))
     with pytest.raises(ValueError, match="method"):
         _ap_auc_from_scores(torch.rand(4, 2), torch.ones(4, 2), "bogus")
 
@@ -356,6 +371,7 @@ def test_multiclass_validation() -> None:
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("method", METHODS)
 def test_cuda_matches_cpu(method: str) -> None:

@@ -28,14 +28,16 @@ Two ways to get the counts, chosen by label density (both exact, both tested aga
 * **rank** (dense labels, or float64 scores that are not exact in float32): argsort each column,
   cumulative-sum the sorted targets and find each run of ties with ``cummax``.
 
-On CPU the column sorts use NumPy's SIMD sort, several times faster than ``torch.sort`` for this
-shape; on other devices they use ``torch.sort``.  Few, large tensor ops are used throughout so the
-code stays fast when another process competes for the CPU cores.
+On CPU tensors the sorts, and the whole search path, run in NumPy: its SIMD sort is several times
+faster than ``torch.sort`` for this shape, and single-threaded NumPy does not pay torch's per-op
+thread synchronisation, which gets expensive when other processes load the cores.  On other
+devices (CUDA) everything runs in torch on that device; the tests exercise the torch code on CPU.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,37 +95,61 @@ def _check_scores_targets(scores: torch.Tensor, targets: torch.Tensor) -> tuple[
 # --------------------------------------------------------------------------------------------
 
 
-def _sort_columns(scores: torch.Tensor) -> torch.Tensor:
-    """Sort every column of ``scores [N, C]`` ascending; returns ``[C, N]`` contiguous values.
-
-    NaN sorts last in both NumPy and torch.
-    """
-    if scores.device.type == "cpu":
-        arr = scores.detach().numpy().T.copy()  # [C, N] C-contiguous, owned
-        arr.sort(axis=1)  # NumPy's SIMD sort (x86-simd-sort / Highway) is the fast path
-        return torch.from_numpy(arr)
-    return torch.sort(scores.detach().t(), dim=1).values.contiguous()
+def _use_numpy(device: torch.device) -> bool:
+    """Whether to run the sorts (and the search path) in NumPy: CPU tensors; else torch on ``device``."""
+    return device.type == "cpu"
 
 
 def _argsort_columns(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sort every column of ``scores [N, C]`` ascending; returns ``(values, indices)``, each ``[C, N]``."""
     cols = scores.detach().t().contiguous()
-    if cols.device.type == "cpu":
+    if _use_numpy(cols.device):
         idx = torch.from_numpy(np.argsort(cols.numpy(), axis=1))
         return cols.gather(1, idx), idx
     values, idx = torch.sort(cols, dim=1)
     return values, idx
 
 
-def _float32_order_key(x: torch.Tensor) -> torch.Tensor:
-    """Map float32 values to int32 with the same order and the same ties (``-0.0 == 0.0``).
+def _order_key_from_bits(bits: Any) -> Any:
+    """Map float32 bit patterns (int32, NumPy or torch) to int32 keys that sort like the floats.
 
-    Non-negative floats keep their bit pattern; negative ones become minus their magnitude bits.
-    NaN must be excluded beforehand.
+    Non-negative floats keep their bit pattern; negative ones become minus their magnitude bits,
+    so ``-0.0`` and ``0.0`` get the same key, as they compare equal.  NaN must be excluded first.
     """
-    bits = x.view(torch.int32)
     sign = bits >> 31  # 0 or -1
     return ((bits & 0x7FFFFFFF) ^ sign) - sign
+
+
+def _sorted_column_keys(scores: torch.Tensor) -> torch.Tensor:
+    """Sorted int64 keys ``class * 2**32 + order_key(score)`` of float32 ``scores [N, C]``, flat (torch).
+
+    Each column is sorted once (values only), so the flattened ``[C, N]`` key matrix is one
+    ascending array.  Raises ``ValueError`` on NaN (NaN sorts last).
+    """
+    c = scores.shape[1]
+    values = torch.sort(scores.detach().t(), dim=1).values
+    if bool(torch.isnan(values[:, -1]).any()):
+        raise ValueError("scores contain NaN")
+    bits = values.contiguous().view(torch.int32)
+    # All scores positive (the usual probabilities): the bits already sort like the values.
+    keys = (bits if bool((values[:, 0] > 0).all()) else _order_key_from_bits(bits)).to(torch.int64)
+    keys += (torch.arange(c, dtype=torch.int64, device=scores.device) << 32).unsqueeze(1)
+    return keys.reshape(-1)
+
+
+def _sorted_column_keys_numpy(scores: np.ndarray) -> np.ndarray:
+    """NumPy twin of :func:`_sorted_column_keys`: its SIMD sort and integer passes are several
+    times faster than torch's on CPU for this shape."""
+    c = scores.shape[1]
+    arr = scores.T.copy()  # [C, N] C-contiguous, owned
+    arr.sort(axis=1)
+    if bool(np.isnan(arr[:, -1]).any()):
+        raise ValueError("scores contain NaN")
+    keys = np.empty(arr.shape, dtype=np.int64)
+    bits = arr.view(np.int32)
+    keys[...] = bits if bool((arr[:, 0] > 0).all()) else _order_key_from_bits(bits)
+    keys += (np.arange(c, dtype=np.int64) << 32)[:, None]
+    return keys.reshape(-1)
 
 
 def _as_exact_float32(scores: torch.Tensor) -> torch.Tensor | None:
@@ -138,11 +164,11 @@ def _as_exact_float32(scores: torch.Tensor) -> torch.Tensor | None:
 def _use_rank_path(n: int, c: int, n_positives: int) -> bool:
     """Whether the dense (argsort + cumsum) path is likely cheaper than searching every positive.
 
-    The search path costs a sort plus about ``2 * log2(N * C)`` steps per positive; the rank path
-    an argsort plus a few dozen passes over the ``N x C`` matrix.  The constant is measured on CPU
-    (break-even near 10 % positives for 20k x 527).
+    The search path costs a values-only sort plus two binary searches (``log2(N * C)`` steps) per
+    positive; the rank path an argsort plus a dozen passes over the ``N x C`` matrix.  Measured on
+    CPU for 20k x 527 the two break even near 12 % positives, which this rule reproduces.
     """
-    return n_positives * (n * c).bit_length() > n * c
+    return n_positives * (n * c).bit_length() > 3 * n * c
 
 
 def _ap_auc_search(
@@ -152,21 +178,21 @@ def _ap_auc_search(
 
     ``scores`` must be float32.  Every score becomes the int64 key ``class * 2**32 + order_key``,
     so the row-sorted matrix, flattened, is one globally sorted array and a single
-    ``torch.searchsorted`` answers "how many examples of class c score < v (or <= v)" for all
-    positives at once.
+    ``searchsorted`` answers "how many examples of class c score < v (or <= v)" for all positives
+    at once.  On CPU the whole path runs in NumPy (:func:`_ap_auc_search_numpy`): faster, and free
+    of torch's per-op thread synchronisation, which is costly when other processes load the CPU.
 
     Returns ``(ap_sum [C], a_minus_b [C])``: ``ap_sum`` is the sum over positives of the precision
     at their score, ``a_minus_b`` is ``#(pos > neg) - #(pos < neg)`` over positive/negative pairs.
     """
+    if _use_numpy(scores.device):
+        return _ap_auc_search_numpy(scores, pos_n, pos_c, n_pos)
     n, c = scores.shape
     device = scores.device
-    sorted_cols = _sort_columns(scores)  # [C, N] float32 ascending
-    if bool(torch.isnan(sorted_cols[:, -1]).any()):
-        raise ValueError("scores contain NaN")
+    flat_keys = _sorted_column_keys(scores)  # [C * N] ascending
     row_offset = torch.arange(c, dtype=torch.int64, device=device) << 32
-    flat_keys = torch.add(_float32_order_key(sorted_cols), row_offset.unsqueeze(1)).reshape(-1)
-
-    pos_keys = _float32_order_key(scores[pos_n, pos_c]).to(torch.int64) + row_offset[pos_c]
+    pos_bits = scores[pos_n, pos_c].contiguous().view(torch.int32)
+    pos_keys = _order_key_from_bits(pos_bits).to(torch.int64) + row_offset[pos_c]
     pos_keys, order = torch.sort(pos_keys)  # by class, then score
     pos_c = pos_c[order]
     m = pos_keys.numel()
@@ -186,6 +212,36 @@ def _ap_auc_search(
     ap_sum = torch.zeros(c, dtype=torch.float64, device=device).index_add_(0, pos_c, precision)
     a_minus_b = torch.zeros(c, dtype=torch.float64, device=device).index_add_(0, pos_c, diff)
     return ap_sum, a_minus_b
+
+
+def _ap_auc_search_numpy(
+    scores: torch.Tensor, pos_n: torch.Tensor, pos_c: torch.Tensor, n_pos: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """NumPy twin of :func:`_ap_auc_search` for CPU tensors; same arguments and results."""
+    n, c = scores.shape
+    arr = scores.detach().numpy()
+    flat_keys = _sorted_column_keys_numpy(arr)
+    pc = pos_c.numpy()
+    p = n_pos.numpy()
+    pos_keys = _order_key_from_bits(arr[pos_n.numpy(), pc].view(np.int32)).astype(np.int64)
+    pos_keys += pc.astype(np.int64) << 32
+    order = np.argsort(pos_keys, kind="stable")  # by class, then score
+    pos_keys = pos_keys[order]
+    pc = pc[order]
+
+    row_start = pc * n
+    lt_all = np.searchsorted(flat_keys, pos_keys, side="left") - row_start
+    le_all = np.searchsorted(flat_keys, pos_keys, side="right") - row_start
+    class_start = (np.cumsum(p) - p)[pc]
+    lt_pos = np.searchsorted(pos_keys, pos_keys, side="left") - class_start
+    le_pos = np.searchsorted(pos_keys, pos_keys, side="right") - class_start
+
+    p_of = p[pc]
+    precision = (p_of - lt_pos) / (n - lt_all)  # int64 / int64 -> float64
+    diff = 2 * (lt_all - lt_pos) + (le_all - lt_all) - (le_pos - lt_pos) - (n - p_of)
+    ap_sum = np.bincount(pc, weights=precision, minlength=c)
+    a_minus_b = np.bincount(pc, weights=diff.astype(np.float64), minlength=c)
+    return torch.from_numpy(ap_sum), torch.from_numpy(a_minus_b)
 
 
 def _ap_auc_rank(scores: torch.Tensor, targets: torch.Tensor, n_pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -393,5 +449,5 @@ def map_at_k(scores: torch.Tensor, labels: torch.Tensor, k: int = 3) -> float:
     class_idx = torch.arange(scores.shape[1], device=scores.device).unsqueeze(0)
     ahead = (scores > true) | ((scores == true) & (class_idx < labels.unsqueeze(1)))
     rank = ahead.sum(dim=1) + 1
-    gain = torch.where(rank <= k, 1.0 / rank.to(torch.float64), torch.zeros((), dtype=torch.float64, device=scores.device))
+    gain = (rank <= k).to(torch.float64) / rank.to(torch.float64)
     return float(gain.mean())
