@@ -122,13 +122,55 @@ def parse_families(text: str) -> list[str]:
 
 
 def prepare_data(spec: SearchSpec) -> TrialData:
-    """Read (or load from the cache) the training data and carve the seeded validation split."""
+    """Read (or load from the cache) the training data and carve the seeded validation split.
+
+    Audio (a CSV of audio files, or a folder holding one): the clips are decoded once per sample
+    rate the families' spaces can sample (cached; other rates on first use), clips the CSV marks
+    ``test`` are held out, and validation uses the CSV's own split or folds where it has them.
+    """
+    from trainables.data._dataset import sniff_format
+
+    if sniff_format(spec.train) == "audio":
+        from trainables.audio import audio_trial_data, load_audio_dataset
+
+        ds = load_audio_dataset(spec.train, sample_rates=_audio_rates(spec))
+        return audio_trial_data(ds, val_fraction=spec.val_fraction, seed=spec.seed)
     ds = load_dataset(spec.train)
     train_idx, val_idx = split_indices(ds.n_clips, spec.val_fraction, spec.seed)
     return TrialData(
         x=np.asarray(ds.x), y=np.asarray(ds.y), train_idx=train_idx, val_idx=val_idx,
         class_names=tuple(ds.class_names),
     )
+
+
+def _audio_rates(spec: SearchSpec) -> list[int]:
+    """The sample rates the search may train at (to decode up front); every family must take audio."""
+    from trainables.models import get_family
+
+    rates: set[int] = set()
+    for family in spec.families:
+        hparams = get_family(family).hparams
+        if "sample_rate" not in hparams:
+            raise InputError(
+                f"--families {family}: it reads embeddings, but --train {spec.train} holds audio "
+                "files; use an audio family such as densenet_audio"
+            )
+        space = spec.spaces.get(family)
+        if space is None:  # no space loaded (`tagtune train`): decode the config's rate on use
+            continue
+        param = next((p for p in space.params if p.name == "sample_rate"), None)
+        if param is None:
+            rates.add(int(hparams["sample_rate"]))
+        elif param.kind == "categorical":
+            rates.update(int(c) for c in param.choices)
+        elif param.kind == "const":
+            rates.add(int(param.value))
+        else:
+            raise InputError(
+                f"{' + '.join(space.files)}: sample_rate must be {{choices: [...]}} or {{value: ...}} "
+                "(each rate is decoded once), not a range"
+            )
+    return sorted(rates)
 
 
 def _probe_address(address: str) -> None:
@@ -227,6 +269,13 @@ def _trainable(spec: SearchSpec, data: TrialData) -> Any:
 
 def _describe(data: TrialData, seconds: float) -> str:
     n_frames, n_features, n_classes = data.shape
+    if data.audio is not None:
+        held_out = data.audio.n_clips - len(data.train_idx) - len(data.val_idx)
+        return (
+            f"data: {len(data.train_idx)} train / {len(data.val_idx)} validation audio clips "
+            f"({held_out} held out), {n_classes} classes, "
+            f"{'single' if data.single_label else 'multi'}-label ({seconds:.1f} s)"
+        )
     return (
         f"data: {len(data.train_idx)} train / {len(data.val_idx)} validation clips, "
         f"{n_frames} x {n_features} frames, {n_classes} classes ({seconds:.1f} s)"

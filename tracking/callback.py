@@ -32,6 +32,10 @@ LOGGED_METRICS = (
     "best_val_mAP",
     "val_f1",
     "best_val_f1",
+    "val_accuracy",
+    "val_map3",
+    "best_val_accuracy",
+    "best_val_map3",
 )
 _SECRET_WORDS = ("password", "secret", "token", "apikey", "api_key", "credential")
 

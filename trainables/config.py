@@ -34,6 +34,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "shift_augment": 0,  # seed 002: add a constant in [-s, s] to a clip's 0..255 values
     "positive_mix": 0.0,  # seed 002: probability of a 0.5/0.5 mix with a clip sharing a label
     "target_class": None,  # seed 002: one class (by name) against the rest; None = multi-label
+    # Raw-audio data only (trainables/audio; ignored for embeddings):
+    "crop_samples": 64000,  # seed 003: training crop in samples at the family's sample_rate
+    "mixup_scale": 0.0,  # seed 003 eq. 2: peak-normalize clips, scale by U(1 - s, 1 + s); 0 = off
 }
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
 _NULL_NAMES = ("", "none", "null", "~")
@@ -109,6 +112,8 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "shift_augment": _int_range(0, 255),
     "positive_mix": _float_range(0.0, 1.0),
     "target_class": _target_class,
+    "crop_samples": _int_range(16, 100_000_000),
+    "mixup_scale": _float_range(0.0, 0.99),
 }
 
 def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,11 @@ class-balanced batches, shift and positive-mix augmentation, the binary one-clas
 training hyperparameters of every family; the pure functions live in
 :mod:`trainables.techniques` and :mod:`trainables.heads`, and their defaults leave this loop
 exactly as it is without them.
+
+Raw audio (``TrialData.audio``, seed 003) goes through the same loop: its batches come from
+:class:`trainables.audio.batches.AudioBatches` (crops of waveforms on the device) instead of
+:class:`_Batches`, and whole clips are scored.  Single-label data (``TrialData.single_label``)
+train with cross-entropy over softmax outputs and add ``val_accuracy`` and ``val_map3``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -27,7 +32,7 @@ from trainables.errors import InputError
 from trainables.config import OPTIMIZERS, TRAIN_DEFAULTS, resolve_config
 from trainables.heads import replace_output_layer
 from trainables.init import apply_init, init_output_bias
-from trainables.metrics import f1_at_best_threshold, tagging_metrics
+from trainables.metrics import accuracy, f1_at_best_threshold, map_at_k, tagging_metrics
 from trainables.models import create_model
 from trainables.techniques import (
     ClassIndex,
@@ -44,6 +49,9 @@ from trainables.techniques import (
     shift_clamp,
 )
 
+if TYPE_CHECKING:
+    from trainables.audio import AudioDataset
+
 EPOCH_METRICS = ("train_loss", "val_loss", "val_mAUC", "val_mAP", "val_dprime", "epoch_seconds")
 
 
@@ -57,6 +65,10 @@ class TrialData:
 
     ``verified`` is an optional bool flag per clip (seed 003's manually verified labels): loss
     masking never drops a verified clip.  ``None`` means no clip is verified.
+
+    Raw audio: ``audio`` holds the clips (``x`` is then an empty ``[N, 0, 1]`` placeholder; see
+    :func:`trainables.audio.audio_trial_data`).  ``single_label``: every clip has exactly one
+    class; trained with softmax cross-entropy and scored with accuracy and MAP@3 as well.
     """
 
     x: np.ndarray
@@ -65,6 +77,13 @@ class TrialData:
     val_idx: np.ndarray
     class_names: tuple[str, ...] = ()
     verified: np.ndarray | None = None
+    audio: AudioDataset | None = None
+    single_label: bool = False
+
+    @property
+    def kind(self) -> str:
+        """``"audio"`` (waveforms in ``audio``) or ``"embeddings"`` (uint8 ``x``)."""
+        return "audio" if self.audio is not None else "embeddings"
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -115,16 +134,19 @@ def _autocast(device: torch.device) -> Any:
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, x: Tensor, *, batch_size: int = 4096, device: torch.device | None = None
+    model: nn.Module, x: Tensor, *, batch_size: int = 4096, device: torch.device | None = None,
+    activation: str = "sigmoid",
 ) -> Tensor:
-    """Sigmoid scores ``[N, C]`` (float32, on ``x``'s device) for uint8 inputs ``x [N, T, F]``."""
+    """Sigmoid scores ``[N, C]`` (float32, on ``x``'s device) for uint8 inputs ``x [N, T, F]``
+    (the raw logits with ``activation="none"``)."""
     device = device or x.device
     model.eval()
     outs = []
     for i in range(0, x.shape[0], batch_size):
         xb = x[i : i + batch_size].to(device, non_blocking=True).float().div_(255.0)
         with _autocast(device):
-            outs.append(model(xb).float().sigmoid())
+            out = model(xb).float()
+            outs.append(out.sigmoid() if activation == "sigmoid" else out)
     return torch.cat(outs)
 
 
@@ -151,19 +173,28 @@ def output_count(config: Mapping[str, Any], n_classes: int) -> int:
     return 1 if config.get("target_class") is not None else n_classes
 
 
+def model_task(config: Mapping[str, Any], single_label: bool = False) -> str:
+    """``binary`` (``target_class`` set), else ``singlelabel`` for single-label data, else ``multilabel``."""
+    if config.get("target_class") is not None:
+        return "binary"
+    return "singlelabel" if single_label else "multilabel"
+
+
 def build_model(
-    config: Mapping[str, Any], *, n_frames: int, n_features: int, n_classes: int
+    config: Mapping[str, Any], *, n_frames: int, n_features: int, n_classes: int,
+    task: str | None = None,
 ) -> nn.Module:
     """The untrained model of ``config`` for data with ``n_classes`` classes.
 
     The family's model with one output per class (one in all for the binary task), its output
-    layer replaced by ``output_heads`` averaged heads when that is above 1.  Use this, not
+    layer replaced by ``output_heads`` averaged heads when that is above 1 (``task`` says how
+    they average: :func:`model_task` of the config by default).  Use this, not
     ``create_model``, to rebuild a trained model from its config and the data's shape.
     """
     cfg = resolve_config(config)
     n_out = output_count(cfg, n_classes)
     model = create_model(cfg["family"], n_frames=n_frames, n_features=n_features, n_classes=n_out, **cfg)
-    task = "binary" if cfg["target_class"] is not None else "multilabel"
+    task = task or model_task(cfg)
     return replace_output_layer(model, n_out, int(cfg["output_heads"]), task)
 
 
@@ -246,19 +277,48 @@ class _Batches:
 
 
 def _batch_loss(
-    logits: Tensor, y: Tensor, mask_alpha: float, verified: Tensor | None
+    logits: Tensor, y: Tensor, mask_alpha: float, verified: Tensor | None, single_label: bool = False
 ) -> tuple[Tensor, Tensor]:
-    """(the loss to optimize, the batch's plain BCE for reporting).
+    """(the loss to optimize, the batch's plain loss for reporting).
 
     With ``mask_alpha > 0`` the loss is seed 003's batch-wise masked mean over items; else it is
-    the plain BCE-with-logits mean, exactly as without the technique.
+    the plain BCE-with-logits mean, exactly as without the technique.  ``single_label``: the
+    item loss is the softmax cross-entropy against the (mixup-soft) targets, as in seed 003.
     """
+    if single_label:
+        items = nn.functional.cross_entropy(logits, y, reduction="none")
+        if mask_alpha <= 0:
+            return items.mean(), items.detach().mean()
+        return masked_mean(items, loss_mask(items, mask_alpha, verified)), items.detach().mean()
     if mask_alpha <= 0:
         loss = nn.functional.binary_cross_entropy_with_logits(logits, y)
         return loss, loss.detach()
     items = nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=1)
     keep = loss_mask(items, mask_alpha, verified)
     return masked_mean(items, keep), items.detach().mean()
+
+
+def logit_metrics(logits: Tensor, y: Tensor, task: str) -> dict[str, float]:
+    """Validation metrics from whole-clip logits ``[N, C]`` and bool labels ``y [N, C]``.
+
+    ``singlelabel``: softmax scores; one-vs-rest mAUC, mAP and d-prime, ``accuracy``, ``map3``
+    (MAP@3) and the cross-entropy ``loss``.  Otherwise sigmoid scores, as :func:`evaluate`
+    (with ``f1`` for ``binary``).
+    """
+    if task != "singlelabel":
+        scores = logits.float().sigmoid()
+        out = tagging_metrics(scores, y)
+        if task == "binary":
+            out["f1"] = f1_at_best_threshold(scores[:, 0], y[:, 0])[0]
+        out["loss"] = float(nn.functional.binary_cross_entropy_with_logits(logits.float(), y.float()))
+        return out
+    scores = logits.float().softmax(dim=1)
+    labels = y.to(torch.int8).argmax(dim=1)
+    out = tagging_metrics(scores, y)
+    out["accuracy"] = accuracy(scores, labels)
+    out["map3"] = map_at_k(scores, labels, 3)
+    out["loss"] = float(nn.functional.cross_entropy(logits.float(), labels))
+    return out
 
 
 def fit(
@@ -272,8 +332,10 @@ def fit(
     """Train ``config`` on ``data`` for ``max_epochs``; validate every epoch; keep the best state.
 
     ``on_epoch(metrics, improved, model)`` is called after each epoch (Tune reports from there).
-    In the binary task (``target_class`` set) the metrics add ``val_f1`` and ``best_val_f1``; the
-    best epoch is always the one with the highest ``val_mAUC``.
+    In the binary task (``target_class`` set) the metrics add ``val_f1`` and ``best_val_f1``; on
+    single-label data ``val_accuracy``, ``val_map3`` and their ``best_`` values; the best epoch is
+    always the one with the highest ``val_mAUC``.  Raw audio (``data.audio``) is cropped into
+    batches and scored as whole clips (:class:`trainables.audio.batches.AudioBatches`).
     Raises :class:`TrainingDiverged` when the loss is NaN or infinite.
     """
     if max_epochs < 1:
@@ -282,12 +344,20 @@ def fit(
     dev = device if isinstance(device, torch.device) else pick_device(device)
     y_task = task_labels(cfg, data)
     binary = cfg["target_class"] is not None
+    task = model_task(cfg, data.single_label)
+    single = task == "singlelabel"
+    if data.kind == "audio":
+        from trainables.audio.batches import check_audio_config
+
+        check_audio_config(cfg)
     torch.manual_seed(int(cfg["seed"]))
     n_frames, n_features, n_classes = data.shape
-    model = build_model(cfg, n_frames=n_frames, n_features=n_features, n_classes=n_classes)
+    model = build_model(cfg, n_frames=n_frames, n_features=n_features, n_classes=n_classes, task=task)
     apply_init(model, str(cfg["init"]))
     if cfg["output_bias"] == "prior":
-        init_output_bias(model, torch.from_numpy(y_task[np.asarray(data.train_idx)].mean(axis=0)))
+        rate = torch.from_numpy(y_task[np.asarray(data.train_idx)].mean(axis=0))
+        # Softmax outputs want the bias log(p): the log-odds of p / (1 + p).
+        init_output_bias(model, rate / (1 + rate) if single else rate)
     model.to(dev)
     optimizer = make_optimizer(str(cfg["optimizer"]), model.parameters(), cfg)
     scheduler = make_scheduler(
@@ -295,9 +365,16 @@ def fit(
         step_epochs=int(cfg["lr_step_epochs"]), gamma=float(cfg["lr_gamma"]),
     )
 
-    batches = _Batches(cfg, data, y_task, dev)
+    batches: Any
+    if data.kind == "audio":
+        from trainables.audio.batches import AudioBatches
+
+        batches = AudioBatches(cfg, data, y_task, dev)
+    else:
+        batches = _Batches(cfg, data, y_task, dev)
     val_idx = torch.from_numpy(np.array(data.val_idx, dtype=np.int64)).to(dev)
-    x_val, y_val = batches.x[val_idx], batches.y[val_idx].bool()
+    y_val = batches.y[val_idx].bool()
+    x_val = batches.x[val_idx] if data.kind == "embeddings" else None
     batch_size = int(cfg["batch_size"])
     grad_clip = float(cfg["grad_clip"])
     mask_alpha = float(cfg["loss_mask_alpha"])
@@ -317,7 +394,7 @@ def fit(
             with _autocast(dev):
                 logits = model(xb)
             verified = batches.verified[idx] if batches.verified is not None else None
-            loss, reported = _batch_loss(logits.float(), yb, mask_alpha, verified)
+            loss, reported = _batch_loss(logits.float(), yb, mask_alpha, verified, single)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip > 0:
@@ -333,7 +410,12 @@ def fit(
                 f"training loss became {train_loss} in epoch {epoch} "
                 f"(family {cfg['family']}, lr {cfg['lr']}); lower the learning rate or set grad_clip"
             )
-        val = evaluate(model, x_val, y_val, binary=binary)
+        if x_val is not None and not single:
+            val = evaluate(model, x_val, y_val, binary=binary)
+        elif x_val is not None:
+            val = logit_metrics(predict(model, x_val, activation="none"), y_val, task)
+        else:
+            val = logit_metrics(batches.predict_logits(model, val_idx), y_val, task)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         metrics = {
@@ -347,6 +429,9 @@ def fit(
         }
         if binary:
             metrics["val_f1"] = val["f1"]
+        if single:
+            metrics["val_accuracy"] = val["accuracy"]
+            metrics["val_map3"] = val["map3"]
         improved = not best or metrics["val_mAUC"] > best["val_mAUC"]
         if improved:
             best = dict(metrics)
@@ -355,6 +440,9 @@ def fit(
         metrics["best_val_mAP"] = best["val_mAP"]
         if binary:
             metrics["best_val_f1"] = best["val_f1"]
+        if single:
+            metrics["best_val_accuracy"] = best["val_accuracy"]
+            metrics["best_val_map3"] = best["val_map3"]
         history.append(metrics)
         if on_epoch is not None:
             on_epoch(metrics, improved, model)

@@ -7,6 +7,9 @@ Three on-disk formats are read:
   [N, 10, 128], ``y`` bool [N, 527], ``video_id_list`` [N]);
 * ``cache``: tagtune's own memory-mappable cache folder (holds ``tagtune-cache.json``).
 
+A fourth, ``audio`` (a CSV listing audio files, or a folder holding one), is recognized here and
+read by :func:`trainables.audio.load_audio_dataset`; ``load_dataset`` says so when given one.
+
 TFRecord and HDF5 sources are parsed once and then served from the cache (see ``_cache``).
 """
 
@@ -220,14 +223,25 @@ def split_indices(
 
 
 def sniff_format(path: str | os.PathLike) -> str:
-    """Return ``"tfrecord"``, ``"hdf5"`` or ``"cache"``; :class:`InputError` otherwise."""
+    """Return ``"tfrecord"``, ``"hdf5"``, ``"cache"`` or ``"audio"``; :class:`InputError` otherwise.
+
+    ``audio``: a ``.csv`` file, or a folder without ``*.tfrecord`` shards that holds a CSV (in
+    it or in a subfolder) other than AudioSet's own class and segment lists.
+    """
+    from trainables.audio._table import candidate_csvs, is_audio_csv_name
     from trainables.data._cache import CACHE_MARKER
 
     path = Path(path)
     if not path.exists():
         raise InputError(f"no such file or folder: {path}; {_PASS_DATA}")
     if path.is_dir():
-        return "cache" if (path / CACHE_MARKER).is_file() else "tfrecord"
+        if (path / CACHE_MARKER).is_file():
+            return "cache"
+        if not any(path.glob("*.tfrecord")) and candidate_csvs(path):
+            return "audio"
+        return "tfrecord"
+    if is_audio_csv_name(path):
+        return "audio"
     if path.suffix.lower() in HDF5_SUFFIXES:
         return "hdf5"
     if path.suffix.lower() == ".tfrecord":
@@ -439,6 +453,12 @@ def load_dataset(
 
     path = Path(path)
     fmt = sniff_format(path)
+    if fmt == "audio":
+        raise InputError(
+            f"{path} holds audio files listed in a CSV, and this command reads embeddings "
+            f"({_PASS_DATA.removeprefix('pass --train with ')}); audio works with `tagtune search` "
+            "and `tagtune train` (family densenet_audio)"
+        )
     if fmt == "cache":
         ds = _cache.read_cache(path if path.is_dir() else path.parent)
         if n_classes is not None and n_classes != ds.n_classes:

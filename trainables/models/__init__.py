@@ -10,7 +10,10 @@ from trainables.models._registry import (
     register_family,
     register_variant,
 )
-from trainables.models import fc, recurrent, gcnn  # noqa: F401  (registers the families)
+# Importing a module registers its families; the order is the order `tagtune families` lists.
+from trainables.models import fc, recurrent, gcnn  # noqa: F401, I001
+from trainables.models import conv, transformer, densenet, attention  # noqa: F401, I001
+from trainables.models import densenet_audio  # noqa: F401, I001  (raw audio, seed 003)
 
 __all__ = [
     "FamilySpec",

@@ -1,0 +1,138 @@
+"""An audio dataset: its CSV table, decoded clips per sample rate, and its official splits."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+import numpy as np
+
+from trainables.audio._decode import AudioClips, check_rate, load_clips
+from trainables.audio._table import AudioTable, read_table
+from trainables.errors import InputError
+
+if TYPE_CHECKING:
+    from trainables.loop import TrialData
+
+
+@dataclass(eq=False)
+class AudioDataset:
+    """Clips listed by a CSV: labels and splits at once, samples per rate on demand.
+
+    :meth:`at` returns the clips at a sample rate: preloaded ones (shipped with the dataset, e.g.
+    to Ray trials), else from the decoded-audio cache (decoding on first use).
+    """
+
+    table: AudioTable
+    cache_dir: str | None = None
+    clips: dict[int, AudioClips] = field(default_factory=dict)
+
+    @property
+    def n_clips(self) -> int:
+        return self.table.n_clips
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.table.y.shape[1])
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.table.y
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.table.class_names
+
+    @property
+    def single_label(self) -> bool:
+        return self.table.single_label
+
+    @property
+    def source(self) -> str:
+        return f"audio:{self.table.csv_path}"
+
+    def at(self, rate: int) -> AudioClips:
+        """Every clip at ``rate`` Hz (decoded and cached on first use)."""
+        rate = check_rate(rate)
+        if rate not in self.clips:
+            self.clips[rate] = load_clips(self.table, rate, self.cache_dir)
+        return self.clips[rate]
+
+    def preload(self, rates: Iterable[int]) -> AudioDataset:
+        """Decode (or memory-map) the clips at each of ``rates`` now; returns ``self``."""
+        for rate in rates:
+            self.at(rate)
+        return self
+
+    def splits(self, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(train, validation, test) clip indices, following the CSV where it says.
+
+        Test: the clips the CSV marks ``test`` (held out: never trained on nor selected by).
+        Validation: the clips marked ``val``; else, with official folds (ESC-50), fold number
+        ``folds[seed % n_folds]``; else a seeded random ``val_fraction`` of the non-test clips.
+        """
+        from trainables.data import split_indices
+
+        split, fold = self.table.split, self.table.fold
+        test = np.flatnonzero(split == "test")
+        pool = np.flatnonzero(split != "test")
+        if pool.size == 0:
+            raise InputError(f"{self.table.csv_path} marks every clip as test; leave clips for training")
+        marked = np.flatnonzero(split == "val")
+        if marked.size:
+            return np.flatnonzero(split == "train"), marked, test
+        folds = np.unique(fold[pool])
+        if folds.size >= 2 and folds.min() > 0:
+            val_fold = folds[seed % folds.size]
+            return pool[fold[pool] != val_fold], pool[fold[pool] == val_fold], test
+        tr, va = split_indices(len(pool), val_fraction, seed)
+        return pool[tr], pool[va], test
+
+
+def load_audio_dataset(
+    path: str | os.PathLike,
+    *,
+    sample_rates: Iterable[int] = (),
+    cache_dir: str | os.PathLike | None = None,
+) -> AudioDataset:
+    """Read the audio CSV at ``path`` (a CSV, or a folder holding one) and check its files.
+
+    The clips at each of ``sample_rates`` are decoded (or memory-mapped from the cache) now; other
+    rates on first use.  Cache root: ``cache_dir``, else ``$TAGTUNE_CACHE_DIR`` or ``~/.cache/tagtune``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"no such file or folder: {path}; pass a folder holding the audio CSV")
+    table = read_table(path)
+    ds = AudioDataset(table, str(cache_dir) if cache_dir is not None else None)
+    return ds.preload(sample_rates)
+
+
+def audio_trial_data(
+    ds: AudioDataset, *, val_fraction: float = 0.2, seed: int = 0
+) -> TrialData:
+    """A trial's data for ``ds``: its (train, validation) split; test clips are held out.
+
+    ``x`` is an empty ``[N, 0, 1]`` placeholder (the samples live in ``ds``), so the shape the
+    families are built with is ``(0, 1, C)``: any length, one channel.
+    """
+    from trainables.loop import TrialData
+
+    train_idx, val_idx, _ = ds.splits(val_fraction, seed)
+    if train_idx.size == 0 or val_idx.size == 0:
+        raise InputError(
+            f"{ds.table.csv_path}: the split leaves {train_idx.size} training and {val_idx.size} "
+            "validation clips; add clips or change --val-fraction"
+        )
+    return TrialData(
+        x=np.zeros((ds.n_clips, 0, 1), dtype=np.uint8),
+        y=ds.y,
+        train_idx=train_idx,
+        val_idx=val_idx,
+        class_names=ds.class_names,
+        verified=ds.table.verified,
+        audio=ds,
+        single_label=ds.single_label,
+    )

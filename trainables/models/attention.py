@@ -1,0 +1,114 @@
+"""Decision-level attention pooling over seconds (Kong et al. 2018, "Audio Set classification
+with attention model: a probabilistic perspective").
+
+Each second ``x_t`` is mapped to an embedding ``h_t`` by FC-BN-ReLU-dropout layers; per class
+``c`` a classifier gives ``p_t = sigmoid(w_c . h_t)`` and an attention gives weights ``a_t``
+normalized over time; the clip's probability is ``P = sum_t a_t p_t``.  Trailing all-zero seconds
+(padding of short clips) get no attention weight.
+
+The training loss takes logits, so the model returns ``log(P / (1 - P))``, computed without
+clamping: since ``sum_t a_t = 1``, ``1 - P = sum_t a_t sigmoid(-z_t)``, and both ``log P`` and
+``log(1 - P)`` are log-sum-exps of ``log a_t + logsigmoid(+-z_t)``.
+
+The output layer (the last ``nn.Linear`` with ``n_classes`` outputs, whose bias the training loop
+sets to the class prior's log-odds) is the per-second classifier ``cla``: with every ``p_t`` at
+the prior, ``P`` is the prior too.  A replacement for it must, like ``nn.Linear``, map
+``[B, T, H]`` to per-second logits ``[B, T, n_classes]``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from trainables.models._registry import register_family
+from trainables.models.recurrent import clip_lengths
+
+ATT_ACTIVATIONS = ("softmax", "sigmoid")
+
+
+class FrameEmbedding(nn.Module):
+    """Kong et al.'s embedded-space mapping, per second: input dropout, then ``layers`` x
+    (Linear -> BatchNorm -> ReLU -> Dropout)."""
+
+    def __init__(self, n_features: int, hidden: int, layers: int, dropout: float):
+        super().__init__()
+        self.input_drop = nn.Dropout(dropout)
+        self.layers = nn.ModuleList()
+        width = n_features
+        for _ in range(layers):
+            self.layers.append(
+                nn.ModuleDict(
+                    {"fc": nn.Linear(width, hidden), "bn": nn.BatchNorm1d(hidden)}
+                )
+            )
+            width = hidden
+        self.drop = nn.Dropout(dropout)
+        self.out_features = width
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        h = self.input_drop(x).reshape(b * t, -1)  # BN over all seconds of the batch
+        for layer in self.layers:
+            h = self.drop(F.relu(layer["bn"](layer["fc"](h))))
+        return h.reshape(b, t, -1)
+
+
+class DecisionAttention(nn.Module):
+    """Per-second embedding, then per-class attention pooling of per-second probabilities."""
+
+    def __init__(
+        self,
+        n_features: int,
+        n_classes: int,
+        hidden: int,
+        layers: int,
+        dropout: float,
+        att_activation: str,
+    ):
+        super().__init__()
+        if att_activation not in ATT_ACTIVATIONS:
+            raise ValueError(
+                f"att_activation must be one of {', '.join(ATT_ACTIVATIONS)}, got {att_activation!r}"
+            )
+        self.att_activation = att_activation
+        self.embed = FrameEmbedding(n_features, hidden, layers, dropout)
+        self.att = nn.Linear(self.embed.out_features, n_classes)
+        self.cla = nn.Linear(self.embed.out_features, n_classes)  # registered last: output layer
+
+    def log_weights(self, h: Tensor, padding: Tensor) -> Tensor:
+        """``log a_t`` ``[B, T, C]``, normalized over time (dim 1); zero on ``padding [B, T]``."""
+        a = self.att(h).float()
+        if self.att_activation == "sigmoid":
+            a = F.logsigmoid(a)  # Kong et al.: sigmoid, then divided by its sum over time
+        a = a.masked_fill(padding[..., None], float("-inf"))
+        return a.log_softmax(dim=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        steps = torch.arange(x.shape[1], device=x.device)
+        padding = steps[None, :] >= clip_lengths(x)[:, None]  # trailing all-zero seconds
+        h = self.embed(x)
+        log_w = self.log_weights(h, padding)
+        z = self.cla(h).float()
+        log_p = (log_w + F.logsigmoid(z)).logsumexp(dim=1)
+        log_q = (log_w + F.logsigmoid(-z)).logsumexp(dim=1)
+        return log_p - log_q
+
+
+@register_family(
+    "attention",
+    description="Kong et al. 2018 decision-level attention: per-second FC embedding (3 x 1024, BN,"
+    " dropout), per-class attention over seconds of per-second probabilities",
+)
+def attention(
+    *,
+    n_frames: int,
+    n_features: int,
+    n_classes: int,
+    hidden: int = 1024,
+    layers: int = 3,
+    dropout: float = 0.5,
+    att_activation: str = "softmax",
+) -> nn.Module:
+    return DecisionAttention(n_features, n_classes, hidden, layers, dropout, att_activation)
