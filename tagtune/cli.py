@@ -173,7 +173,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
         return
 
     spec = SearchSpec(
-        train=args.train, families=parse_families(args.families),
+        train=args.train, families=parse_families(args.families, args.train),
         trials_per_family=args.trials_per_family, max_epochs=args.max_epochs,
         experiment=args.experiment, tracking_uri=args.tracking_uri, seed=args.seed,
         val_fraction=args.val_fraction, cpus_per_trial=args.cpus_per_trial,
@@ -213,7 +213,7 @@ def _cmd_families(_: argparse.Namespace) -> None:
 
     for name in list_families():
         spec = get_family(name)
-        print(f"{name}: {spec.description}")
+        print(f"{name} [{spec.inputs}]: {spec.description}")
         space = load_space(name)
         sampled = {p.name for p in space.params}
         for p in space.params:

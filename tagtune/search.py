@@ -108,14 +108,35 @@ def is_remote_storage(path: str) -> bool:
     return path.startswith(_REMOTE_SCHEMES)
 
 
-def parse_families(text: str) -> list[str]:
-    """``fc1,fc2`` or ``all`` -> family names (unknown names raise InputError)."""
+def data_inputs(train: str) -> str | None:
+    """``audio`` for a folder of audio files with a CSV, ``embeddings`` for AudioSet-like data,
+    None when the path cannot be told (``SearchSpec.check`` then names the problem)."""
+    from trainables.data._dataset import sniff_format
+
+    try:
+        return "audio" if sniff_format(train) == "audio" else "embeddings"
+    except InputError:
+        return None
+
+
+def parse_families(text: str, train: str | None = None) -> list[str]:
+    """``fc1,fc2`` or ``all`` -> family names; ``all`` means every family for ``train``'s kind of
+    data, and a named family built for the other kind is refused (unknown names raise too)."""
     from trainables.models import get_family
 
-    names = list_families() if text.strip() == "all" else [t.strip() for t in text.split(",") if t.strip()]
+    inputs = data_inputs(train) if train else None
+    if text.strip() == "all":
+        names = list_families(inputs)
+    else:
+        names = [t.strip() for t in text.split(",") if t.strip()]
     seen: list[str] = []
     for name in names:
-        get_family(name)
+        spec = get_family(name)
+        if inputs is not None and spec.inputs != inputs:
+            raise InputError(
+                f"--families: {name!r} is built for {spec.inputs}, but --train {train} holds "
+                f"{inputs}; choose from: {', '.join(list_families(inputs))}"
+            )
         if name not in seen:
             seen.append(name)
     return seen

@@ -139,3 +139,15 @@ def test_corpus_has_at_least_15_cases():
 def test_earlier_runs_are_intact_after_the_corpus(corpus):
     _, _, client, before = corpus
     assert before and _snapshot(client) == before
+
+
+def test_all_means_the_families_for_the_data(tmp_path):
+    from tagtune.search import parse_families
+    from trainables.errors import InputError
+    from trainables.models import list_families
+
+    synth = synthesize(tmp_path / "s", n_clips=20, n_classes=4)
+    families = parse_families("all", str(synth))
+    assert families == list_families("embeddings") and "densenet_audio" not in families
+    with pytest.raises(InputError, match="'densenet_audio' is built for audio"):
+        parse_families("fc1,densenet_audio", str(synth))

@@ -45,7 +45,7 @@ def test_families_lists_every_family_with_ranges(tmp_path):
     out = tagtune("families", cwd=tmp_path)
     assert out.returncode == 0
     for family in list_families():
-        assert f"{family}:" in out.stdout
+        assert f"{family} [" in out.stdout
     assert "lr" in out.stdout and "log" in out.stdout
 
 

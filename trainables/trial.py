@@ -40,7 +40,7 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, 
     meta = json.loads((folder / CHECKPOINT_META).read_text())
     model = build_model(
         meta["config"], n_frames=meta["n_frames"], n_features=meta["n_features"],
-        n_classes=meta["n_classes"],
+        n_classes=meta["n_classes"], task=meta.get("task"),
     )
     state = torch.load(folder / CHECKPOINT_WEIGHTS, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
@@ -49,9 +49,12 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, 
 
 def model_meta(config: Mapping[str, Any], data: TrialData, metrics: Mapping[str, float]) -> dict[str, Any]:
     """What a checkpoint records beside the weights."""
+    from trainables.loop import model_task
+
     n_frames, n_features, n_classes = data.shape
     return {
         "config": dict(config),
+        "task": model_task(config, bool(getattr(data, "single_label", False))),
         "n_frames": n_frames,
         "n_features": n_features,
         "n_classes": n_classes,

@@ -28,6 +28,7 @@ class FamilySpec:
     description: str
     defaults: dict[str, Any] = field(default_factory=dict)
     train_defaults: dict[str, Any] = field(default_factory=dict)
+    inputs: str = "embeddings"  # or "audio": what data the family is built for
 
     @property
     def hparams(self) -> dict[str, Any]:
@@ -46,14 +47,19 @@ _REGISTRY: dict[str, FamilySpec] = {}
 
 
 def register_family(
-    name: str, *, description: str, train_defaults: dict[str, Any] | None = None
+    name: str,
+    *,
+    description: str,
+    train_defaults: dict[str, Any] | None = None,
+    inputs: str = "embeddings",
 ) -> Callable[[Builder], Builder]:
-    """Register ``fn`` as the family ``name``; ``train_defaults`` override training defaults."""
+    """Register ``fn`` as the family ``name``; ``train_defaults`` override training defaults;
+    ``inputs`` says which data it is for (``embeddings`` or raw ``audio``)."""
 
     def decorator(fn: Builder) -> Builder:
         if name in _REGISTRY:
             raise RuntimeError(f"model family {name!r} is registered twice")
-        _REGISTRY[name] = FamilySpec(name, fn, description, {}, dict(train_defaults or {}))
+        _REGISTRY[name] = FamilySpec(name, fn, description, {}, dict(train_defaults or {}), inputs)
         return fn
 
     return decorator
@@ -74,13 +80,13 @@ def register_variant(
         raise RuntimeError(f"variant {name!r} sets unknown hyperparameters {sorted(unknown)}")
     merged_train = {**parent.train_defaults, **(train_defaults or {})}
     _REGISTRY[name] = FamilySpec(
-        name, parent.builder, description, {**parent.defaults, **defaults}, merged_train
+        name, parent.builder, description, {**parent.defaults, **defaults}, merged_train, parent.inputs
     )
 
 
-def list_families() -> list[str]:
-    """Names of all registered families, in registration order."""
-    return list(_REGISTRY)
+def list_families(inputs: str | None = None) -> list[str]:
+    """Names of the registered families (those for ``inputs`` data if given), in registration order."""
+    return [name for name, spec in _REGISTRY.items() if inputs is None or spec.inputs == inputs]
 
 
 def get_family(name: str) -> FamilySpec:

@@ -83,6 +83,7 @@ def growths_for(depth: int, growth: int, max_growth: int) -> list[int]:
     "densenet_audio",
     description="seed 003 audio DenseNet: log-mel or waveform front end on the device, one dense "
     "block (1x1 + 3x3 conv, SE, max-pool per module), GAP, multi-head softmax; raw audio + CSV",
+    inputs="audio",
     train_defaults={
         "batch_size": 32,
         "lr": 3e-3,
