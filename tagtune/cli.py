@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default="tagtune-demo", help="folder for the data and exports (default: %(default)s)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite:///mlflow.db)")
     p.add_argument("--trials-per-family", type=int, default=3)
-    p.add_argument("--max-epochs", type=int, default=4)
+    p.add_argument("--max-epochs", type=int, default=6)
 
     sub.add_parser("families", help="list every model family with its hyperparameters and default ranges")
 

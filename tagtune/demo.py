@@ -24,7 +24,7 @@ def demo(folder: str, tracking_uri: str | None, trials_per_family: int, max_epoc
     data_dir = root / "data"
     if not (data_dir / "class_labels_indices.csv").exists():
         say(f"generating an AudioSet-like data set in {data_dir} ...")
-        synthesize(data_dir, n_clips=4000, n_classes=64, seed=0, fmt="tfrecord")
+        synthesize(data_dir, n_clips=6000, n_classes=64, seed=0, fmt="tfrecord")
     spec = SearchSpec(
         train=str(data_dir), families=DEMO_FAMILIES, trials_per_family=trials_per_family,
         max_epochs=max_epochs, experiment="demo", tracking_uri=tracking_uri,
