@@ -135,3 +135,42 @@ def test_binary_task_reports_f1(ray_local, synth, workdir):
     _, table = report("binary", None)
     assert "best_f1" in table.columns
     assert 0.0 < table.loc[0, "best_f1"] <= 1.0
+
+
+def test_raising_trial_is_failed_with_reason_and_search_goes_on(ray_local, synth, workdir):
+    spaces = workdir / "spaces"
+    spaces.mkdir()
+    (spaces / "fc2.yaml").write_text("params:\n  init: {value: bogus}\n")  # raises inside the trial
+    spec = SearchSpec(train=str(synth), families=["fc2", "fc1"], trials_per_family=1, max_epochs=1,
+                      experiment="raise", spaces_dir=str(spaces), max_failures=0)
+    outcome = run_search(spec, echo=lambda line: None)
+    client = MlflowClient(outcome.tracking_uri)
+    runs = {r.data.tags[TAG_FAMILY]: r for r in _children(client, outcome.experiment_id, outcome.parent_run_id)}
+    assert runs["fc2"].info.status == "FAILED"
+    assert "unknown init 'bogus'" in runs["fc2"].data.tags["tagtune.error"]
+    assert runs["fc1"].info.status == "FINISHED"
+    import optuna
+
+    storage = client.get_run(outcome.parent_run_id).data.tags["tagtune.optuna_storage"]
+    states = {s.study_name.rsplit("/", 1)[1]: optuna.load_study(study_name=s.study_name, storage=storage).trials[0].state
+              for s in optuna.get_all_study_summaries(storage)}
+    assert states == {"fc2": optuna.trial.TrialState.FAIL, "fc1": optuna.trial.TrialState.COMPLETE}
+
+
+def test_killed_worker_gets_the_trial_retried(ray_local, synth, workdir, monkeypatch):
+    from trainables.trial import FAULT_ENV
+
+    marker = workdir / "killed-once"
+    monkeypatch.setenv(FAULT_ENV, str(marker))
+    import ray
+
+    ray.shutdown()  # workers inherit the environment from a fresh local Ray
+    spec = SearchSpec(train=str(synth), families=["fc1"], trials_per_family=1, max_epochs=2,
+                      experiment="killed", max_failures=1)
+    outcome = run_search(spec, echo=lambda line: None)
+    ray.shutdown()
+    assert marker.exists()  # the worker was killed once
+    client = MlflowClient(outcome.tracking_uri)
+    (run,) = _children(client, outcome.experiment_id, outcome.parent_run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags.get("tagtune.retries") == "1"

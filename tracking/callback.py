@@ -76,6 +76,7 @@ class MlflowTrialLogger(tune.Callback):
         self.client = MlflowClient(tracking_uri)
         self.runs: dict[str, str] = {}
         self.placed: set[str] = set()  # trials whose node is already tagged
+        self.retries: dict[str, int] = {}
         self.done = 0
 
     def setup(self, **info: Any) -> None:
@@ -192,6 +193,14 @@ class MlflowTrialLogger(tune.Callback):
             except OSError:
                 pass
         self._fail(trial, reason)
+
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """A trial's worker failed and FailureConfig retries it: the same run goes on."""
+        run_id = self._run_for(trial)
+        self.retries[trial.trial_id] = self.retries.get(trial.trial_id, 0) + 1
+        self.client.set_tag(run_id, "tagtune.retries", str(self.retries[trial.trial_id]))
+        self.echo(f"    {trial.config.get('family')} {trial.trial_id} failed; retrying "
+                  f"(retry {self.retries[trial.trial_id]})")
 
     def _fail(self, trial: Any, reason: str) -> None:
         """Record the trial's run as FAILED with the reason; the search goes on."""

@@ -72,6 +72,25 @@ def _threads_and_device() -> torch.device:
     return pick_device(None if resources.get("GPU", 0) else "cpu")
 
 
+FAULT_ENV = "TAGTUNE_FAULT_KILL_ONCE"
+
+
+def _fault_injection() -> None:
+    """Fault injection for the failure tests: when ``$TAGTUNE_FAULT_KILL_ONCE`` names a file that
+    does not exist yet, create it and SIGKILL this worker (once per file, so the retry runs)."""
+    marker = os.environ.get(FAULT_ENV)
+    if not marker:
+        return
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.close(fd)
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def tune_trial(config: dict[str, Any], data: TrialData, max_epochs: int) -> None:
     """Ray Tune function trainable (wrapped with ``tune.with_parameters`` by the driver)."""
     from ray import tune
@@ -83,6 +102,7 @@ def tune_trial(config: dict[str, Any], data: TrialData, max_epochs: int) -> None
 
     def report(metrics: dict[str, float], improved: bool, model: nn.Module) -> None:
         metrics = {**metrics, "node_id": node_id}
+        _fault_injection()
         if not improved:
             tune.report(metrics)
             return
