@@ -29,9 +29,16 @@ def fc1(*, n_frames: int, n_features: int, n_classes: int, dropout: float = 0.0)
     return nn.Sequential(nn.Dropout(dropout), FC(n_frames * n_features, (), n_classes, 0.0))
 
 
-@register_family("fc2", description="seed 000 FC-2: flattened clip -> hidden (1024) -> classes")
+@register_family(
+    "fc2",
+    description="seed 000 FC-2: flattened clip -> hidden (1024) -> classes",
+    # Inputs in [0, 1] are all positive, so Adam at 1e-3 moves every hidden pre-activation by up to
+    # ~1280 * 0.5 * lr per step and kills ReLUs: on bal_train lr 1e-3 / dropout 0.5 reached val
+    # mAUC 0.87 after 5 epochs (3e-3: chance), lr 3e-4 / dropout 0.2 0.94 after 6.
+    train_defaults={"lr": 3e-4},
+)
 def fc2(
-    *, n_frames: int, n_features: int, n_classes: int, hidden: int = 1024, dropout: float = 0.5
+    *, n_frames: int, n_features: int, n_classes: int, hidden: int = 1024, dropout: float = 0.2
 ) -> nn.Module:
     return FC(n_frames * n_features, (hidden,), n_classes, dropout)
 
