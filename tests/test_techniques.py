@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from trainables.models import get_family
+
 import math
 
 import numpy as np
@@ -70,8 +72,9 @@ def test_every_technique_trains(family, tech, tiny_data):
 
 def test_defaults_keep_the_plain_loop(tiny_data):
     plain = {k: v for k, v in TRAIN_DEFAULTS.items()}
-    a = fit({"family": "fc2", "batch_size": 16}, tiny_data, max_epochs=2)
-    b = fit({"family": "fc2", **plain, "batch_size": 16}, tiny_data, max_epochs=2)
+    assert not get_family("fc1").train_defaults  # so TRAIN_DEFAULTS are its defaults
+    a = fit({"family": "fc1", "batch_size": 16}, tiny_data, max_epochs=2)
+    b = fit({"family": "fc1", **plain, "batch_size": 16}, tiny_data, max_epochs=2)
     assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
     assert set(a.history[0]) == {"epoch", "train_loss", "val_loss", "val_mAUC", "val_mAP", "val_dprime",
                                  "epoch_seconds", "best_val_mAUC", "best_val_mAP"}

@@ -98,17 +98,20 @@ class DecisionAttention(nn.Module):
 
 @register_family(
     "attention",
-    description="Kong et al. 2018 decision-level attention: per-second FC embedding (3 x 1024, BN,"
-    " dropout), per-class attention over seconds of per-second probabilities",
+    description="Kong et al. 2018 decision-level attention: per-second FC embedding (3 FC-BN-ReLU-"
+    "dropout), per-class attention over seconds of per-second probabilities",
 )
 def attention(
     *,
     n_frames: int,
     n_features: int,
     n_classes: int,
-    hidden: int = 1024,
+    hidden: int = 512,
     layers: int = 3,
-    dropout: float = 0.5,
+    dropout: float = 0.1,
     att_activation: str = "softmax",
 ) -> nn.Module:
+    """The paper's 1024 units and dropout 0.5 suit the 2M-clip set; on bal_train (val mAUC after
+    4 epochs) 512 units / dropout 0.1 score 0.953, 1024 / 0.2 0.952 at 2.7x the time, 512 / 0.5
+    0.925.  ``att_activation="sigmoid"`` is the paper's normalized sigmoid (0.952 at 512 / 0.2)."""
     return DecisionAttention(n_features, n_classes, hidden, layers, dropout, att_activation)

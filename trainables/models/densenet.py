@@ -97,12 +97,25 @@ class DenseBlock(nn.Sequential):
         in_channels: int,
         growths: list[int],
         pools: list[int | tuple[int, ...] | None],
-        **module_kwargs: object,
+        *,
+        bottleneck: int = 4,
+        kernel_size: int | tuple[int, ...] = 3,
+        se_reduction: int = 4,
+        dropout: float = 0.0,
     ):
         modules = []
         width = in_channels
         for growth, pool in zip(growths, pools, strict=True):
-            module = DenseModule(ops, width, growth, pool=pool, **module_kwargs)  # type: ignore[arg-type]
+            module = DenseModule(
+                ops,
+                width,
+                growth,
+                bottleneck=bottleneck,
+                kernel_size=kernel_size,
+                se_reduction=se_reduction,
+                dropout=dropout,
+                pool=pool,
+            )
             modules.append(module)
             width = module.out_channels
         super().__init__(*modules)

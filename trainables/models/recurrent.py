@@ -44,7 +44,9 @@ class StackedLSTM(nn.Module):
 @register_family(
     "lstm",
     description="seed 000 LSTM: 3 layers 512/256/128, all steps flattened -> FC 2048/1024 -> classes",
-    train_defaults={"grad_clip": 5.0},
+    # bal_train val mAUC: lr 1e-3 / dropout 0.3 0.84 after 3 epochs; lr 3e-4 / dropout 0.2 0.915
+    # after 5 (the inputs are all positive: large Adam steps saturate the gates).
+    train_defaults={"grad_clip": 5.0, "lr": 3e-4},
 )
 def lstm(
     *,
@@ -56,7 +58,7 @@ def lstm(
     hidden3: int = 128,
     fc1: int = 2048,
     fc2: int = 1024,
-    dropout: float = 0.3,
+    dropout: float = 0.2,
 ) -> nn.Module:
     return StackedLSTM(
         n_frames, n_features, n_classes, (hidden1, hidden2, hidden3), (fc1, fc2), dropout
