@@ -48,5 +48,7 @@ register_variant(
     base="fc2",
     description="seed 001 FC: flattened clip -> 500 -> classes (xavier init, batch 500)",
     defaults={"hidden": 500},
-    train_defaults={"batch_size": 500, "init": "xavier_uniform"},
+    # lr 1e-3 (not fc2's 3e-4): with batches of 500 there are 8x fewer steps per epoch; on
+    # bal_train val mAUC 0.940 after 10 epochs, 0.929 with 3e-4.
+    train_defaults={"batch_size": 500, "init": "xavier_uniform", "lr": 1e-3},
 )
