@@ -92,6 +92,43 @@ class SearchSpace:
                 )
         return consts
 
+    def fixed_params(self, defaults: Mapping[str, Any]) -> dict[str, Any]:
+        """The sampled parameters set to ``defaults`` (a resolved config), for Optuna's
+        ``enqueue_trial``: each active parameter whose default lies in its range or choices.
+        A parameter whose default lies outside is left out (Optuna samples it), and so are those
+        whose ``when`` condition it decides."""
+        fixed: dict[str, Any] = {}
+        known: dict[str, Any] = {}
+        undecided: set[str] = set()
+        for p in self.params:
+            if any(k in undecided for k, _ in p.when):
+                undecided.add(p.name)
+                continue
+            if not p.active(known):
+                continue
+            if p.kind == "const":
+                known[p.name] = p.value
+                continue
+            value = defaults.get(p.name)
+            if _within(p, value):
+                fixed[p.name] = known[p.name] = value
+            else:
+                undecided.add(p.name)
+        return fixed
+
+
+def _within(p: Param, value: Any) -> bool:
+    """Whether ``value`` is one of ``p``'s choices or inside its range (on its step grid)."""
+    if p.kind == "categorical":
+        return any(value == c and type(value) is type(c) for c in p.choices)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if p.kind == "int" and not float(value).is_integer():
+        return False
+    if not p.low <= value <= p.high:
+        return False
+    return not p.step or abs((value - p.low) / p.step - round((value - p.low) / p.step)) < 1e-9
+
 
 def _parse_param(name: str, raw: Any, where: str) -> Param:
     if not isinstance(raw, Mapping):

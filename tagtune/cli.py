@@ -57,7 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "cache; a seeded validation split is carved from it")
     p.add_argument("--families", default="fc1,fc2,lstm,gcnn",
                    help="comma-separated families, or `all` (default: %(default)s; see `tagtune families`)")
-    p.add_argument("--trials-per-family", type=int, default=4, help="trials per family (default: %(default)s)")
+    p.add_argument("--trials-per-family", type=int, default=4,
+                   help="trials per family (default: %(default)s); the first runs the family's "
+                        "tuned defaults, the rest are sampled by TPE")
+    p.add_argument("--no-defaults-first", dest="defaults_first", action="store_false",
+                   help="sample every trial, the first included (default: the first trial of each "
+                        "family runs its registered defaults, see `tagtune families`)")
     p.add_argument("--max-epochs", type=int, default=10, help="epochs per trial (default: %(default)s)")
     _add_store_flags(p, experiment_required=False)
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the samplers and training")
@@ -179,7 +184,7 @@ def _cmd_search(args: argparse.Namespace) -> None:
         val_fraction=args.val_fraction, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
         address=args.address, storage_path=args.storage_path, spaces_dir=args.spaces,
-        max_failures=args.max_failures,
+        max_failures=args.max_failures, defaults_first=args.defaults_first,
     )
     _finish(run_search(spec), args.experiment)
 

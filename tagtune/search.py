@@ -50,6 +50,7 @@ class SearchSpec:
     storage_path: str = "tagtune-runs"
     spaces_dir: str | None = None
     max_failures: int = 1
+    defaults_first: bool = True
     spaces: dict[str, SearchSpace] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -99,6 +100,7 @@ class SearchSpec:
             "gpus_per_trial": self.gpus_per_trial,
             "max_concurrent": self.max_concurrent or "",
             "max_failures": self.max_failures,
+            "defaults_first": self.defaults_first,
             "spaces_dir": os.path.abspath(self.spaces_dir) if self.spaces_dir else "",
         }
 
@@ -343,7 +345,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> S
         searcher = FamilySearcher(
             spec.spaces, spec.trials_per_family, metric=SEARCH_METRIC, mode="max",
             seed=spec.seed, study_prefix=run_name,
-            storage=optuna.storages.RDBStorage(optuna_url),
+            storage=optuna.storages.RDBStorage(optuna_url), defaults_first=spec.defaults_first,
         )
         logger = MlflowTrialLogger(uri, exp.experiment_id, parent_id, spec.total_trials, echo=say)
         tuner = tune.Tuner(
@@ -351,6 +353,9 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> S
             tune_config=tune.TuneConfig(
                 search_alg=searcher, metric=SEARCH_METRIC, mode="max",
                 num_samples=spec.total_trials, max_concurrent_trials=spec.max_concurrent,
+                # Every trial asks for the same resources, so a finished trial's worker takes
+                # the next one: no new process, torch import or data fetch per trial.
+                reuse_actors=True,
             ),
             run_config=tune.RunConfig(
                 name=run_name,
@@ -386,6 +391,7 @@ def _spec_from_run(params: dict[str, str], experiment: str, uri: str, address: s
         gpus_per_trial=float(params["gpus_per_trial"]),
         max_concurrent=opt_int(params.get("max_concurrent", "")),
         max_failures=int(params.get("max_failures", "1")), address=address,
+        defaults_first=params.get("defaults_first", "True") == "True",
         spaces_dir=params.get("spaces_dir") or None,
     )
 

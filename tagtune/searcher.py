@@ -3,7 +3,8 @@
 Ray's ``OptunaSearch`` runs one study.  TPE should learn per family (an ``lstm`` learning rate
 says little about ``fc1``'s), and each family has its own define-by-run space, so
 :class:`FamilySearcher` holds one ``OptunaSearch`` per family and hands out trials round-robin
-until every family has had its budget.
+until every family has had its budget.  Each family's first trial is its registered defaults
+(tuned on bal_train), so even a small budget starts from a config known to train.
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import SearchSpace
+from trainables.config import resolve_config
 from trainables.trial import DIVERGED
+
+
+def startup_trials(trials_per_family: int) -> int:
+    """TPE's random start-up trials: Optuna's 10, fewer for small budgets (half of them, at
+    least 3) so that TPE still guides the rest."""
+    return min(10, max(3, trials_per_family // 2))
 
 
 class FamilySearcher(Searcher):
@@ -32,6 +40,7 @@ class FamilySearcher(Searcher):
         seed: int = 0,
         study_prefix: str = "tagtune",
         storage: optuna.storages.BaseStorage | None = None,
+        defaults_first: bool = True,
     ):
         super().__init__(metric=metric, mode=mode)
         self.trials_per_family = trials_per_family
@@ -43,10 +52,18 @@ class FamilySearcher(Searcher):
                 space=space.sample,
                 metric=metric,
                 mode=mode,
-                sampler=optuna.samplers.TPESampler(seed=seed + i),
+                sampler=optuna.samplers.TPESampler(
+                    seed=seed + i, n_startup_trials=startup_trials(trials_per_family)
+                ),
                 study_name=f"{study_prefix}/{family}",
                 storage=storage,
             )
+            if defaults_first:
+                # The family's tuned defaults are the first trial (Optuna's enqueue_trial:
+                # Ray's points_to_evaluate is ignored with a define-by-run space).  On resume
+                # the study already holds it and skip_if_exists keeps it single.
+                fixed = space.fixed_params(resolve_config({"family": family}))
+                self.searchers[family]._ot_study.enqueue_trial(fixed, skip_if_exists=True)
         self.assigned: dict[str, str] = {}  # trial_id -> family
         self.suggested = {family: 0 for family in self.families}
 

@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 
 from tagtune.commands import export, report, train
 from tagtune.search import SearchSpec, run_search
+from trainables.config import resolve_config
 from trainables.data import synthesize
 from tracking._store import TAG_FAMILY, TAG_PARENT
 
@@ -52,6 +53,11 @@ def test_search_logs_every_trial_and_reports_per_family(ray_local, synth, workdi
             assert [m.step for m in history] == [1, 2], key
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")}
         assert artifacts == {"checkpoint/model.pt", "checkpoint/model.json"}
+    for family in ("fc1", "gcnn"):  # each family's first trial runs its registered defaults
+        defaults = resolve_config({"family": family})
+        firsts = [r for r in runs if r.data.tags[TAG_FAMILY] == family
+                  and all(r.data.params[k] == str(defaults[k]) for k in ("lr", "batch_size", "dropout"))]
+        assert len(firsts) == 1, family
 
     markdown, table = report("t", None)
     assert list(table["family"]).count("fc1") == 1 and len(table) == 2

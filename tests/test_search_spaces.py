@@ -66,3 +66,35 @@ def test_family_file_can_drop_a_common_param(tmp_path):
                     common="params:\n  momentum: {low: 0.1, high: 0.9}\n  lr: {value: 0.01}\n")
     names = [p.name for p in load_space("fc2", folder).params]
     assert names == ["lr"]
+
+
+@pytest.mark.parametrize("family", list_families())
+def test_enqueued_defaults_are_what_the_first_trial_samples(family):
+    space = load_space(family)
+    defaults = resolve_config({"family": family})
+    fixed = space.fixed_params(defaults)
+    assert fixed and all(defaults[k] == v for k, v in fixed.items())
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    study.enqueue_trial(fixed)
+    trial = study.ask()
+    consts = space.sample(trial)
+    assert {k: trial.params[k] for k in fixed} == fixed
+    assert resolve_config({"family": family, **trial.params, **consts})
+
+
+def test_a_default_outside_the_space_is_left_to_the_sampler(tmp_path):
+    folder = _write(
+        tmp_path,
+        "params:\n  hidden: {choices: [7, 9]}\n  dropout: {low: 0.0, high: 0.5}\n",
+        common="params:\n  optimizer: {choices: [sgd, adam]}\n"
+        "  momentum: {low: 0.5, high: 0.9, when: {optimizer: sgd}}\n"
+        "  lr: {low: 0.1, high: 1.0}\n  batch_size: {low: 16, high: 256, step: 16}\n",
+    )
+    space = load_space("fc2", folder)
+    fixed = space.fixed_params(resolve_config({"family": "fc2"}))
+    # fc2's hidden 1024 is not a choice and lr 3e-4 is out of range: both sampled; adam means
+    # momentum is inactive; batch_size 64 lies on the step grid.
+    assert fixed == {"optimizer": "adam", "dropout": 0.2, "batch_size": 64}
+    conditioned = _write(tmp_path, "params: {}\n", common="params:\n  optimizer: {choices: [sgd]}\n"
+                         "  momentum: {low: 0.5, high: 0.9, when: {optimizer: sgd}}\n")
+    assert load_space("fc2", conditioned).fixed_params(resolve_config({"family": "fc2"})) == {}

@@ -177,11 +177,17 @@ def cache_key(path: str | os.PathLike, fmt: str, n_classes: int | None) -> str:
 
 
 def _source_stat_lines(path: Path, fmt: str) -> list[bytes]:
-    """Name, size and mtime of every source file, sorted: one ``scandir`` pass for a folder
-    (4070 shards: ~15 ms, against ~70 ms with glob + is_file + stat per file)."""
+    """Name, size and mtime of every source file, sorted: one ``scandir`` pass for a folder, then
+    ``stat`` relative to the folder's descriptor (4070 shards: ~10 ms, against ~13 ms with
+    ``DirEntry.stat`` and ~70 ms with glob + is_file + stat per file)."""
     if fmt == "tfrecord" and path.is_dir():
         with os.scandir(path) as it:
-            stats = [(e.name, e.stat()) for e in it if e.name.endswith(".tfrecord")]
+            names = [e.name for e in it if e.name.endswith(".tfrecord")]
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            stats = [(name, os.stat(name, dir_fd=fd)) for name in names]
+        finally:
+            os.close(fd)
         entries = [(name, st) for name, st in stats if stat.S_ISREG(st.st_mode)]
         if not entries:
             source_files(path, fmt)  # raises the InputError that names the empty folder

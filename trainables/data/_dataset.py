@@ -237,7 +237,9 @@ def sniff_format(path: str | os.PathLike) -> str:
     if path.is_dir():
         if (path / CACHE_MARKER).is_file():
             return "cache"
-        if not any(path.glob("*.tfrecord")) and candidate_csvs(path):
+        with os.scandir(path) as it:  # stops at the first shard (glob lists the whole folder)
+            shards = any(e.name.endswith(".tfrecord") for e in it)
+        if not shards and candidate_csvs(path):
             return "audio"
         return "tfrecord"
     if is_audio_csv_name(path):
