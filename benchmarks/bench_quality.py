@@ -2,7 +2,7 @@
 finals on eval, next to the reports' own numbers and the targets.
 
     python benchmarks/bench_quality.py [--families fc1,fc2,lstm,gcnn,skip_bilstm,attention]
-                                       [--trials-per-family 4] [--max-epochs 10] [--out DIR]
+                                       [--trials-per-family 5] [--max-epochs 8] [--out DIR]
 
 Model selection uses the validation split only; eval is scored once, by the finals.
 Writes the MLflow store and the HTML dashboard under --out and prints the tables.
@@ -32,27 +32,32 @@ TARGETS = {"best single model mAUC": 0.955, "best single model mAP": 0.28, "ense
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", default="fc1,fc2,lstm,gcnn,skip_bilstm,attention")
-    parser.add_argument("--trials-per-family", type=int, default=4)
-    parser.add_argument("--max-epochs", type=int, default=10)
+    parser.add_argument("--trials-per-family", type=int, default=5)
+    parser.add_argument("--max-epochs", type=int, default=8)
     parser.add_argument("--cpus-per-trial", type=float, default=1.0)
     parser.add_argument("--gpus-per-trial", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench-quality")
+    parser.add_argument("--finals-only", action="store_true",
+                        help="skip the search: finalize the latest search already in --out")
     args = parser.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{out / 'mlflow.db'}"
     t0 = time.perf_counter()
-    spec = SearchSpec(train=str(BAL_TRAIN), families=args.families.split(","),
-                      trials_per_family=args.trials_per_family, max_epochs=args.max_epochs,
-                      experiment="quality", tracking_uri=uri, seed=args.seed,
-                      cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                      storage_path=str(out / "ray"))
-    outcome = run_search(spec)
+    parent_run_id = None
+    if not args.finals_only:
+        spec = SearchSpec(train=str(BAL_TRAIN), families=args.families.split(","),
+                          trials_per_family=args.trials_per_family, max_epochs=args.max_epochs,
+                          experiment="quality", tracking_uri=uri, seed=args.seed,
+                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                          storage_path=str(out / "ray"))
+        parent_run_id = run_search(spec).parent_run_id
     search_s = time.perf_counter() - t0
     result = finalize(FinalizeSpec(experiment="quality", train=str(BAL_TRAIN), eval=str(EVAL),
-                                   tracking_uri=uri, run_id=outcome.parent_run_id))
-    markdown, _ = report("quality", uri, outcome.parent_run_id, html=str(out / "report.html"))
+                                   tracking_uri=uri, run_id=parent_run_id))
+    parent_run_id = result.parent_run_id
+    markdown, _ = report("quality", uri, parent_run_id, html=str(out / "report.html"))
     print(f"\n# quality benchmark, {time.perf_counter() - t0:.0f} s (search {search_s:.0f} s)\n# {machine()}\n")
     print(markdown)
     finals = result.finals

@@ -16,9 +16,12 @@ Each final is a run under the search's parent run (tags ``tagtune.kind=final``,
 ``tagtune.family``, ``tagtune.source_run``) with ``eval_mAUC``, ``eval_mAP``, ``eval_dprime``, its
 checkpoint, a per-class AP table, and an MLflow pyfunc model; each family's final (rank 1) is
 registered as ``<experiment>-<family>``.  With two or more finals, two ensembles are scored and
-logged the same way (``tagtune.kind=ensemble``): the mean of the members' probabilities and their
-weighted geometric mean, weights ``max(val_mAUC - 0.5, 0.01)`` from the search (how far above
-chance each member's trial was), normalized.  The parent run gets ``final_<family>_eval_*`` and
+logged the same way (``tagtune.kind=ensemble``): the weighted mean of the members' probabilities
+and their weighted geometric mean.  The weights are chosen on the search's validation split, never
+on eval: each member's source trial (trained on the 80%) scores the validation clips and greedy
+forward selection with replacement (Caruana et al. 2004) picks the votes that maximize validation
+mAP, so a weak member may get weight 0.  When that split cannot be rebuilt (--train is not the
+search's data), the weights are ``max(val_mAUC - 0.5, 0.01)`` of the trials, normalized.  The parent run gets ``final_<family>_eval_*`` and
 ``ensemble_<method>_eval_*`` metrics and a ``tagtune.final.<name>`` tag with each model URI.
 """
 
@@ -38,6 +41,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 
 from trainables.errors import InputError
 from tracking import find_experiment, latest_search_run, open_store
@@ -128,6 +132,36 @@ def ensemble_weights(val_mauc: list[float]) -> list[float]:
     raw = [max((v if math.isfinite(v) else 0.5) - 0.5, MIN_WEIGHT) for v in val_mauc]
     total = sum(raw)
     return [w / total for w in raw]
+
+
+def greedy_weights(
+    val_scores: list[np.ndarray], y_val: np.ndarray, method: str, rounds: int | None = None
+) -> tuple[list[float], float]:
+    """Ensemble weights chosen on validation: Caruana et al. (2004) forward selection with
+    replacement.  Each round adds the member whose extra vote most raises the ensemble's
+    validation mAP; it stops when no member raises it (or after ``rounds``, default
+    ``2 x members``).  Returns the normalized vote counts (a weak member may get 0) and the
+    validation mAP they reach."""
+    import torch
+
+    from trainables.metrics import tagging_metrics
+
+    targets = torch.from_numpy(np.asarray(y_val, dtype=bool))
+    counts = np.zeros(len(val_scores))
+    best = -math.inf
+    for _ in range(rounds or 2 * len(val_scores)):
+        trials = []
+        for i in range(len(val_scores)):
+            votes = counts.copy()
+            votes[i] += 1
+            mixed = combine_scores(val_scores, votes, method)
+            trials.append(tagging_metrics(torch.from_numpy(mixed), targets)["mAP"])
+        i = int(np.nanargmax(trials))
+        if not trials[i] > best:
+            break
+        counts[i] += 1
+        best = trials[i]
+    return list(counts / counts.sum()), best
 
 
 def fit_slice(n: int, seed: int, size: int = FIT_SLICE) -> np.ndarray:
@@ -298,12 +332,54 @@ def finalize(spec: FinalizeSpec, echo: Callable[[str], None] | None = None) -> F
 
         multi = [m for m in members if m.scores.shape[1] == len(class_names)]
         if spec.ensembles and len(multi) >= 2:
-            weights = ensemble_weights([m.source.best_mAUC for m in multi])
+            val_scores, y_val = _validation_scores(client, parent, train_ds, multi, device, work, say)
             for method in ENSEMBLE_METHODS:
+                if val_scores is not None:
+                    weights, val_map = greedy_weights(val_scores, y_val, method)
+                    how = f"chosen on the search's validation split (val mAP {val_map:.4f})"
+                else:
+                    weights = ensemble_weights([m.source.best_mAUC for m in multi])
+                    how = "from the trials' val_mAUC"
                 parent_metrics += _ensemble(client, uri, exp.experiment_id, parent_id, finalize_id, spec, multi,
-                                            weights, method, eval_y, class_names, data.shape, parent_tags, say)
+                                            weights, how, method, eval_y, class_names, data.shape, parent_tags,
+                                            say)
     client.log_batch(parent_id, metrics=parent_metrics, tags=parent_tags)
     return FinalizeOutcome(parent_id, uri, finals_table(client, exp.experiment_id, parent_id), members)
+
+
+def _validation_scores(
+    client: MlflowClient, parent: Any, train_ds: Any, members: list[Member], device: Any, work: str,
+    say: Callable[[str], None],
+) -> tuple[list[np.ndarray] | None, np.ndarray]:
+    """Each member's source trial (its best checkpoint, trained on the search's 80%) scored on
+    the search's validation split, rebuilt from the search's seed and fraction: what ensemble
+    weights are chosen on.  ``(None, ...)`` when that split cannot be rebuilt (other --train
+    data) or a checkpoint is missing; the weights then come from the trials' val_mAUC."""
+    import torch
+
+    from trainables.data import split_indices
+    from trainables.loop import predict
+    from trainables.trial import load_model
+
+    params = parent.data.params
+    n_searched = int(params.get("n_train", -1)) + int(params.get("n_val", -1))
+    if n_searched != train_ds.n_clips or "val_fraction" not in params:
+        say("ensemble weights: --train is not the search's data, so they come from the trials' val_mAUC")
+        return None, np.zeros(0)
+    _, val_idx = split_indices(train_ds.n_clips, float(params["val_fraction"]), int(params["seed"]))
+    x_val = torch.from_numpy(np.array(train_ds.x[np.sort(val_idx)], dtype=np.uint8))
+    y_val = np.asarray(train_ds.y[np.sort(val_idx)], dtype=bool)
+    out = []
+    for m in members:
+        folder = Path(work) / f"source-{m.family}-{m.rank}"
+        try:
+            client.download_artifacts(m.source.run_id, "checkpoint", str(folder))
+            model, _ = load_model(folder / "checkpoint")
+        except (MlflowException, OSError, ValueError, KeyError) as exc:
+            say(f"ensemble weights: no checkpoint for trial {m.source.run_id[:8]} ({exc}); using val_mAUC")
+            return None, y_val
+        out.append(predict(model.to(device), x_val, device=device).cpu().numpy())
+    return out, y_val
 
 
 def _log_outputs(client: MlflowClient, run_id: str, checkpoint: Path | None, per_class: pd.DataFrame,
@@ -320,13 +396,13 @@ def _log_outputs(client: MlflowClient, run_id: str, checkpoint: Path | None, per
 
 def _ensemble(
     client: MlflowClient, uri: str, experiment_id: str, parent_id: str, finalize_id: str, spec: FinalizeSpec,
-    members: list[Member], weights: list[float], method: str, eval_y: np.ndarray,
+    members: list[Member], weights: list[float], how: str, method: str, eval_y: np.ndarray,
     class_names: tuple[str, ...], shape: tuple[int, int, int], parent_tags: list[RunTag],
     say: Callable[[str], None],
 ) -> list[Metric]:
     """Score, log and register one ensemble of the finals; returns the parent run's metrics."""
     names = [f"{m.family}#{m.rank}" if m.rank > 1 else m.family for m in members]
-    w = weights if method == "geomean" else [1.0 / len(members)] * len(members)
+    w = weights
     run = client.create_run(
         experiment_id, run_name=f"ensemble-{method}",
         tags={TAG_PARENT: parent_id, TAG_KIND: "ensemble", TAG_METHOD: method, TAG_FINALIZE: finalize_id},
@@ -335,7 +411,7 @@ def _ensemble(
     client.log_batch(rid, params=[
         Param("ensemble_method", method), Param("members", ",".join(names)),
         Param("member_runs", ",".join(m.run_id for m in members)),
-        Param("member_weights", ",".join(f"{x:.4f}" for x in w)),
+        Param("member_weights", ",".join(f"{x:.4f}" for x in w)), Param("weights", how),
     ])
     status = "FAILED"
     try:
@@ -352,7 +428,7 @@ def _ensemble(
         status = "FINISHED"
     finally:
         client.set_terminated(rid, status)
-    say(f"ensemble {method} of {', '.join(names)}: eval_mAUC {metrics['eval_mAUC']:.4f} "
+    say(f"ensemble {method} of {', '.join(f'{n} {x:.2f}' for n, x in zip(names, w))} (weights {how}): eval_mAUC {metrics['eval_mAUC']:.4f} "
         f"eval_mAP {metrics['eval_mAP']:.4f} -> {model_uri}")
     now = int(time.time() * 1000)
     return [Metric(f"ensemble_{method}_{k}", v, now, 0) for k, v in metrics.items()]

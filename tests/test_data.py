@@ -35,18 +35,9 @@ from trainables.data._tfrecord import (
 )
 from trainables.errors import InputError
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-AUDIOSET = SHARED_DATA / "audioset"
+from conftest import AUDIOSET, require_shared
+
 N_REAL_SHARDS = 12
-
-
-def _require(path: Path) -> Path:
-    """Skip (with the reason) when the shared real data is not beside the repository."""
-    if not path.exists():
-        pytest.skip(
-            f"real AudioSet data not found at {path} (expected ../shared/data beside the repo)"
-        )
-    return path
 
 
 def _assert_same(a: Dataset, b: Dataset) -> None:
@@ -67,7 +58,7 @@ def _raises_naming(path: Path | str, *fragments: str):
 @pytest.fixture
 def real_shards(tmp_path: Path) -> Path:
     """A few real bal_train shards (and the class list one folder up) copied into tmp_path."""
-    src = _require(AUDIOSET / "bal_train")
+    src = require_shared(AUDIOSET / "bal_train")
     dst = tmp_path / "audioset" / "bal_train"
     dst.mkdir(parents=True)
     for shard in sorted(src.glob("*.tfrecord"))[:N_REAL_SHARDS]:
@@ -147,7 +138,7 @@ def test_writer_reencodes_real_records_byte_for_byte(real_shards: Path) -> None:
 
 @pytest.mark.slow
 def test_full_bal_train_and_cache(tmp_path: Path) -> None:
-    src = _require(AUDIOSET / "bal_train")
+    src = require_shared(AUDIOSET / "bal_train")
     start = time.perf_counter()
     ds = load_dataset(src, cache_dir=tmp_path)
     parse_s = time.perf_counter() - start

@@ -27,9 +27,11 @@ from mlflow import MlflowClient
 
 from tagtune.cli import main
 from tagtune.commands import report
-from tagtune.finalize import FinalizeSpec, ensemble_weights, finalize, fit_slice, top_trials
+from tagtune.finalize import FinalizeSpec, ensemble_weights, finalize, fit_slice, greedy_weights, top_trials
 from tagtune.search import SearchSpec, run_search
-from trainables.data import load_dataset, make_synthetic, write_cache
+from trainables.data import load_dataset, make_synthetic, split_indices, write_cache
+from trainables.loop import predict
+from trainables.trial import load_model
 from trainables.errors import InputError
 from trainables.metrics import tagging_metrics
 from tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT
@@ -121,18 +123,42 @@ def test_each_familys_best_final_is_registered_and_ranks_follow_the_search(fin):
     assert all(v == sorted(v, reverse=True) for v in by_family.values())
 
 
-def test_ensembles_are_the_mean_and_weighted_geomean_of_the_members(fin):
+def test_ensembles_are_the_mean_and_weighted_geomean_with_weights_chosen_on_validation(fin):
     members = fin.outcome.members
     ev = load_dataset(fin.eval)
     finals = fin.outcome.finals.set_index("name")
-    weights = ensemble_weights([m.source.best_mAUC for m in members])
-    for method, w in (("mean", None), ("geomean", weights)):
-        scores = combine_scores([m.scores for m in members], w, method)
+    # the weights are recomputed here from the source trials' checkpoints on the search's split
+    train = load_dataset(fin.train)
+    _, val_idx = split_indices(train.n_clips, 0.2, 0)
+    x_val = torch.from_numpy(np.array(train.x[np.sort(val_idx)]))
+    val_scores = []
+    for m in members:
+        folder = fin.client.download_artifacts(m.source.run_id, "checkpoint", str(fin.root / f"src-{m.run_id}"))
+        val_scores.append(predict(load_model(folder)[0], x_val).numpy())
+    for method in ("mean", "geomean"):
+        weights, _ = greedy_weights(val_scores, np.asarray(train.y[np.sort(val_idx)]), method)
+        run = fin.client.get_run(finals.loc[f"ensemble-{method}", "run_id"])
+        logged = [float(x) for x in run.data.params["member_weights"].split(",")]
+        assert logged == pytest.approx(weights, abs=1e-4)
+        assert "validation" in run.data.params["weights"]
+        scores = combine_scores([m.scores for m in members], logged, method)
         expect = tagging_metrics(torch.from_numpy(scores), torch.from_numpy(np.array(ev.y)))
-        assert finals.loc[f"ensemble-{method}", "eval_mAUC"] == pytest.approx(expect["mAUC"], abs=1e-6)
-    run = fin.client.get_run(finals.loc["ensemble-geomean", "run_id"])
-    logged = [float(x) for x in run.data.params["member_weights"].split(",")]
-    assert logged == pytest.approx(weights, abs=1e-4)
+        assert finals.loc[f"ensemble-{method}", "eval_mAUC"] == pytest.approx(expect["mAUC"], abs=1e-4)
+
+
+def test_greedy_weights_drop_a_useless_member_and_mix_complementary_ones():
+    rng = np.random.default_rng(0)
+    y = rng.random((400, 6)) < 0.2
+    perfect = np.where(y, 0.9, 0.1) + rng.random(y.shape) * 0.01
+    noise = rng.random(y.shape)
+    w, val_map = greedy_weights([noise, perfect], y, "mean")
+    assert w == [0.0, 1.0] and val_map == pytest.approx(1.0)
+    # each member knows half of the classes; together they know all of them
+    left = np.where(np.arange(6) < 3, perfect, noise)
+    right = np.where(np.arange(6) >= 3, perfect, noise)
+    w, val_map = greedy_weights([left, right, noise], y, "geomean")
+    assert w[0] > 0 and w[1] > 0 and w[2] == 0.0
+    assert val_map > tagging_metrics(torch.from_numpy(left), torch.from_numpy(y))["mAP"]
 
 
 def test_registered_model_answers_a_score_for_every_class(fin):

@@ -97,3 +97,21 @@ def test_checkpoint_round_trip(tmp_path, tiny_data):
     model, meta = load_model(tmp_path)
     assert meta["n_classes"] == 6 and meta["class_names"][0] == "c0"
     assert model(torch.rand(2, 10, 128)).shape == (2, 6)
+
+
+@pytest.mark.parametrize("level", ["decision", "feature"])
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+def test_attention_ignores_padding_seconds(level, activation):
+    """A 4-second clip zero-padded to 10 seconds scores as the 4-second clip itself."""
+    torch.manual_seed(0)
+    model = create_model("attention", n_frames=10, n_features=16, n_classes=5, hidden=8,
+                         level=level, att_activation=activation).eval()
+    clip = torch.rand(2, 4, 16) + 0.1
+    padded = torch.cat([clip, torch.zeros(2, 6, 16)], dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(padded), model(clip), rtol=1e-5, atol=1e-5)
+
+
+def test_attention_level_must_be_known():
+    with pytest.raises(ValueError, match="level must be one of decision, feature"):
+        create_model("attention", n_frames=10, n_features=16, n_classes=5, level="frame")
