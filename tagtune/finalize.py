@@ -334,6 +334,7 @@ def finalize(spec: FinalizeSpec, echo: Callable[[str], None] | None = None) -> F
         if spec.ensembles and len(multi) >= 2:
             val_scores, y_val = _validation_scores(client, parent, train_ds, multi, device, work, say)
             for method in ENSEMBLE_METHODS:
+                val_map = math.nan
                 if val_scores is not None:
                     weights, val_map = greedy_weights(val_scores, y_val, method)
                     how = f"chosen on the search's validation split (val mAP {val_map:.4f})"
@@ -341,8 +342,8 @@ def finalize(spec: FinalizeSpec, echo: Callable[[str], None] | None = None) -> F
                     weights = ensemble_weights([m.source.best_mAUC for m in multi])
                     how = "from the trials' val_mAUC"
                 parent_metrics += _ensemble(client, uri, exp.experiment_id, parent_id, finalize_id, spec, multi,
-                                            weights, how, method, eval_y, class_names, data.shape, parent_tags,
-                                            say)
+                                            weights, how, val_map, method, eval_y, class_names, data.shape,
+                                            parent_tags, say)
     client.log_batch(parent_id, metrics=parent_metrics, tags=parent_tags)
     return FinalizeOutcome(parent_id, uri, finals_table(client, exp.experiment_id, parent_id), members)
 
@@ -396,7 +397,7 @@ def _log_outputs(client: MlflowClient, run_id: str, checkpoint: Path | None, per
 
 def _ensemble(
     client: MlflowClient, uri: str, experiment_id: str, parent_id: str, finalize_id: str, spec: FinalizeSpec,
-    members: list[Member], weights: list[float], how: str, method: str, eval_y: np.ndarray,
+    members: list[Member], weights: list[float], how: str, val_map: float, method: str, eval_y: np.ndarray,
     class_names: tuple[str, ...], shape: tuple[int, int, int], parent_tags: list[RunTag],
     say: Callable[[str], None],
 ) -> list[Metric]:
@@ -417,7 +418,9 @@ def _ensemble(
     try:
         scores = combine_scores([m.scores for m in members], w, method)
         metrics, per_class = eval_scores(scores, eval_y, class_names)
-        _log_outputs(client, rid, None, per_class, metrics)
+        # val_mAP: what the member weights reach on the search's validation split (the score to
+        # choose between ensembles by; eval is only reported)
+        _log_outputs(client, rid, None, per_class, metrics | ({"val_mAP": val_map} if math.isfinite(val_map) else {}))
         name = _safe(f"{spec.experiment}-ensemble-{method}") if spec.register else None
         logged = log_tagger(uri, rid, [m.checkpoint for m in members], class_names=class_names, n_frames=shape[0],
                             n_features=shape[1], weights=w, method=method, registered_name=name,
