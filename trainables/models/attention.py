@@ -59,24 +59,12 @@ class FrameEmbedding(nn.Module):
 class DecisionAttention(nn.Module):
     """Per-second embedding, then per-class attention pooling of per-second probabilities."""
 
-    def __init__(
-        self,
-        n_features: int,
-        n_classes: int,
-        hidden: int,
-        layers: int,
-        dropout: float,
-        att_activation: str,
-    ):
+    def __init__(self, embed: FrameEmbedding, n_classes: int, att_activation: str):
         super().__init__()
-        if att_activation not in ATT_ACTIVATIONS:
-            raise ValueError(
-                f"att_activation must be one of {', '.join(ATT_ACTIVATIONS)}, got {att_activation!r}"
-            )
         self.att_activation = att_activation
-        self.embed = FrameEmbedding(n_features, hidden, layers, dropout)
-        self.att = nn.Linear(self.embed.out_features, n_classes)
-        self.cla = nn.Linear(self.embed.out_features, n_classes)  # registered last: output layer
+        self.embed = embed
+        self.att = nn.Linear(embed.out_features, n_classes)
+        self.cla = nn.Linear(embed.out_features, n_classes)  # registered last: output layer
 
     def log_weights(self, h: Tensor, padding: Tensor) -> Tensor:
         """``log a_t`` ``[B, T, C]``, normalized over time (dim 1); zero on ``padding [B, T]``."""
@@ -106,18 +94,11 @@ class FeatureAttention(nn.Module):
     """Kong et al. 2019 feature-level attention: the per-second embeddings are pooled over time
     (one attention per hidden unit), then BN-ReLU-dropout and one classifier for the clip."""
 
-    def __init__(
-        self, n_features: int, n_classes: int, hidden: int, layers: int, dropout: float,
-        att_activation: str,
-    ):
+    def __init__(self, embed: FrameEmbedding, n_classes: int, att_activation: str, dropout: float):
         super().__init__()
-        if att_activation not in ATT_ACTIVATIONS:
-            raise ValueError(
-                f"att_activation must be one of {', '.join(ATT_ACTIVATIONS)}, got {att_activation!r}"
-            )
         self.att_activation = att_activation
-        self.embed = FrameEmbedding(n_features, hidden, layers, dropout)
-        width = self.embed.out_features
+        self.embed = embed
+        width = embed.out_features
         self.att = nn.Linear(width, width)
         self.value = nn.Linear(width, width)
         self.bn = nn.BatchNorm1d(width)
@@ -162,5 +143,11 @@ def attention(
     0.290 for decision level (bal_train 80/20, seed 0)."""
     if level not in ATT_LEVELS:
         raise ValueError(f"level must be one of {', '.join(ATT_LEVELS)}, got {level!r}")
-    model = DecisionAttention if level == "decision" else FeatureAttention
-    return model(n_features, n_classes, hidden, layers, dropout, att_activation)
+    if att_activation not in ATT_ACTIVATIONS:
+        raise ValueError(
+            f"att_activation must be one of {', '.join(ATT_ACTIVATIONS)}, got {att_activation!r}"
+        )
+    embed = FrameEmbedding(n_features, hidden, layers, dropout)
+    if level == "decision":
+        return DecisionAttention(embed, n_classes, att_activation)
+    return FeatureAttention(embed, n_classes, att_activation, dropout)
