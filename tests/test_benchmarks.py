@@ -1,0 +1,54 @@
+"""The benchmark scripts still run: each on small generated data, as a subprocess (its own Ray).
+
+The figures themselves come from running them on the shared AudioSet data (README, Figures)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trainables.data import make_synthetic, write_cache
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    """Train and eval caches of one generated data set (same classes)."""
+    root = tmp_path_factory.mktemp("bench")
+    ds = make_synthetic(n_clips=500, n_classes=12, seed=4)
+
+    def part(rows: slice):
+        return dataclasses.replace(ds, x=ds.x[rows], y=ds.y[rows], lengths=ds.lengths[rows], ids=ds.ids[rows])
+
+    return root, write_cache(part(slice(0, 400)), root / "train"), write_cache(part(slice(400, 500)), root / "eval")
+
+
+def _run(script: str, *args: str, cwd: Path) -> str:
+    env = {**os.environ, "TAGTUNE_CACHE_DIR": str(cwd / "cache")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_bench_quality_prints_the_reports_tables_and_the_targets(split):
+    root, train, evald = split
+    out = _run("bench_quality.py", "--train", str(train), "--eval", str(evald), "--families", "fc1,fc2",
+               "--trials-per-family", "2", "--max-epochs", "1", "--out", str(root / "q"), cwd=root)
+    for heading in ("## seed 000's Fig. 4 and Fig. 3", "## against the reports", "## targets"):
+        assert heading in out
+    assert "| tagtune final fc1 |" in out and "| best single model mAP |" in out
+    assert (root / "q" / "report.html").is_file()
+
+
+def test_bench_vs_optuna_prints_ratio_and_efficiency(split):
+    root, train, _ = split
+    out = _run("bench_vs_optuna.py", "--data", str(train), "--trials", "2", "--epochs", "1", cwd=root)
+    assert "| wall-time ratio tagtune / Optuna |" in out and "| search efficiency |" in out
