@@ -40,6 +40,7 @@ TECHNIQUES = [
     {"balanced_batches": True},
     {"shift_augment": 10},
     {"positive_mix": 0.5},
+    {"ema_decay": 0.9},
     {"target_class": "c2"},
     {"target_class": "c1", "output_heads": 2, "positive_mix": 0.5, "balanced_batches": True,
      "shift_augment": 5, "mixup_alpha": 0.2, "loss_mask_alpha": 0.9},
@@ -317,6 +318,7 @@ def test_mlflow_none_reads_as_multilabel():
         ("shift_augment", 300, r"shift_augment must be an integer in \[0, 255\], got 300"),
         ("shift_augment", -1, r"shift_augment must be an integer in \[0, 255\]"),
         ("positive_mix", 2.0, r"positive_mix must be a number in \[0, 1\], got 2.0"),
+        ("ema_decay", 1.0, r"ema_decay must be a number in \[0, 0.99999\], got 1.0"),
         ("target_class", 3, r"target_class must be a class name"),
         ("optimizer", "adamx", r"unknown optimizer 'adamx'; choose from: adam, adamw"),
     ],
@@ -324,3 +326,20 @@ def test_mlflow_none_reads_as_multilabel():
 def test_bad_values_raise_input_error(key, value, message):
     with pytest.raises(InputError, match=message):
         resolve_config({"family": "fc2", key: value})
+
+
+def test_ema_validates_and_keeps_the_averaged_weights(tiny_data):
+    """With ema_decay, what is validated, kept and handed to on_epoch (trial checkpoints) is the
+    moving average of the weights, not the last ones."""
+    seen = {}
+
+    def on_epoch(metrics, improved, model):
+        seen["model"] = model
+
+    config = {**SMALL["fc2"], "batch_size": 16, "lr": 0.01}
+    plain = fit(config, tiny_data, max_epochs=1)  # same seed: same start, same batches
+    ema = fit({**config, "ema_decay": 0.99}, tiny_data, max_epochs=1, on_epoch=on_epoch)
+    assert set(ema.best_state) == set(plain.best_state)
+    key = next(k for k in plain.best_state if k.endswith("weight"))
+    assert not torch.allclose(plain.best_state[key], ema.best_state[key])
+    torch.testing.assert_close(seen["model"].state_dict()[key].cpu(), ema.best_state[key])

@@ -33,6 +33,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "balanced_batches": False,  # sample a class uniformly, then a clip that has it
     "shift_augment": 0,  # seed 002: add a constant in [-s, s] to a clip's 0..255 values
     "positive_mix": 0.0,  # seed 002: probability of a 0.5/0.5 mix with a clip sharing a label
+    "ema_decay": 0.0,  # validate and keep an exponential moving average of the weights; 0 = off
     "target_class": None,  # seed 002: one class (by name) against the rest; None = multi-label
     # Raw-audio data only (trainables/audio; ignored for embeddings):
     "crop_samples": 64000,  # seed 003: training crop in samples at the family's sample_rate
@@ -111,6 +112,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "balanced_batches": _boolean,
     "shift_augment": _int_range(0, 255),
     "positive_mix": _float_range(0.0, 1.0),
+    "ema_decay": _float_range(0.0, 0.99999),
     "target_class": _target_class,
     "crop_samples": _int_range(16, 100_000_000),
     "mixup_scale": _float_range(0.0, 0.99),

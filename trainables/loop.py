@@ -298,6 +298,17 @@ def _batch_loss(
     return masked_mean(items, keep), items.detach().mean()
 
 
+def make_ema(model: nn.Module, decay: float) -> Any:
+    """An exponential moving average of ``model``'s weights and BatchNorm statistics, updated
+    after each optimizer step (``torch.optim.swa_utils.AveragedModel``); None when ``decay`` is 0.
+    Validation, the kept best state and checkpoints then use the average."""
+    if decay <= 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def logit_metrics(logits: Tensor, y: Tensor, task: str) -> dict[str, float]:
     """Validation metrics from whole-clip logits ``[N, C]`` and bool labels ``y [N, C]``.
 
@@ -360,6 +371,8 @@ def fit(
         init_output_bias(model, rate / (1 + rate) if single else rate)
     model.to(dev)
     optimizer = make_optimizer(str(cfg["optimizer"]), model.parameters(), cfg)
+    ema = make_ema(model, float(cfg["ema_decay"]))
+    scored = ema.module if ema is not None else model  # what is validated, kept and reported
     scheduler = make_scheduler(
         optimizer, str(cfg["lr_schedule"]), max_epochs=max_epochs,
         step_epochs=int(cfg["lr_step_epochs"]), gamma=float(cfg["lr_gamma"]),
@@ -400,6 +413,8 @@ def fit(
             if grad_clip > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total += reported * len(idx)
             count += len(idx)
         if scheduler is not None:
@@ -411,11 +426,11 @@ def fit(
                 f"(family {cfg['family']}, lr {cfg['lr']}); lower the learning rate or set grad_clip"
             )
         if x_val is not None and not single:
-            val = evaluate(model, x_val, y_val, binary=binary)
+            val = evaluate(scored, x_val, y_val, binary=binary)
         elif x_val is not None:
-            val = logit_metrics(predict(model, x_val, activation="none"), y_val, task)
+            val = logit_metrics(predict(scored, x_val, activation="none"), y_val, task)
         else:
-            val = logit_metrics(batches.predict_logits(model, val_idx), y_val, task)
+            val = logit_metrics(batches.predict_logits(scored, val_idx), y_val, task)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         metrics = {
@@ -435,7 +450,7 @@ def fit(
         improved = not best or metrics["val_mAUC"] > best["val_mAUC"]
         if improved:
             best = dict(metrics)
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in scored.state_dict().items()}
         metrics["best_val_mAUC"] = best["val_mAUC"]
         metrics["best_val_mAP"] = best["val_mAP"]
         if binary:
@@ -445,5 +460,5 @@ def fit(
             metrics["best_val_map3"] = best["val_map3"]
         history.append(metrics)
         if on_epoch is not None:
-            on_epoch(metrics, improved, model)
+            on_epoch(metrics, improved, scored)
     return FitResult(best=best, best_state=copy.copy(best_state), history=history)
