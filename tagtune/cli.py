@@ -107,11 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "of the training data for the epochs at which the trial peaked, scored on "
                                    "the eval split (eval_mAUC, eval_mAP, eval_dprime), logged under the "
                                    "search run, registered as <experiment>-<family> in MLflow's model "
-                                   "registry; plus mean and weighted geometric-mean ensembles.")
+                                   "registry; plus weighted mean and geometric-mean ensembles whose members "
+                                   "and weights are chosen on the search's validation split (greedy "
+                                   "forward selection among each family's --ensemble-pool best trials).")
     _add_store_flags(p)
     p.add_argument("--train", required=True, help="the search's training data (all of it is used)")
     p.add_argument("--eval", required=True, help="held-out eval data of the same classes")
     p.add_argument("--top-k", type=int, default=1, help="finals per family: its K best trials (default: 1)")
+    p.add_argument("--ensemble-pool", type=int, default=3,
+                   help="ensemble candidates: each family's K best trials; those the validation "
+                        "selection picks are trained as finals too (default: %(default)s)")
     p.add_argument("--max-epochs", type=int, default=None,
                    help="cap on a final's epochs (default: the epoch of its trial's best val_mAUC)")
     p.add_argument("--run-id", default=None, help="the search's parent run (default: the newest search)")
@@ -196,7 +201,7 @@ def _cmd_finalize(args: argparse.Namespace) -> None:
     outcome = finalize(FinalizeSpec(
         experiment=args.experiment, train=args.train, eval=args.eval, top_k=args.top_k,
         max_epochs=args.max_epochs, tracking_uri=args.tracking_uri, run_id=args.run_id,
-        register=not args.no_register,
+        register=not args.no_register, ensemble_pool=args.ensemble_pool,
     ))
     markdown, _ = report(args.experiment, outcome.tracking_uri, outcome.parent_run_id, html=args.html)
     print(markdown)

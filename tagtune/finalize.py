@@ -17,11 +17,13 @@ Each final is a run under the search's parent run (tags ``tagtune.kind=final``,
 checkpoint, a per-class AP table, and an MLflow pyfunc model; each family's final (rank 1) is
 registered as ``<experiment>-<family>``.  With two or more finals, two ensembles are scored and
 logged the same way (``tagtune.kind=ensemble``): the weighted mean of the members' probabilities
-and their weighted geometric mean.  The weights are chosen on the search's validation split, never
-on eval: each member's source trial (trained on the 80%) scores the validation clips and greedy
-forward selection with replacement (Caruana et al. 2004) picks the votes that maximize validation
-mAP, so a weak member may get weight 0.  When that split cannot be rebuilt (--train is not the
-search's data), the weights are ``max(val_mAUC - 0.5, 0.01)`` of the trials, normalized.  The parent run gets ``final_<family>_eval_*`` and
+and their weighted geometric mean.  Members and weights are chosen on the search's validation
+split, never on eval: the candidates are each family's ``ensemble_pool`` best trials; each scores
+the validation clips with its trial checkpoint (trained on the 80%), greedy forward selection with
+replacement (Caruana et al. 2004) picks the votes that maximize validation mAP, and a picked trial
+that is not already a final is retrained as one (rank > 1, not registered on its own).  When that
+split cannot be rebuilt (--train is not the search's data), every final is a member, weighted
+``max(val_mAUC - 0.5, 0.01)`` of its trial, normalized.  The parent run gets ``final_<family>_eval_*`` and
 ``ensemble_<method>_eval_*`` metrics and a ``tagtune.final.<name>`` tag with each model URI.
 """
 
@@ -78,6 +80,7 @@ class FinalizeSpec:
     run_id: str | None = None
     register: bool = True
     ensembles: bool = True
+    ensemble_pool: int = 3
     seed: int = 0
     device: str | None = None
 
@@ -85,6 +88,8 @@ class FinalizeSpec:
         """Flags in range and both data paths present."""
         if self.top_k < 1:
             raise InputError(f"--top-k must be at least 1, got {self.top_k}")
+        if self.ensemble_pool < 1:
+            raise InputError(f"--ensemble-pool must be at least 1, got {self.ensemble_pool}")
         if self.max_epochs is not None and self.max_epochs < 1:
             raise InputError(f"--max-epochs must be at least 1, got {self.max_epochs}")
         for flag, path in (("--train", self.train), ("--eval", self.eval)):
@@ -224,7 +229,8 @@ def finalize(spec: FinalizeSpec, echo: Callable[[str], None] | None = None) -> F
     exp = find_experiment(client, uri, spec.experiment)
     parent = latest_search_run(client, exp, spec.run_id)
     parent_id = parent.info.run_id
-    chosen = top_trials(trial_rows(client, exp.experiment_id, parent_id), spec.top_k)
+    rows = trial_rows(client, exp.experiment_id, parent_id)
+    chosen = top_trials(rows, spec.top_k)
     if not chosen:
         raise InputError(f"search run {parent_id} of {spec.experiment!r} has no completed trial to finalize; "
                          "run `tagtune search` first")
@@ -257,105 +263,121 @@ def finalize(spec: FinalizeSpec, echo: Callable[[str], None] | None = None) -> F
     parent_metrics: list[Metric] = []
     parent_tags: list[RunTag] = [RunTag(TAG_FINALIZE, finalize_id)]
 
+    plan = ranked(chosen)
+    picks: dict[str, tuple[dict[str, float], float]] = {}  # method -> (source run -> weight, val mAP)
+    if spec.ensembles:
+        pool = [(f, r, row) for f, r, row in ranked(top_trials(rows, max(spec.top_k, spec.ensemble_pool)))
+                if resolve_config({**_config(row), "family": f})["target_class"] is None]
+        val = _validation_scores(client, parent, train_ds, [row for _, _, row in pool], device, say) if len(pool) > 1 else None
+        if val is not None:
+            for method in ENSEMBLE_METHODS:
+                weights, val_map = greedy_weights(val[0], val[1], method)
+                picks[method] = ({row.run_id: w for (_, _, row), w in zip(pool, weights) if w > 0}, val_map)
+            planned = {row.run_id for _, _, row in plan}
+            extra = [p for p in pool if p[2].run_id not in planned and any(p[2].run_id in w for w, _ in picks.values())]
+            if extra:
+                say("ensemble members beyond each family's best: " + ", ".join(f"{f} #{r}" for f, r, _ in extra))
+            plan += extra
+
     with tempfile.TemporaryDirectory(prefix="tagtune-finals-") as work:
-        for family, rows in chosen.items():
-            for rank, row in enumerate(rows, start=1):
-                config = {k: _typed(v) for k, v in row.params.items()}
-                config["family"] = family
-                full = resolve_config(config)
-                history = client.get_metric_history(row.run_id, "val_mAUC")
-                epochs = best_step((m.step, m.value) for m in history) or max_search_epochs
-                if spec.max_epochs is not None:
-                    epochs = min(epochs, spec.max_epochs)
-                say(f"final {family} #{rank} (trial run {row.run_id[:8]}, val_mAUC {row.best_mAUC:.4f}): "
-                    f"{epochs} epochs on {train_ds.n_clips} clips")
-                run = client.create_run(
-                    exp.experiment_id, run_name=f"final-{family}" + (f"-{rank}" if rank > 1 else ""),
-                    tags={TAG_PARENT: parent_id, TAG_KIND: "final", TAG_FAMILY: family, TAG_RANK: str(rank),
-                          TAG_SOURCE: row.run_id, TAG_FINALIZE: finalize_id},
-                )
-                rid = run.info.run_id
-                client.log_batch(rid, params=[Param(k, str(v)[:6000]) for k, v in sorted(full.items())] + [
-                    Param("epochs", str(epochs)), Param("n_train", str(train_ds.n_clips)),
-                    Param("n_eval", str(eval_ds.n_clips)), Param("train", os.path.abspath(spec.train)),
-                    Param("eval", os.path.abspath(spec.eval)), Param("source_val_mAUC", f"{row.best_mAUC:.6f}"),
-                ])
-                last: dict[str, Any] = {}
+        for family, rank, row in plan:
+            full = resolve_config({**_config(row), "family": family})
+            history = client.get_metric_history(row.run_id, "val_mAUC")
+            epochs = best_step((m.step, m.value) for m in history) or max_search_epochs
+            if spec.max_epochs is not None:
+                epochs = min(epochs, spec.max_epochs)
+            say(f"final {family} #{rank} (trial run {row.run_id[:8]}, val_mAUC {row.best_mAUC:.4f}): "
+                f"{epochs} epochs on {train_ds.n_clips} clips")
+            run = client.create_run(
+                exp.experiment_id, run_name=f"final-{family}" + (f"-{rank}" if rank > 1 else ""),
+                tags={TAG_PARENT: parent_id, TAG_KIND: "final", TAG_FAMILY: family, TAG_RANK: str(rank),
+                      TAG_SOURCE: row.run_id, TAG_FINALIZE: finalize_id},
+            )
+            rid = run.info.run_id
+            client.log_batch(rid, params=[Param(k, str(v)[:6000]) for k, v in sorted(full.items())] + [
+                Param("epochs", str(epochs)), Param("n_train", str(train_ds.n_clips)),
+                Param("n_eval", str(eval_ds.n_clips)), Param("train", os.path.abspath(spec.train)),
+                Param("eval", os.path.abspath(spec.eval)), Param("source_val_mAUC", f"{row.best_mAUC:.6f}"),
+            ])
+            last: dict[str, Any] = {}
 
-                def on_epoch(metrics: dict[str, float], improved: bool, model: Any, rid: str = rid,
-                             epochs: int = epochs, last: dict[str, Any] = last, family: str = family) -> None:
-                    step = int(metrics["epoch"])
+            def on_epoch(metrics: dict[str, float], improved: bool, model: Any, rid: str = rid,
+                         epochs: int = epochs, last: dict[str, Any] = last, family: str = family) -> None:
+                step = int(metrics["epoch"])
+                now = int(time.time() * 1000)
+                logged = {"train_loss": metrics.get("train_loss"), "fit_mAUC": metrics.get("val_mAUC"),
+                          "fit_mAP": metrics.get("val_mAP"), "epoch_seconds": metrics.get("epoch_seconds")}
+                client.log_batch(rid, metrics=[Metric(k, float(v), now, step) for k, v in logged.items()
+                                               if isinstance(v, (int, float))])
+                say(f"    {family} epoch {step}/{epochs}: train_loss {metrics['train_loss']:.4f} "
+                    f"fit_mAUC {metrics['val_mAUC']:.4f} ({metrics['epoch_seconds']:.1f} s)")
+                if step == epochs:
+                    last["state"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                    last["metrics"] = dict(metrics)
+
+            status = "FAILED"
+            try:
+                start = time.perf_counter()
+                fit(full, data, max_epochs=epochs, device=device, on_epoch=on_epoch)
+                train_s = time.perf_counter() - start
+                folder = Path(work) / f"{family}-{rank}"
+                save_model(folder, last["state"], model_meta(full, data, last["metrics"]))
+                model, _ = load_model(folder)
+                scores = predict(model.to(device), eval_x, device=device).cpu().numpy()
+                y, names = _labels_for(full, eval_y, class_names)
+                metrics, per_class = eval_scores(scores, y, names)
+                _log_outputs(client, rid, folder, per_class, metrics | {"train_seconds": train_s})
+                member = Member(family, rank, row, rid, epochs, folder, scores, metrics)
+                if rank == 1 and full.get("target_class") is None:
+                    name = _safe(f"{spec.experiment}-{family}") if spec.register else None
+                    logged = log_tagger(uri, rid, [folder], class_names=class_names, n_frames=data.shape[0],
+                                        n_features=data.shape[1], registered_name=name,
+                                        extra_metadata={"family": family, "source_run": row.run_id})
+                    member.model_uri = logged.registered_uri or logged.run_uri
+                    client.set_tag(rid, TAG_MODEL, member.model_uri)
+                    parent_tags.append(RunTag(f"tagtune.final.{family}", member.model_uri))
                     now = int(time.time() * 1000)
-                    logged = {"train_loss": metrics.get("train_loss"), "fit_mAUC": metrics.get("val_mAUC"),
-                              "fit_mAP": metrics.get("val_mAP"), "epoch_seconds": metrics.get("epoch_seconds")}
-                    client.log_batch(rid, metrics=[Metric(k, float(v), now, step) for k, v in logged.items()
-                                                   if isinstance(v, (int, float))])
-                    say(f"    {family} epoch {step}/{epochs}: train_loss {metrics['train_loss']:.4f} "
-                        f"fit_mAUC {metrics['val_mAUC']:.4f} ({metrics['epoch_seconds']:.1f} s)")
-                    if step == epochs:
-                        last["state"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                        last["metrics"] = dict(metrics)
-
-                status = "FAILED"
-                try:
-                    start = time.perf_counter()
-                    fit(full, data, max_epochs=epochs, device=device, on_epoch=on_epoch)
-                    train_s = time.perf_counter() - start
-                    folder = Path(work) / f"{family}-{rank}"
-                    save_model(folder, last["state"], model_meta(full, data, last["metrics"]))
-                    model, _ = load_model(folder)
-                    scores = predict(model.to(device), eval_x, device=device).cpu().numpy()
-                    y, names = _labels_for(full, eval_y, class_names)
-                    metrics, per_class = eval_scores(scores, y, names)
-                    _log_outputs(client, rid, folder, per_class, metrics | {"train_seconds": train_s})
-                    member = Member(family, rank, row, rid, epochs, folder, scores, metrics)
-                    if rank == 1 and full.get("target_class") is None:
-                        name = _safe(f"{spec.experiment}-{family}") if spec.register else None
-                        logged = log_tagger(uri, rid, [folder], class_names=class_names, n_frames=data.shape[0],
-                                            n_features=data.shape[1], registered_name=name,
-                                            extra_metadata={"family": family, "source_run": row.run_id})
-                        member.model_uri = logged.registered_uri or logged.run_uri
-                        client.set_tag(rid, TAG_MODEL, member.model_uri)
-                        parent_tags.append(RunTag(f"tagtune.final.{family}", member.model_uri))
-                        now = int(time.time() * 1000)
-                        parent_metrics += [Metric(f"final_{family}_{k}", v, now, 0) for k, v in metrics.items()]
-                    members.append(member)
-                    status = "FINISHED"
-                    say(f"final {family} #{rank}: eval_mAUC {metrics['eval_mAUC']:.4f} eval_mAP "
-                        f"{metrics['eval_mAP']:.4f} eval_dprime {metrics['eval_dprime']:.3f}"
-                        + (f" -> {member.model_uri}" if member.model_uri else ""))
-                except TrainingDiverged as exc:  # this config diverged on 100%: the other finals go on
-                    client.set_tag(rid, "tagtune.error", str(exc)[:500])
-                    say(f"final {family} #{rank} FAILED: {exc}")
-                finally:
-                    client.set_terminated(rid, status)
+                    parent_metrics += [Metric(f"final_{family}_{k}", v, now, 0) for k, v in metrics.items()]
+                members.append(member)
+                status = "FINISHED"
+                say(f"final {family} #{rank}: eval_mAUC {metrics['eval_mAUC']:.4f} eval_mAP "
+                    f"{metrics['eval_mAP']:.4f} eval_dprime {metrics['eval_dprime']:.3f}"
+                    + (f" -> {member.model_uri}" if member.model_uri else ""))
+            except TrainingDiverged as exc:  # this config diverged on 100%: the other finals go on
+                client.set_tag(rid, "tagtune.error", str(exc)[:500])
+                say(f"final {family} #{rank} FAILED: {exc}")
+            finally:
+                client.set_terminated(rid, status)
 
         multi = [m for m in members if m.scores.shape[1] == len(class_names)]
         if spec.ensembles and len(multi) >= 2:
-            val_scores, y_val = _validation_scores(client, parent, train_ds, multi, device, work, say)
             for method in ENSEMBLE_METHODS:
-                val_map = math.nan
-                if val_scores is not None:
-                    weights, val_map = greedy_weights(val_scores, y_val, method)
+                if method in picks:
+                    chosen_w, val_map = picks[method]
+                    ens = [m for m in multi if m.source.run_id in chosen_w]
+                    weights = [chosen_w[m.source.run_id] for m in ens]
                     how = f"chosen on the search's validation split (val mAP {val_map:.4f})"
                 else:
+                    ens, val_map = multi, math.nan
                     weights = ensemble_weights([m.source.best_mAUC for m in multi])
                     how = "from the trials' val_mAUC"
-                parent_metrics += _ensemble(client, uri, exp.experiment_id, parent_id, finalize_id, spec, multi,
-                                            weights, how, val_map, method, eval_y, class_names, data.shape,
-                                            parent_tags, say)
+                if ens:
+                    parent_metrics += _ensemble(client, uri, exp.experiment_id, parent_id, finalize_id, spec, ens,
+                                                weights, how, val_map, method, eval_y, class_names, data.shape,
+                                                parent_tags, say)
     client.log_batch(parent_id, metrics=parent_metrics, tags=parent_tags)
     return FinalizeOutcome(parent_id, uri, finals_table(client, exp.experiment_id, parent_id), members)
 
 
 def _validation_scores(
-    client: MlflowClient, parent: Any, train_ds: Any, members: list[Member], device: Any, work: str,
+    client: MlflowClient, parent: Any, train_ds: Any, rows: list[TrialRow], device: Any,
     say: Callable[[str], None],
-) -> tuple[list[np.ndarray] | None, np.ndarray]:
-    """Each member's source trial (its best checkpoint, trained on the search's 80%) scored on
-    the search's validation split, rebuilt from the search's seed and fraction: what ensemble
-    weights are chosen on.  ``(None, ...)`` when that split cannot be rebuilt (other --train
-    data) or a checkpoint is missing; the weights then come from the trials' val_mAUC."""
+) -> tuple[list[np.ndarray], np.ndarray] | None:
+    """Each trial's best checkpoint (trained on the search's 80%) scored on the search's
+    validation split, rebuilt from the search's seed and fraction, with that split's labels: what
+    ensemble members and weights are chosen on.  None when the split cannot be rebuilt (other
+    --train data) or a checkpoint is missing; the ensembles then take every final, weighted by
+    the trials' val_mAUC."""
     import torch
 
     from trainables.data import split_indices
@@ -366,21 +388,30 @@ def _validation_scores(
     n_searched = int(params.get("n_train", -1)) + int(params.get("n_val", -1))
     if n_searched != train_ds.n_clips or "val_fraction" not in params:
         say("ensemble weights: --train is not the search's data, so they come from the trials' val_mAUC")
-        return None, np.zeros(0)
-    _, val_idx = split_indices(train_ds.n_clips, float(params["val_fraction"]), int(params["seed"]))
-    x_val = torch.from_numpy(np.array(train_ds.x[np.sort(val_idx)], dtype=np.uint8))
-    y_val = np.asarray(train_ds.y[np.sort(val_idx)], dtype=bool)
+        return None
+    val_idx = np.sort(split_indices(train_ds.n_clips, float(params["val_fraction"]), int(params["seed"]))[1])
+    x_val = torch.from_numpy(np.array(train_ds.x[val_idx], dtype=np.uint8))
     out = []
-    for m in members:
-        folder = Path(work) / f"source-{m.family}-{m.rank}"
-        try:
-            client.download_artifacts(m.source.run_id, "checkpoint", str(folder))
-            model, _ = load_model(folder / "checkpoint")
-        except (MlflowException, OSError, ValueError, KeyError) as exc:
-            say(f"ensemble weights: no checkpoint for trial {m.source.run_id[:8]} ({exc}); using val_mAUC")
-            return None, y_val
-        out.append(predict(model.to(device), x_val, device=device).cpu().numpy())
-    return out, y_val
+    with tempfile.TemporaryDirectory(prefix="tagtune-sources-") as work:
+        for row in rows:
+            try:
+                folder = client.download_artifacts(row.run_id, "checkpoint", str(Path(work) / row.run_id))
+                model, _ = load_model(folder)
+            except (MlflowException, OSError, ValueError, KeyError) as exc:
+                say(f"ensemble weights: no checkpoint for trial {row.run_id[:8]} ({exc}); using val_mAUC")
+                return None
+            out.append(predict(model.to(device), x_val, device=device).cpu().numpy())
+    return out, np.asarray(train_ds.y[val_idx], dtype=bool)
+
+
+def _config(row: TrialRow) -> dict[str, Any]:
+    """A trial's logged params, typed back from MLflow's strings."""
+    return {k: _typed(v) for k, v in row.params.items()}
+
+
+def ranked(by_family: dict[str, list[TrialRow]]) -> list[tuple[str, int, TrialRow]]:
+    """``(family, rank, trial)`` for each family's trials, best first (rank 1)."""
+    return [(f, rank, row) for f, rows in by_family.items() for rank, row in enumerate(rows, start=1)]
 
 
 def _log_outputs(client: MlflowClient, run_id: str, checkpoint: Path | None, per_class: pd.DataFrame,
@@ -412,7 +443,7 @@ def _ensemble(
     client.log_batch(rid, params=[
         Param("ensemble_method", method), Param("members", ",".join(names)),
         Param("member_runs", ",".join(m.run_id for m in members)),
-        Param("member_weights", ",".join(f"{x:.4f}" for x in w)), Param("weights", how),
+        Param("member_weights", ",".join(f"{x:.4f}" for x in w)), Param("weights_from", how),
     ])
     status = "FAILED"
     try:

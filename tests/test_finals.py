@@ -27,7 +27,15 @@ from mlflow import MlflowClient
 
 from tagtune.cli import main
 from tagtune.commands import report
-from tagtune.finalize import FinalizeSpec, ensemble_weights, finalize, fit_slice, greedy_weights, top_trials
+from tagtune.finalize import (
+    FinalizeSpec,
+    ensemble_weights,
+    finalize,
+    fit_slice,
+    greedy_weights,
+    ranked,
+    top_trials,
+)
 from tagtune.search import SearchSpec, run_search
 from trainables.data import load_dataset, make_synthetic, split_indices, write_cache
 from trainables.loop import predict
@@ -124,26 +132,31 @@ def test_each_familys_best_final_is_registered_and_ranks_follow_the_search(fin):
 
 
 def test_ensembles_are_the_mean_and_weighted_geomean_with_weights_chosen_on_validation(fin):
-    members = fin.outcome.members
+    members = {m.source.run_id: m for m in fin.outcome.members}
     ev = load_dataset(fin.eval)
     finals = fin.outcome.finals.set_index("name")
-    # the weights are recomputed here from the source trials' checkpoints on the search's split
+    # recomputed here: every trial of the search (2 per family, all in the pool) scored on the
+    # search's validation split with its own checkpoint, in the pool's order
+    pool = ranked(top_trials(trial_rows(fin.client, fin.search.experiment_id, fin.search.parent_run_id), 3))
     train = load_dataset(fin.train)
-    _, val_idx = split_indices(train.n_clips, 0.2, 0)
-    x_val = torch.from_numpy(np.array(train.x[np.sort(val_idx)]))
+    val_idx = np.sort(split_indices(train.n_clips, 0.2, 0)[1])
+    x_val = torch.from_numpy(np.array(train.x[val_idx]))
     val_scores = []
-    for m in members:
-        folder = fin.client.download_artifacts(m.source.run_id, "checkpoint", str(fin.root / f"src-{m.run_id}"))
+    for _, _, row in pool:
+        folder = fin.client.download_artifacts(row.run_id, "checkpoint", str(fin.root / f"src-{row.run_id}"))
         val_scores.append(predict(load_model(folder)[0], x_val).numpy())
     for method in ("mean", "geomean"):
-        weights, _ = greedy_weights(val_scores, np.asarray(train.y[np.sort(val_idx)]), method)
+        weights, _ = greedy_weights(val_scores, np.asarray(train.y[val_idx]), method)
+        expect = {row.run_id: w for (_, _, row), w in zip(pool, weights) if w > 0}
         run = fin.client.get_run(finals.loc[f"ensemble-{method}", "run_id"])
-        logged = [float(x) for x in run.data.params["member_weights"].split(",")]
-        assert logged == pytest.approx(weights, abs=1e-4)
-        assert "validation" in run.data.params["weights"]
-        scores = combine_scores([m.scores for m in members], logged, method)
-        expect = tagging_metrics(torch.from_numpy(scores), torch.from_numpy(np.array(ev.y)))
-        assert finals.loc[f"ensemble-{method}", "eval_mAUC"] == pytest.approx(expect["mAUC"], abs=1e-4)
+        logged = dict(zip(run.data.params["member_runs"].split(","),
+                          (float(x) for x in run.data.params["member_weights"].split(","))))
+        assert logged == pytest.approx({members[src].run_id: w for src, w in expect.items()}, abs=1e-4)
+        assert "validation" in run.data.params["weights_from"]
+        ens = [m for m in members.values() if m.run_id in logged]
+        scores = combine_scores([m.scores for m in ens], [logged[m.run_id] for m in ens], method)
+        got = tagging_metrics(torch.from_numpy(scores), torch.from_numpy(np.array(ev.y)))
+        assert finals.loc[f"ensemble-{method}", "eval_mAUC"] == pytest.approx(got["mAUC"], abs=1e-4)
 
 
 def test_greedy_weights_drop_a_useless_member_and_mix_complementary_ones():
