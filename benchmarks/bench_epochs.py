@@ -21,7 +21,7 @@ from trainables.models import list_families
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--families", default=",".join(list_families()))
+    parser.add_argument("--families", default=",".join(list_families("embeddings")))
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=2)

@@ -318,6 +318,9 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> S
     from tracking.callback import MlflowTrialLogger
 
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+    # tagtune prints its own progress (the driver callback); Tune's newer console output would
+    # still print its experiment banner at verbose=0, the legacy one stays quiet.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     spec.check()
     t0 = time.perf_counter()
     # Opening the MLflow store (imports, and migrations of a new SQLite file: ~1.4 s) overlaps
@@ -422,6 +425,7 @@ def resume_search(
     from ray import tune
 
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # as in run_search: no Tune banner
     client, uri = open_store(tracking_uri)
     exp = find_experiment(client, uri, experiment)
     parent = latest_search_run(client, exp, run_id)
