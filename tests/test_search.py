@@ -180,3 +180,16 @@ def test_killed_worker_gets_the_trial_retried(ray_local, synth, workdir, monkeyp
     (run,) = _children(client, outcome.experiment_id, outcome.parent_run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags.get("tagtune.retries") == "1"
+
+
+def test_defaults_first_flag_reaches_the_spec_and_survives_resume():
+    from tagtune.cli import build_parser
+    from tagtune.search import _spec_from_run
+
+    args = build_parser().parse_args(["search", "--train", "x", "--no-defaults-first"])
+    assert args.defaults_first is False
+    assert build_parser().parse_args(["search", "--train", "x"]).defaults_first is True
+    for first in (True, False):
+        spec = SearchSpec(train="x", families=["fc1"], defaults_first=first)
+        logged = {k: str(v) for k, v in spec.as_params().items()}  # as MLflow keeps them
+        assert _spec_from_run(logged, "e", "sqlite:///m.db", None).defaults_first is first
