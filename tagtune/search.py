@@ -372,7 +372,9 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> S
                 search_alg=searcher, metric=SEARCH_METRIC, mode="max",
                 num_samples=spec.total_trials, max_concurrent_trials=spec.max_concurrent,
                 # Every trial asks for the same resources, so a finished trial's worker takes
-                # the next one: no new process, torch import or data fetch per trial.
+                # the next one: no new process, torch import or data fetch per trial.  (A trial
+                # then starts at once, sometimes before Tune's state snapshot records it; after a
+                # SIGKILL the resumed search replaces it, see MlflowTrialLogger.on_experiment_end.)
                 reuse_actors=True,
             ),
             run_config=tune.RunConfig(

@@ -65,13 +65,19 @@ def test_resume_after_sigkill_finishes_budget_without_duplicates(tmp_path):
     out, _ = resumed.communicate(timeout=400)
     assert resumed.returncode == 0, out
 
-    runs = _children(client)
+    children = _children(client)
+    # a trial started just before the kill but after Ray's last state snapshot is not restored:
+    # its run is kept, marked KILLED and of kind "lost", and a replacement trial runs
+    lost = [r for r in children if r.data.tags.get(TAG_KIND) == "lost"]
+    assert all(r.info.status == "KILLED" and "replacement" in r.data.tags["tagtune.error"] for r in lost)
+    runs = [r for r in children if r.data.tags.get(TAG_KIND) != "lost"]
     trial_ids = [r.data.tags[TAG_TRIAL] for r in runs]
     assert len(runs) == budget, [(r.data.tags[TAG_TRIAL], r.info.status) for r in runs]
     assert len(set(trial_ids)) == budget  # one run per trial: no duplicates
     assert all(r.info.status == "FINISHED" for r in runs)
     assert Counter(r.data.tags[TAG_FAMILY] for r in runs) == {f: BUDGET_PER_FAMILY for f in FAMILIES}
     assert finished_before <= {r.info.run_id for r in runs}  # nothing finished before is lost
+    print(f"runs of trials lost with the driver: {len(lost)}")
     exp = client.get_experiment_by_name("r")
     parents = client.search_runs([exp.experiment_id], filter_string=f"tags.{TAG_KIND} = 'search'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # the same parent run

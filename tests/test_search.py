@@ -114,8 +114,11 @@ def test_two_node_cluster_places_trials_on_both_nodes(synth, workdir):
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     try:
-        spec = SearchSpec(train=str(synth), families=["fc1", "fc2"], trials_per_family=3,
-                          max_epochs=3, experiment="two-nodes", address=cluster.address)
+        # trials long enough (seconds) that both nodes' workers are busy at once: with reused
+        # actors, a trial shorter than a worker's start-up would all run on the first node
+        data = synthesize(workdir / "big", n_clips=3000, n_classes=12, seed=1)
+        spec = SearchSpec(train=str(data), families=["fc2", "gcnn"], trials_per_family=3,
+                          max_epochs=6, experiment="two-nodes", address=cluster.address)
         outcome = run_search(spec, echo=lambda line: None)
         client = MlflowClient(outcome.tracking_uri)
         runs = _children(client, outcome.experiment_id, outcome.parent_run_id)

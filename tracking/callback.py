@@ -194,6 +194,25 @@ class MlflowTrialLogger(tune.Callback):
                 pass
         self._fail(trial, reason)
 
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        """Runs still RUNNING once the search is over belong to trials Ray never restored: the
+        driver was killed after the trial started but before Ray's state snapshot recorded it,
+        so the resumed search ran a replacement.  Such a run keeps what it logged, is marked
+        KILLED and of kind ``lost`` (out of the trial counts), with the reason."""
+        known = {t.trial_id for t in trials}
+        for run in self._children():
+            tags = run.data.tags
+            if run.info.status != "RUNNING" or tags.get(TAG_KIND) != "trial" or tags.get(TAG_TRIAL) in known:
+                continue
+            self.client.log_batch(run.info.run_id, tags=[
+                RunTag(TAG_KIND, "lost"),
+                RunTag("tagtune.error", "the search's driver was killed before Ray saved this trial; "
+                                        "the resumed search ran a replacement trial"),
+            ])
+            self.client.set_terminated(run.info.run_id, "KILLED")
+            self.echo(f"    trial {tags.get(TAG_TRIAL)} was lost with the killed driver (its run is kept, "
+                      "marked KILLED; a replacement trial ran)")
+
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """A trial's worker failed and FailureConfig retries it: the same run goes on."""
         run_id = self._run_for(trial)
