@@ -59,11 +59,9 @@ def main() -> None:
                             for m in client.get_metric_history(r.info.run_id, "epoch_seconds"))
         # where the rest goes: before the first trial starts (Ray, data, MLflow), and the end of
         # the search where fewer trials than slots are left
-        first_start = min(r.info.start_time for r in runs) / 1000
-        last_end = max(r.info.end_time for r in runs) / 1000
+        startup = min(r.info.start_time for r in runs) / 1000 - start_epoch
         ends = sorted(r.info.end_time / 1000 for r in runs)
-        startup = first_start - start_epoch
-        tail = sum(last_end - e for e in ends[-slots:])
+        tail = sum(ends[-1] - e for e in ends[-slots:])
         space = load_space(args.family)
         names = {p.name for p in space.params}
         configs = [{k: _typed(v) for k, v in r.data.params.items() if k in names} for r in runs]

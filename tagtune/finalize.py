@@ -434,7 +434,6 @@ def _ensemble(
 ) -> list[Metric]:
     """Score, log and register one ensemble of the finals; returns the parent run's metrics."""
     names = [f"{m.family}#{m.rank}" if m.rank > 1 else m.family for m in members]
-    w = weights
     run = client.create_run(
         experiment_id, run_name=f"ensemble-{method}",
         tags={TAG_PARENT: parent_id, TAG_KIND: "ensemble", TAG_METHOD: method, TAG_FINALIZE: finalize_id},
@@ -443,18 +442,18 @@ def _ensemble(
     client.log_batch(rid, params=[
         Param("ensemble_method", method), Param("members", ",".join(names)),
         Param("member_runs", ",".join(m.run_id for m in members)),
-        Param("member_weights", ",".join(f"{x:.4f}" for x in w)), Param("weights_from", how),
+        Param("member_weights", ",".join(f"{x:.4f}" for x in weights)), Param("weights_from", how),
     ])
     status = "FAILED"
     try:
-        scores = combine_scores([m.scores for m in members], w, method)
+        scores = combine_scores([m.scores for m in members], weights, method)
         metrics, per_class = eval_scores(scores, eval_y, class_names)
         # val_mAP: what the member weights reach on the search's validation split (the score to
         # choose between ensembles by; eval is only reported)
         _log_outputs(client, rid, None, per_class, metrics | ({"val_mAP": val_map} if math.isfinite(val_map) else {}))
         name = _safe(f"{spec.experiment}-ensemble-{method}") if spec.register else None
         logged = log_tagger(uri, rid, [m.checkpoint for m in members], class_names=class_names, n_frames=shape[0],
-                            n_features=shape[1], weights=w, method=method, registered_name=name,
+                            n_features=shape[1], weights=weights, method=method, registered_name=name,
                             extra_metadata={"members": names})
         model_uri = logged.registered_uri or logged.run_uri
         client.set_tag(rid, TAG_MODEL, model_uri)
@@ -462,7 +461,7 @@ def _ensemble(
         status = "FINISHED"
     finally:
         client.set_terminated(rid, status)
-    say(f"ensemble {method} of {', '.join(f'{n} {x:.2f}' for n, x in zip(names, w))} (weights {how}): eval_mAUC {metrics['eval_mAUC']:.4f} "
+    say(f"ensemble {method} of {', '.join(f'{n} {x:.2f}' for n, x in zip(names, weights))} (weights {how}): eval_mAUC {metrics['eval_mAUC']:.4f} "
         f"eval_mAP {metrics['eval_mAP']:.4f} -> {model_uri}")
     now = int(time.time() * 1000)
     return [Metric(f"ensemble_{method}_{k}", v, now, 0) for k, v in metrics.items()]

@@ -34,6 +34,14 @@ def _children(client: MlflowClient, exp_id: str, parent_id: str):
     return client.search_runs([exp_id], filter_string=f"tags.`{TAG_PARENT}` = '{parent_id}'")
 
 
+def _search_by_family(spec: SearchSpec):
+    """Run the search; its outcome, an MLflow client and its trial runs by family (one each)."""
+    outcome = run_search(spec, echo=lambda line: None)
+    client = MlflowClient(outcome.tracking_uri)
+    runs = {r.data.tags[TAG_FAMILY]: r for r in _children(client, outcome.experiment_id, outcome.parent_run_id)}
+    return outcome, client, runs
+
+
 def test_search_logs_every_trial_and_reports_per_family(ray_local, synth, workdir):
     spec = SearchSpec(train=str(synth), families=["fc1", "gcnn"], trials_per_family=2,
                       max_epochs=2, experiment="t", seed=3)
@@ -92,9 +100,7 @@ def test_diverging_trial_is_isolated_and_counted(ray_local, synth, workdir):
     (spaces / "fc1.yaml").write_text("params:\n  lr: {value: 0.01}\n")
     spec = SearchSpec(train=str(synth), families=["fc2", "fc1"], trials_per_family=1,
                       max_epochs=2, experiment="nan", spaces_dir=str(spaces))
-    outcome = run_search(spec, echo=lambda line: None)
-    client = MlflowClient(outcome.tracking_uri)
-    runs = {r.data.tags[TAG_FAMILY]: r for r in _children(client, outcome.experiment_id, outcome.parent_run_id)}
+    outcome, client, runs = _search_by_family(spec)
     assert runs["fc2"].info.status == "FAILED"
     assert "loss became" in runs["fc2"].data.tags["tagtune.error"]
     assert runs["fc1"].info.status == "FINISHED"
@@ -152,9 +158,7 @@ def test_raising_trial_is_failed_with_reason_and_search_goes_on(ray_local, synth
     (spaces / "fc2.yaml").write_text("params:\n  init: {value: bogus}\n")  # raises inside the trial
     spec = SearchSpec(train=str(synth), families=["fc2", "fc1"], trials_per_family=1, max_epochs=1,
                       experiment="raise", spaces_dir=str(spaces), max_failures=0)
-    outcome = run_search(spec, echo=lambda line: None)
-    client = MlflowClient(outcome.tracking_uri)
-    runs = {r.data.tags[TAG_FAMILY]: r for r in _children(client, outcome.experiment_id, outcome.parent_run_id)}
+    outcome, client, runs = _search_by_family(spec)
     assert runs["fc2"].info.status == "FAILED"
     assert "unknown init 'bogus'" in runs["fc2"].data.tags["tagtune.error"]
     assert runs["fc1"].info.status == "FINISHED"
