@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from _common import BAL_TRAIN, machine, print_table
-from trainables.data import load_dataset, read_cache
+from tagtune.trainables.data import load_dataset, read_cache
 
 
 def main() -> None:

@@ -14,9 +14,9 @@ import statistics
 import torch
 
 from _common import BAL_TRAIN, machine, print_table
-from trainables.data import load_dataset, split_indices
-from trainables.loop import TrialData, fit
-from trainables.models import list_families
+from tagtune.trainables.data import load_dataset, split_indices
+from tagtune.trainables.loop import TrialData, fit
+from tagtune.trainables.models import list_families
 
 
 def main() -> None:

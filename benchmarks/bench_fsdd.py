@@ -20,10 +20,10 @@ import torch
 import yaml
 
 from _common import SHARED, machine, print_table
-from trainables.audio import audio_trial_data, load_audio_dataset, score_ensemble
-from trainables.audio.batches import AudioBatches
-from trainables.loop import build_model, fit, logit_metrics, model_task, task_labels
-from trainables.config import resolve_config
+from tagtune.trainables.audio import audio_trial_data, load_audio_dataset, score_ensemble
+from tagtune.trainables.audio.batches import AudioBatches
+from tagtune.trainables.loop import build_model, fit, logit_metrics, model_task, task_labels
+from tagtune.trainables.config import resolve_config
 
 FSDD = SHARED / "fsdd"
 
@@ -66,7 +66,7 @@ def main() -> None:
 
     config: dict = {"family": "densenet_audio"}
     if args.config:
-        from tracking.export import read_config
+        from tagtune.tracking.export import read_config
 
         config = read_config(args.config)
     for item in args.set:

@@ -1,4 +1,4 @@
-"""Benchmark :func:`trainables.metrics.tagging_metrics` against scikit-learn's per-class loop.
+"""Benchmark :func:`tagtune.trainables.metrics.tagging_metrics` against scikit-learn's per-class loop.
 
 Builds a random AudioSet-eval-sized problem (20,371 clips x 527 classes, ~0.5 % positives), times
 ``tagging_metrics`` (median of 5 runs, after one warm-up) and the scikit-learn loop of
@@ -27,7 +27,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trainables.metrics import average_precision, roc_auc, tagging_metrics  # noqa: E402
+from tagtune.trainables.metrics import average_precision, roc_auc, tagging_metrics  # noqa: E402
 
 
 def make_problem(n: int, c: int, density: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,7 +23,7 @@ from _common import BAL_TRAIN, EVAL, machine, print_table
 from tagtune.commands import report
 from tagtune.finalize import FinalizeSpec, finalize
 from tagtune.search import SearchSpec, run_search
-from tracking.summary import trial_rows
+from tagtune.tracking.summary import trial_rows
 
 REFERENCES = [
     ["seed 000 FC-1, best run", 0.927, math.nan],

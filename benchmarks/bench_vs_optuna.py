@@ -22,10 +22,10 @@ import torch
 from mlflow import MlflowClient
 
 from _common import BAL_TRAIN, machine, print_table
-from search_spaces import load_space
+from tagtune.search_spaces import load_space
 from tagtune.search import SearchSpec, prepare_data, run_search
-from trainables.loop import fit
-from tracking._store import TAG_PARENT
+from tagtune.trainables.loop import fit
+from tagtune.tracking._store import TAG_PARENT
 
 
 def _typed(value: str):

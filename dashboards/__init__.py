@@ -1,16 +1,16 @@
 """Plotly figures of a search and its finals, and the self-contained HTML report.
 
-Every figure is a pure function of a table (a pandas DataFrame as :mod:`tracking.tables` builds
+Every figure is a pure function of a table (a pandas DataFrame as :mod:`tagtune.tracking.tables` builds
 it) to a ``plotly.graph_objects.Figure``; beside each ``*_figure`` is the ``*_data`` function
 that computes what it draws (that is what the tests check), as in optuna's visualization.
 """
 
 from __future__ import annotations
 
-from dashboards._html import Section, build_html, table_html
-from dashboards._importance import importance_figure, infer_distribution, param_importances, rebuild_study
-from dashboards._per_class import per_class_data, per_class_figure
-from dashboards._search import (
+from tagtune.dashboards._html import Section, build_html, table_html
+from tagtune.dashboards._importance import importance_figure, infer_distribution, param_importances, rebuild_study
+from tagtune.dashboards._per_class import per_class_data, per_class_figure
+from tagtune.dashboards._search import (
     history_data,
     history_figure,
     learning_curve_data,

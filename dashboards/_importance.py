@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from plotly.subplots import make_subplots
 
-from dashboards._style import empty_figure, family_colors
+from tagtune.dashboards._style import empty_figure, family_colors
 
 PARAM_PREFIX = "params_"
 IMPORTANCE_COLUMNS = ["family", "param", "importance", "conditional", "n_trials"]

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboards._style import empty_figure
+from tagtune.dashboards._style import empty_figure
 
 PER_CLASS_COLUMNS = ["class", "ap", "n_pos", "group"]
 

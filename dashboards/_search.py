@@ -3,7 +3,7 @@ parallel coordinates, learning curves.
 
 Each figure is two functions, as optuna's plots are: ``<name>_data(table) -> DataFrame`` computes
 what is drawn (tested), ``<name>_figure(table) -> go.Figure`` draws it.  The input tables are
-those of :mod:`tracking.tables` (see there for their columns).
+those of :mod:`tagtune.tracking.tables` (see there for their columns).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboards._style import empty_figure, family_colors
+from tagtune.dashboards._style import empty_figure, family_colors
 
 PARAM_PREFIX = "params_"
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from search_spaces._space import DEFAULT_DIR, Param, SearchSpace, SpaceError, load_space, space_dir
+from tagtune.search_spaces._space import DEFAULT_DIR, Param, SearchSpace, SpaceError, load_space, space_dir
 
 __all__ = ["DEFAULT_DIR", "Param", "SearchSpace", "SpaceError", "load_space", "space_dir"]

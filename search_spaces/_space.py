@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from trainables.errors import InputError
+from tagtune.trainables.errors import InputError
 
 DEFAULT_DIR = Path(__file__).resolve().parent
 _KEYS = {"choices", "low", "high", "log", "step", "value", "when", "type"}
@@ -192,8 +192,8 @@ def space_dir(override: str | os.PathLike[str] | None = None) -> Path:
 
 def load_space(family: str, directory: str | os.PathLike[str] | None = None) -> SearchSpace:
     """Load, merge (common + family) and validate the space of ``family``."""
-    from trainables.config import TRAIN_DEFAULTS
-    from trainables.models import get_family
+    from tagtune.trainables.config import TRAIN_DEFAULTS
+    from tagtune.trainables.models import get_family
 
     spec = get_family(family)
     folder = space_dir(directory)

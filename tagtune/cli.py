@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Sequence
 
-from trainables.errors import InputError
+from tagtune.trainables.errors import InputError
 
 EPILOG = """\
 examples:
@@ -218,8 +218,8 @@ def ui_command(uri: str) -> str:
 
 
 def _cmd_families(_: argparse.Namespace) -> None:
-    from search_spaces import load_space
-    from trainables.models import get_family, list_families
+    from tagtune.search_spaces import load_space
+    from tagtune.trainables.models import get_family, list_families
 
     for name in list_families():
         spec = get_family(name)
@@ -234,7 +234,7 @@ def _cmd_families(_: argparse.Namespace) -> None:
 
 
 def _cmd_data(args: argparse.Namespace) -> None:
-    from trainables.data import format_inspect, inspect, synthesize
+    from tagtune.trainables.data import format_inspect, inspect, synthesize
 
     if args.data_command == "inspect":
         print(format_inspect(inspect(args.path)))
@@ -252,7 +252,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         _finish(resume_search(args.experiment, args.tracking_uri, args.run_id, args.address), args.experiment)
     elif args.command == "ui":
-        from tracking import normalize_uri
+        from tagtune.tracking import normalize_uri
 
         uri = normalize_uri(args.tracking_uri)
         cmd = ["mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]

@@ -10,11 +10,11 @@ from typing import Any, Callable
 
 from mlflow.entities import Metric, Param
 
-from trainables.errors import InputError
-from tracking import find_experiment, latest_search_run, open_store
-from tracking._store import TAG_FAMILY, TAG_KIND, get_or_create_experiment
-from tracking.export import read_config, write_configs
-from tracking.summary import best_trials, family_summary, to_markdown, trial_rows
+from tagtune.trainables.errors import InputError
+from tagtune.tracking import find_experiment, latest_search_run, open_store
+from tagtune.tracking._store import TAG_FAMILY, TAG_KIND, get_or_create_experiment
+from tagtune.tracking.export import read_config, write_configs
+from tagtune.tracking.summary import best_trials, family_summary, to_markdown, trial_rows
 
 
 def report(
@@ -25,7 +25,7 @@ def report(
 
     The Markdown holds two tables: per family the max/min/mean validation mAUC over the trials
     (with the finals' eval scores and the ensembles once ``tagtune finalize`` ran), and runtime
-    per family.  The DataFrame is :func:`tracking.summary.family_summary` plus ``eval_*`` columns.
+    per family.  The DataFrame is :func:`tagtune.tracking.summary.family_summary` plus ``eval_*`` columns.
     With ``log``, the tables are logged on the search's parent run (``report/``, ``tables/``).
     With ``html``, the dashboard is written there and logged on the parent run (``dashboard/``).
     """
@@ -79,9 +79,9 @@ def train(
 ) -> tuple[str, dict[str, float]]:
     """Retrain one config on ``train_path`` and log it as an MLflow run; returns (run id, best)."""
     from tagtune.search import SearchSpec, prepare_data
-    from trainables.config import resolve_config
-    from trainables.loop import fit
-    from trainables.trial import model_meta, save_model
+    from tagtune.trainables.config import resolve_config
+    from tagtune.trainables.loop import fit
+    from tagtune.trainables.trial import model_meta, save_model
 
     config = read_config(config_path)
     full = resolve_config(config)

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
-from tracking.summary import TASK_COLUMNS, family_summary, to_markdown, trial_rows
-from tracking.tables import (
+from tagtune.tracking.summary import TASK_COLUMNS, family_summary, to_markdown, trial_rows
+from tagtune.tracking.tables import (
     EVAL_METRICS,
     ensemble_rows,
     finals_table,
@@ -40,7 +40,7 @@ class ReportData:
     experiment: str
     parent_run_id: str
     summary: pd.DataFrame
-    """Per family: the search columns of :func:`tracking.summary.family_summary` plus the final's
+    """Per family: the search columns of :func:`tagtune.tracking.summary.family_summary` plus the final's
     ``eval_mAUC/eval_mAP/eval_dprime`` (NaN without a final)."""
     ensembles: pd.DataFrame
     runtime: pd.DataFrame
@@ -105,9 +105,9 @@ def validation_per_class(client: MlflowClient, parent: Any, run_id: str) -> pd.D
     import torch
 
     from tagtune.finalize import eval_scores
-    from trainables.data import load_dataset, split_indices
-    from trainables.loop import predict
-    from trainables.trial import load_model
+    from tagtune.trainables.data import load_dataset, split_indices
+    from tagtune.trainables.loop import predict
+    from tagtune.trainables.trial import load_model
 
     params = parent.data.params
     train = params.get("train")
@@ -171,7 +171,7 @@ def _display(frame: pd.DataFrame) -> pd.DataFrame:
 def dashboard_html(data: ReportData) -> str:
     """The dashboard: both tables, Fig. 4 range, Fig. 3 runtime, optimization history, parallel
     coordinates and importance per family, learning curves, per-class AP."""
-    from dashboards import (
+    from tagtune.dashboards import (
         Section,
         build_html,
         history_figure,
@@ -211,7 +211,7 @@ def dashboard_html(data: ReportData) -> str:
 def write_dashboard(client: MlflowClient, data: ReportData, out: str | os.PathLike[str] | None = None) -> Path | None:
     """Log the dashboard on the search's parent run (``dashboard/dashboard.html``, shown by the
     MLflow UI) and, with ``out``, write it there too; returns ``out``'s path."""
-    from trainables.errors import InputError
+    from tagtune.trainables.errors import InputError
 
     text = dashboard_html(data)
     path = None

@@ -14,7 +14,7 @@ def demo(folder: str, tracking_uri: str | None, trials_per_family: int, max_epoc
     from tagtune.cli import ui_command
     from tagtune.commands import export, report
     from tagtune.search import SearchSpec, run_search
-    from trainables.data import synthesize
+    from tagtune.trainables.data import synthesize
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

@@ -7,7 +7,7 @@ trial (or its top K) on **100%** of it and are scored once on the held-out eval 
 How long a final trains: the search's validation mAUC picked the trial's best epoch, and with no
 held-out clips left there is nothing to pick an epoch by, so a final trains for exactly that many
 epochs (the step of the trial's highest ``val_mAUC``) and keeps the weights of its last epoch.
-``--max-epochs`` caps it.  :func:`trainables.loop.fit` still wants a validation split each epoch:
+``--max-epochs`` caps it.  :func:`tagtune.trainables.loop.fit` still wants a validation split each epoch:
 it gets a seeded slice of at most 2048 of the *training* clips, logged as ``fit_mAUC``/``fit_mAP``
 (how well the model fits clips it trains on, a sanity check, not a held-out score), and it does
 not choose the weights.
@@ -45,13 +45,13 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
-from trainables.errors import InputError
-from tracking import find_experiment, latest_search_run, open_store
-from tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT, _safe
-from tracking.export import _typed
-from tracking.registry import ENSEMBLE_METHODS, combine_scores, log_tagger
-from tracking.summary import TrialRow, trial_rows
-from tracking.tables import (
+from tagtune.trainables.errors import InputError
+from tagtune.tracking import find_experiment, latest_search_run, open_store
+from tagtune.tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT, _safe
+from tagtune.tracking.export import _typed
+from tagtune.tracking.registry import ENSEMBLE_METHODS, combine_scores, log_tagger
+from tagtune.tracking.summary import TrialRow, trial_rows
+from tagtune.tracking.tables import (
     PER_CLASS_ARTIFACT,
     TAG_FINALIZE,
     TAG_METHOD,
@@ -149,7 +149,7 @@ def greedy_weights(
     validation mAP they reach."""
     import torch
 
-    from trainables.metrics import tagging_metrics
+    from tagtune.trainables.metrics import tagging_metrics
 
     targets = torch.from_numpy(np.asarray(y_val, dtype=bool))
     counts = np.zeros(len(val_scores))
@@ -181,7 +181,7 @@ def eval_scores(scores: np.ndarray, y: np.ndarray, class_names: tuple[str, ...])
     (``class, ap, auc, n_pos``)."""
     import torch
 
-    from trainables.metrics import average_precision, roc_auc, tagging_metrics
+    from tagtune.trainables.metrics import average_precision, roc_auc, tagging_metrics
 
     s, t = torch.from_numpy(np.array(scores, dtype=np.float32)), torch.from_numpy(np.array(y, dtype=bool))
     summary = tagging_metrics(s, t)
@@ -206,7 +206,7 @@ def _labels_for(cfg: dict[str, Any], y: np.ndarray, class_names: tuple[str, ...]
 
 
 def _load(path: str, flag: str) -> Any:
-    from trainables.data import load_dataset
+    from tagtune.trainables.data import load_dataset
 
     try:
         return load_dataset(path)
@@ -218,9 +218,9 @@ def finalize(spec: FinalizeSpec, echo: Callable[[str], None] | None = None) -> F
     """Retrain, score on eval, log, register and ensemble (see the module docstring)."""
     import torch
 
-    from trainables.config import resolve_config
-    from trainables.loop import TrainingDiverged, TrialData, fit, pick_device, predict
-    from trainables.trial import load_model, model_meta, save_model
+    from tagtune.trainables.config import resolve_config
+    from tagtune.trainables.loop import TrainingDiverged, TrialData, fit, pick_device, predict
+    from tagtune.trainables.trial import load_model, model_meta, save_model
 
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -380,9 +380,9 @@ def _validation_scores(
     the trials' val_mAUC."""
     import torch
 
-    from trainables.data import split_indices
-    from trainables.loop import predict
-    from trainables.trial import load_model
+    from tagtune.trainables.data import split_indices
+    from tagtune.trainables.loop import predict
+    from tagtune.trainables.trial import load_model
 
     params = parent.data.params
     n_searched = int(params.get("n_train", -1)) + int(params.get("n_val", -1))

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from trainables.errors import InputError
+from tagtune.trainables.errors import InputError
 
 FORMATS = ("json", "csv")
 
@@ -46,15 +46,15 @@ class _CheckpointScorer:
     """A checkpoint folder scored in-process (same rules as the pyfunc model)."""
 
     def __init__(self, folder: Path):
-        from trainables.trial import load_model
+        from tagtune.trainables.trial import load_model
 
         self.model, self.meta = load_model(folder)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         import torch
 
-        from tracking.registry import fit_frames
-        from trainables.loop import predict
+        from tagtune.tracking.registry import fit_frames
+        from tagtune.trainables.loop import predict
 
         clips = torch.from_numpy(fit_frames(x, int(self.meta["n_frames"]), int(self.meta["n_features"])))
         return predict(self.model, clips, device=torch.device("cpu")).numpy().astype(np.float32)
@@ -64,7 +64,7 @@ def load_scorer(uri: str, tracking_uri: str | None = None) -> Scorer:
     """A :class:`Scorer` for a model reference (see the module docstring)."""
     import mlflow.pyfunc
 
-    from tracking.registry import resolve_checkpoint, unique_names
+    from tagtune.tracking.registry import resolve_checkpoint, unique_names
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     kind, folder = resolve_checkpoint(uri, tracking_uri)
@@ -94,7 +94,7 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def predictions(uri: str, input_path: str, *, k: int = 5, tracking_uri: str | None = None) -> Iterator[dict[str, Any]]:
     """For each clip of ``input_path``: ``{"id", "labels": [{"rank", "index", "name", "score"}]}``."""
-    from trainables.data import load_dataset
+    from tagtune.trainables.data import load_dataset
 
     if k < 1:
         raise InputError(f"--top-k must be at least 1, got {k}")

@@ -18,13 +18,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from search_spaces import SearchSpace, load_space
-from trainables.data import load_dataset, split_indices
-from trainables.errors import InputError
-from trainables.loop import TrialData
-from trainables.models import list_families
-from tracking import find_experiment, latest_search_run, open_store
-from tracking._store import TAG_KIND, get_or_create_experiment
+from tagtune.search_spaces import SearchSpace, load_space
+from tagtune.trainables.data import load_dataset, split_indices
+from tagtune.trainables.errors import InputError
+from tagtune.trainables.loop import TrialData
+from tagtune.trainables.models import list_families
+from tagtune.tracking import find_experiment, latest_search_run, open_store
+from tagtune.tracking._store import TAG_KIND, get_or_create_experiment
 
 SEARCH_METRIC = "best_val_mAUC"
 TAG_RAY_PATH = "tagtune.ray_path"
@@ -114,7 +114,7 @@ def is_remote_storage(path: str) -> bool:
 def data_inputs(train: str) -> str | None:
     """``audio`` for a folder of audio files with a CSV, ``embeddings`` for AudioSet-like data,
     None when the path cannot be told (``SearchSpec.check`` then names the problem)."""
-    from trainables.data._dataset import sniff_format
+    from tagtune.trainables.data._dataset import sniff_format
 
     try:
         return "audio" if sniff_format(train) == "audio" else "embeddings"
@@ -125,7 +125,7 @@ def data_inputs(train: str) -> str | None:
 def parse_families(text: str, train: str | None = None) -> list[str]:
     """``fc1,fc2`` or ``all`` -> family names; ``all`` means every family for ``train``'s kind of
     data, and a named family built for the other kind is refused (unknown names raise too)."""
-    from trainables.models import get_family
+    from tagtune.trainables.models import get_family
 
     inputs = data_inputs(train) if train else None
     if text.strip() == "all":
@@ -152,10 +152,10 @@ def prepare_data(spec: SearchSpec) -> TrialData:
     rate the families' spaces can sample (cached; other rates on first use), clips the CSV marks
     ``test`` are held out, and validation uses the CSV's own split or folds where it has them.
     """
-    from trainables.data._dataset import sniff_format
+    from tagtune.trainables.data._dataset import sniff_format
 
     if sniff_format(spec.train) == "audio":
-        from trainables.audio import audio_trial_data, load_audio_dataset
+        from tagtune.trainables.audio import audio_trial_data, load_audio_dataset
 
         ds = load_audio_dataset(spec.train, sample_rates=_audio_rates(spec))
         return audio_trial_data(ds, val_fraction=spec.val_fraction, seed=spec.seed)
@@ -169,7 +169,7 @@ def prepare_data(spec: SearchSpec) -> TrialData:
 
 def _audio_rates(spec: SearchSpec) -> list[int]:
     """The sample rates the search may train at (to decode up front); every family must take audio."""
-    from trainables.models import get_family
+    from tagtune.trainables.models import get_family
 
     rates: set[int] = set()
     for family in spec.families:
@@ -285,7 +285,7 @@ class SearchOutcome:
 def _trainable(spec: SearchSpec, data: TrialData) -> Any:
     from ray import tune
 
-    from trainables.trial import tune_trial
+    from tagtune.trainables.trial import tune_trial
 
     return tune.with_resources(
         tune.with_parameters(tune_trial, data=data, max_epochs=spec.max_epochs),
@@ -315,7 +315,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> S
     from ray import tune
 
     from tagtune.searcher import FamilySearcher
-    from tracking.callback import MlflowTrialLogger
+    from tagtune.tracking.callback import MlflowTrialLogger
 
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     # tagtune prints its own progress (the driver callback); Tune's newer console output would

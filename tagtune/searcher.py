@@ -16,9 +16,9 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from search_spaces import SearchSpace
-from trainables.config import resolve_config
-from trainables.trial import DIVERGED
+from tagtune.search_spaces import SearchSpace
+from tagtune.trainables.config import resolve_config
+from tagtune.trainables.trial import DIVERGED
 
 
 def startup_trials(trials_per_family: int) -> int:

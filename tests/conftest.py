@@ -24,7 +24,7 @@ def require_shared(path: Path) -> Path:
 @pytest.fixture
 def tiny_data():
     """A small learnable multi-label problem as TrialData (32 clips x 10 x 128, 6 classes)."""
-    from trainables.loop import TrialData
+    from tagtune.trainables.loop import TrialData
 
     rng = np.random.default_rng(0)
     n, c = 96, 6

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from trainables.audio import (
+from tagtune.trainables.audio import (
     audio_trial_data,
     decode_file,
     geometric_mean_ensemble,
@@ -26,10 +26,10 @@ from trainables.audio import (
     score_ensemble,
     single_label_metrics,
 )
-from trainables.audio.batches import crop_or_pad, gather_windows, scale_mixup, window_starts
-from trainables.audio.frontends import LogMel, Waveform, strides_for
-from trainables.errors import InputError
-from trainables.loop import _batch_loss, build_model, fit, logit_metrics
+from tagtune.trainables.audio.batches import crop_or_pad, gather_windows, scale_mixup, window_starts
+from tagtune.trainables.audio.frontends import LogMel, Waveform, strides_for
+from tagtune.trainables.errors import InputError
+from tagtune.trainables.loop import _batch_loss, build_model, fit, logit_metrics
 
 from conftest import SHARED_DATA, require_shared
 
@@ -146,8 +146,8 @@ def test_fsdd_style_holds_out_the_official_test_split(fsdd_like, cache):
 
 
 def test_sniffing_and_load_dataset_points_to_the_audio_path(fsdd_like):
-    from trainables.data import load_dataset
-    from trainables.data._dataset import sniff_format
+    from tagtune.trainables.data import load_dataset
+    from tagtune.trainables.data._dataset import sniff_format
 
     assert sniff_format(fsdd_like) == "audio"
     assert sniff_format(fsdd_like / "fsdd_meta.csv") == "audio"
@@ -378,7 +378,7 @@ def test_audio_data_needs_an_audio_family(fsdd_like, cache):
 
 
 def test_prepare_data_decodes_the_space_rates_and_refuses_embedding_families(fsdd_like, cache):
-    from search_spaces import load_space
+    from tagtune.search_spaces import load_space
     from tagtune.search import SearchSpec, prepare_data
 
     spec = SearchSpec(train=str(fsdd_like), families=["densenet_audio"], val_fraction=0.25)
@@ -393,7 +393,7 @@ def test_prepare_data_decodes_the_space_rates_and_refuses_embedding_families(fsd
 
 
 def test_report_columns_for_single_label_trials():
-    from tracking.summary import TrialRow, family_summary
+    from tagtune.tracking.summary import TrialRow, family_summary
 
     rows = [TrialRow("a", "densenet_audio", "FINISHED", 0.9, 0.5, 1.0, {}, best_accuracy=0.8, best_map3=0.85),
             TrialRow("b", "densenet_audio", "FINISHED", 0.95, 0.6, 1.0, {}, best_accuracy=0.9, best_map3=0.93)]

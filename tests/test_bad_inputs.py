@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from trainables.data import synthesize
-from trainables.data._tfrecord import encode_sequence_example, write_record_file
+from tagtune.trainables.data import synthesize
+from tagtune.trainables.data._tfrecord import encode_sequence_example, write_record_file
 
 CORPUS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("truncated record", ("search", "--train", "{truncated}"), ("truncated record", ".tfrecord")),
@@ -143,8 +143,8 @@ def test_earlier_runs_are_intact_after_the_corpus(corpus):
 
 def test_all_means_the_families_for_the_data(tmp_path):
     from tagtune.search import parse_families
-    from trainables.errors import InputError
-    from trainables.models import list_families
+    from tagtune.trainables.errors import InputError
+    from tagtune.trainables.models import list_families
 
     synth = synthesize(tmp_path / "s", n_clips=20, n_classes=4)
     families = parse_families("all", str(synth))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from trainables.data import make_synthetic, write_cache
+from tagtune.trainables.data import make_synthetic, write_cache
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trainables.data import synthesize
+from tagtune.trainables.data import synthesize
 
 
 def tagtune(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -40,7 +40,7 @@ def test_help_lists_commands_and_examples(tmp_path):
 
 
 def test_families_lists_every_family_with_ranges(tmp_path):
-    from trainables.models import list_families
+    from tagtune.trainables.models import list_families
 
     out = tagtune("families", cwd=tmp_path)
     assert out.returncode == 0

@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from dashboards import (
+from tagtune.dashboards import (
     Section,
     build_html,
     history_data,

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from trainables.data import (
+from tagtune.trainables.data import (
     Dataset,
     format_inspect,
     inspect,
@@ -25,15 +25,15 @@ from trainables.data import (
     write_cache,
     write_tfrecords,
 )
-from trainables.data._dataset import lengths_from_padding
-from trainables.data._synth import write_class_csv
-from trainables.data._tfrecord import (
+from tagtune.trainables.data._dataset import lengths_from_padding
+from tagtune.trainables.data._synth import write_class_csv
+from tagtune.trainables.data._tfrecord import (
     encode_sequence_example,
     parse_sequence_example,
     read_records,
     write_record_file,
 )
-from trainables.errors import InputError
+from tagtune.trainables.errors import InputError
 
 from conftest import AUDIOSET, require_shared
 

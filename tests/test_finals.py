@@ -37,15 +37,15 @@ from tagtune.finalize import (
     top_trials,
 )
 from tagtune.search import SearchSpec, run_search
-from trainables.data import load_dataset, make_synthetic, split_indices, write_cache
-from trainables.loop import predict
-from trainables.trial import load_model
-from trainables.errors import InputError
-from trainables.metrics import tagging_metrics
-from tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT
-from tracking.registry import combine_scores, fit_frames, unique_names
-from tracking.summary import TrialRow, trial_rows
-from tracking.tables import TAG_SOURCE, best_step
+from tagtune.trainables.data import load_dataset, make_synthetic, split_indices, write_cache
+from tagtune.trainables.loop import predict
+from tagtune.trainables.trial import load_model
+from tagtune.trainables.errors import InputError
+from tagtune.trainables.metrics import tagging_metrics
+from tagtune.tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT
+from tagtune.tracking.registry import combine_scores, fit_frames, unique_names
+from tagtune.tracking.summary import TrialRow, trial_rows
+from tagtune.tracking.tables import TAG_SOURCE, best_step
 
 from conftest import AUDIOSET, require_shared
 
@@ -239,7 +239,7 @@ def test_report_shows_search_ranges_next_to_finals_and_runtime(fin, tmp_path):
 
 def test_without_finals_the_per_class_ap_is_the_best_trials_on_validation(fin):
     from tagtune.dashboard import best_per_class
-    from tracking.tables import finals_table, trial_tables
+    from tagtune.tracking.tables import finals_table, trial_tables
 
     client = fin.client
     parent = client.get_run(fin.search.parent_run_id)

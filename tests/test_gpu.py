@@ -14,7 +14,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @needs_cuda
 @pytest.mark.parametrize("family", ["fc2", "lstm", "gcnn"])
 def test_fit_on_cuda_with_bf16(family, tiny_data):
-    from trainables.loop import fit
+    from tagtune.trainables.loop import fit
 
     result = fit({"family": family}, tiny_data, max_epochs=2, device="cuda")
     assert all(math.isfinite(h["train_loss"]) for h in result.history)
@@ -23,7 +23,7 @@ def test_fit_on_cuda_with_bf16(family, tiny_data):
 
 @needs_cuda
 def test_metrics_on_cuda_match_cpu():
-    from trainables.metrics import tagging_metrics
+    from tagtune.trainables.metrics import tagging_metrics
 
     g = torch.Generator().manual_seed(0)
     scores, targets = torch.rand(500, 20, generator=g), torch.rand(500, 20, generator=g) < 0.1
@@ -38,7 +38,7 @@ def test_four_trials_share_one_gpu(workdir):
     from mlflow import MlflowClient
 
     from tagtune.search import SearchSpec, run_search
-    from trainables.data import synthesize
+    from tagtune.trainables.data import synthesize
 
     synth = synthesize(workdir / "synth", n_clips=400, n_classes=12, seed=1)
     spec = SearchSpec(train=str(synth), families=["fc2"], trials_per_family=4, max_epochs=2,

@@ -1,4 +1,4 @@
-"""Tests for :mod:`trainables.metrics` against scikit-learn and hand-worked examples."""
+"""Tests for :mod:`tagtune.trainables.metrics` against scikit-learn and hand-worked examples."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 import trainables.metrics as metrics_module
-from trainables.metrics import (
+from tagtune.trainables.metrics import (
     _ap_auc_from_scores,
     accuracy,
     average_precision,

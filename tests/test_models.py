@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from trainables.config import resolve_config
-from trainables.errors import InputError
-from trainables.init import INITS
-from trainables.loop import OPTIMIZERS, fit
-from trainables.models import create_model, get_family, list_families
+from tagtune.trainables.config import resolve_config
+from tagtune.trainables.errors import InputError
+from tagtune.trainables.init import INITS
+from tagtune.trainables.loop import OPTIMIZERS, fit
+from tagtune.trainables.models import create_model, get_family, list_families
 
 FAMILIES = list_families()
 
@@ -83,14 +83,14 @@ def test_unknown_parameter_and_optimizer_are_input_errors():
 
 
 def test_nan_loss_raises_training_diverged(tiny_data):
-    from trainables.loop import TrainingDiverged
+    from tagtune.trainables.loop import TrainingDiverged
 
     with pytest.raises(TrainingDiverged, match="lower the learning rate"):
         fit({"family": "fc2", "optimizer": "sgd", "lr": 1e12, "momentum": 0.99}, tiny_data, max_epochs=3)
 
 
 def test_checkpoint_round_trip(tmp_path, tiny_data):
-    from trainables.trial import load_model, model_meta, save_model
+    from tagtune.trainables.trial import load_model, model_meta, save_model
 
     result = fit({"family": "gcnn"}, tiny_data, max_epochs=1)
     save_model(tmp_path, result.best_state, model_meta({"family": "gcnn"}, tiny_data, result.best))

@@ -14,8 +14,8 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from trainables.data import synthesize
-from tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT, TAG_TRIAL
+from tagtune.trainables.data import synthesize
+from tagtune.tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT, TAG_TRIAL
 
 BUDGET_PER_FAMILY = 3
 FAMILIES = ("fc2", "gcnn")

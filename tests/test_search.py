@@ -11,9 +11,9 @@ from mlflow import MlflowClient
 
 from tagtune.commands import export, report, train
 from tagtune.search import SearchSpec, run_search
-from trainables.config import resolve_config
-from trainables.data import synthesize
-from tracking._store import TAG_FAMILY, TAG_PARENT
+from tagtune.trainables.config import resolve_config
+from tagtune.trainables.data import synthesize
+from tagtune.tracking._store import TAG_FAMILY, TAG_PARENT
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +138,7 @@ def test_two_node_cluster_places_trials_on_both_nodes(synth, workdir):
 
 
 def test_binary_task_reports_f1(ray_local, synth, workdir):
-    from trainables.data import load_dataset
+    from tagtune.trainables.data import load_dataset
 
     target = load_dataset(synth).class_names[0]
     spaces = workdir / "spaces"
@@ -171,7 +171,7 @@ def test_raising_trial_is_failed_with_reason_and_search_goes_on(ray_local, synth
 
 
 def test_killed_worker_gets_the_trial_retried(ray_local, synth, workdir, monkeypatch):
-    from trainables.trial import FAULT_ENV
+    from tagtune.trainables.trial import FAULT_ENV
 
     marker = workdir / "killed-once"
     monkeypatch.setenv(FAULT_ENV, str(marker))

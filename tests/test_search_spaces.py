@@ -5,9 +5,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from search_spaces import SpaceError, load_space
-from trainables.config import resolve_config
-from trainables.models import list_families
+from tagtune.search_spaces import SpaceError, load_space
+from tagtune.trainables.config import resolve_config
+from tagtune.trainables.models import list_families
 
 
 @pytest.mark.parametrize("family", list_families())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainables.models import get_family
+from tagtune.trainables.models import get_family
 
 import math
 
@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.config import TRAIN_DEFAULTS, resolve_config
-from trainables.errors import InputError
-from trainables.heads import MultiHead, combine_heads, output_layers, replace_output_layer
-from trainables.init import init_output_bias
-from trainables.loop import TrialData, build_model, fit
-from trainables.techniques import (
+from tagtune.trainables.config import TRAIN_DEFAULTS, resolve_config
+from tagtune.trainables.errors import InputError
+from tagtune.trainables.heads import MultiHead, combine_heads, output_layers, replace_output_layer
+from tagtune.trainables.init import init_output_bias
+from tagtune.trainables.loop import TrialData, build_model, fit
+from tagtune.trainables.techniques import (
     ClassIndex,
     loss_mask,
     make_scheduler,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tracking._store import (
+from tagtune.tracking._store import (
     TAG_FAMILY,
     default_tracking_uri,
     find_experiment,

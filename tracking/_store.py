@@ -9,7 +9,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Experiment
 
-from trainables.errors import InputError
+from tagtune.trainables.errors import InputError
 
 DEFAULT_DB = "mlflow.db"
 TAG_FAMILY = "tagtune.family"

@@ -17,9 +17,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from ray import tune
 
-from trainables.config import resolve_config
-from trainables.trial import DIVERGED
-from tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT, TAG_TRIAL
+from tagtune.trainables.config import resolve_config
+from tagtune.trainables.trial import DIVERGED
+from tagtune.tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT, TAG_TRIAL
 
 LOGGED_METRICS = (
     "train_loss",

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from trainables.errors import InputError
-from tracking.summary import TrialRow
+from tagtune.trainables.errors import InputError
+from tagtune.tracking.summary import TrialRow
 
 
 def _typed(value: str) -> Any:

@@ -24,7 +24,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from trainables.errors import InputError
+from tagtune.trainables.errors import InputError
 
 ENSEMBLE_METHODS = ("mean", "geomean")
 _EPS = 1e-7
@@ -96,7 +96,7 @@ class TaggerModel(mlflow.pyfunc.PythonModel):
 
     def load_context(self, context: Any) -> None:
         """Rebuild the member networks from their checkpoint folders."""
-        from trainables.trial import load_model
+        from tagtune.trainables.trial import load_model
 
         config = dict(context.model_config or {})
         names = sorted((k for k in context.artifacts if k.startswith("member")), key=lambda k: int(k[6:]))
@@ -116,7 +116,7 @@ class TaggerModel(mlflow.pyfunc.PythonModel):
         """Probabilities ``[N, C]`` (float32) for clips ``x`` (see :func:`fit_frames`)."""
         import torch
 
-        from trainables.loop import predict
+        from tagtune.trainables.loop import predict
 
         clips = torch.from_numpy(fit_frames(x, self.n_frames, self.n_features))
         member_scores = [predict(m, clips, device=torch.device("cpu")).numpy() for m in self.models]
@@ -226,7 +226,7 @@ def resolve_checkpoint(uri: str, tracking_uri: str | None = None) -> tuple[str, 
     """
     from mlflow.exceptions import MlflowException
 
-    from tracking._store import normalize_uri
+    from tagtune.tracking._store import normalize_uri
 
     if uri.startswith("file://"):
         return _classify(Path(uri[len("file://"):]), f"--model {uri}")
@@ -260,7 +260,7 @@ def resolve_checkpoint(uri: str, tracking_uri: str | None = None) -> tuple[str, 
 
 
 def _classify(folder: Path, what: str) -> tuple[str, Path]:
-    from trainables.trial import CHECKPOINT_META
+    from tagtune.trainables.trial import CHECKPOINT_META
 
     if (folder / "MLmodel").is_file():
         return "pyfunc", folder

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 from mlflow import MlflowClient
 
-from tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT
+from tagtune.tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT
 
 #: Columns :func:`family_summary` adds when some trial has them (binary task; single-label data).
 TASK_COLUMNS = ("best_f1", "best_accuracy", "best_map3")

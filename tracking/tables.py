@@ -21,8 +21,8 @@ from typing import Any, Iterable
 import pandas as pd
 from mlflow import MlflowClient
 
-from tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT, TAG_TRIAL
-from tracking.export import _typed
+from tagtune.tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT, TAG_TRIAL
+from tagtune.tracking.export import _typed
 
 HISTORY_METRICS = ("val_mAUC", "val_mAP", "val_loss", "train_loss", "epoch_seconds")
 EVAL_METRICS = ("eval_mAUC", "eval_mAP", "eval_dprime")
@@ -63,7 +63,7 @@ def best_step(values: Iterable[tuple[int, float]]) -> int | None:
 def _searched_params(family: str, spaces_dir: str | None) -> dict[str, Any]:
     """The family's search-space parameters by name (empty when the space cannot be loaded)."""
     try:
-        from search_spaces import load_space
+        from tagtune.search_spaces import load_space
 
         return {p.name: p for p in load_space(family, spaces_dir).params if p.kind != "const"}
     except Exception:  # noqa: BLE001 - an unknown family or an edited space: infer from values

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from trainables.errors import InputError
-from trainables.init import INITS, OUTPUT_BIAS
-from trainables.models import get_family
-from trainables.techniques import LR_SCHEDULES
+from tagtune.trainables.errors import InputError
+from tagtune.trainables.init import INITS, OUTPUT_BIAS
+from tagtune.trainables.models import get_family
+from tagtune.trainables.techniques import LR_SCHEDULES
 
 #: Training hyperparameters every family accepts, with their defaults.
 TRAIN_DEFAULTS: dict[str, Any] = {

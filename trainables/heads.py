@@ -3,7 +3,7 @@
 A family's output layer is its last ``nn.Linear`` whose ``out_features`` is the number of outputs.
 :func:`replace_output_layer` swaps it for a :class:`MultiHead` of ``n`` independently initialized
 linear heads whose outputs are averaged *as probabilities*, then returned as logits again, so the
-loss, the metrics and :func:`trainables.loop.predict` need no change:
+loss, the metrics and :func:`tagtune.trainables.loop.predict` need no change:
 
 * ``multilabel`` / ``binary``: per class the mean of the heads' sigmoids, returned as its
   log-odds, ``log(mean sigmoid) - log(1 - mean sigmoid)``, computed exactly with ``logsumexp``
@@ -24,7 +24,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from trainables.errors import InputError
+from tagtune.trainables.errors import InputError
 
 TASKS = ("multilabel", "binary", "singlelabel")
 
@@ -94,7 +94,7 @@ def replace_output_layer(
     """Swap ``model``'s output layer for a :class:`MultiHead` of ``n_heads`` heads (in place).
 
     The first head keeps the original layer's parameters; the others are freshly initialized
-    (PyTorch's default, independently; :func:`trainables.init.apply_init` re-initializes all of
+    (PyTorch's default, independently; :func:`tagtune.trainables.init.apply_init` re-initializes all of
     them when a scheme is chosen).  ``n_heads == 1`` leaves the model untouched.  Returns the
     model (the new :class:`MultiHead` itself when ``model`` is a bare ``nn.Linear``).
     """

@@ -7,8 +7,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from trainables.errors import InputError
-from trainables.heads import output_layers
+from tagtune.trainables.errors import InputError
+from tagtune.trainables.heads import output_layers
 
 _WEIGHT_INITS: dict[str, Callable[[Tensor], object]] = {
     "xavier_uniform": nn.init.xavier_uniform_,
@@ -48,7 +48,7 @@ def init_output_bias(model: nn.Module, positive_rate: Tensor) -> None:
     priors; the recurrent and convolutional families then stall near chance (measured on
     bal_train: gated CNN val mAUC 0.52 after 2 epochs with a zero bias, 0.93 with this one).
     The output layer is the last ``nn.Linear`` whose width is the number of classes; with a
-    multi-head classifier (:class:`trainables.heads.MultiHead`) every head gets the prior, so the
+    multi-head classifier (:class:`tagtune.trainables.heads.MultiHead`) every head gets the prior, so the
     averaged probability starts at the prior too.
     """
     p = positive_rate.double().clamp(1e-4, 1 - 1e-4)

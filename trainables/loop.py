@@ -7,11 +7,11 @@ to [0, 1].  Validation runs every epoch with the vectorized metrics; the best st
 The techniques of the source reports (multi-head output, lr schedules, mixup, loss masking,
 class-balanced batches, shift and positive-mix augmentation, the binary one-class task) are
 training hyperparameters of every family; the pure functions live in
-:mod:`trainables.techniques` and :mod:`trainables.heads`, and their defaults leave this loop
+:mod:`tagtune.trainables.techniques` and :mod:`tagtune.trainables.heads`, and their defaults leave this loop
 exactly as it is without them.
 
 Raw audio (``TrialData.audio``, seed 003) goes through the same loop: its batches come from
-:class:`trainables.audio.batches.AudioBatches` (crops of waveforms on the device) instead of
+:class:`tagtune.trainables.audio.batches.AudioBatches` (crops of waveforms on the device) instead of
 :class:`_Batches`, and whole clips are scored.  Single-label data (``TrialData.single_label``)
 train with cross-entropy over softmax outputs and add ``val_accuracy`` and ``val_map3``.
 """
@@ -28,13 +28,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from trainables.errors import InputError
-from trainables.config import OPTIMIZERS, TRAIN_DEFAULTS, resolve_config
-from trainables.heads import replace_output_layer
-from trainables.init import apply_init, init_output_bias
-from trainables.metrics import accuracy, f1_at_best_threshold, map_at_k, tagging_metrics
-from trainables.models import create_model
-from trainables.techniques import (
+from tagtune.trainables.errors import InputError
+from tagtune.trainables.config import OPTIMIZERS, TRAIN_DEFAULTS, resolve_config
+from tagtune.trainables.heads import replace_output_layer
+from tagtune.trainables.init import apply_init, init_output_bias
+from tagtune.trainables.metrics import accuracy, f1_at_best_threshold, map_at_k, tagging_metrics
+from tagtune.trainables.models import create_model
+from tagtune.trainables.techniques import (
     ClassIndex,
     balance_labels,
     loss_mask,
@@ -50,7 +50,7 @@ from trainables.techniques import (
 )
 
 if TYPE_CHECKING:
-    from trainables.audio import AudioDataset
+    from tagtune.trainables.audio import AudioDataset
 
 EPOCH_METRICS = ("train_loss", "val_loss", "val_mAUC", "val_mAP", "val_dprime", "epoch_seconds")
 
@@ -67,7 +67,7 @@ class TrialData:
     masking never drops a verified clip.  ``None`` means no clip is verified.
 
     Raw audio: ``audio`` holds the clips (``x`` is then an empty ``[N, 0, 1]`` placeholder; see
-    :func:`trainables.audio.audio_trial_data`).  ``single_label``: every clip has exactly one
+    :func:`tagtune.trainables.audio.audio_trial_data`).  ``single_label``: every clip has exactly one
     class; trained with softmax cross-entropy and scored with accuracy and MAP@3 as well.
     """
 
@@ -346,7 +346,7 @@ def fit(
     In the binary task (``target_class`` set) the metrics add ``val_f1`` and ``best_val_f1``; on
     single-label data ``val_accuracy``, ``val_map3`` and their ``best_`` values; the best epoch is
     always the one with the highest ``val_mAUC``.  Raw audio (``data.audio``) is cropped into
-    batches and scored as whole clips (:class:`trainables.audio.batches.AudioBatches`).
+    batches and scored as whole clips (:class:`tagtune.trainables.audio.batches.AudioBatches`).
     Raises :class:`TrainingDiverged` when the loss is NaN or infinite.
     """
     if max_epochs < 1:
@@ -358,7 +358,7 @@ def fit(
     task = model_task(cfg, data.single_label)
     single = task == "singlelabel"
     if data.kind == "audio":
-        from trainables.audio.batches import check_audio_config
+        from tagtune.trainables.audio.batches import check_audio_config
 
         check_audio_config(cfg)
     torch.manual_seed(int(cfg["seed"]))
@@ -380,7 +380,7 @@ def fit(
 
     batches: Any
     if data.kind == "audio":
-        from trainables.audio.batches import AudioBatches
+        from tagtune.trainables.audio.batches import AudioBatches
 
         batches = AudioBatches(cfg, data, y_task, dev)
     else:

@@ -1,6 +1,6 @@
 """Training techniques of the source reports, as small pure functions on device tensors.
 
-Each is a training hyperparameter of every family (see :data:`trainables.config.TRAIN_DEFAULTS`),
+Each is a training hyperparameter of every family (see :data:`tagtune.trainables.config.TRAIN_DEFAULTS`),
 off by default, and vectorized over the batch (no Python loop per item):
 
 * learning-rate schedules (seed 003's step decay; cosine over the run): :func:`make_scheduler`;
@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from trainables.errors import InputError
+from tagtune.trainables.errors import InputError
 
 LR_SCHEDULES = ("none", "step", "cosine")
 

@@ -1,4 +1,4 @@
-"""The Ray Tune function trainable: one trial = one :func:`trainables.loop.fit` call.
+"""The Ray Tune function trainable: one trial = one :func:`tagtune.trainables.loop.fit` call.
 
 Each epoch is reported with ``ray.tune.report``; when validation mAUC improves, the best state is
 saved as the trial's checkpoint (``model.pt`` + ``model.json``), so the last checkpoint is the best.
@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from trainables.loop import TrainingDiverged, TrialData, fit, pick_device
+from tagtune.trainables.loop import TrainingDiverged, TrialData, fit, pick_device
 
 CHECKPOINT_WEIGHTS = "model.pt"
 CHECKPOINT_META = "model.json"
@@ -34,7 +34,7 @@ def save_model(directory: str | os.PathLike[str], model: nn.Module | dict, meta:
 
 def load_model(directory: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a model saved by :func:`save_model` (weights loaded with ``weights_only=True``)."""
-    from trainables.loop import build_model
+    from tagtune.trainables.loop import build_model
 
     folder = Path(directory)
     meta = json.loads((folder / CHECKPOINT_META).read_text())
@@ -49,7 +49,7 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, 
 
 def model_meta(config: Mapping[str, Any], data: TrialData, metrics: Mapping[str, float]) -> dict[str, Any]:
     """What a checkpoint records beside the weights."""
-    from trainables.loop import model_task
+    from tagtune.trainables.loop import model_task
 
     n_frames, n_features, n_classes = data.shape
     return {

@@ -2,23 +2,23 @@
 
 Typical use::
 
-    from trainables.audio import load_audio_dataset
+    from tagtune.trainables.audio import load_audio_dataset
 
     ds = load_audio_dataset("../shared/data/fsdd", sample_rates=[8000])  # decoded once, cached
     train, val, test = ds.splits(val_fraction=0.2, seed=0)              # FSDD: official test held out
     clips = ds.at(8000)                                                 # samples + offsets
 
-The training loop (:func:`trainables.loop.fit`) reads such data through
-:class:`trainables.audio.batches.AudioBatches`; the ``densenet_audio`` family's front ends live in
-:mod:`trainables.audio.frontends`; seed 003's ensemble in :mod:`trainables.audio.ensemble`.
+The training loop (:func:`tagtune.trainables.loop.fit`) reads such data through
+:class:`tagtune.trainables.audio.batches.AudioBatches`; the ``densenet_audio`` family's front ends live in
+:mod:`tagtune.trainables.audio.frontends`; seed 003's ensemble in :mod:`tagtune.trainables.audio.ensemble`.
 """
 
 from __future__ import annotations
 
-from trainables.audio._dataset import AudioDataset, audio_trial_data, load_audio_dataset
-from trainables.audio._decode import AudioClips, decode_file, load_clips, resample
-from trainables.audio._table import STYLES, AudioTable, find_csv, read_table, sniff_style
-from trainables.audio.ensemble import geometric_mean_ensemble, score_ensemble, single_label_metrics
+from tagtune.trainables.audio._dataset import AudioDataset, audio_trial_data, load_audio_dataset
+from tagtune.trainables.audio._decode import AudioClips, decode_file, load_clips, resample
+from tagtune.trainables.audio._table import STYLES, AudioTable, find_csv, read_table, sniff_style
+from tagtune.trainables.audio.ensemble import geometric_mean_ensemble, score_ensemble, single_label_metrics
 
 __all__ = [
     "STYLES",

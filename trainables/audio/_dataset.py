@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from trainables.audio._decode import AudioClips, check_rate, load_clips
-from trainables.audio._table import AudioTable, read_table
-from trainables.errors import InputError
+from tagtune.trainables.audio._decode import AudioClips, check_rate, load_clips
+from tagtune.trainables.audio._table import AudioTable, read_table
+from tagtune.trainables.errors import InputError
 
 if TYPE_CHECKING:
-    from trainables.loop import TrialData
+    from tagtune.trainables.loop import TrialData
 
 
 @dataclass(eq=False)
@@ -73,7 +73,7 @@ class AudioDataset:
         Validation: the clips marked ``val``; else, with official folds (ESC-50), fold number
         ``folds[seed % n_folds]``; else a seeded random ``val_fraction`` of the non-test clips.
         """
-        from trainables.data import split_indices
+        from tagtune.trainables.data import split_indices
 
         split, fold = self.table.split, self.table.fold
         test = np.flatnonzero(split == "test")
@@ -118,7 +118,7 @@ def audio_trial_data(
     ``x`` is an empty ``[N, 0, 1]`` placeholder (the samples live in ``ds``), so the shape the
     families are built with is ``(0, 1, C)``: any length, one channel.
     """
-    from trainables.loop import TrialData
+    from tagtune.trainables.loop import TrialData
 
     train_idx, val_idx, _ = ds.splits(val_fraction, seed)
     if train_idx.size == 0 or val_idx.size == 0:

@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from trainables.errors import InputError
+from tagtune.trainables.errors import InputError
 
 if TYPE_CHECKING:
-    from trainables.audio._table import AudioTable
+    from tagtune.trainables.audio._table import AudioTable
 
 AUDIO_CACHE_MARKER = "tagtune-audio-cache.json"
 DECODER_VERSION = 1
@@ -164,7 +164,7 @@ def _read(folder: Path, n_clips: int, rate: int) -> AudioClips | None:
 
 def load_clips(table: AudioTable, rate: int, cache_dir: str | os.PathLike | None = None) -> AudioClips:
     """The clips of ``table`` at ``rate``: from the cache when present, else decoded and cached."""
-    from trainables.data._cache import default_cache_dir
+    from tagtune.trainables.data._cache import default_cache_dir
 
     rate = check_rate(rate)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()

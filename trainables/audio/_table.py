@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from trainables.errors import InputError
+from tagtune.trainables.errors import InputError
 
 #: Column sets that identify each style (lower-cased header names).
 STYLES: dict[str, frozenset[str]] = {

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from trainables.errors import InputError
-from trainables.techniques import ClassIndex, balance_labels, mixup, sample_mixup_lambda
+from tagtune.trainables.errors import InputError
+from tagtune.trainables.techniques import ClassIndex, balance_labels, mixup, sample_mixup_lambda
 
 if TYPE_CHECKING:
-    from trainables.loop import TrialData
+    from tagtune.trainables.loop import TrialData
 
 EVAL_BUDGET = 4
 """An evaluation batch holds at most ``EVAL_BUDGET * batch_size * crop_samples`` samples."""
@@ -173,7 +173,7 @@ class AudioBatches:
     @torch.no_grad()
     def predict_logits(self, model: nn.Module, idx: Tensor) -> Tensor:
         """Logits ``[len(idx), C]`` (float32) of whole clips, in the order of ``idx``."""
-        from trainables.loop import _autocast
+        from tagtune.trainables.loop import _autocast
 
         model.eval()
         out: Tensor | None = None

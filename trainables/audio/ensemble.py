@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from trainables.errors import InputError
-from trainables.metrics import accuracy, map_at_k, tagging_metrics
+from tagtune.trainables.errors import InputError
+from tagtune.trainables.metrics import accuracy, map_at_k, tagging_metrics
 
 _EPS = 1e-7
 

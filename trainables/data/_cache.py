@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.data._dataset import Dataset, find_class_csv, parse_source, source_files
-from trainables.errors import InputError
+from tagtune.trainables.data._dataset import Dataset, find_class_csv, parse_source, source_files
+from tagtune.trainables.errors import InputError
 
 CACHE_MARKER = "tagtune-cache.json"
 CACHE_FORMAT = "tagtune-dataset-cache"

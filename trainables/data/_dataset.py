@@ -8,7 +8,7 @@ Three on-disk formats are read:
 * ``cache``: tagtune's own memory-mappable cache folder (holds ``tagtune-cache.json``).
 
 A fourth, ``audio`` (a CSV listing audio files, or a folder holding one), is recognized here and
-read by :func:`trainables.audio.load_audio_dataset`; ``load_dataset`` says so when given one.
+read by :func:`tagtune.trainables.audio.load_audio_dataset`; ``load_dataset`` says so when given one.
 
 TFRecord and HDF5 sources are parsed once and then served from the cache (see ``_cache``).
 """
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.data._tfrecord import FEATURE_DIM, MAX_FRAMES, list_shards, read_shards
-from trainables.errors import InputError
+from tagtune.trainables.data._tfrecord import FEATURE_DIM, MAX_FRAMES, list_shards, read_shards
+from tagtune.trainables.errors import InputError
 
 CLASS_CSV = "class_labels_indices.csv"
 """File name of the class list, looked for next to the data and in its parent folder."""
@@ -228,8 +228,8 @@ def sniff_format(path: str | os.PathLike) -> str:
     ``audio``: a ``.csv`` file, or a folder without ``*.tfrecord`` shards that holds a CSV (in
     it or in a subfolder) other than AudioSet's own class and segment lists.
     """
-    from trainables.audio._table import candidate_csvs, is_audio_csv_name
-    from trainables.data._cache import CACHE_MARKER
+    from tagtune.trainables.audio._table import candidate_csvs, is_audio_csv_name
+    from tagtune.trainables.data._cache import CACHE_MARKER
 
     path = Path(path)
     if not path.exists():
@@ -451,7 +451,7 @@ def load_dataset(
     one they are ``class_0..class_{C-1}`` with C = ``n_classes``, else the label columns of an
     HDF5 file, else 527 for AudioSet-shaped TFRecords (labels < 527), else max label + 1.
     """
-    from trainables.data import _cache
+    from tagtune.trainables.data import _cache
 
     path = Path(path)
     fmt = sniff_format(path)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from trainables.data._dataset import Dataset, load_dataset, sniff_format
+from tagtune.trainables.data._dataset import Dataset, load_dataset, sniff_format
 
 
 def summarize(ds: Dataset) -> dict[str, Any]:

@@ -20,15 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.data._dataset import (
+from tagtune.trainables.data._dataset import (
     CLASS_CSV,
     HDF5_SUFFIXES,
     Dataset,
     read_class_names,
     write_hdf5,
 )
-from trainables.data._tfrecord import FEATURE_DIM, MAX_FRAMES, write_tfrecords
-from trainables.errors import InputError
+from tagtune.trainables.data._tfrecord import FEATURE_DIM, MAX_FRAMES, write_tfrecords
+from tagtune.trainables.errors import InputError
 
 SHARD_SIZE = 100
 """Records per synthetic TFRecord shard."""

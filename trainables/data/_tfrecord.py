@@ -24,7 +24,7 @@ from pathlib import Path
 import crc32c as _crc32c
 import numpy as np
 
-from trainables.errors import InputError
+from tagtune.trainables.errors import InputError
 
 FEATURE_DIM = 128
 """Bytes per embedding frame (one frame per second)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainables.models._registry import (
+from tagtune.trainables.models._registry import (
     FamilySpec,
     create_model,
     get_family,
@@ -11,9 +11,9 @@ from trainables.models._registry import (
     register_variant,
 )
 # Importing a module registers its families; the order is the order `tagtune families` lists.
-from trainables.models import fc, recurrent, gcnn  # noqa: F401, I001
-from trainables.models import conv, transformer, densenet, attention  # noqa: F401, I001
-from trainables.models import densenet_audio  # noqa: F401, I001  (raw audio, seed 003)
+from tagtune.trainables.models import fc, recurrent, gcnn  # noqa: F401, I001
+from tagtune.trainables.models import conv, transformer, densenet, attention  # noqa: F401, I001
+from tagtune.trainables.models import densenet_audio  # noqa: F401, I001  (raw audio, seed 003)
 
 __all__ = [
     "FamilySpec",

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from trainables.errors import InputError
+from tagtune.trainables.errors import InputError
 
 Builder = Callable[..., nn.Module]
 _SHAPE_ARGS = ("n_frames", "n_features", "n_classes")

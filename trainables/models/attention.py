@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainables.models._registry import register_family
-from trainables.models.recurrent import clip_lengths
+from tagtune.trainables.models._registry import register_family
+from tagtune.trainables.models.recurrent import clip_lengths
 
 ATT_ACTIVATIONS = ("softmax", "sigmoid")
 

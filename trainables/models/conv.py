@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from trainables.models._registry import register_family
+from tagtune.trainables.models._registry import register_family
 
 #: The widest Conv1d layer (seed 002: "the last kernel had 128 channels").
 CONV1D_MAX_CHANNELS = 128

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from trainables.models._registry import register_family
+from tagtune.trainables.models._registry import register_family
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ conv, concatenation, squeeze-excitation, max-pool 2) -> BN-ReLU -> global averag
 linear``.  With ``output_heads > 1`` the loop turns the linear layer into seed 003's multi-head
 classifier (softmaxes averaged for single-label data).
 
-The dense block is :mod:`trainables.models.densenet`'s (dimension-generic): 2-D over the log-mel
+The dense block is :mod:`tagtune.trainables.models.densenet`'s (dimension-generic): 2-D over the log-mel
 image (3x3 convs, 2x2 pools), 1-D over the waveform features (seed 003's 1x3 convs and 1x2
 pools).  Pools round up (``ceil_mode``), so any clip length works; global pooling makes the
 output independent of length, so evaluation feeds whole clips.
@@ -19,10 +19,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from trainables.audio.frontends import FRONT_ENDS, LogMel, Waveform
-from trainables.errors import InputError
-from trainables.models._registry import register_family
-from trainables.models.densenet import ConvOps, DenseNet
+from tagtune.trainables.audio.frontends import FRONT_ENDS, LogMel, Waveform
+from tagtune.trainables.errors import InputError
+from tagtune.trainables.models._registry import register_family
+from tagtune.trainables.models.densenet import ConvOps, DenseNet
 
 
 class _CeilMaxPool1d(nn.MaxPool1d):
@@ -120,7 +120,7 @@ def densenet_audio(
     """``depth`` dense modules; module ``i`` adds ``min(growth * 2**i, max_growth)`` channels and
     ends with a max-pool of 2 (2x2 on the log-mel image).  ``n_frames`` and ``n_features`` are
     not needed: any length, channels are averaged."""
-    from trainables.audio._decode import check_rate
+    from tagtune.trainables.audio._decode import check_rate
 
     check_rate(sample_rate)
     if front_end not in FRONT_ENDS:

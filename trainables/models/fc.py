@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from trainables.models._registry import register_family, register_variant
+from tagtune.trainables.models._registry import register_family, register_variant
 
 
 class FC(nn.Module):

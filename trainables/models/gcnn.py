@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from trainables.models._registry import register_family
+from tagtune.trainables.models._registry import register_family
 
 
 def same_conv(in_ch: int, out_ch: int, kernel_size: int) -> nn.Sequential:

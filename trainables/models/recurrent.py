@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from trainables.models._registry import register_family
+from tagtune.trainables.models._registry import register_family
 
 
 class StackedLSTM(nn.Module):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from trainables.models._registry import register_family
-from trainables.models.recurrent import clip_lengths
+from tagtune.trainables.models._registry import register_family
+from tagtune.trainables.models.recurrent import clip_lengths
 
 
 class FrameTransformer(nn.Module):
