@@ -12,7 +12,34 @@ from tagtune.tracking._store import (
     open_store,
 )
 
+from tagtune.tracking.schema import (
+    Metrics,
+    RunHandle,
+    RunKind,
+    Tag,
+    ended,
+    from_params,
+    kind_filter,
+    open_run,
+    parent_filter,
+    reopen_run,
+    run_kind,
+    to_params,
+)
+
 __all__ = [
+    "Metrics",
+    "RunHandle",
+    "RunKind",
+    "Tag",
+    "ended",
+    "from_params",
+    "kind_filter",
+    "open_run",
+    "parent_filter",
+    "reopen_run",
+    "run_kind",
+    "to_params",
     "TAG_FAMILY",
     "default_tracking_uri",
     "find_experiment",
