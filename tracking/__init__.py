@@ -13,9 +13,12 @@ from tagtune.tracking._store import (
 )
 
 from tagtune.tracking.schema import (
+    NOT_PARAM,
+    PATH,
     Metrics,
     RunHandle,
     RunKind,
+    SearchSpec,
     Tag,
     ended,
     from_params,
@@ -24,13 +27,17 @@ from tagtune.tracking.schema import (
     parent_filter,
     reopen_run,
     run_kind,
+    search_spec,
     to_params,
 )
 
 __all__ = [
+    "NOT_PARAM",
+    "PATH",
     "Metrics",
     "RunHandle",
     "RunKind",
+    "SearchSpec",
     "Tag",
     "ended",
     "from_params",
@@ -39,6 +46,7 @@ __all__ = [
     "parent_filter",
     "reopen_run",
     "run_kind",
+    "search_spec",
     "to_params",
     "TAG_FAMILY",
     "default_tracking_uri",

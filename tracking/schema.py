@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 import time
 import types
 import typing
@@ -23,6 +24,8 @@ from typing import Any, TypeVar, get_type_hints
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
+
+from tagtune.trainables.errors import InputError
 
 
 class RunKind(str, enum.Enum):
@@ -229,3 +232,98 @@ def from_params(cls: type[T], params: Mapping[str, str], **overrides: Any) -> T:
         elif f.name in params and f.metadata.get("param", True) and f.init:
             kwargs[f.name] = _parse(params[f.name], hints[f.name])
     return cls(**kwargs)
+
+
+# ------------------------------------------------------------------------------------------
+# The search spec: what a search's parent run records
+# ------------------------------------------------------------------------------------------
+
+NOT_PARAM: Mapping[str, Any] = types.MappingProxyType({"param": False})
+"""Field metadata of a dataclass field that is not recorded as a run param."""
+PATH: Mapping[str, Any] = types.MappingProxyType({"path": True})
+"""Field metadata of a local path recorded absolute (URIs such as ``s3://`` are kept as they are)."""
+
+
+def _absolute(value: str | None) -> str | None:
+    """A local path made absolute; ``None``, ``""`` and URIs unchanged."""
+    if not value or "://" in value:
+        return value
+    return os.path.abspath(value)
+
+
+S = TypeVar("S", bound="SearchSpec")
+
+
+@dataclasses.dataclass
+class SearchSpec:
+    """Everything a search needs; its params are what the search's parent run records.
+
+    Every field is a run param (paths recorded absolute) unless marked ``NOT_PARAM``: the store
+    and cluster a search ran against and the spaces loaded from ``spaces_dir`` are not part of
+    the search itself.  :meth:`to_params` and :meth:`from_params` are driven by the fields, so a
+    new field is recorded and restored (on resume, by the report) with no other change.
+    """
+
+    train: str = dataclasses.field(metadata=PATH)
+    families: list[str]
+    trials_per_family: int = 4
+    max_epochs: int = 10
+    experiment: str = dataclasses.field(default="tagtune", metadata=NOT_PARAM)
+    tracking_uri: str | None = dataclasses.field(default=None, metadata=NOT_PARAM)
+    seed: int = 0
+    val_fraction: float = 0.2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int | None = None
+    address: str | None = dataclasses.field(default=None, metadata=NOT_PARAM)
+    storage_path: str = dataclasses.field(default="tagtune-runs", metadata=PATH)
+    spaces_dir: str | None = dataclasses.field(default=None, metadata=PATH)
+    max_failures: int = 1
+    defaults_first: bool = True
+    # family -> tagtune.search_spaces.SearchSpace, filled by tagtune.search's check()
+    spaces: dict[str, Any] = dataclasses.field(default_factory=dict, metadata=NOT_PARAM)
+
+    @property
+    def total_trials(self) -> int:
+        """The search's trial budget: ``trials_per_family`` for each family."""
+        return self.trials_per_family * len(self.families)
+
+    def validate(self) -> None:
+        """Check the numbers and the family list (InputError naming the flag); paths and spaces
+        are checked by ``tagtune.search``, which knows the data and the cluster."""
+        if self.trials_per_family < 1:
+            raise InputError(f"--trials-per-family must be at least 1, got {self.trials_per_family}")
+        if self.max_epochs < 1:
+            raise InputError(f"--max-epochs must be at least 1, got {self.max_epochs}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise InputError(f"--val-fraction must be between 0 and 1, got {self.val_fraction}")
+        if self.cpus_per_trial <= 0:
+            raise InputError(f"--cpus-per-trial must be positive, got {self.cpus_per_trial}")
+        if self.gpus_per_trial < 0:
+            raise InputError(f"--gpus-per-trial must be 0 or more, got {self.gpus_per_trial}")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise InputError(f"--max-concurrent must be at least 1, got {self.max_concurrent}")
+        if self.max_failures < 0:
+            raise InputError(f"--max-failures must be 0 or more, got {self.max_failures}")
+        if not self.families:
+            raise InputError("--families is empty; name at least one family or `all`")
+
+    def to_params(self) -> dict[str, str]:
+        """The run params of this spec: every param field, paths absolute."""
+        params = to_params(self)
+        for f in dataclasses.fields(self):
+            if f.metadata.get("path") and f.name in params:
+                params[f.name] = _absolute(params[f.name]) or ""
+        return params
+
+    @classmethod
+    def from_params(cls: type[S], params: Mapping[str, str], **overrides: Any) -> S:
+        """The spec a parent run's params describe (params an older run lacks keep their
+        defaults); ``overrides`` set the fields that are not params (``experiment``, ...)."""
+        return from_params(cls, params, **overrides)
+
+
+def search_spec(run: Any, **overrides: Any) -> SearchSpec:
+    """The :class:`SearchSpec` of a search's parent run, rebuilt from its params (``spaces_dir``,
+    ``train``, ``val_fraction``, ``seed``, ...); ``overrides`` as :meth:`SearchSpec.from_params`."""
+    return SearchSpec.from_params(run.data.params, **overrides)
