@@ -86,7 +86,9 @@ def test_nan_loss_raises_training_diverged(tiny_data):
     from tagtune.trainables.loop import TrainingDiverged
 
     with pytest.raises(TrainingDiverged, match="lower the learning rate"):
-        fit({"family": "fc2", "optimizer": "sgd", "lr": 1e12, "momentum": 0.99}, tiny_data, max_epochs=3)
+        # lr is at most 10 (TrainConfig): weight decay 1 at lr 10 multiplies the weights by -9 a step
+        fit({"family": "fc2", "optimizer": "sgd", "lr": 10.0, "momentum": 0.99, "weight_decay": 1.0,
+             "batch_size": 4}, tiny_data, max_epochs=3)
 
 
 def test_checkpoint_round_trip(tmp_path, tiny_data):
@@ -115,3 +117,35 @@ def test_attention_ignores_padding_seconds(level, activation):
 def test_attention_level_must_be_known():
     with pytest.raises(ValueError, match="level must be one of decision, feature"):
         create_model("attention", n_frames=10, n_features=16, n_classes=5, level="frame")
+
+
+def test_builder_checks_are_input_errors():
+    """create_model does not go through TrainConfig; its builders' own checks are InputErrors too."""
+    with pytest.raises(InputError, match="level must be one of decision, feature"):
+        create_model("attention", n_frames=10, n_features=16, n_classes=5, level="frame")
+    with pytest.raises(InputError, match="heads must divide the frame width 128"):
+        create_model("transformer", n_frames=10, n_features=128, n_classes=5, heads=3)
+    with pytest.raises(InputError, match="conv1d layers must be in 1..8"):
+        create_model("conv1d", n_frames=10, n_features=128, n_classes=5, layers=9)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_hyperparameter_has_a_constraint(family):
+    spec = get_family(family)
+    assert set(spec.constraints) == set(spec.hparams)
+    for name, default in spec.hparams.items():
+        assert spec.constraints[name].check(name, default) == default
+
+
+def test_registration_refuses_bad_constraints():
+    from tagtune.trainables.models import register_family
+    from tagtune.trainables.params import int_range
+
+    def builder(*, n_frames, n_features, n_classes, width: int = 0):
+        return torch.nn.Linear(n_frames * n_features, n_classes)
+
+    with pytest.raises(RuntimeError, match="constrains unknown hyperparameters"):
+        register_family("_bad1", description="", constraints={"depth": int_range(1, 2)})(builder)
+    with pytest.raises(RuntimeError, match="the default of width fails its constraint"):
+        register_family("_bad2", description="", constraints={"width": int_range(1, 2)})(builder)
+    assert "_bad1" not in list_families() and "_bad2" not in list_families()

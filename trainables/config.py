@@ -1,12 +1,23 @@
-"""A trial's configuration: training defaults, family defaults and the sampled values, checked."""
+"""A trial's configuration: training defaults, the family's defaults and the given values (a
+space's sample, a YAML file, MLflow params), checked once into a frozen :class:`TrainConfig`.
+
+Every key is checked by a :class:`tagtune.trainables.params.Constraint`: the training keys by
+:data:`TRAIN_CONSTRAINTS`, a family's hyperparameters by those registered with the family.  A bad
+value is an :class:`InputError` naming the key, the value and what is allowed, before any data is
+read or any model built.  :func:`resolve_config` is the entry point; it returns a
+:class:`TrainConfig` as it is, so code may call it on what it is handed at no cost.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
 
 from tagtune.trainables.errors import InputError
 from tagtune.trainables.init import INITS, OUTPUT_BIAS
-from tagtune.trainables.models import get_family
+from tagtune.trainables.models import FamilySpec, get_family
+from tagtune.trainables.params import INVALID, Constraint, boolean, choice, float_range, int_range
 from tagtune.trainables.techniques import LR_SCHEDULES
 
 #: Training hyperparameters every family accepts, with their defaults.
@@ -43,105 +54,167 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
 _NULL_NAMES = ("", "none", "null", "~")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _int_range(low: int, high: int) -> Callable[[str, Any], Any]:
-    def check(name: str, value: Any) -> Any:
-        if not _is_int(value) or not low <= value <= high:
-            raise InputError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-        return value
-
-    return check
-
-
-def _float_range(low: float, high: float, *, low_open: bool = False) -> Callable[[str, Any], Any]:
-    bracket = "(" if low_open else "["
-
-    def check(name: str, value: Any) -> Any:
-        ok = _is_number(value) and (low < value if low_open else low <= value) and value <= high
-        if not ok:
-            raise InputError(f"{name} must be a number in {bracket}{low:g}, {high:g}], got {value!r}")
-        return float(value)
-
-    return check
-
-
-def _non_negative(name: str, value: Any) -> Any:
-    if not _is_number(value) or not value >= 0 or value == float("inf"):
-        raise InputError(f"{name} must be a finite number >= 0 (0 = off), got {value!r}")
-    return float(value)
-
-
-def _boolean(name: str, value: Any) -> Any:
-    if not isinstance(value, bool):
-        raise InputError(f"{name} must be true or false, got {value!r}")
-    return value
-
-
-def _lr_schedule(name: str, value: Any) -> Any:
-    text = str(value).lower()
-    if text not in LR_SCHEDULES:
-        raise InputError(f"unknown {name} {value!r}; choose from: {', '.join(LR_SCHEDULES)}")
-    return text
-
-
-def _target_class(name: str, value: Any) -> Any:
+def _class_name(value: Any) -> Any:
     """``None`` (multi-label) or a class name; MLflow's ``"None"`` reads back as ``None``."""
     if value is None or (isinstance(value, str) and value.strip().lower() in _NULL_NAMES):
         return None
-    if not isinstance(value, str):
-        raise InputError(f"{name} must be a class name (e.g. 'Speech') or null, got {value!r}")
-    return value
+    return value if isinstance(value, str) else INVALID
 
 
-#: Checks of the technique hyperparameters: each returns the (normalized) value or raises.
-_CHECKS: dict[str, Callable[[str, Any], Any]] = {
-    "output_heads": _int_range(1, 64),
-    "lr_schedule": _lr_schedule,
-    "lr_step_epochs": _int_range(1, 100_000),
-    "lr_gamma": _float_range(0.0, 1.0, low_open=True),
-    "mixup_alpha": _non_negative,
-    "mixup_lambda_gt_half": _boolean,
-    "loss_mask_alpha": _float_range(0.0, 1.0),
-    "balanced_batches": _boolean,
-    "shift_augment": _int_range(0, 255),
-    "positive_mix": _float_range(0.0, 1.0),
-    "ema_decay": _float_range(0.0, 0.99999),
-    "target_class": _target_class,
-    "crop_samples": _int_range(16, 100_000_000),
-    "mixup_scale": _float_range(0.0, 0.99),
+#: What each training hyperparameter may be (ranges wide enough for every packaged search space
+#: and family default; ``tests/test_config.py`` checks both).
+TRAIN_CONSTRAINTS: dict[str, Constraint] = {
+    "batch_size": int_range(1, 1_000_000),
+    "lr": float_range(0.0, 10.0, low_open=True),
+    "optimizer": choice(*OPTIMIZERS, ignore_case=True),
+    "momentum": float_range(0.0, 1.0, high_open=True),
+    "weight_decay": float_range(0.0, 1.0),
+    "grad_clip": float_range(0.0, math.inf, note="0 = off"),
+    "init": choice(*INITS),
+    "output_bias": choice(*OUTPUT_BIAS),
+    "seed": int_range(0, 2**63 - 1),
+    "output_heads": int_range(1, 64),
+    "lr_schedule": choice(*LR_SCHEDULES, ignore_case=True),
+    "lr_step_epochs": int_range(1, 100_000),
+    "lr_gamma": float_range(0.0, 1.0, low_open=True),
+    "mixup_alpha": float_range(0.0, math.inf, note="0 = off"),
+    "mixup_lambda_gt_half": boolean(),
+    "loss_mask_alpha": float_range(0.0, 1.0),
+    "balanced_batches": boolean(),
+    "shift_augment": int_range(0, 255),
+    "positive_mix": float_range(0.0, 1.0),
+    "ema_decay": float_range(0.0, 0.99999),
+    "target_class": Constraint("a class name (e.g. 'Speech') or null", _class_name),
+    "crop_samples": int_range(16, 100_000_000),
+    "mixup_scale": float_range(0.0, 0.99),
 }
 
-def resolve_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The full config of a trial: training defaults, the family's defaults, then ``config``."""
-    if "family" not in config:
-        raise InputError("config has no 'family' key; add e.g. `family: fc2` to the config")
-    spec = get_family(str(config["family"]))
-    full: dict[str, Any] = {"family": spec.name, **TRAIN_DEFAULTS, **spec.train_defaults}
-    full.update(spec.hparams)
-    full.update(config)
-    unknown = set(full) - set(TRAIN_DEFAULTS) - set(spec.hparams) - {"family"}
+
+@dataclass(frozen=True, eq=False)
+class TrainConfig(Mapping[str, Any]):
+    """One trial's full, checked configuration; immutable.
+
+    A read-only mapping of every key (``family``, the training keys of :data:`TRAIN_DEFAULTS`,
+    then the family's hyperparameters) to its normalized value, so ``cfg["lr"]``, ``dict(cfg)``
+    and ``**cfg`` work as on a dict; attributes too (``cfg.lr``, ``cfg.hidden``).  Build one with
+    :meth:`from_mapping` (or :func:`resolve_config`), which fills in the defaults; the
+    constructor checks every value it is given, so :func:`dataclasses.replace` and
+    :meth:`replace` do too.  Unpickling (Ray ships configs) restores it without a check.
+    """
+
+    family: str
+    batch_size: int
+    lr: float
+    optimizer: str
+    momentum: float
+    weight_decay: float
+    grad_clip: float
+    init: str
+    output_bias: str
+    seed: int
+    output_heads: int
+    lr_schedule: str
+    lr_step_epochs: int
+    lr_gamma: float
+    mixup_alpha: float
+    mixup_lambda_gt_half: bool
+    loss_mask_alpha: float
+    balanced_batches: bool
+    shift_augment: int
+    positive_mix: float
+    ema_decay: float
+    target_class: str | None
+    crop_samples: int
+    mixup_scale: float
+    #: The family's hyperparameters, ``(name, value)`` in the builder's order (see :attr:`hparams`).
+    family_params: tuple[tuple[str, Any], ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        spec = get_family(str(self.family))
+        set_value = object.__setattr__
+        set_value(self, "family", spec.name)
+        for name, constraint in TRAIN_CONSTRAINTS.items():
+            set_value(self, name, constraint.check(name, getattr(self, name)))
+        given = dict(self.family_params)
+        missing, unknown = set(spec.hparams) - set(given), set(given) - set(spec.hparams)
+        if missing or unknown:
+            raise InputError(
+                f"family {spec.name!r} takes the hyperparameters {sorted(spec.hparams)}; "
+                f"got {sorted(given)}"
+            )
+        checks = spec.constraints
+        set_value(self, "family_params", tuple((k, checks[k].check(k, given[k])) for k in spec.hparams))
+        set_value(self, "_values", self._as_dict())
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any]) -> TrainConfig:
+        """The checked config of ``config`` (a ``family`` key and any other keys): training
+        defaults, then the family's, then ``config``'s values.  Unknown keys list the allowed ones."""
+        if "family" not in config:
+            raise InputError("config has no 'family' key; add e.g. `family: fc2` to the config")
+        spec = get_family(str(config["family"]))
+        values = {**TRAIN_DEFAULTS, **spec.train_defaults, **spec.hparams}
+        values.update((k, v) for k, v in config.items() if k != "family")
+        _check_known(values, spec)
+        return cls(
+            family=spec.name,
+            **{name: values[name] for name in TRAIN_DEFAULTS},
+            family_params=tuple((name, values[name]) for name in spec.hparams),
+        )
+
+    @classmethod
+    def defaults(cls, family: str) -> TrainConfig:
+        """The registered defaults of ``family``."""
+        return cls.from_mapping({"family": family})
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied (any keys, the family's hyperparameters included), checked."""
+        return TrainConfig.from_mapping({**self._values, **changes})
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """The family's model hyperparameters and their values (a copy)."""
+        return dict(self.family_params)
+
+    def _as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"family": self.family}
+        out.update((name, getattr(self, name)) for name in TRAIN_DEFAULTS)
+        out.update(self.family_params)
+        return out
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names that are not fields: the family's hyperparameters.
+        values = self.__dict__.get("_values")
+        if values is None or name.startswith("_") or name not in values:
+            raise AttributeError(f"{type(self).__name__} has no key {name!r}")
+        return values[name]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._values!r})"
+
+
+def _check_known(values: Mapping[str, Any], spec: FamilySpec) -> None:
+    """An :class:`InputError` listing the allowed keys when ``values`` has others."""
+    unknown = set(values) - set(TRAIN_DEFAULTS) - set(spec.hparams)
     if unknown:
         raise InputError(
             f"unknown parameter(s) {sorted(unknown)} for family {spec.name!r}; "
             f"allowed: {sorted(set(TRAIN_DEFAULTS) | set(spec.hparams))}"
         )
-    if str(full["optimizer"]).lower() not in OPTIMIZERS:
-        raise InputError(
-            f"unknown optimizer {full['optimizer']!r}; choose from: {', '.join(OPTIMIZERS)}"
-        )
-    if str(full["output_bias"]) not in OUTPUT_BIAS:
-        raise InputError(
-            f"unknown output_bias {full['output_bias']!r}; choose from: {', '.join(OUTPUT_BIAS)}"
-        )
-    if str(full["init"]) not in INITS:
-        raise InputError(f"unknown init {full['init']!r}; choose from: {', '.join(INITS)}")
-    for name, check in _CHECKS.items():
-        full[name] = check(name, full[name])
-    return full
+
+
+def resolve_config(config: Mapping[str, Any]) -> TrainConfig:
+    """The full, checked config of a trial (see :meth:`TrainConfig.from_mapping`); a
+    :class:`TrainConfig` is returned as it is."""
+    if isinstance(config, TrainConfig):
+        return config
+    return TrainConfig.from_mapping(config)

@@ -3,6 +3,10 @@
 A *family* is a builder ``fn(*, n_frames, n_features, n_classes, **hparams) -> nn.Module`` whose
 keyword-only arguments with defaults are its tunable hyperparameters.  A *variant* reuses a
 family's builder with other defaults (``fc500`` is ``fc2`` with 500 hidden units).
+
+Each hyperparameter's allowed values are declared with the family (``constraints``, see
+:mod:`tagtune.trainables.params`); one without a declaration gets the type check its default
+implies.  :class:`tagtune.trainables.config.TrainConfig` applies them.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any, Callable
 from torch import nn
 
 from tagtune.trainables.errors import InputError
+from tagtune.trainables.params import Constraint, inferred
 
 Builder = Callable[..., nn.Module]
 _SHAPE_ARGS = ("n_frames", "n_features", "n_classes")
@@ -21,7 +26,8 @@ _SHAPE_ARGS = ("n_frames", "n_features", "n_classes")
 
 @dataclass(frozen=True)
 class FamilySpec:
-    """A registered family: its builder, its hyperparameters with defaults, and a description."""
+    """A registered family: its builder, its hyperparameters with defaults and constraints, and a
+    description."""
 
     name: str
     builder: Builder
@@ -29,6 +35,7 @@ class FamilySpec:
     defaults: dict[str, Any] = field(default_factory=dict)
     train_defaults: dict[str, Any] = field(default_factory=dict)
     inputs: str = "embeddings"  # or "audio": what data the family is built for
+    declared: dict[str, Constraint] = field(default_factory=dict)  # the registered constraints
 
     @property
     def hparams(self) -> dict[str, Any]:
@@ -42,6 +49,24 @@ class FamilySpec:
         params.update(self.defaults)
         return params
 
+    @property
+    def constraints(self) -> dict[str, Constraint]:
+        """Every hyperparameter's constraint: the declared one, else the one its default implies."""
+        return {name: self.declared.get(name) or inferred(default) for name, default in self.hparams.items()}
+
+
+def _checked(spec: FamilySpec) -> FamilySpec:
+    """``spec`` if its constraints name only its hyperparameters and admit their defaults."""
+    unknown = set(spec.declared) - set(spec.hparams)
+    if unknown:
+        raise RuntimeError(f"family {spec.name!r} constrains unknown hyperparameters {sorted(unknown)}")
+    for name, default in spec.hparams.items():
+        try:
+            spec.constraints[name].check(name, default)
+        except (InputError, TypeError) as exc:
+            raise RuntimeError(f"family {spec.name!r}: the default of {name} fails its constraint: {exc}") from None
+    return spec
+
 
 _REGISTRY: dict[str, FamilySpec] = {}
 
@@ -52,14 +77,19 @@ def register_family(
     description: str,
     train_defaults: dict[str, Any] | None = None,
     inputs: str = "embeddings",
+    constraints: dict[str, Constraint] | None = None,
 ) -> Callable[[Builder], Builder]:
     """Register ``fn`` as the family ``name``; ``train_defaults`` override training defaults;
-    ``inputs`` says which data it is for (``embeddings`` or raw ``audio``)."""
+    ``inputs`` says which data it is for (``embeddings`` or raw ``audio``); ``constraints`` say
+    what each hyperparameter may be (e.g. ``{"level": choice("feature", "decision")}``)."""
 
     def decorator(fn: Builder) -> Builder:
         if name in _REGISTRY:
             raise RuntimeError(f"model family {name!r} is registered twice")
-        _REGISTRY[name] = FamilySpec(name, fn, description, {}, dict(train_defaults or {}), inputs)
+        _REGISTRY[name] = _checked(FamilySpec(
+            name, fn, description, train_defaults=dict(train_defaults or {}), inputs=inputs,
+            declared=dict(constraints or {}),
+        ))
         return fn
 
     return decorator
@@ -72,16 +102,19 @@ def register_variant(
     description: str,
     defaults: dict[str, Any],
     train_defaults: dict[str, Any] | None = None,
+    constraints: dict[str, Constraint] | None = None,
 ) -> None:
-    """Register ``name`` as ``base`` with other default hyperparameters (not a copy)."""
+    """Register ``name`` as ``base`` with other default hyperparameters (not a copy); its
+    ``constraints`` replace the base's for the hyperparameters they name."""
     parent = get_family(base)
     unknown = set(defaults) - set(parent.hparams)
     if unknown:
         raise RuntimeError(f"variant {name!r} sets unknown hyperparameters {sorted(unknown)}")
     merged_train = {**parent.train_defaults, **(train_defaults or {})}
-    _REGISTRY[name] = FamilySpec(
-        name, parent.builder, description, {**parent.defaults, **defaults}, merged_train, parent.inputs
-    )
+    _REGISTRY[name] = _checked(FamilySpec(
+        name, parent.builder, description, {**parent.defaults, **defaults}, merged_train, parent.inputs,
+        {**parent.declared, **(constraints or {})},
+    ))
 
 
 def list_families(inputs: str | None = None) -> list[str]:

@@ -23,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tagtune.trainables.errors import InputError
 from tagtune.trainables.models._registry import register_family
 from tagtune.trainables.models.recurrent import clip_lengths
+from tagtune.trainables.params import choice, float_range, int_range
 
 ATT_ACTIVATIONS = ("softmax", "sigmoid")
 
@@ -123,6 +125,13 @@ ATT_LEVELS = ("decision", "feature")
     "per-class attention over seconds of per-second probabilities (level=decision, 2018) or "
     "attention pooling of the embeddings before one classifier (level=feature, 2019)",
     train_defaults={"lr_schedule": "cosine"},
+    constraints={
+        "hidden": int_range(1, 65536),
+        "layers": int_range(0, 16),
+        "dropout": float_range(0.0, 1.0, high_open=True),
+        "att_activation": choice(*ATT_ACTIVATIONS),
+        "level": choice(*ATT_LEVELS),
+    },
 )
 def attention(
     *,
@@ -141,10 +150,10 @@ def attention(
     ``level="feature"`` is Kong et al. 2019's feature-level attention (:class:`FeatureAttention`):
     with a cosine learning rate, val mAUC / mAP 0.9559 / 0.309 after 6 epochs against 0.9544 /
     0.290 for decision level (bal_train 80/20, seed 0)."""
-    if level not in ATT_LEVELS:
-        raise ValueError(f"level must be one of {', '.join(ATT_LEVELS)}, got {level!r}")
+    if level not in ATT_LEVELS:  # configs are checked before (TrainConfig); create_model is not
+        raise InputError(f"level must be one of {', '.join(ATT_LEVELS)}, got {level!r}")
     if att_activation not in ATT_ACTIVATIONS:
-        raise ValueError(
+        raise InputError(
             f"att_activation must be one of {', '.join(ATT_ACTIVATIONS)}, got {att_activation!r}"
         )
     embed = FrameEmbedding(n_features, hidden, layers, dropout)

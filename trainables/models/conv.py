@@ -5,12 +5,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from tagtune.trainables.errors import InputError
 from tagtune.trainables.models._registry import register_family
+from tagtune.trainables.params import float_range, int_range
 
 #: The widest Conv1d layer (seed 002: "the last kernel had 128 channels").
 CONV1D_MAX_CHANNELS = 128
 #: The most Conv1d layers seed 002 stacks (its "activated layers" experiment goes 1 to 8).
 CONV1D_MAX_LAYERS = 8
+
+CHANNELS = int_range(1, 4096)
+KERNEL = int_range(1, 4096)
+HIDDEN = int_range(0, 65536, note="0 = no hidden layer")
+DROPOUT = float_range(0.0, 1.0, high_open=True)
 
 
 def same_conv(dim: int, in_ch: int, out_ch: int, kernel_size: int) -> nn.Sequential:
@@ -49,7 +56,7 @@ class FlatConv1d(nn.Module):
     ):
         super().__init__()
         if not 1 <= layers <= CONV1D_MAX_LAYERS:
-            raise ValueError(f"conv1d layers must be in 1..{CONV1D_MAX_LAYERS}, got {layers}")
+            raise InputError(f"conv1d layers must be in 1..{CONV1D_MAX_LAYERS}, got {layers}")
         blocks: list[nn.Module] = []
         width, length = 1, n_samples
         for i in range(layers):
@@ -76,6 +83,13 @@ class FlatConv1d(nn.Module):
     # bal_train, 2 layers: lr 1e-3 peaks at val mAUC 0.90 (epoch 3) and overfits; 3e-4 reaches
     # 0.91 by epoch 3 and keeps rising.  3 layers at 1e-3: 0.86 after 5 epochs.
     train_defaults={"lr": 3e-4},
+    constraints={
+        "layers": int_range(1, CONV1D_MAX_LAYERS),
+        "channels": CHANNELS,
+        "kernel_size": KERNEL,
+        "hidden": HIDDEN,
+        "dropout": DROPOUT,
+    },
 )
 def conv1d(
     *,
@@ -130,6 +144,7 @@ class StackedConv2d(nn.Module):
     "conv2d",
     description="seed 002 Conv2d over the stacked seconds (1 x 10 x 128): 3 convs, a max-pool, "
     "BN, FC",
+    constraints={"channels": CHANNELS, "kernel_size": KERNEL, "hidden": HIDDEN, "dropout": DROPOUT},
 )
 def conv2d(
     *,

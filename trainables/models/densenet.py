@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from tagtune.trainables.models._registry import register_family
+from tagtune.trainables.params import float_range, int_range
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,14 @@ class SequenceDenseNet(nn.Module):
     "densenet",
     description="seed 003 single-block DenseNet with squeeze-excitation, 1-D over the seconds "
     "(BN-ReLU-1x1-BN-ReLU-3 conv, concat, SE), GAP, FC",
+    constraints={
+        "depth": int_range(1, 64),
+        "growth": int_range(1, 4096),
+        "kernel_size": int_range(1, 64),
+        "se_reduction": int_range(1, 4096),
+        "pools": int_range(0, 64),
+        "dropout": float_range(0.0, 1.0, high_open=True),
+    },
 )
 def densenet(
     *,

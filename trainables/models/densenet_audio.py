@@ -23,6 +23,10 @@ from tagtune.trainables.audio.frontends import FRONT_ENDS, LogMel, Waveform
 from tagtune.trainables.errors import InputError
 from tagtune.trainables.models._registry import register_family
 from tagtune.trainables.models.densenet import ConvOps, DenseNet
+from tagtune.trainables.params import choice, float_range, int_range
+
+#: The rates the decoder accepts (trainables/audio: check_rate).
+SAMPLE_RATE = int_range(1000, 192_000)
 
 
 class _CeilMaxPool1d(nn.MaxPool1d):
@@ -97,6 +101,21 @@ def growths_for(depth: int, growth: int, max_growth: int) -> list[int]:
         "lr_gamma": 0.1,
         "crop_samples": 8192,
     },
+    constraints={
+        "sample_rate": SAMPLE_RATE,
+        "front_end": choice(*FRONT_ENDS),
+        "n_fft": int_range(16, 65536),
+        "hop": int_range(1, 65536),
+        "n_mels": int_range(1, 1024),
+        "wave_channels": int_range(1, 4096),
+        "low_channels": int_range(0, 4096, note="0 = no low-level conv"),
+        "depth": int_range(1, 64),
+        "growth": int_range(1, 4096),
+        "max_growth": int_range(1, 65536),
+        "bottleneck": int_range(1, 64),
+        "se_reduction": int_range(1, 4096),
+        "dropout": float_range(0.0, 1.0, high_open=True),
+    },
 )
 def densenet_audio(
     *,
@@ -120,9 +139,7 @@ def densenet_audio(
     """``depth`` dense modules; module ``i`` adds ``min(growth * 2**i, max_growth)`` channels and
     ends with a max-pool of 2 (2x2 on the log-mel image).  ``n_frames`` and ``n_features`` are
     not needed: any length, channels are averaged."""
-    from tagtune.trainables.audio._decode import check_rate
-
-    check_rate(sample_rate)
+    SAMPLE_RATE.check("sample_rate", sample_rate)  # configs are checked before; create_model is not
     if front_end not in FRONT_ENDS:
         raise InputError(f"unknown front_end {front_end!r}; choose from: {', '.join(FRONT_ENDS)}")
     if depth < 1 or growth < 1:

@@ -5,6 +5,11 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from tagtune.trainables.models._registry import register_family, register_variant
+from tagtune.trainables.params import float_range, int_range
+
+#: Hidden widths and dropout rates every fully connected family accepts.
+WIDTH = int_range(1, 65536)
+DROPOUT = float_range(0.0, 1.0, high_open=True)
 
 
 class FC(nn.Module):
@@ -24,7 +29,11 @@ class FC(nn.Module):
         return self.net(x)
 
 
-@register_family("fc1", description="seed 000 FC-1: flattened clip (1280) -> classes, one layer")
+@register_family(
+    "fc1",
+    description="seed 000 FC-1: flattened clip (1280) -> classes, one layer",
+    constraints={"dropout": DROPOUT},
+)
 def fc1(*, n_frames: int, n_features: int, n_classes: int, dropout: float = 0.0) -> nn.Module:
     return nn.Sequential(nn.Dropout(dropout), FC(n_frames * n_features, (), n_classes, 0.0))
 
@@ -36,6 +45,7 @@ def fc1(*, n_frames: int, n_features: int, n_classes: int, dropout: float = 0.0)
     # ~1280 * 0.5 * lr per step and kills ReLUs: on bal_train lr 1e-3 / dropout 0.5 reached val
     # mAUC 0.87 after 5 epochs (3e-3: chance), lr 3e-4 / dropout 0.2 0.94 after 6.
     train_defaults={"lr": 3e-4},
+    constraints={"hidden": WIDTH, "dropout": DROPOUT},
 )
 def fc2(
     *, n_frames: int, n_features: int, n_classes: int, hidden: int = 1024, dropout: float = 0.2

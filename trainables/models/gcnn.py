@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from tagtune.trainables.models._registry import register_family
+from tagtune.trainables.params import float_range, int_range
 
 
 def same_conv(in_ch: int, out_ch: int, kernel_size: int) -> nn.Sequential:
@@ -76,6 +77,14 @@ class GatedCNN(nn.Module):
 @register_family(
     "gcnn",
     description="seed 000 gated CNN: 2 gated conv blocks (kernel 2), 2 conv+maxpool, 2 bi-RNN, FC",
+    # filters split into a linear and a sigmoid half: an even count
+    constraints={
+        "filters": int_range(2, 65536, multiple_of=2),
+        "kernel_size": int_range(1, 64),
+        "conv_channels": int_range(1, 65536),
+        "rnn_hidden": int_range(1, 65536),
+        "dropout": float_range(0.0, 1.0, high_open=True),
+    },
 )
 def gcnn(
     *,

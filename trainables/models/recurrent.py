@@ -5,7 +5,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from tagtune.trainables.errors import InputError
 from tagtune.trainables.models._registry import register_family
+from tagtune.trainables.params import float_range, int_range
+
+WIDTH = int_range(1, 65536)
+LAYERS = int_range(1, 16)
+DROPOUT = float_range(0.0, 1.0, high_open=True)
 
 
 class StackedLSTM(nn.Module):
@@ -47,6 +53,10 @@ class StackedLSTM(nn.Module):
     # bal_train val mAUC: lr 1e-3 / dropout 0.3 0.84 after 3 epochs; lr 3e-4 / dropout 0.2 0.915
     # after 5 (the inputs are all positive: large Adam steps saturate the gates).
     train_defaults={"grad_clip": 5.0, "lr": 3e-4},
+    constraints={
+        **{name: WIDTH for name in ("hidden1", "hidden2", "hidden3", "fc1", "fc2")},
+        "dropout": DROPOUT,
+    },
 )
 def lstm(
     *,
@@ -84,7 +94,7 @@ class SkipBiLSTM(nn.Module):
     ):
         super().__init__()
         if layers < 1:
-            raise ValueError(f"skip_bilstm needs at least 1 layer, got layers={layers}")
+            raise InputError(f"skip_bilstm needs at least 1 layer, got layers={layers}")
         self.lstms = nn.ModuleList()
         width = n_features
         for _ in range(layers):
@@ -110,6 +120,12 @@ class SkipBiLSTM(nn.Module):
     "skip_bilstm",
     description="seed 001 bi-LSTM with skip connections (input ++ output per layer), 1-3 layers, FC",
     train_defaults={"grad_clip": 5.0},
+    constraints={
+        "hidden": WIDTH,
+        "layers": LAYERS,
+        "fc": int_range(0, 65536, note="0 = no hidden FC layer"),
+        "dropout": DROPOUT,
+    },
 )
 def skip_bilstm(
     *,
@@ -176,6 +192,7 @@ class SosEosLSTM(nn.Module):
     "sos_lstm",
     description="seed 002 LSTM over [SOS (-1), seconds, EOS (-2)], predicting from the last step",
     train_defaults={"grad_clip": 5.0},
+    constraints={"hidden": WIDTH, "layers": LAYERS, "dropout": DROPOUT},
 )
 def sos_lstm(
     *,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from tagtune.trainables.errors import InputError
 from tagtune.trainables.models._registry import register_family
 from tagtune.trainables.models.recurrent import clip_lengths
+from tagtune.trainables.params import float_range, int_range
 
 
 class FrameTransformer(nn.Module):
@@ -25,9 +27,10 @@ class FrameTransformer(nn.Module):
         dropout: float,
     ):
         super().__init__()
-        if n_features % heads:
-            raise ValueError(
-                f"transformer heads must divide the frame width {n_features}, got heads={heads}"
+        if n_features % heads:  # the frame width is the data's: checked when the model is built
+            raise InputError(
+                f"transformer heads must divide the frame width {n_features}, got heads={heads}; "
+                f"pick a divisor such as 1, 2 or 4"
             )
         self.pos = nn.Parameter(torch.zeros(1, n_frames, n_features))
         nn.init.trunc_normal_(self.pos, std=0.02)
@@ -52,6 +55,12 @@ class FrameTransformer(nn.Module):
 @register_family(
     "transformer",
     description="seed 002 Transformer encoder, frames as tokens (no embedding layer), mean pool, FC",
+    constraints={
+        "heads": int_range(1, 128),
+        "layers": int_range(1, 64),
+        "ff": int_range(1, 65536),
+        "dropout": float_range(0.0, 1.0, high_open=True),
+    },
 )
 def transformer(
     *,
