@@ -23,7 +23,7 @@ from _common import BAL_TRAIN, EVAL, machine, print_table
 from tagtune.commands import report
 from tagtune.finalize import FinalizeSpec, finalize
 from tagtune.search import SearchSpec, run_search
-from tagtune.tracking.summary import trial_rows
+from tagtune.tracking.trials import search_trials
 
 REFERENCES = [
     ["seed 000 FC-1, best run", 0.927, math.nan],
@@ -76,7 +76,8 @@ def main() -> None:
     print(markdown)
     finals = result.finals
     client = MlflowClient(uri)
-    trials = {r.run_id: r for r in trial_rows(client, client.get_run(parent_run_id).info.experiment_id, parent_run_id)}
+    trials = {r.run_id: r for r in search_trials(client, client.get_run(parent_run_id).info.experiment_id,
+                                                  parent_run_id).rows}
     singles = finals[finals["kind"] == "final"].copy()
     singles["val_mAUC"] = [trials[r].best_mAUC if r in trials else math.nan for r in singles["source_run_id"]]
     ensembles = finals[finals["kind"] == "ensemble"].copy()

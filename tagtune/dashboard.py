@@ -13,20 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
-from tagtune.tracking.summary import TASK_COLUMNS, family_summary, to_markdown, trial_rows
+from tagtune.tracking.summary import TASK_COLUMNS, family_summary, to_markdown
 from tagtune.tracking.tables import (
     EVAL_METRICS,
     ensemble_rows,
     finals_table,
     per_class_from_run,
     runtime_table,
-    trial_tables,
     with_finals,
 )
+from tagtune.tracking.trials import Trials, recorded_spaces_dir, search_trials
 
 SEARCH_COLUMNS = ["family", "trials", "completed", "failed", "max_mAUC", "min_mAUC", "mean_mAUC", "std_mAUC", "best_mAP"]
 DASHBOARD_ARTIFACT_DIR = "dashboard"
@@ -56,21 +55,24 @@ class ReportData:
         return not self.finals.empty
 
 
-def collect(client: MlflowClient, experiment: Any, parent: Any, *, per_class: bool = False) -> ReportData:
-    """The tables of the search ``parent`` (an MLflow run) in ``experiment``.
+def collect(client: MlflowClient, experiment: Any, parent: Any, *, per_class: bool = False,
+            trials: Trials | None = None) -> ReportData:
+    """The tables of the search ``parent`` (an MLflow run) in ``experiment``, all from one read of
+    its trials (``trials``, or :func:`tagtune.tracking.trials.search_trials` against the spaces the
+    search recorded).
 
     With ``per_class``, also the best model's per-class AP: the best final's (or ensemble's) on
     the eval split when there are finals, else the best trial's checkpoint on the search's
-    validation split (its training data re-read; skipped when that path is gone).
+    validation split (its training data re-read; not available when the split cannot be rebuilt).
     """
     exp_id, parent_id = experiment.experiment_id, parent.info.run_id
-    rows = trial_rows(client, exp_id, parent_id)
-    trials, history = trial_tables(client, exp_id, parent_id, parent.data.params.get("spaces"))
-    finals = finals_table(client, exp_id, parent_id)
+    if trials is None:
+        trials = search_trials(client, exp_id, parent_id, recorded_spaces_dir(parent))
+    finals = finals_table(trials.runs)
     data = ReportData(
         experiment=experiment.name, parent_run_id=parent_id,
-        summary=with_finals(family_summary(rows), finals), ensembles=ensemble_rows(finals),
-        runtime=runtime_table(trials, finals), trials=trials, history=history, finals=finals,
+        summary=with_finals(family_summary(trials.rows), finals), ensembles=ensemble_rows(finals),
+        runtime=runtime_table(trials.table, finals), trials=trials.table, history=trials.history, finals=finals,
     )
     if per_class:
         data.per_class, data.per_class_source = best_per_class(client, parent, trials, finals)
@@ -78,56 +80,45 @@ def collect(client: MlflowClient, experiment: Any, parent: Any, *, per_class: bo
 
 
 def best_per_class(
-    client: MlflowClient, parent: Any, trials: pd.DataFrame, finals: pd.DataFrame
+    client: MlflowClient, parent: Any, trials: Trials, finals: pd.DataFrame
 ) -> tuple[pd.DataFrame | None, str]:
     """The per-class AP table of the best model and where it comes from (see :func:`collect`)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if not finals.empty and finals["eval_mAUC"].notna().any():
-        best = finals.loc[finals["eval_mAUC"].idxmax()]
-        table = per_class_from_run(client, str(best["run_id"]))
+        final = finals.loc[finals["eval_mAUC"].idxmax()]
+        table = per_class_from_run(client, str(final["run_id"]))
         if table is not None:
-            return table, f"{best['name']} on the eval split, eval mAUC {best['eval_mAUC']:.4f}"
-    if trials.empty or trials["best_val_mAUC"].isna().all():
+            return table, f"{final['name']} on the eval split, eval mAUC {final['eval_mAUC']:.4f}"
+    best = trials.best_overall()
+    if best is None:
         return None, ""
-    best = trials.loc[trials["best_val_mAUC"].idxmax()]
     try:
-        table = validation_per_class(client, parent, str(best["run_id"]))
+        table = validation_per_class(client, parent, best.run_id)
     except Exception as exc:  # noqa: BLE001 - the figure says why instead
         return None, f"not available: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
     if table is None:
-        return None, "not available: the search's training data or the checkpoint is gone"
-    return table, (f"best trial {best['family']} {best['trial_id'] or str(best['run_id'])[:8]} on the "
-                   f"validation split, val mAUC {best['best_val_mAUC']:.4f}")
+        return None, "not available: the trial's checkpoint is gone"
+    return table, (f"best trial {best.family} {best.trial_id or best.run_id[:8]} on the "
+                   f"validation split, val mAUC {best.best_mAUC:.4f}")
 
 
 def validation_per_class(client: MlflowClient, parent: Any, run_id: str) -> pd.DataFrame | None:
-    """AP per class of trial ``run_id``'s best checkpoint on the search's validation split."""
-    import torch
+    """AP per class of trial ``run_id``'s best checkpoint on the search's validation split
+    (:func:`tagtune.scoring.validation_split`, which refuses when it cannot be rebuilt); None
+    without a checkpoint or when the model scores other classes."""
+    from tagtune.scoring import evaluate, load_trial_checkpoint, score_clips, validation_split
 
-    from tagtune.finalize import eval_scores
-    from tagtune.trainables.data import load_dataset, split_indices
-    from tagtune.trainables.loop import predict
-    from tagtune.trainables.trial import load_model
-
-    params = parent.data.params
-    train = params.get("train")
-    if not train or not Path(train).exists():
-        return None
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    ds = load_dataset(train)
-    _, val_idx = split_indices(ds.n_clips, float(params.get("val_fraction", 0.2)), int(params.get("seed", 0)))
+    split = validation_split(parent)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            folder = client.download_artifacts(run_id, "checkpoint", tmp)
+            model = load_trial_checkpoint(client, run_id, tmp)
         except Exception:  # noqa: BLE001 - no checkpoint logged
             return None
-        model, meta = load_model(folder)
-    x = torch.from_numpy(np.ascontiguousarray(np.asarray(ds.x)[val_idx]))
-    scores = predict(model, x, device=torch.device("cpu")).numpy()
-    y = np.asarray(ds.y, dtype=bool)[val_idx]
-    if scores.shape[1] != y.shape[1]:
+    scores = score_clips(model, split.x)
+    if scores.shape[1] != split.y.shape[1]:
         return None
-    _, table = eval_scores(scores, y, tuple(ds.class_names))
+    _, table = evaluate(scores, split.y, split.class_names)
     return table
 
 

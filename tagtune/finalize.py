@@ -42,29 +42,28 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 
+from tagtune.scoring import SplitUnavailable, evaluate, score_clips, score_trials, validation_split
+from tagtune.trainables.ensemble import ENSEMBLE_METHODS, combine_scores, ensemble_weights, greedy_weights
 from tagtune.trainables.errors import InputError
-from tagtune.tracking import find_experiment, latest_search_run, open_store
-from tagtune.tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT, _safe
-from tagtune.tracking.export import _typed
-from tagtune.tracking.registry import ENSEMBLE_METHODS, combine_scores, log_tagger
-from tagtune.tracking.summary import TrialRow, trial_rows
-from tagtune.tracking.tables import (
-    PER_CLASS_ARTIFACT,
-    TAG_FINALIZE,
-    TAG_METHOD,
-    TAG_MODEL,
-    TAG_RANK,
-    TAG_SOURCE,
-    best_step,
-    finals_table,
-)
+from tagtune.tracking import RunKind, Tag, find_experiment, latest_search_run, open_run, open_store
+from tagtune.tracking.registry import log_tagger, registered_model_name
+from tagtune.tracking.tables import PER_CLASS_ARTIFACT, finals_table
+from tagtune.tracking.trials import TrialRow, Trials, child_runs, rank_by_family, recorded_spaces_dir, search_trials
+
+__all__ = [
+    "FIT_SLICE", "FinalizeOutcome", "FinalizeSpec", "Member", "ensemble_weights", "finalize", "fit_slice",
+    "greedy_weights", "ranked", "top_trials",
+]
 
 FIT_SLICE = 2048
 """At most this many training clips are scored each epoch as ``fit_*`` (not a held-out score)."""
-MIN_WEIGHT = 0.01
+
+Say = Callable[[str], None]
+Planned = tuple[str, int, TrialRow]
+"""``(family, rank, trial)``: one final to train (rank 1: the family's best trial)."""
 
 
 @dataclass
@@ -112,6 +111,11 @@ class Member:
     metrics: dict[str, float]
     model_uri: str = ""
 
+    @property
+    def name(self) -> str:
+        """``fc1`` for a family's best, ``fc1#2`` for its second."""
+        return f"{self.family}#{self.rank}" if self.rank > 1 else self.family
+
 
 @dataclass
 class FinalizeOutcome:
@@ -124,49 +128,14 @@ class FinalizeOutcome:
 
 
 def top_trials(rows: list[TrialRow], k: int) -> dict[str, list[TrialRow]]:
-    """Each family's ``k`` completed trials with the highest best val_mAUC, best first."""
-    out: dict[str, list[TrialRow]] = {}
-    for r in rows:
-        if r.status == "FINISHED" and not math.isnan(r.best_mAUC):
-            out.setdefault(r.family, []).append(r)
-    return {f: sorted(rs, key=lambda r: -r.best_mAUC)[:k] for f, rs in out.items()}
+    """Each family's ``k`` completed trials with the highest best val_mAUC, best first
+    (:meth:`Trials.top` of a search's rows)."""
+    return {f: rs[:k] for f, rs in rank_by_family(rows).items()}
 
 
-def ensemble_weights(val_mauc: list[float]) -> list[float]:
-    """Weights of ensemble members from their search mAUC: ``max(mAUC - 0.5, 0.01)``, normalized."""
-    raw = [max((v if math.isfinite(v) else 0.5) - 0.5, MIN_WEIGHT) for v in val_mauc]
-    total = sum(raw)
-    return [w / total for w in raw]
-
-
-def greedy_weights(
-    val_scores: list[np.ndarray], y_val: np.ndarray, method: str, rounds: int | None = None
-) -> tuple[list[float], float]:
-    """Ensemble weights chosen on validation: Caruana et al. (2004) forward selection with
-    replacement.  Each round adds the member whose extra vote most raises the ensemble's
-    validation mAP; it stops when no member raises it (or after ``rounds``, default
-    ``2 x members``).  Returns the normalized vote counts (a weak member may get 0) and the
-    validation mAP they reach."""
-    import torch
-
-    from tagtune.trainables.metrics import tagging_metrics
-
-    targets = torch.from_numpy(np.asarray(y_val, dtype=bool))
-    counts = np.zeros(len(val_scores))
-    best = -math.inf
-    for _ in range(rounds or 2 * len(val_scores)):
-        trials = []
-        for i in range(len(val_scores)):
-            votes = counts.copy()
-            votes[i] += 1
-            mixed = combine_scores(val_scores, votes, method)
-            trials.append(tagging_metrics(torch.from_numpy(mixed), targets)["mAP"])
-        i = int(np.nanargmax(trials))
-        if not trials[i] > best:
-            break
-        counts[i] += 1
-        best = trials[i]
-    return list(counts / counts.sum()), best
+def ranked(by_family: dict[str, list[TrialRow]]) -> list[Planned]:
+    """``(family, rank, trial)`` for each family's trials, best first (rank 1)."""
+    return [(f, rank, row) for f, rows in by_family.items() for rank, row in enumerate(rows, start=1)]
 
 
 def fit_slice(n: int, seed: int, size: int = FIT_SLICE) -> np.ndarray:
@@ -176,25 +145,14 @@ def fit_slice(n: int, seed: int, size: int = FIT_SLICE) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 
-def eval_scores(scores: np.ndarray, y: np.ndarray, class_names: tuple[str, ...]) -> tuple[dict[str, float], pd.DataFrame]:
-    """``eval_mAUC/mAP/dprime`` of scores ``[N, C]`` against bool labels, and the per-class table
-    (``class, ap, auc, n_pos``)."""
-    import torch
+def _full_config(row: TrialRow, family: str) -> Any:
+    """The trial's full, checked training config."""
+    from tagtune.trainables.config import resolve_config
 
-    from tagtune.trainables.metrics import average_precision, roc_auc, tagging_metrics
-
-    s, t = torch.from_numpy(np.array(scores, dtype=np.float32)), torch.from_numpy(np.array(y, dtype=bool))
-    summary = tagging_metrics(s, t)
-    per_class = pd.DataFrame({
-        "class": list(class_names),
-        "ap": average_precision(s, t).numpy(),
-        "auc": roc_auc(s, t).numpy(),
-        "n_pos": t.sum(0).numpy().astype(int),
-    })
-    return {f"eval_{k}": float(v) for k, v in summary.items()}, per_class
+    return resolve_config({**row.config(), "family": family})
 
 
-def _labels_for(cfg: dict[str, Any], y: np.ndarray, class_names: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
+def _labels_for(cfg: Any, y: np.ndarray, class_names: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
     """The labels a model of ``cfg`` predicts: all classes, or the binary task's one column."""
     target = cfg.get("target_class")
     if target is None:
@@ -203,6 +161,27 @@ def _labels_for(cfg: dict[str, Any], y: np.ndarray, class_names: tuple[str, ...]
         raise InputError(f"target_class {target!r} of the config is not a class of --eval; check the data")
     col = class_names.index(target)
     return y[:, col : col + 1], (str(target),)
+
+
+# ------------------------------------------------------------------------------------------
+# Data
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FinalsData:
+    """What the finals train and are scored on: all of --train (a fit slice scored each epoch)
+    and the eval clips with their labels."""
+
+    train: Any
+    eval: Any
+    data: Any  # TrialData: every training clip, the fit slice as its "validation"
+    eval_x: Any  # torch uint8 [N, T, F], a writable copy of the mmap
+    eval_y: np.ndarray
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.train.class_names)
 
 
 def _load(path: str, flag: str) -> Any:
@@ -214,29 +193,8 @@ def _load(path: str, flag: str) -> Any:
         raise InputError(f"{flag} {path}: {exc}") from None
 
 
-def finalize(spec: FinalizeSpec, echo: Callable[[str], None] | None = None) -> FinalizeOutcome:
-    """Retrain, score on eval, log, register and ensemble (see the module docstring)."""
-    import torch
-
-    from tagtune.trainables.config import resolve_config
-    from tagtune.trainables.loop import TrainingDiverged, TrialData, fit, pick_device, predict
-    from tagtune.trainables.trial import load_model, model_meta, save_model
-
-    say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    spec.check()
-    client, uri = open_store(spec.tracking_uri)
-    exp = find_experiment(client, uri, spec.experiment)
-    parent = latest_search_run(client, exp, spec.run_id)
-    parent_id = parent.info.run_id
-    rows = trial_rows(client, exp.experiment_id, parent_id)
-    chosen = top_trials(rows, spec.top_k)
-    if not chosen:
-        raise InputError(f"search run {parent_id} of {spec.experiment!r} has no completed trial to finalize; "
-                         "run `tagtune search` first")
-
-    t0 = time.perf_counter()
-    train_ds, eval_ds = _load(spec.train, "--train"), _load(spec.eval, "--eval")
+def _check_data(spec: FinalizeSpec, parent: Any, train_ds: Any, eval_ds: Any) -> None:
+    """--eval is the eval split of --train's data set, and --train the search's data."""
     if tuple(train_ds.class_names) != tuple(eval_ds.class_names):
         raise InputError(f"--eval {spec.eval} has {eval_ds.n_classes} classes that differ from --train's "
                          f"{train_ds.n_classes}; pass the eval split of the same data set")
@@ -247,171 +205,69 @@ def finalize(spec: FinalizeSpec, echo: Callable[[str], None] | None = None) -> F
     if searched is not None and int(searched) != train_ds.n_classes:
         raise InputError(f"--train {spec.train} has {train_ds.n_classes} classes but the search trained on "
                          f"{searched}; pass the search's training data")
+
+
+def load_finals_data(spec: FinalizeSpec, parent: Any, say: Say) -> FinalsData:
+    """Read --train and --eval, check they fit the search, and say what was read."""
+    import torch
+
+    from tagtune.trainables.loop import TrialData
+
+    t0 = time.perf_counter()
+    train_ds, eval_ds = _load(spec.train, "--train"), _load(spec.eval, "--eval")
+    _check_data(spec, parent, train_ds, eval_ds)
     say(f"data: {train_ds.n_clips} training clips (all of them), {eval_ds.n_clips} eval clips, "
         f"{train_ds.n_classes} classes ({time.perf_counter() - t0:.1f} s)")
     data = TrialData(
         x=np.asarray(train_ds.x), y=np.asarray(train_ds.y), train_idx=np.arange(train_ds.n_clips),
         val_idx=fit_slice(train_ds.n_clips, spec.seed), class_names=tuple(train_ds.class_names),
     )
-    eval_x = torch.from_numpy(np.array(eval_ds.x, dtype=np.uint8))  # a writable copy of the mmap
-    eval_y = np.asarray(eval_ds.y, dtype=bool)
-    class_names = tuple(train_ds.class_names)
-    device = pick_device(spec.device)
-    finalize_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    max_search_epochs = int(parent.data.params.get("max_epochs", "10"))
-    members: list[Member] = []
-    parent_metrics: list[Metric] = []
-    parent_tags: list[RunTag] = [RunTag(TAG_FINALIZE, finalize_id)]
-
-    plan = ranked(chosen)
-    picks: dict[str, tuple[dict[str, float], float]] = {}  # method -> (source run -> weight, val mAP)
-    if spec.ensembles:
-        pool = [(f, r, row) for f, r, row in ranked(top_trials(rows, max(spec.top_k, spec.ensemble_pool)))
-                if resolve_config({**_config(row), "family": f})["target_class"] is None]
-        val = _validation_scores(client, parent, train_ds, [row for _, _, row in pool], device, say) if len(pool) > 1 else None
-        if val is not None:
-            for method in ENSEMBLE_METHODS:
-                weights, val_map = greedy_weights(val[0], val[1], method)
-                picks[method] = ({row.run_id: w for (_, _, row), w in zip(pool, weights) if w > 0}, val_map)
-            planned = {row.run_id for _, _, row in plan}
-            extra = [p for p in pool if p[2].run_id not in planned and any(p[2].run_id in w for w, _ in picks.values())]
-            if extra:
-                say("ensemble members beyond each family's best: " + ", ".join(f"{f} #{r}" for f, r, _ in extra))
-            plan += extra
-
-    with tempfile.TemporaryDirectory(prefix="tagtune-finals-") as work:
-        for family, rank, row in plan:
-            full = resolve_config({**_config(row), "family": family})
-            history = client.get_metric_history(row.run_id, "val_mAUC")
-            epochs = best_step((m.step, m.value) for m in history) or max_search_epochs
-            if spec.max_epochs is not None:
-                epochs = min(epochs, spec.max_epochs)
-            say(f"final {family} #{rank} (trial run {row.run_id[:8]}, val_mAUC {row.best_mAUC:.4f}): "
-                f"{epochs} epochs on {train_ds.n_clips} clips")
-            run = client.create_run(
-                exp.experiment_id, run_name=f"final-{family}" + (f"-{rank}" if rank > 1 else ""),
-                tags={TAG_PARENT: parent_id, TAG_KIND: "final", TAG_FAMILY: family, TAG_RANK: str(rank),
-                      TAG_SOURCE: row.run_id, TAG_FINALIZE: finalize_id},
-            )
-            rid = run.info.run_id
-            client.log_batch(rid, params=[Param(k, str(v)[:6000]) for k, v in sorted(full.items())] + [
-                Param("epochs", str(epochs)), Param("n_train", str(train_ds.n_clips)),
-                Param("n_eval", str(eval_ds.n_clips)), Param("train", os.path.abspath(spec.train)),
-                Param("eval", os.path.abspath(spec.eval)), Param("source_val_mAUC", f"{row.best_mAUC:.6f}"),
-            ])
-            last: dict[str, Any] = {}
-
-            def on_epoch(metrics: dict[str, float], improved: bool, model: Any, rid: str = rid,
-                         epochs: int = epochs, last: dict[str, Any] = last, family: str = family) -> None:
-                step = int(metrics["epoch"])
-                now = int(time.time() * 1000)
-                logged = {"train_loss": metrics.get("train_loss"), "fit_mAUC": metrics.get("val_mAUC"),
-                          "fit_mAP": metrics.get("val_mAP"), "epoch_seconds": metrics.get("epoch_seconds")}
-                client.log_batch(rid, metrics=[Metric(k, float(v), now, step) for k, v in logged.items()
-                                               if isinstance(v, (int, float))])
-                say(f"    {family} epoch {step}/{epochs}: train_loss {metrics['train_loss']:.4f} "
-                    f"fit_mAUC {metrics['val_mAUC']:.4f} ({metrics['epoch_seconds']:.1f} s)")
-                if step == epochs:
-                    last["state"] = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                    last["metrics"] = dict(metrics)
-
-            status = "FAILED"
-            try:
-                start = time.perf_counter()
-                fit(full, data, max_epochs=epochs, device=device, on_epoch=on_epoch)
-                train_s = time.perf_counter() - start
-                folder = Path(work) / f"{family}-{rank}"
-                save_model(folder, last["state"], model_meta(full, data, last["metrics"]))
-                model, _ = load_model(folder)
-                scores = predict(model.to(device), eval_x, device=device).cpu().numpy()
-                y, names = _labels_for(full, eval_y, class_names)
-                metrics, per_class = eval_scores(scores, y, names)
-                _log_outputs(client, rid, folder, per_class, metrics | {"train_seconds": train_s})
-                member = Member(family, rank, row, rid, epochs, folder, scores, metrics)
-                if rank == 1 and full.get("target_class") is None:
-                    name = _safe(f"{spec.experiment}-{family}") if spec.register else None
-                    logged = log_tagger(uri, rid, [folder], class_names=class_names, n_frames=data.shape[0],
-                                        n_features=data.shape[1], registered_name=name,
-                                        extra_metadata={"family": family, "source_run": row.run_id})
-                    member.model_uri = logged.registered_uri or logged.run_uri
-                    client.set_tag(rid, TAG_MODEL, member.model_uri)
-                    parent_tags.append(RunTag(f"tagtune.final.{family}", member.model_uri))
-                    now = int(time.time() * 1000)
-                    parent_metrics += [Metric(f"final_{family}_{k}", v, now, 0) for k, v in metrics.items()]
-                members.append(member)
-                status = "FINISHED"
-                say(f"final {family} #{rank}: eval_mAUC {metrics['eval_mAUC']:.4f} eval_mAP "
-                    f"{metrics['eval_mAP']:.4f} eval_dprime {metrics['eval_dprime']:.3f}"
-                    + (f" -> {member.model_uri}" if member.model_uri else ""))
-            except TrainingDiverged as exc:  # this config diverged on 100%: the other finals go on
-                client.set_tag(rid, "tagtune.error", str(exc)[:500])
-                say(f"final {family} #{rank} FAILED: {exc}")
-            finally:
-                client.set_terminated(rid, status)
-
-        multi = [m for m in members if m.scores.shape[1] == len(class_names)]
-        if spec.ensembles and len(multi) >= 2:
-            for method in ENSEMBLE_METHODS:
-                if method in picks:
-                    chosen_w, val_map = picks[method]
-                    ens = [m for m in multi if m.source.run_id in chosen_w]
-                    weights = [chosen_w[m.source.run_id] for m in ens]
-                    how = f"chosen on the search's validation split (val mAP {val_map:.4f})"
-                else:
-                    ens, val_map = multi, math.nan
-                    weights = ensemble_weights([m.source.best_mAUC for m in multi])
-                    how = "from the trials' val_mAUC"
-                if ens:
-                    parent_metrics += _ensemble(client, uri, exp.experiment_id, parent_id, finalize_id, spec, ens,
-                                                weights, how, val_map, method, eval_y, class_names, data.shape,
-                                                parent_tags, say)
-    client.log_batch(parent_id, metrics=parent_metrics, tags=parent_tags)
-    return FinalizeOutcome(parent_id, uri, finals_table(client, exp.experiment_id, parent_id), members)
+    eval_x = torch.from_numpy(np.array(eval_ds.x, dtype=np.uint8))
+    return FinalsData(train_ds, eval_ds, data, eval_x, np.asarray(eval_ds.y, dtype=bool))
 
 
-def _validation_scores(
-    client: MlflowClient, parent: Any, train_ds: Any, rows: list[TrialRow], device: Any,
-    say: Callable[[str], None],
-) -> tuple[list[np.ndarray], np.ndarray] | None:
-    """Each trial's best checkpoint (trained on the search's 80%) scored on the search's
-    validation split, rebuilt from the search's seed and fraction, with that split's labels: what
-    ensemble members and weights are chosen on.  None when the split cannot be rebuilt (other
-    --train data) or a checkpoint is missing; the ensembles then take every final, weighted by
-    the trials' val_mAUC."""
-    import torch
-
-    from tagtune.trainables.data import split_indices
-    from tagtune.trainables.loop import predict
-    from tagtune.trainables.trial import load_model
-
-    params = parent.data.params
-    n_searched = int(params.get("n_train", -1)) + int(params.get("n_val", -1))
-    if n_searched != train_ds.n_clips or "val_fraction" not in params:
-        say("ensemble weights: --train is not the search's data, so they come from the trials' val_mAUC")
-        return None
-    val_idx = np.sort(split_indices(train_ds.n_clips, float(params["val_fraction"]), int(params["seed"]))[1])
-    x_val = torch.from_numpy(np.array(train_ds.x[val_idx], dtype=np.uint8))
-    out = []
-    with tempfile.TemporaryDirectory(prefix="tagtune-sources-") as work:
-        for row in rows:
-            try:
-                folder = client.download_artifacts(row.run_id, "checkpoint", str(Path(work) / row.run_id))
-                model, _ = load_model(folder)
-            except (MlflowException, OSError, ValueError, KeyError) as exc:
-                say(f"ensemble weights: no checkpoint for trial {row.run_id[:8]} ({exc}); using val_mAUC")
-                return None
-            out.append(predict(model.to(device), x_val, device=device).cpu().numpy())
-    return out, np.asarray(train_ds.y[val_idx], dtype=bool)
+# ------------------------------------------------------------------------------------------
+# Logging: one finalize's runs and what the search's parent run gets
+# ------------------------------------------------------------------------------------------
 
 
-def _config(row: TrialRow) -> dict[str, Any]:
-    """A trial's logged params, typed back from MLflow's strings."""
-    return {k: _typed(v) for k, v in row.params.items()}
+@dataclass
+class Session:
+    """One finalize in progress: its store, search, device, and the parent run's metrics and
+    tags, logged in one batch at the end (:meth:`flush`)."""
 
+    spec: FinalizeSpec
+    client: MlflowClient
+    uri: str
+    experiment_id: str
+    parent: Any
+    device: Any
+    say: Say
+    finalize_id: str = field(default_factory=lambda: f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}")
+    parent_metrics: list[Metric] = field(default_factory=list)
+    parent_tags: list[RunTag] = field(default_factory=list)
 
-def ranked(by_family: dict[str, list[TrialRow]]) -> list[tuple[str, int, TrialRow]]:
-    """``(family, rank, trial)`` for each family's trials, best first (rank 1)."""
-    return [(f, rank, row) for f, rows in by_family.items() for rank, row in enumerate(rows, start=1)]
+    def __post_init__(self) -> None:
+        self.parent_tags.append(RunTag(Tag.FINALIZE_ID, self.finalize_id))
+
+    @property
+    def parent_id(self) -> str:
+        return str(self.parent.info.run_id)
+
+    def open(self, kind: RunKind, run_name: str, tags: dict[str, Any], params: dict[str, Any]) -> Any:
+        """A final's or ensemble's run under the search (see :func:`tagtune.tracking.open_run`)."""
+        return open_run(self.client, self.experiment_id, kind=kind, run_name=run_name, params=params,
+                        tags={**tags, Tag.FINALIZE_ID: self.finalize_id}, parent_run_id=self.parent_id)
+
+    def model(self, name: str, run_id: str, model_uri: str, metrics: dict[str, float], prefix: str) -> None:
+        """Record a logged model: its URI on its run and the parent's tag, its metrics on the parent."""
+        self.client.set_tag(run_id, Tag.MODEL_URI, model_uri)
+        self.parent_tags.append(RunTag(Tag.final_model(name), model_uri))
+        now = int(time.time() * 1000)
+        self.parent_metrics += [Metric(f"{prefix}_{k}", v, now, 0) for k, v in metrics.items()]
+
+    def flush(self) -> None:
+        self.client.log_batch(self.parent_id, metrics=self.parent_metrics, tags=self.parent_tags)
 
 
 def _log_outputs(client: MlflowClient, run_id: str, checkpoint: Path | None, per_class: pd.DataFrame,
@@ -426,42 +282,265 @@ def _log_outputs(client: MlflowClient, run_id: str, checkpoint: Path | None, per
         client.log_artifacts(run_id, str(checkpoint), "checkpoint")
 
 
-def _ensemble(
-    client: MlflowClient, uri: str, experiment_id: str, parent_id: str, finalize_id: str, spec: FinalizeSpec,
-    members: list[Member], weights: list[float], how: str, val_map: float, method: str, eval_y: np.ndarray,
-    class_names: tuple[str, ...], shape: tuple[int, int, int], parent_tags: list[RunTag],
-    say: Callable[[str], None],
-) -> list[Metric]:
-    """Score, log and register one ensemble of the finals; returns the parent run's metrics."""
-    names = [f"{m.family}#{m.rank}" if m.rank > 1 else m.family for m in members]
-    run = client.create_run(
-        experiment_id, run_name=f"ensemble-{method}",
-        tags={TAG_PARENT: parent_id, TAG_KIND: "ensemble", TAG_METHOD: method, TAG_FINALIZE: finalize_id},
-    )
-    rid = run.info.run_id
-    client.log_batch(rid, params=[
-        Param("ensemble_method", method), Param("members", ",".join(names)),
-        Param("member_runs", ",".join(m.run_id for m in members)),
-        Param("member_weights", ",".join(f"{x:.4f}" for x in weights)), Param("weights_from", how),
-    ])
-    status = "FAILED"
+# ------------------------------------------------------------------------------------------
+# Candidates: the finals to train and the ensembles' members, chosen on validation
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pick:
+    """An ensemble's members chosen on validation: source trial run -> weight, and the val mAP."""
+
+    weights: dict[str, float]
+    val_map: float
+
+
+def _validation_scores(session: Session, train_ds: Any, rows: list[TrialRow]
+                       ) -> tuple[list[np.ndarray], np.ndarray] | None:
+    """Each trial's best checkpoint (trained on the search's 80%) scored on the search's
+    validation split, with that split's labels: what ensemble members and weights are chosen
+    on.  None when the split cannot be rebuilt (other --train data) or a checkpoint is missing;
+    the ensembles then take every final, weighted by the trials' val_mAUC."""
     try:
+        split = validation_split(session.parent, train_ds)
+    except SplitUnavailable:
+        session.say("ensemble weights: --train is not the search's data, so they come from the trials' val_mAUC")
+        return None
+    scores = []
+    for row in rows:
+        try:
+            scores += score_trials(session.client, [row.run_id], split, session.device)
+        except (MlflowException, OSError, ValueError, KeyError) as exc:
+            session.say(f"ensemble weights: no checkpoint for trial {row.run_id[:8]} ({exc}); using val_mAUC")
+            return None
+    return scores, split.y
+
+
+def choose_members(session: Session, trials: Trials, train_ds: Any) -> tuple[list[Planned], dict[str, Pick]]:
+    """The ensemble pool (each family's ``ensemble_pool`` best multi-label trials) and, per
+    method, the members and weights greedy selection picks on validation (none without a split)."""
+    spec = session.spec
+    pool = [(f, r, row) for f, r, row in ranked(trials.top(max(spec.top_k, spec.ensemble_pool)))
+            if _full_config(row, f)["target_class"] is None]
+    val = _validation_scores(session, train_ds, [row for _, _, row in pool]) if len(pool) > 1 else None
+    picks: dict[str, Pick] = {}
+    if val is not None:
+        for method in ENSEMBLE_METHODS:
+            weights, val_map = greedy_weights(val[0], val[1], method)
+            picks[method] = Pick({row.run_id: w for (_, _, row), w in zip(pool, weights) if w > 0}, val_map)
+    return pool, picks
+
+
+def plan_finals(session: Session, trials: Trials, train_ds: Any) -> tuple[list[Planned], dict[str, Pick]]:
+    """The finals to train (each family's ``top_k`` best, then ensemble members beyond them) and
+    the ensembles' picks."""
+    plan = ranked(trials.top(session.spec.top_k))
+    if not session.spec.ensembles:
+        return plan, {}
+    pool, picks = choose_members(session, trials, train_ds)
+    planned = {row.run_id for _, _, row in plan}
+    extra = [p for p in pool if p[2].run_id not in planned and any(p[2].run_id in pk.weights for pk in picks.values())]
+    if extra:
+        session.say("ensemble members beyond each family's best: " + ", ".join(f"{f} #{r}" for f, r, _ in extra))
+    return plan + extra, picks
+
+
+# ------------------------------------------------------------------------------------------
+# Training: one final on all of --train, scored on eval, registered when it is a family's best
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EpochLog:
+    """``fit``'s ``on_epoch`` for a final: logs ``fit_*`` metrics, says a line, and keeps the
+    weights and metrics of the last epoch (a final keeps its last epoch, not its best)."""
+
+    run: Any
+    family: str
+    epochs: int
+    say: Say
+    state: dict[str, Any] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def __call__(self, metrics: dict[str, float], improved: bool, model: Any) -> None:
+        step = int(metrics["epoch"])
+        logged = {"train_loss": metrics.get("train_loss"), "fit_mAUC": metrics.get("val_mAUC"),
+                  "fit_mAP": metrics.get("val_mAP"), "epoch_seconds": metrics.get("epoch_seconds")}
+        self.run.log(metrics={k: v for k, v in logged.items() if isinstance(v, (int, float))}, step=step)
+        self.say(f"    {self.family} epoch {step}/{self.epochs}: train_loss {metrics['train_loss']:.4f} "
+                 f"fit_mAUC {metrics['val_mAUC']:.4f} ({metrics['epoch_seconds']:.1f} s)")
+        if step == self.epochs:
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            self.metrics = dict(metrics)
+
+
+def _final_epochs(session: Session, trials: Trials, row: TrialRow) -> int:
+    """The step of the trial's highest val_mAUC (the search's max epochs without one), capped."""
+    epochs = trials.best_epoch(row.run_id) or int(session.parent.data.params.get("max_epochs", "10"))
+    return min(epochs, session.spec.max_epochs) if session.spec.max_epochs is not None else epochs
+
+
+def _final_params(session: Session, full: Any, epochs: int, fd: FinalsData, row: TrialRow) -> dict[str, str]:
+    spec = session.spec
+    return {**{k: str(v)[:6000] for k, v in sorted(full.items())}, "epochs": str(epochs),
+            "n_train": str(fd.train.n_clips), "n_eval": str(fd.eval.n_clips), "train": os.path.abspath(spec.train),
+            "eval": os.path.abspath(spec.eval), "source_val_mAUC": f"{row.best_mAUC:.6f}"}
+
+
+def _fit_and_score(session: Session, run: Any, full: Any, fd: FinalsData, planned: Planned, epochs: int,
+                   work: str) -> Member:
+    """Train the final, save and reload its checkpoint, score eval, log the outputs."""
+    from tagtune.trainables.loop import fit
+    from tagtune.trainables.trial import load_model, model_meta, save_model
+
+    family, rank, row = planned
+    log = EpochLog(run, family, epochs, session.say)
+    start = time.perf_counter()
+    fit(full, fd.data, max_epochs=epochs, device=session.device, on_epoch=log)
+    train_s = time.perf_counter() - start
+    folder = Path(work) / f"{family}-{rank}"
+    save_model(folder, log.state, model_meta(full, fd.data, log.metrics))
+    model, _ = load_model(folder)
+    scores = score_clips(model, fd.eval_x, session.device)
+    y, names = _labels_for(full, fd.eval_y, fd.class_names)
+    metrics, per_class = evaluate(scores, y, names)
+    _log_outputs(session.client, run.run_id, folder, per_class, metrics | {"train_seconds": train_s})
+    return Member(family, rank, row, run.run_id, epochs, folder, scores, metrics)
+
+
+def register_final(session: Session, member: Member, fd: FinalsData) -> None:
+    """Log a family's best final as a pyfunc model (registered as ``<experiment>-<family>``)."""
+    spec, family = session.spec, member.family
+    name = registered_model_name(spec.experiment, family) if spec.register else None
+    logged = log_tagger(session.uri, member.run_id, [member.checkpoint], class_names=fd.class_names,
+                        n_frames=fd.data.shape[0], n_features=fd.data.shape[1], registered_name=name,
+                        extra_metadata={"family": family, "source_run": member.source.run_id})
+    member.model_uri = logged.registered_uri or logged.run_uri
+    session.model(family, member.run_id, member.model_uri, member.metrics, f"final_{family}")
+
+
+def train_final(session: Session, trials: Trials, fd: FinalsData, planned: Planned, work: str) -> Member | None:
+    """Train, score, log and (rank 1) register one final; None when its training diverged."""
+    from tagtune.trainables.loop import TrainingDiverged
+
+    family, rank, row = planned
+    full = _full_config(row, family)
+    epochs = _final_epochs(session, trials, row)
+    session.say(f"final {family} #{rank} (trial run {row.run_id[:8]}, val_mAUC {row.best_mAUC:.4f}): "
+                f"{epochs} epochs on {fd.train.n_clips} clips")
+    tags = {Tag.FAMILY: family, Tag.RANK: str(rank), Tag.SOURCE_RUN: row.run_id}
+    run_name = f"final-{family}" + (f"-{rank}" if rank > 1 else "")
+    with session.open(RunKind.FINAL, run_name, tags, _final_params(session, full, epochs, fd, row)) as run:
+        try:
+            member = _fit_and_score(session, run, full, fd, planned, epochs, work)
+        except TrainingDiverged as exc:  # this config diverged on 100%: the other finals go on
+            run.fail(str(exc))
+            session.say(f"final {family} #{rank} FAILED: {exc}")
+            return None
+        if rank == 1 and full.get("target_class") is None:
+            register_final(session, member, fd)
+    m = member.metrics
+    session.say(f"final {family} #{rank}: eval_mAUC {m['eval_mAUC']:.4f} eval_mAP {m['eval_mAP']:.4f} "
+                f"eval_dprime {m['eval_dprime']:.3f}" + (f" -> {member.model_uri}" if member.model_uri else ""))
+    return member
+
+
+# ------------------------------------------------------------------------------------------
+# Ensembles
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Recipe:
+    """One ensemble to score: its method, members and weights, and where the weights came from."""
+
+    method: str
+    members: list[Member]
+    weights: list[float]
+    how: str
+    val_map: float = math.nan
+
+
+def recipes(members: list[Member], picks: dict[str, Pick], n_classes: int) -> list[Recipe]:
+    """Per method, the ensemble of the finals: the members picked on validation, or (no pick)
+    every multi-label final weighted by its trial's val_mAUC; none with fewer than two finals."""
+    multi = [m for m in members if m.scores.shape[1] == n_classes]
+    if len(multi) < 2:
+        return []
+    out = []
+    for method in ENSEMBLE_METHODS:
+        if method in picks:
+            pick = picks[method]
+            ens = [m for m in multi if m.source.run_id in pick.weights]
+            out.append(Recipe(method, ens, [pick.weights[m.source.run_id] for m in ens],
+                              f"chosen on the search's validation split (val mAP {pick.val_map:.4f})", pick.val_map))
+        else:
+            out.append(Recipe(method, multi, ensemble_weights([m.source.best_mAUC for m in multi]),
+                              "from the trials' val_mAUC"))
+    return [r for r in out if r.members]
+
+
+def log_ensemble(session: Session, fd: FinalsData, recipe: Recipe) -> None:
+    """Score, log and register one ensemble of the finals."""
+    method, members, weights = recipe.method, recipe.members, recipe.weights
+    names = [m.name for m in members]
+    params = {"ensemble_method": method, "members": ",".join(names),
+              "member_runs": ",".join(m.run_id for m in members),
+              "member_weights": ",".join(f"{x:.4f}" for x in weights), "weights_from": recipe.how}
+    with session.open(RunKind.ENSEMBLE, f"ensemble-{method}", {Tag.ENSEMBLE_METHOD: method}, params) as run:
         scores = combine_scores([m.scores for m in members], weights, method)
-        metrics, per_class = eval_scores(scores, eval_y, class_names)
+        metrics, per_class = evaluate(scores, fd.eval_y, fd.class_names)
         # val_mAP: what the member weights reach on the search's validation split (the score to
         # choose between ensembles by; eval is only reported)
-        _log_outputs(client, rid, None, per_class, metrics | ({"val_mAP": val_map} if math.isfinite(val_map) else {}))
-        name = _safe(f"{spec.experiment}-ensemble-{method}") if spec.register else None
-        logged = log_tagger(uri, rid, [m.checkpoint for m in members], class_names=class_names, n_frames=shape[0],
-                            n_features=shape[1], weights=weights, method=method, registered_name=name,
-                            extra_metadata={"members": names})
+        extra = {"val_mAP": recipe.val_map} if math.isfinite(recipe.val_map) else {}
+        _log_outputs(session.client, run.run_id, None, per_class, metrics | extra)
+        name = registered_model_name(session.spec.experiment, f"ensemble-{method}") if session.spec.register else None
+        logged = log_tagger(session.uri, run.run_id, [m.checkpoint for m in members], class_names=fd.class_names,
+                            n_frames=fd.data.shape[0], n_features=fd.data.shape[1], weights=weights, method=method,
+                            registered_name=name, extra_metadata={"members": names})
         model_uri = logged.registered_uri or logged.run_uri
-        client.set_tag(rid, TAG_MODEL, model_uri)
-        parent_tags.append(RunTag(f"tagtune.final.ensemble-{method}", model_uri))
-        status = "FINISHED"
-    finally:
-        client.set_terminated(rid, status)
-    say(f"ensemble {method} of {', '.join(f'{n} {x:.2f}' for n, x in zip(names, weights))} (weights {how}): eval_mAUC {metrics['eval_mAUC']:.4f} "
-        f"eval_mAP {metrics['eval_mAP']:.4f} -> {model_uri}")
-    now = int(time.time() * 1000)
-    return [Metric(f"ensemble_{method}_{k}", v, now, 0) for k, v in metrics.items()]
+        session.model(f"ensemble-{method}", run.run_id, model_uri, metrics, f"ensemble_{method}")
+    session.say(f"ensemble {method} of {', '.join(f'{n} {x:.2f}' for n, x in zip(names, weights))} "
+                f"(weights {recipe.how}): eval_mAUC {metrics['eval_mAUC']:.4f} "
+                f"eval_mAP {metrics['eval_mAP']:.4f} -> {model_uri}")
+
+
+# ------------------------------------------------------------------------------------------
+# finalize
+# ------------------------------------------------------------------------------------------
+
+
+def _open_search(spec: FinalizeSpec, say: Say) -> tuple[Session, Trials]:
+    """The store, the search and its trials; InputError when there is nothing to finalize."""
+    from tagtune.trainables.loop import pick_device
+
+    client, uri = open_store(spec.tracking_uri)
+    exp = find_experiment(client, uri, spec.experiment)
+    parent = latest_search_run(client, exp, spec.run_id)
+    trials = search_trials(client, exp.experiment_id, parent.info.run_id, recorded_spaces_dir(parent))
+    if not trials.best():
+        raise InputError(f"search run {parent.info.run_id} of {spec.experiment!r} has no completed trial to "
+                         "finalize; run `tagtune search` first")
+    return Session(spec, client, uri, exp.experiment_id, parent, pick_device(spec.device), say), trials
+
+
+def finalize(spec: FinalizeSpec, echo: Say | None = None) -> FinalizeOutcome:
+    """Retrain, score on eval, log, register and ensemble (see the module docstring)."""
+    say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    spec.check()
+    session, trials = _open_search(spec, say)
+    fd = load_finals_data(spec, session.parent, say)
+    plan, picks = plan_finals(session, trials, fd.train)
+    members: list[Member] = []
+    with tempfile.TemporaryDirectory(prefix="tagtune-finals-") as work:
+        for planned in plan:
+            member = train_final(session, trials, fd, planned, work)
+            if member is not None:
+                members.append(member)
+        if spec.ensembles:
+            for recipe in recipes(members, picks, len(fd.class_names)):
+                log_ensemble(session, fd, recipe)
+    session.flush()
+    runs = child_runs(session.client, session.experiment_id, session.parent_id)
+    return FinalizeOutcome(session.parent_id, session.uri, finals_table(runs), members)

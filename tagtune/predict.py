@@ -51,13 +51,11 @@ class _CheckpointScorer:
         self.model, self.meta = load_model(folder)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
-        import torch
-
+        from tagtune.scoring import score_clips
         from tagtune.tracking.registry import fit_frames
-        from tagtune.trainables.loop import predict
 
-        clips = torch.from_numpy(fit_frames(x, int(self.meta["n_frames"]), int(self.meta["n_features"])))
-        return predict(self.model, clips, device=torch.device("cpu")).numpy().astype(np.float32)
+        clips = fit_frames(x, int(self.meta["n_frames"]), int(self.meta["n_features"]))
+        return score_clips(self.model, clips).astype(np.float32)
 
 
 def load_scorer(uri: str, tracking_uri: str | None = None) -> Scorer:

@@ -27,25 +27,23 @@ from mlflow import MlflowClient
 
 from tagtune.cli import main
 from tagtune.commands import report
-from tagtune.finalize import (
-    FinalizeSpec,
-    ensemble_weights,
-    finalize,
-    fit_slice,
-    greedy_weights,
-    ranked,
-    top_trials,
-)
+from tagtune.finalize import FinalizeSpec, finalize, fit_slice, ranked, top_trials
 from tagtune.search import SearchSpec, run_search
 from tagtune.trainables.data import load_dataset, make_synthetic, split_indices, write_cache
 from tagtune.trainables.loop import predict
 from tagtune.trainables.trial import load_model
+from tagtune.trainables.ensemble import combine_scores, ensemble_weights, greedy_weights
 from tagtune.trainables.errors import InputError
 from tagtune.trainables.metrics import tagging_metrics
-from tagtune.tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT
-from tagtune.tracking.registry import combine_scores, fit_frames, unique_names
-from tagtune.tracking.summary import TrialRow, trial_rows
-from tagtune.tracking.tables import TAG_SOURCE, best_step
+from tagtune.tracking import Tag
+from tagtune.tracking.registry import fit_frames, unique_names
+from tagtune.tracking.trials import TrialRow, best_step, search_trials
+
+TAG_FAMILY, TAG_KIND, TAG_PARENT, TAG_SOURCE = Tag.FAMILY, Tag.KIND, Tag.PARENT, Tag.SOURCE_RUN
+
+
+def trial_rows(client, experiment_id, parent_run_id):
+    return search_trials(client, experiment_id, parent_run_id).rows
 
 from conftest import AUDIOSET, require_shared
 
@@ -239,12 +237,12 @@ def test_report_shows_search_ranges_next_to_finals_and_runtime(fin, tmp_path):
 
 def test_without_finals_the_per_class_ap_is_the_best_trials_on_validation(fin):
     from tagtune.dashboard import best_per_class
-    from tagtune.tracking.tables import finals_table, trial_tables
+    from tagtune.tracking.tables import finals_table
 
     client = fin.client
     parent = client.get_run(fin.search.parent_run_id)
-    trials, _ = trial_tables(client, fin.search.experiment_id, parent.info.run_id)
-    table, source = best_per_class(client, parent, trials, finals_table(client, "0", "none"))
+    trials = search_trials(client, fin.search.experiment_id, parent.info.run_id)
+    table, source = best_per_class(client, parent, trials, finals_table([]))
     assert "validation split" in source and list(table["class"]) == list(fin.class_names)
     assert table["ap"].dropna().between(0, 1).all() and int(table["n_pos"].sum()) > 0
     table, source = best_per_class(client, parent, trials, fin.outcome.finals)

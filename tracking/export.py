@@ -9,20 +9,12 @@ from typing import Any
 import yaml
 
 from tagtune.trainables.errors import InputError
-from tagtune.tracking.summary import TrialRow
-
-
-def _typed(value: str) -> Any:
-    """MLflow stores params as strings; YAML's scalar rules give back ints, floats and bools."""
-    try:
-        return yaml.safe_load(value)
-    except yaml.YAMLError:
-        return value
+from tagtune.tracking.trials import TrialRow, typed_param
 
 
 def config_document(row: TrialRow, experiment: str) -> dict[str, Any]:
     """The YAML document of one trial: family, full config, and where it came from."""
-    config = {k: _typed(v) for k, v in sorted(row.params.items()) if k != "family"}
+    config = {k: typed_param(v) for k, v in sorted(row.params.items()) if k != "family"}
     return {
         "family": row.family,
         "config": config,
@@ -36,7 +28,7 @@ def config_document(row: TrialRow, experiment: str) -> dict[str, Any]:
 
 
 def write_configs(best: dict[str, TrialRow], experiment: str, out_dir: str | os.PathLike[str]) -> list[Path]:
-    """Write ``<family>.yaml`` per family into ``out_dir``; returns the paths."""
+    """Write ``<family>.yaml`` per family into ``out_dir`` (``best``: ``Trials.best()``); returns the paths."""
     folder = Path(out_dir)
     try:
         folder.mkdir(parents=True, exist_ok=True)

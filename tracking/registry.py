@@ -24,11 +24,13 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from tagtune.trainables.ensemble import ENSEMBLE_METHODS, combine_scores
 from tagtune.trainables.errors import InputError
 
-ENSEMBLE_METHODS = ("mean", "geomean")
-_EPS = 1e-7
-
+__all__ = [
+    "ENSEMBLE_METHODS", "LoggedTagger", "TaggerModel", "combine_scores", "fit_frames", "log_tagger",
+    "registered_model_name", "resolve_checkpoint", "tagger_signature", "unique_names",
+]
 
 def unique_names(names: Sequence[str]) -> list[str]:
     """Class names made unique (a repeated name gets `` [index]``), usable as column names."""
@@ -38,25 +40,12 @@ def unique_names(names: Sequence[str]) -> list[str]:
     return [f"{n} [{i}]" if seen[n] > 1 else str(n) for i, n in enumerate(names)]
 
 
-def combine_scores(
-    scores: Sequence[np.ndarray], weights: Sequence[float] | None = None, method: str = "mean"
-) -> np.ndarray:
-    """Ensemble probabilities ``[N, C]``: the (weighted) arithmetic mean, or the weighted
-    geometric mean ``exp(sum_i w_i log p_i)`` (seed 003), with weights normalized to sum 1."""
-    if method not in ENSEMBLE_METHODS:
-        raise InputError(f"unknown ensemble method {method!r}; choose from: {', '.join(ENSEMBLE_METHODS)}")
-    if not scores:
-        raise InputError("an ensemble needs at least one member")
-    w = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (len(scores),) or not np.all(w >= 0) or w.sum() <= 0:
-        raise InputError(f"ensemble weights must be {len(scores)} non-negative numbers with a positive sum, got {list(w)}")
-    w = w / w.sum()
-    stack = np.stack([np.asarray(s, dtype=np.float64) for s in scores])
-    if method == "mean":
-        out = np.tensordot(w, stack, axes=1)
-    else:
-        out = np.exp(np.tensordot(w, np.log(np.clip(stack, _EPS, 1.0)), axes=1))
-    return out.astype(np.float32)
+def registered_model_name(experiment: str, name: str) -> str:
+    """The registry name of a search's model ``name`` (``fc1``, ``ensemble-mean``):
+    ``<experiment>-<name>`` with characters other than letters, digits, ``_.-`` as ``_``."""
+    from tagtune.tracking._store import safe_name
+
+    return safe_name(f"{experiment}-{name}")
 
 
 def fit_frames(x: np.ndarray, n_frames: int, n_features: int) -> np.ndarray:

@@ -1,15 +1,18 @@
-"""The per-family table of a search, rebuilt from MLflow alone (works for any past search)."""
+"""The per-family table of a search, rebuilt from MLflow alone (works for any past search).
+
+Its rows are :class:`tagtune.tracking.trials.TrialRow` as :func:`tagtune.tracking.trials.search_trials`
+reads them (``Trials.rows``)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from mlflow import MlflowClient
 
-from tagtune.tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT
+from tagtune.tracking.trials import TrialRow, rank_by_family
+
+__all__ = ["SUMMARY_COLUMNS", "TASK_COLUMNS", "TrialRow", "best_trials", "family_summary", "to_markdown"]
 
 #: Columns :func:`family_summary` adds when some trial has them (binary task; single-label data).
 TASK_COLUMNS = ("best_f1", "best_accuracy", "best_map3")
@@ -25,52 +28,6 @@ SUMMARY_COLUMNS = (
     "best_mAP",
     "mean_epoch_s",
 )
-
-
-@dataclass(frozen=True)
-class TrialRow:
-    """One trial's outcome as the report sees it."""
-
-    run_id: str
-    family: str
-    status: str
-    best_mAUC: float
-    best_mAP: float
-    mean_epoch_seconds: float
-    params: dict[str, str]
-    best_f1: float = math.nan
-    best_accuracy: float = math.nan
-    best_map3: float = math.nan
-
-
-def trial_rows(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[TrialRow]:
-    """Every child run of the search with its best metrics and mean epoch time."""
-    runs = client.search_runs(
-        [experiment_id], filter_string=f"tags.{TAG_PARENT} = '{parent_run_id}'", max_results=10000
-    )
-    rows = []
-    for run in runs:
-        family = run.data.tags.get(TAG_FAMILY)
-        if family is None or run.data.tags.get(TAG_KIND, "trial") != "trial":
-            continue  # finals and ensembles (``tagtune finalize``) are not trials
-        history = client.get_metric_history(run.info.run_id, "epoch_seconds")
-        secs = [m.value for m in history]
-        metrics = run.data.metrics
-        rows.append(
-            TrialRow(
-                run_id=run.info.run_id,
-                family=family,
-                status=run.info.status,
-                best_mAUC=float(metrics.get("best_val_mAUC", math.nan)),
-                best_mAP=float(metrics.get("best_val_mAP", math.nan)),
-                mean_epoch_seconds=sum(secs) / len(secs) if secs else math.nan,
-                params=dict(run.data.params),
-                best_f1=float(metrics.get("best_val_f1", math.nan)),
-                best_accuracy=float(metrics.get("best_val_accuracy", math.nan)),
-                best_map3=float(metrics.get("best_val_map3", math.nan)),
-            )
-        )
-    return rows
 
 
 def family_summary(rows: list[TrialRow]) -> pd.DataFrame:
@@ -115,14 +72,8 @@ def family_summary(rows: list[TrialRow]) -> pd.DataFrame:
 
 
 def best_trials(rows: list[TrialRow]) -> dict[str, TrialRow]:
-    """Each family's completed trial with the highest best val_mAUC."""
-    best: dict[str, TrialRow] = {}
-    for r in rows:
-        if r.status != "FINISHED" or math.isnan(r.best_mAUC):
-            continue
-        if r.family not in best or r.best_mAUC > best[r.family].best_mAUC:
-            best[r.family] = r
-    return best
+    """Each family's completed trial with the highest best val_mAUC (``Trials.best`` of a search)."""
+    return {f: rs[0] for f, rs in rank_by_family(rows).items()}
 
 
 def to_markdown(frame: pd.DataFrame) -> str:

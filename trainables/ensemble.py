@@ -1,0 +1,153 @@
+"""Ensembles of several models' probabilities: the weighted mean, the weighted geometric mean, and
+greedy forward selection of the members' weights.
+
+One implementation of each:
+
+* :func:`combine_scores`: ``mean`` (the weighted arithmetic mean) or ``geomean`` (the weighted
+  geometric mean ``exp(sum_i w_i log p_i)``, unnormalized: a tagger's scores are per-class
+  probabilities, not a distribution), weights normalized to sum 1.  What ``tagtune finalize`` and
+  the registered ensemble models use.
+* :func:`geometric_mean_ensemble`: seed 003's ensemble, the same weighted geometric mean with each
+  row divided by its sum (its l1 norm), so it is a probability distribution per clip and is scored
+  like one model's softmax output (:func:`single_label_metrics`); rescaling all weights by one
+  factor changes no ranking, so accuracy and MAP@3 would be the same with unnormalized weights.
+* :func:`greedy_weights`: Caruana et al. (2004) forward selection with replacement on validation
+  mAP; :func:`ensemble_weights`: weights from the members' search scores, where there is no
+  validation split to select on.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from tagtune.trainables.errors import InputError
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+ENSEMBLE_METHODS = ("mean", "geomean")
+EPS = 1e-7
+MIN_WEIGHT = 0.01
+
+
+def _stack(scores: Sequence[Any]) -> np.ndarray:
+    """Members' probability matrices as one float64 array ``[E, N, C]``."""
+    if not scores:
+        raise InputError("an ensemble needs at least one member")
+    arrays = []
+    for s in scores:
+        if hasattr(s, "detach"):  # a torch tensor, wherever it lives
+            s = s.detach().to("cpu").double().numpy()
+        arrays.append(np.asarray(s, dtype=np.float64))
+    stack = np.stack(arrays)
+    if stack.ndim != 3:
+        raise InputError(f"ensemble members must be [N, C] probability matrices, got shape {stack.shape[1:]}")
+    return stack
+
+
+def normalized_weights(n: int, weights: Sequence[float] | None) -> np.ndarray:
+    """``weights`` (default: equal) as float64 summing to 1; InputError unless ``n`` non-negative
+    numbers with a positive sum."""
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or not np.all(w >= 0) or w.sum() <= 0:
+        raise InputError(f"ensemble weights must be {n} non-negative numbers with a positive sum, got {w.tolist()}")
+    return w / w.sum()
+
+
+def weighted_geomean(scores: Sequence[Any], weights: Sequence[float] | None = None, *,
+                     normalize: bool = False) -> np.ndarray:
+    """The weighted geometric mean ``exp(sum_i w_i log p_i)`` of probability matrices ``[N, C]``
+    (float64; probabilities clipped to ``[EPS, 1]``), each row divided by its sum with
+    ``normalize`` (computed after subtracting the row's max, so it never underflows)."""
+    stack = _stack(scores)
+    w = normalized_weights(len(stack), weights)
+    log_mean = np.tensordot(w, np.log(np.clip(stack, EPS, 1.0)), axes=1)
+    if not normalize:
+        return np.exp(log_mean)
+    p = np.exp(log_mean - log_mean.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def combine_scores(
+    scores: Sequence[np.ndarray], weights: Sequence[float] | None = None, method: str = "mean"
+) -> np.ndarray:
+    """Ensemble probabilities ``[N, C]`` (float32): the (weighted) arithmetic mean, or the weighted
+    geometric mean ``exp(sum_i w_i log p_i)`` (seed 003), with weights normalized to sum 1."""
+    if method not in ENSEMBLE_METHODS:
+        raise InputError(f"unknown ensemble method {method!r}; choose from: {', '.join(ENSEMBLE_METHODS)}")
+    if method == "geomean":
+        return weighted_geomean(scores, weights).astype(np.float32)
+    stack = _stack(scores)
+    w = normalized_weights(len(stack), weights)
+    return np.tensordot(w, stack, axes=1).astype(np.float32)
+
+
+def geometric_mean_ensemble(outputs: Sequence[Any], weights: Sequence[float] | None = None) -> Tensor:
+    """Weighted geometric mean of probability matrices ``[N, C]`` (float64), rows summing to 1."""
+    import torch
+
+    return torch.from_numpy(weighted_geomean(outputs, weights, normalize=True))
+
+
+def single_label_metrics(scores: Any, y: Any) -> dict[str, float]:
+    """accuracy, MAP@3, and one-vs-rest mAP / mAUC / d-prime of scores ``[N, C]`` for one-hot
+    (or multi-hot: the first label counts for accuracy and MAP@3) labels ``y [N, C]``."""
+    import torch
+
+    from tagtune.trainables.metrics import accuracy, map_at_k, tagging_metrics
+
+    scores = torch.as_tensor(scores)
+    y = torch.as_tensor(y).bool()
+    labels = y.to(torch.int8).argmax(dim=1)
+    out = tagging_metrics(scores, y)
+    out["accuracy"] = accuracy(scores, labels)
+    out["map3"] = map_at_k(scores, labels, 3)
+    return out
+
+
+def score_ensemble(outputs: Sequence[Any], y: Any, weights: Sequence[float] | None = None) -> dict[str, float]:
+    """:func:`geometric_mean_ensemble` of ``outputs`` scored against ``y`` like one model."""
+    import torch
+
+    return single_label_metrics(geometric_mean_ensemble(outputs, weights), torch.as_tensor(np.asarray(y)))
+
+
+def ensemble_weights(val_mauc: list[float]) -> list[float]:
+    """Weights of ensemble members from their search mAUC: ``max(mAUC - 0.5, 0.01)``, normalized
+    (NaN counts as chance, 0.5)."""
+    raw = [max((v if math.isfinite(v) else 0.5) - 0.5, MIN_WEIGHT) for v in val_mauc]
+    total = sum(raw)
+    return [w / total for w in raw]
+
+
+def greedy_weights(
+    val_scores: list[np.ndarray], y_val: np.ndarray, method: str, rounds: int | None = None
+) -> tuple[list[float], float]:
+    """Ensemble weights chosen on validation: Caruana et al. (2004) forward selection with
+    replacement.  Each round adds the member whose extra vote most raises the ensemble's
+    validation mAP; it stops when no member raises it (or after ``rounds``, default
+    ``2 x members``).  Returns the normalized vote counts (a weak member may get 0) and the
+    validation mAP they reach."""
+    import torch
+
+    from tagtune.trainables.metrics import tagging_metrics
+
+    targets = torch.from_numpy(np.asarray(y_val, dtype=bool))
+    counts = np.zeros(len(val_scores))
+    best = -math.inf
+    for _ in range(rounds or 2 * len(val_scores)):
+        trials = []
+        for i in range(len(val_scores)):
+            votes = counts.copy()
+            votes[i] += 1
+            mixed = combine_scores(val_scores, votes, method)
+            trials.append(tagging_metrics(torch.from_numpy(mixed), targets)["mAP"])
+        i = int(np.nanargmax(trials))
+        if not trials[i] > best:
+            break
+        counts[i] += 1
+        best = trials[i]
+    return list(counts / counts.sum()), best
