@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from tagtune.trainables.errors import InputError
+
+if TYPE_CHECKING:
+    from tagtune.search import SearchOutcome, SearchSpec
+
+__all__ = ["build_parser", "main", "run", "search_spec_from_args"]
 
 EPILOG = """\
 examples:
@@ -72,8 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GPUs per trial; fractions share a GPU, e.g. 0.25 = 4 trials per GPU")
     p.add_argument("--max-concurrent", type=int, default=None, help="at most this many trials at once")
     p.add_argument("--address", default=None, help="join a running Ray cluster at HOST:PORT (default: local Ray)")
-    p.add_argument("--storage-path", default="tagtune-runs", help="where Ray keeps trial state (default: ./tagtune-runs)")
-    p.add_argument("--spaces", default=None, help="folder of search-space YAML files (default: the packaged ones)")
+    p.add_argument("--storage-path", default="tagtune-runs",
+                   help="where Ray keeps trial state (default: ./tagtune-runs)")
+    p.add_argument("--spaces", dest="spaces_dir", metavar="DIR", default=None,
+                   help="folder of search-space YAML files (default: the packaged ones)")
     p.add_argument("--max-failures", type=int, default=1,
                    help="retries of a trial whose worker crashed or was killed (default: 1; a "
                         "trial whose loss went NaN is failed at once, not retried)")
@@ -166,8 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _finish(outcome: object, experiment: str) -> None:
+def _finish(outcome: SearchOutcome, experiment: str) -> None:
     from tagtune.commands import report
+    from tagtune.tracking import ui_command
 
     markdown, _ = report(experiment, outcome.tracking_uri, outcome.parent_run_id)
     print(markdown)
@@ -175,23 +185,24 @@ def _finish(outcome: object, experiment: str) -> None:
           f"{outcome.wall_seconds:.0f} s; browse it with:\n  {ui_command(outcome.tracking_uri)}")
 
 
+def search_spec_from_args(args: argparse.Namespace) -> SearchSpec:
+    """The search spec of ``tagtune search``'s flags: each spec field from the flag of the same
+    name (``--spaces`` is ``spaces_dir``), ``--families`` parsed against ``--train``."""
+    from tagtune.search import SearchSpec, parse_families
+
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchSpec)
+              if f.init and hasattr(args, f.name)}
+    values["families"] = parse_families(args.families, args.train)
+    return SearchSpec(**values)
+
+
 def _cmd_search(args: argparse.Namespace) -> None:
-    from tagtune.search import SearchSpec, parse_families, resume_search, run_search
+    from tagtune.search import resume_search, run_search
 
     if args.resume:
         _finish(resume_search(args.experiment, args.tracking_uri, address=args.address), args.experiment)
         return
-
-    spec = SearchSpec(
-        train=args.train, families=parse_families(args.families, args.train),
-        trials_per_family=args.trials_per_family, max_epochs=args.max_epochs,
-        experiment=args.experiment, tracking_uri=args.tracking_uri, seed=args.seed,
-        val_fraction=args.val_fraction, cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
-        address=args.address, storage_path=args.storage_path, spaces_dir=args.spaces,
-        max_failures=args.max_failures, defaults_first=args.defaults_first,
-    )
-    _finish(run_search(spec), args.experiment)
+    _finish(run_search(search_spec_from_args(args)), args.experiment)
 
 
 def _cmd_finalize(args: argparse.Namespace) -> None:
@@ -210,11 +221,6 @@ def _cmd_finalize(args: argparse.Namespace) -> None:
         print(f"  {row['name']:<18} {row['model_uri'] or row['run_id']}")
     if args.html:
         print(f"\ndashboard: {os.path.abspath(args.html)} (also logged on the search run)")
-
-
-def ui_command(uri: str) -> str:
-    """The command that opens the MLflow UI on ``uri`` (bound to 127.0.0.1)."""
-    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
 
 
 def _cmd_families(_: argparse.Namespace) -> None:

@@ -8,13 +8,18 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from mlflow.entities import Metric, Param
-
 from tagtune.trainables.errors import InputError
-from tagtune.tracking import find_experiment, latest_search_run, open_store
-from tagtune.tracking._store import TAG_FAMILY, TAG_KIND, get_or_create_experiment
+from tagtune.tracking import (
+    RunKind,
+    Tag,
+    find_experiment,
+    get_or_create_experiment,
+    latest_search_run,
+    open_run,
+    open_store,
+)
 from tagtune.tracking.export import read_config, write_configs
-from tagtune.tracking.summary import best_trials, family_summary, to_markdown, trial_rows
+from tagtune.tracking.trials import recorded_spaces_dir, search_trials
 
 
 def report(
@@ -34,10 +39,10 @@ def report(
     client, uri = open_store(tracking_uri)
     exp = find_experiment(client, uri, experiment)
     parent = latest_search_run(client, exp, run_id)
-    rows = trial_rows(client, exp.experiment_id, parent.info.run_id)
-    if not rows:
+    trials = search_trials(client, exp.experiment_id, parent.info.run_id, recorded_spaces_dir(parent))
+    if not len(trials):
         raise InputError(f"search run {parent.info.run_id} of {experiment!r} has no trials yet")
-    data = collect(client, exp, parent, per_class=html is not None)
+    data = collect(client, exp, parent, per_class=html is not None, trials=trials)
     table = data.summary
     markdown = report_markdown(data)
     if log:
@@ -60,7 +65,7 @@ def export(experiment: str, tracking_uri: str | None, out_dir: str, run_id: str 
     client, uri = open_store(tracking_uri)
     exp = find_experiment(client, uri, experiment)
     parent = latest_search_run(client, exp, run_id)
-    best = best_trials(trial_rows(client, exp.experiment_id, parent.info.run_id))
+    best = search_trials(client, exp.experiment_id, parent.info.run_id).best()
     if not best:
         raise InputError(f"experiment {experiment!r} has no completed trial to export")
     return write_configs(best, experiment, out_dir)
@@ -92,28 +97,22 @@ def train(
     client, uri = open_store(tracking_uri)
     data = prepare_data(SearchSpec(train=train_path, families=[full["family"]], val_fraction=val_fraction, seed=seed))
     exp = get_or_create_experiment(client, uri, experiment)
-    run = client.create_run(
-        exp.experiment_id,
+    with open_run(
+        client, exp.experiment_id, kind=RunKind.TRAIN,
         run_name=f"train-{full['family']}-{time.strftime('%Y%m%d-%H%M%S')}",
-        tags={TAG_FAMILY: full["family"], TAG_KIND: "train", "tagtune.config_file": os.path.abspath(config_path)},
-    )
-    rid = run.info.run_id
-    client.log_batch(rid, params=[Param(k, str(v)) for k, v in sorted(full.items())])
+        tags={Tag.FAMILY: full["family"], Tag.CONFIG_FILE: os.path.abspath(config_path)},
+        params=dict(sorted(full.items())),
+    ) as run:
+        rid = run.run_id
 
-    def on_epoch(metrics: dict[str, float], improved: bool, model: Any) -> None:
-        now = int(time.time() * 1000)
-        step = int(metrics["epoch"])
-        client.log_batch(rid, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items() if k != "epoch"])
-        echo(f"epoch {step}/{max_epochs}: val_mAUC {metrics['val_mAUC']:.4f} val_mAP {metrics['val_mAP']:.4f} "
-             f"({metrics['epoch_seconds']:.1f} s)")
+        def on_epoch(metrics: dict[str, float], improved: bool, model: Any) -> None:
+            step = int(metrics["epoch"])
+            run.log(metrics={k: v for k, v in metrics.items() if k != "epoch"}, step=step)
+            echo(f"epoch {step}/{max_epochs}: val_mAUC {metrics['val_mAUC']:.4f} val_mAP {metrics['val_mAP']:.4f} "
+                 f"({metrics['epoch_seconds']:.1f} s)")
 
-    status = "FAILED"
-    try:
         result = fit(full, data, max_epochs=max_epochs, on_epoch=on_epoch)
         with tempfile.TemporaryDirectory() as tmp:
             save_model(tmp, result.best_state, model_meta(full, data, result.best))
             client.log_artifacts(rid, tmp, "checkpoint")
-        status = "FINISHED"
-    finally:
-        client.set_terminated(rid, status)
     return rid, result.best

@@ -11,9 +11,9 @@ DEMO_FAMILIES = ["fc1", "fc2", "lstm", "gcnn"]
 
 def demo(folder: str, tracking_uri: str | None, trials_per_family: int, max_epochs: int) -> None:
     """Generate data (once), search the four seed-000 families, report, export, say how to browse."""
-    from tagtune.cli import ui_command
     from tagtune.commands import export, report
     from tagtune.search import SearchSpec, run_search
+    from tagtune.tracking import ui_command
     from tagtune.trainables.data import synthesize
 
     def say(line: str) -> None:

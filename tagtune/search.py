@@ -12,66 +12,41 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
-from tagtune.search_spaces import SearchSpace, load_space
-from tagtune.trainables.data import load_dataset, split_indices
+from tagtune import tracking
+from tagtune.search_spaces import load_space
+from tagtune.trainables.data import DataSource, open_source
 from tagtune.trainables.errors import InputError
 from tagtune.trainables.loop import TrialData
 from tagtune.trainables.models import list_families
-from tagtune.tracking import find_experiment, latest_search_run, open_store
-from tagtune.tracking._store import TAG_KIND, get_or_create_experiment
+from tagtune.tracking import (
+    Metrics,
+    RunKind,
+    Tag,
+    find_experiment,
+    get_or_create_experiment,
+    latest_search_run,
+    open_run,
+    open_store,
+    reopen_run,
+)
 
-SEARCH_METRIC = "best_val_mAUC"
-TAG_RAY_PATH = "tagtune.ray_path"
-TAG_OPTUNA = "tagtune.optuna_storage"
+SEARCH_METRIC = Metrics.SEARCH
+TAG_RAY_PATH = Tag.RAY_PATH  # old names, kept for callers
+TAG_OPTUNA = Tag.OPTUNA_STORAGE
 _REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "abfs://", "abfss://", "hdfs://", "az://")
 
 
-@dataclass
-class SearchSpec:
-    """Everything a search needs, validated by :meth:`check` before anything starts."""
-
-    train: str
-    families: list[str]
-    trials_per_family: int = 4
-    max_epochs: int = 10
-    experiment: str = "tagtune"
-    tracking_uri: str | None = None
-    seed: int = 0
-    val_fraction: float = 0.2
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent: int | None = None
-    address: str | None = None
-    storage_path: str = "tagtune-runs"
-    spaces_dir: str | None = None
-    max_failures: int = 1
-    defaults_first: bool = True
-    spaces: dict[str, SearchSpace] = field(default_factory=dict)
+class SearchSpec(tracking.SearchSpec):
+    """:class:`tagtune.tracking.SearchSpec` plus the checks that need the data, the spaces and
+    the disk, run by :meth:`check` before anything starts."""
 
     def check(self) -> None:
         """Validate flags and load every family's space, so mistakes surface before Ray starts."""
-        if self.trials_per_family < 1:
-            raise InputError(f"--trials-per-family must be at least 1, got {self.trials_per_family}")
-        if self.max_epochs < 1:
-            raise InputError(f"--max-epochs must be at least 1, got {self.max_epochs}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise InputError(f"--val-fraction must be between 0 and 1, got {self.val_fraction}")
-        if self.cpus_per_trial <= 0:
-            raise InputError(f"--cpus-per-trial must be positive, got {self.cpus_per_trial}")
-        if self.gpus_per_trial < 0:
-            raise InputError(f"--gpus-per-trial must be 0 or more, got {self.gpus_per_trial}")
-        if self.max_concurrent is not None and self.max_concurrent < 1:
-            raise InputError(f"--max-concurrent must be at least 1, got {self.max_concurrent}")
-        if self.max_failures < 0:
-            raise InputError(f"--max-failures must be 0 or more, got {self.max_failures}")
-        if not self.families:
-            raise InputError("--families is empty; name at least one family or `all`")
+        self.validate()
         self.spaces = {f: load_space(f, self.spaces_dir) for f in self.families}
         if not Path(self.train).exists():
             raise InputError(
@@ -84,50 +59,33 @@ class SearchSpec:
             if not os.access(probe, os.W_OK):
                 raise InputError(f"--storage-path {folder} is not writable; pick a writable folder")
 
-    @property
-    def total_trials(self) -> int:
-        return self.trials_per_family * len(self.families)
-
-    def as_params(self) -> dict[str, Any]:
-        """What the parent run records, enough for ``resume_search`` to rebuild the spec."""
-        return {
-            "train": os.path.abspath(self.train),
-            "families": ",".join(self.families),
-            "trials_per_family": self.trials_per_family,
-            "max_epochs": self.max_epochs,
-            "seed": self.seed,
-            "val_fraction": self.val_fraction,
-            "cpus_per_trial": self.cpus_per_trial,
-            "gpus_per_trial": self.gpus_per_trial,
-            "max_concurrent": self.max_concurrent or "",
-            "max_failures": self.max_failures,
-            "defaults_first": self.defaults_first,
-            "spaces_dir": os.path.abspath(self.spaces_dir) if self.spaces_dir else "",
-        }
-
 
 def is_remote_storage(path: str) -> bool:
     """An object-store URI (s3://, gs://, ...) rather than a local or mounted folder."""
     return path.startswith(_REMOTE_SCHEMES)
 
 
-def data_inputs(train: str) -> str | None:
-    """``audio`` for a folder of audio files with a CSV, ``embeddings`` for AudioSet-like data,
-    None when the path cannot be told (``SearchSpec.check`` then names the problem)."""
-    from tagtune.trainables.data._dataset import sniff_format
-
+def data_inputs(train: str | os.PathLike | DataSource) -> str | None:
+    """``audio`` for a folder of audio files with a CSV, ``embeddings`` for AudioSet-like data
+    (the kind of an opened source, or of the path, opened here), None when the path cannot be
+    told (``SearchSpec.check`` then names the problem)."""
+    if isinstance(train, DataSource):
+        return train.kind
     try:
-        return "audio" if sniff_format(train) == "audio" else "embeddings"
+        return open_source(train).kind
     except InputError:
         return None
 
 
-def parse_families(text: str, train: str | None = None) -> list[str]:
+def parse_families(text: str, train: str | os.PathLike | DataSource | None = None) -> list[str]:
     """``fc1,fc2`` or ``all`` -> family names; ``all`` means every family for ``train``'s kind of
-    data, and a named family built for the other kind is refused (unknown names raise too)."""
+    data (an opened :class:`DataSource`, or a path), and a named family built for the other kind
+    is refused (unknown names raise too)."""
     from tagtune.trainables.models import get_family
 
     inputs = data_inputs(train) if train else None
+    if isinstance(train, DataSource):
+        train = train.path
     if text.strip() == "all":
         names = list_families(inputs)
     else:
@@ -145,26 +103,18 @@ def parse_families(text: str, train: str | None = None) -> list[str]:
     return seen
 
 
-def prepare_data(spec: SearchSpec) -> TrialData:
+def prepare_data(spec: SearchSpec, source: DataSource | None = None) -> TrialData:
     """Read (or load from the cache) the training data and carve the seeded validation split.
 
-    Audio (a CSV of audio files, or a folder holding one): the clips are decoded once per sample
-    rate the families' spaces can sample (cached; other rates on first use), clips the CSV marks
-    ``test`` are held out, and validation uses the CSV's own split or folds where it has them.
+    ``source``: ``spec.train`` already opened (:func:`tagtune.trainables.data.open_source`), so
+    its format is not sniffed again; opened here when ``None``.  Audio (a CSV of audio files, or
+    a folder holding one): the clips are decoded once per sample rate the families' spaces can
+    sample (cached; other rates on first use), clips the CSV marks ``test`` are held out, and
+    validation uses the CSV's own split or folds where it has them.
     """
-    from tagtune.trainables.data._dataset import sniff_format
-
-    if sniff_format(spec.train) == "audio":
-        from tagtune.trainables.audio import audio_trial_data, load_audio_dataset
-
-        ds = load_audio_dataset(spec.train, sample_rates=_audio_rates(spec))
-        return audio_trial_data(ds, val_fraction=spec.val_fraction, seed=spec.seed)
-    ds = load_dataset(spec.train)
-    train_idx, val_idx = split_indices(ds.n_clips, spec.val_fraction, spec.seed)
-    return TrialData(
-        x=np.asarray(ds.x), y=np.asarray(ds.y), train_idx=train_idx, val_idx=val_idx,
-        class_names=tuple(ds.class_names),
-    )
+    source = source if source is not None else open_source(spec.train)
+    rates = _audio_rates(spec) if source.kind == "audio" else []
+    return source.trial_data(val_fraction=spec.val_fraction, seed=spec.seed, sample_rates=rates)
 
 
 def _audio_rates(spec: SearchSpec) -> list[int]:
@@ -294,12 +244,12 @@ def _trainable(spec: SearchSpec, data: TrialData) -> Any:
 
 
 def _describe(data: TrialData, seconds: float) -> str:
+    """The line a search prints once its data are read."""
     n_frames, n_features, n_classes = data.shape
-    if data.audio is not None:
-        held_out = data.audio.n_clips - len(data.train_idx) - len(data.val_idx)
+    if data.kind == "audio":
         return (
             f"data: {len(data.train_idx)} train / {len(data.val_idx)} validation audio clips "
-            f"({held_out} held out), {n_classes} classes, "
+            f"({data.n_held_out} held out), {n_classes} classes, "
             f"{'single' if data.single_label else 'multi'}-label ({seconds:.1f} s)"
         )
     return (
@@ -311,7 +261,6 @@ def _describe(data: TrialData, seconds: float) -> str:
 def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> SearchOutcome:
     """Run the whole search; returns where it was logged.  Raises InputError on bad input."""
     import optuna
-    from mlflow.entities import Param
     from ray import tune
 
     from tagtune.searcher import FamilySearcher
@@ -343,23 +292,20 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> S
     if spec.address:
         check_storage_for_cluster(spec.storage_path)
     exp = get_or_create_experiment(client, uri, spec.experiment)
-    parent = client.create_run(
-        exp.experiment_id,
-        run_name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",
-        tags={TAG_KIND: "search", "tagtune.families": ",".join(spec.families)},
-    )
-    parent_id = parent.info.run_id
-    params = {**spec.as_params(), "n_train": len(data.train_idx), "n_val": len(data.val_idx),
+    params = {**spec.to_params(), "n_train": len(data.train_idx), "n_val": len(data.val_idx),
               "n_classes": data.shape[2]}
-    client.log_batch(parent_id, params=[Param(k, str(v)) for k, v in params.items()])
-    status = "FAILED"
-    try:
+    with open_run(
+        client, exp.experiment_id, kind=RunKind.SEARCH,
+        run_name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",
+        tags={Tag.FAMILIES: ",".join(spec.families)}, params=params,
+    ) as parent:
+        parent_id = parent.run_id
         storage = spec.storage_path if is_remote_storage(spec.storage_path) else str(Path(spec.storage_path).resolve())
         run_name = f"{spec.experiment}-{parent_id[:8]}"
         ray_path = f"{storage.rstrip('/')}/{run_name}"
         optuna_url = _optuna_storage(spec.storage_path, run_name)
-        client.set_tag(parent_id, TAG_RAY_PATH, ray_path)
-        client.set_tag(parent_id, TAG_OPTUNA, optuna_url)
+        client.set_tag(parent_id, Tag.RAY_PATH, ray_path)
+        client.set_tag(parent_id, Tag.OPTUNA_STORAGE, optuna_url)
         searcher = FamilySearcher(
             spec.spaces, spec.trials_per_family, metric=SEARCH_METRIC, mode="max",
             seed=spec.seed, study_prefix=run_name,
@@ -393,27 +339,7 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> S
         )
         results = tuner.fit()
         say(f"Ray Tune state: {ray_path}")
-        status = "FINISHED"
-    finally:
-        client.set_terminated(parent_id, status)
     return SearchOutcome(exp.experiment_id, parent_id, uri, time.perf_counter() - t0, len(results.errors))
-
-
-def _spec_from_run(params: dict[str, str], experiment: str, uri: str, address: str | None) -> SearchSpec:
-    def opt_int(v: str) -> int | None:
-        return int(v) if v else None
-
-    return SearchSpec(
-        train=params["train"], families=params["families"].split(","),
-        trials_per_family=int(params["trials_per_family"]), max_epochs=int(params["max_epochs"]),
-        experiment=experiment, tracking_uri=uri, seed=int(params["seed"]),
-        val_fraction=float(params["val_fraction"]), cpus_per_trial=float(params["cpus_per_trial"]),
-        gpus_per_trial=float(params["gpus_per_trial"]),
-        max_concurrent=opt_int(params.get("max_concurrent", "")),
-        max_failures=int(params.get("max_failures", "1")), address=address,
-        defaults_first=params.get("defaults_first", "True") == "True",
-        spaces_dir=params.get("spaces_dir") or None,
-    )
 
 
 def resume_search(
@@ -432,7 +358,7 @@ def resume_search(
     exp = find_experiment(client, uri, experiment)
     parent = latest_search_run(client, exp, run_id)
     parent_id = parent.info.run_id
-    ray_path = parent.data.tags.get(TAG_RAY_PATH)
+    ray_path = parent.data.tags.get(Tag.RAY_PATH)
     if not ray_path:
         raise InputError(f"search run {parent_id} has no Ray state to resume from; start a new search")
     if not is_remote_storage(ray_path) and not (Path(ray_path) / "tuner.pkl").exists():
@@ -442,22 +368,17 @@ def resume_search(
         )
     if not tune.Tuner.can_restore(ray_path):
         raise InputError(f"Ray state at {ray_path} cannot be restored; start a new search")
-    spec = _spec_from_run(parent.data.params, experiment, uri, address)
+    spec = SearchSpec.from_params(parent.data.params, experiment=experiment, tracking_uri=uri, address=address)
     spec.check()
     t0 = time.perf_counter()
     data = prepare_data(spec)
     say(_describe(data, time.perf_counter() - t0))
     _init_ray(address)
-    client.update_run(parent_id, status="RUNNING")
-    say(f"resuming search run {parent_id} from {ray_path}")
-    status = "FAILED"
-    try:
+    with reopen_run(client, parent_id):
+        say(f"resuming search run {parent_id} from {ray_path}")
         tuner = tune.Tuner.restore(
             ray_path, trainable=_trainable(spec, data),
             resume_unfinished=True, resume_errored=False, restart_errored=False,
         )
         results = tuner.fit()
-        status = "FINISHED"
-    finally:
-        client.set_terminated(parent_id, status)
     return SearchOutcome(exp.experiment_id, parent_id, uri, time.perf_counter() - t0, len(results.errors))

@@ -10,12 +10,14 @@ until every family has had its budget.  Each family's first trial is its registe
 from __future__ import annotations
 
 import pickle
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from tagtune._ray_compat import optuna_study
 from tagtune.search_spaces import SearchSpace
 from tagtune.trainables.config import resolve_config
 from tagtune.trainables.trial import DIVERGED
@@ -41,7 +43,7 @@ class FamilySearcher(Searcher):
         study_prefix: str = "tagtune",
         storage: optuna.storages.BaseStorage | None = None,
         defaults_first: bool = True,
-    ):
+    ) -> None:
         super().__init__(metric=metric, mode=mode)
         self.trials_per_family = trials_per_family
         self.seed = seed
@@ -63,7 +65,7 @@ class FamilySearcher(Searcher):
                 # Ray's points_to_evaluate is ignored with a define-by-run space).  On resume
                 # the study already holds it and skip_if_exists keeps it single.
                 fixed = space.fixed_params(resolve_config({"family": family}))
-                self.searchers[family]._ot_study.enqueue_trial(fixed, skip_if_exists=True)
+                optuna_study(self.searchers[family]).enqueue_trial(fixed, skip_if_exists=True)
         self.assigned: dict[str, str] = {}  # trial_id -> family
         self.suggested = {family: 0 for family in self.families}
 
@@ -99,7 +101,7 @@ class FamilySearcher(Searcher):
 
     def studies(self) -> dict[str, optuna.Study]:
         """Each family's Optuna study (for importance plots and summaries)."""
-        return {f: s._ot_study for f, s in self.searchers.items()}
+        return {f: optuna_study(s) for f, s in self.searchers.items()}
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as fh:

@@ -1,9 +1,19 @@
-"""Shared fixtures: one shrunken real run (CPU, tiny data, outputs in tmp_path)."""
+"""Shared fixtures: one shrunken real search (tiny generated data, 1 CPU per trial, a local Ray
+with 2 CPUs, every output in tmp_path).
+
+A test that searches asks for ``ray_local`` and builds its spec with the ``search_spec``
+factory, overriding only the fields it is about::
+
+    def test_x(ray_local, search_spec):
+        outcome = run_search(search_spec(families=["fc1", "gcnn"], trials_per_family=2))
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -45,3 +55,56 @@ def workdir(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("TAGTUNE_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path
+
+
+RAY_OPTIONS: dict[str, Any] = {
+    "num_cpus": 2, "include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",
+}
+
+
+def start_local_ray() -> None:
+    """Start the tests' local Ray (2 CPUs, quiet) unless one is up."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(**RAY_OPTIONS)
+
+
+@pytest.fixture(scope="module")
+def _ray_for_module() -> Iterator[None]:
+    yield
+    import ray
+
+    ray.shutdown()
+
+
+@pytest.fixture
+def ray_local(_ray_for_module: None) -> None:
+    """A local Ray with 2 CPUs, started once per test module and shut down after it (started
+    again when a test stopped it, e.g. to give workers a fresh environment)."""
+    start_local_ray()
+
+
+@pytest.fixture(scope="session")
+def tiny_train(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated AudioSet-like training data (400 clips of 10 x 128, 12 classes), once per session."""
+    from tagtune.trainables.data import synthesize
+
+    return synthesize(tmp_path_factory.mktemp("tiny") / "synth", n_clips=400, n_classes=12, seed=1)
+
+
+@pytest.fixture
+def search_spec(workdir: Path, tiny_train: Path) -> Callable[..., Any]:
+    """A factory of real :class:`tagtune.search.SearchSpec` s shrunk to seconds: ``tiny_train``,
+    one ``fc1`` trial of 1 epoch on 1 CPU, the MLflow store (``mlflow.db``), Ray's state and the
+    data cache in tmp_path (``workdir``); keyword arguments override any field."""
+    from tagtune.search import SearchSpec
+
+    def make(**fields: Any) -> SearchSpec:
+        values: dict[str, Any] = {
+            "train": str(tiny_train), "families": ["fc1"], "trials_per_family": 1, "max_epochs": 1,
+            "cpus_per_trial": 1.0, "storage_path": str(workdir / "tagtune-runs"),
+        }
+        return SearchSpec(**{**values, **fields})
+
+    return make

@@ -11,40 +11,26 @@ from mlflow import MlflowClient
 
 from tagtune.commands import export, report, train
 from tagtune.search import SearchSpec, run_search
+from tagtune.tracking import Tag, parent_filter
+from tagtune.tracking import search_spec as recorded_spec
 from tagtune.trainables.config import resolve_config
 from tagtune.trainables.data import synthesize
-from tagtune.tracking._store import TAG_FAMILY, TAG_PARENT
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture
-def synth(workdir: Path) -> Path:
-    return synthesize(workdir / "synth", n_clips=400, n_classes=12, seed=1)
 
 
 def _children(client: MlflowClient, exp_id: str, parent_id: str):
-    return client.search_runs([exp_id], filter_string=f"tags.`{TAG_PARENT}` = '{parent_id}'")
+    return client.search_runs([exp_id], filter_string=parent_filter(parent_id))
 
 
 def _search_by_family(spec: SearchSpec):
     """Run the search; its outcome, an MLflow client and its trial runs by family (one each)."""
     outcome = run_search(spec, echo=lambda line: None)
     client = MlflowClient(outcome.tracking_uri)
-    runs = {r.data.tags[TAG_FAMILY]: r for r in _children(client, outcome.experiment_id, outcome.parent_run_id)}
+    runs = {r.data.tags[Tag.FAMILY]: r for r in _children(client, outcome.experiment_id, outcome.parent_run_id)}
     return outcome, client, runs
 
 
-def test_search_logs_every_trial_and_reports_per_family(ray_local, synth, workdir):
-    spec = SearchSpec(train=str(synth), families=["fc1", "gcnn"], trials_per_family=2,
-                      max_epochs=2, experiment="t", seed=3)
+def test_search_logs_every_trial_and_reports_per_family(ray_local, search_spec, tiny_train, workdir):
+    spec = search_spec(families=["fc1", "gcnn"], trials_per_family=2, max_epochs=2, experiment="t", seed=3)
     outcome = run_search(spec, echo=lambda line: None)
     assert outcome.tracking_uri == f"sqlite:///{workdir / 'mlflow.db'}"
     client = MlflowClient(outcome.tracking_uri)
@@ -83,14 +69,14 @@ def test_search_logs_every_trial_and_reports_per_family(ray_local, synth, workdi
     best_fc1 = table.set_index("family").loc["fc1", "max_mAUC"]
     assert math.isclose(doc["source"]["val_mAUC"], best_fc1, abs_tol=1e-6)
 
-    run_id, best = train(str(paths[0]), str(synth), max_epochs=1, experiment="retrain",
+    run_id, best = train(str(paths[0]), str(tiny_train), max_epochs=1, experiment="retrain",
                          tracking_uri=None, echo=lambda line: None)
     retrained = client.get_run(run_id)
     assert retrained.info.status == "FINISHED" and retrained.data.params["lr"] == str(doc["config"]["lr"])
     assert 0.0 <= best["val_mAUC"] <= 1.0
 
 
-def test_diverging_trial_is_isolated_and_counted(ray_local, synth, workdir):
+def test_diverging_trial_is_isolated_and_counted(ray_local, search_spec, workdir):
     spaces = workdir / "spaces"
     spaces.mkdir()
     (spaces / "common.yaml").write_text(
@@ -98,11 +84,12 @@ def test_diverging_trial_is_isolated_and_counted(ray_local, synth, workdir):
     )
     (spaces / "fc2.yaml").write_text("params:\n  lr: {choices: [1.0e+12]}\n")
     (spaces / "fc1.yaml").write_text("params:\n  lr: {value: 0.01}\n")
-    spec = SearchSpec(train=str(synth), families=["fc2", "fc1"], trials_per_family=1,
-                      max_epochs=2, experiment="nan", spaces_dir=str(spaces))
+    spec = search_spec(families=["fc2", "fc1"], max_epochs=2, experiment="nan", spaces_dir=str(spaces))
     outcome, client, runs = _search_by_family(spec)
+    # the search records its spaces (absolute), so the report reads the spaces it searched
+    assert recorded_spec(client.get_run(outcome.parent_run_id)).spaces_dir == str(spaces.resolve())
     assert runs["fc2"].info.status == "FAILED"
-    assert "loss became" in runs["fc2"].data.tags["tagtune.error"]
+    assert "loss became" in runs["fc2"].data.tags[Tag.ERROR]
     assert runs["fc1"].info.status == "FINISHED"
     _, table = report("nan", None)
     row = table.set_index("family").loc["fc2"]
@@ -110,7 +97,7 @@ def test_diverging_trial_is_isolated_and_counted(ray_local, synth, workdir):
 
 
 @pytest.mark.slow
-def test_two_node_cluster_places_trials_on_both_nodes(synth, workdir):
+def test_two_node_cluster_places_trials_on_both_nodes(search_spec, workdir):
     import ray
     from ray.cluster_utils import Cluster
 
@@ -123,13 +110,13 @@ def test_two_node_cluster_places_trials_on_both_nodes(synth, workdir):
         # trials long enough (seconds) that both nodes' workers are busy at once: with reused
         # actors, a trial shorter than a worker's start-up would all run on the first node
         data = synthesize(workdir / "big", n_clips=3000, n_classes=12, seed=1)
-        spec = SearchSpec(train=str(data), families=["fc2", "gcnn"], trials_per_family=3,
-                          max_epochs=6, experiment="two-nodes", address=cluster.address)
+        spec = search_spec(train=str(data), families=["fc2", "gcnn"], trials_per_family=3,
+                           max_epochs=6, experiment="two-nodes", address=cluster.address)
         outcome = run_search(spec, echo=lambda line: None)
         client = MlflowClient(outcome.tracking_uri)
         runs = _children(client, outcome.experiment_id, outcome.parent_run_id)
         assert len(runs) == 6 and all(r.info.status == "FINISHED" for r in runs)
-        nodes = {r.data.tags["tagtune.node_id"] for r in runs}
+        nodes = {r.data.tags[Tag.NODE_ID] for r in runs}
         assert nodes == {n["NodeID"] for n in ray.nodes() if n["Alive"]}
         assert len(nodes) == 2
     finally:
@@ -137,40 +124,38 @@ def test_two_node_cluster_places_trials_on_both_nodes(synth, workdir):
         cluster.shutdown()
 
 
-def test_binary_task_reports_f1(ray_local, synth, workdir):
+def test_binary_task_reports_f1(ray_local, search_spec, tiny_train, workdir):
     from tagtune.trainables.data import load_dataset
 
-    target = load_dataset(synth).class_names[0]
+    target = load_dataset(tiny_train).class_names[0]
     spaces = workdir / "spaces"
     spaces.mkdir()
     (spaces / "common.yaml").write_text(f"params:\n  target_class: {{value: '{target}'}}\n  lr: {{value: 0.01}}\n")
-    spec = SearchSpec(train=str(synth), families=["fc1"], trials_per_family=1, max_epochs=2,
-                      experiment="binary", spaces_dir=str(spaces))
+    spec = search_spec(max_epochs=2, experiment="binary", spaces_dir=str(spaces))
     run_search(spec, echo=lambda line: None)
     _, table = report("binary", None)
     assert "best_f1" in table.columns
     assert 0.0 < table.loc[0, "best_f1"] <= 1.0
 
 
-def test_raising_trial_is_failed_with_reason_and_search_goes_on(ray_local, synth, workdir):
+def test_raising_trial_is_failed_with_reason_and_search_goes_on(ray_local, search_spec, workdir):
     spaces = workdir / "spaces"
     spaces.mkdir()
     (spaces / "fc2.yaml").write_text("params:\n  init: {value: bogus}\n")  # raises inside the trial
-    spec = SearchSpec(train=str(synth), families=["fc2", "fc1"], trials_per_family=1, max_epochs=1,
-                      experiment="raise", spaces_dir=str(spaces), max_failures=0)
+    spec = search_spec(families=["fc2", "fc1"], experiment="raise", spaces_dir=str(spaces), max_failures=0)
     outcome, client, runs = _search_by_family(spec)
     assert runs["fc2"].info.status == "FAILED"
-    assert "unknown init 'bogus'" in runs["fc2"].data.tags["tagtune.error"]
+    assert "unknown init 'bogus'" in runs["fc2"].data.tags[Tag.ERROR]
     assert runs["fc1"].info.status == "FINISHED"
     import optuna
 
-    storage = client.get_run(outcome.parent_run_id).data.tags["tagtune.optuna_storage"]
+    storage = client.get_run(outcome.parent_run_id).data.tags[Tag.OPTUNA_STORAGE]
     states = {s.study_name.rsplit("/", 1)[1]: optuna.load_study(study_name=s.study_name, storage=storage).trials[0].state
               for s in optuna.get_all_study_summaries(storage)}
     assert states == {"fc2": optuna.trial.TrialState.FAIL, "fc1": optuna.trial.TrialState.COMPLETE}
 
 
-def test_killed_worker_gets_the_trial_retried(ray_local, synth, workdir, monkeypatch):
+def test_killed_worker_gets_the_trial_retried(ray_local, search_spec, workdir, monkeypatch):
     from tagtune.trainables.trial import FAULT_ENV
 
     marker = workdir / "killed-once"
@@ -178,25 +163,41 @@ def test_killed_worker_gets_the_trial_retried(ray_local, synth, workdir, monkeyp
     import ray
 
     ray.shutdown()  # workers inherit the environment from a fresh local Ray
-    spec = SearchSpec(train=str(synth), families=["fc1"], trials_per_family=1, max_epochs=2,
-                      experiment="killed", max_failures=1)
+    spec = search_spec(max_epochs=2, experiment="killed", max_failures=1)
     outcome = run_search(spec, echo=lambda line: None)
     ray.shutdown()
     assert marker.exists()  # the worker was killed once
     client = MlflowClient(outcome.tracking_uri)
     (run,) = _children(client, outcome.experiment_id, outcome.parent_run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.tags.get("tagtune.retries") == "1"
+    assert run.data.tags.get(Tag.RETRIES) == "1"
 
 
 def test_defaults_first_flag_reaches_the_spec_and_survives_resume():
-    from tagtune.cli import build_parser
-    from tagtune.search import _spec_from_run
+    from tagtune.cli import build_parser, search_spec_from_args
 
     args = build_parser().parse_args(["search", "--train", "x", "--no-defaults-first"])
     assert args.defaults_first is False
+    assert search_spec_from_args(args).defaults_first is False
     assert build_parser().parse_args(["search", "--train", "x"]).defaults_first is True
     for first in (True, False):
         spec = SearchSpec(train="x", families=["fc1"], defaults_first=first)
-        logged = {k: str(v) for k, v in spec.as_params().items()}  # as MLflow keeps them
-        assert _spec_from_run(logged, "e", "sqlite:///m.db", None).defaults_first is first
+        logged = {k: str(v) for k, v in spec.to_params().items()}  # as MLflow keeps them
+        resumed = SearchSpec.from_params(logged, experiment="e", tracking_uri="sqlite:///m.db")
+        assert resumed.defaults_first is first
+
+
+def test_ray_adapter_reaches_optuna_search_study():
+    """Fails with the adapter's message when a Ray upgrade moves OptunaSearch's private study."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from tagtune._ray_compat import RAY_VERSIONS_CHECKED, optuna_study
+
+    searcher = OptunaSearch(space=lambda trial: {"x": trial.suggest_float("x", 0.0, 1.0)},
+                            metric="m", mode="max", study_name="adapter", storage=None)
+    assert isinstance(optuna_study(searcher), optuna.Study), (
+        f"OptunaSearch no longer keeps its study in _ot_study (checked against Ray {RAY_VERSIONS_CHECKED})"
+    )
+    with pytest.raises(RuntimeError, match="_ray_compat"):
+        optuna_study(object())  # type: ignore[arg-type]

@@ -10,8 +10,9 @@ from tagtune.tracking._store import (
     latest_search_run,
     normalize_uri,
     open_store,
+    safe_name,
+    ui_command,
 )
-
 from tagtune.tracking.schema import (
     NOT_PARAM,
     PATH,
@@ -55,4 +56,6 @@ __all__ = [
     "latest_search_run",
     "normalize_uri",
     "open_store",
+    "safe_name",
+    "ui_command",
 ]

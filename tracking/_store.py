@@ -7,15 +7,17 @@ import re
 from pathlib import Path
 
 from mlflow import MlflowClient
-from mlflow.entities import Experiment
+from mlflow.entities import Experiment, Run
 
+from tagtune.tracking.schema import RunKind, Tag, kind_filter
 from tagtune.trainables.errors import InputError
 
 DEFAULT_DB = "mlflow.db"
-TAG_FAMILY = "tagtune.family"
-TAG_KIND = "tagtune.kind"
-TAG_TRIAL = "tagtune.trial_id"
-TAG_PARENT = "mlflow.parentRunId"
+# Old names of the schema's tag keys, kept for the modules that still import them.
+TAG_FAMILY = Tag.FAMILY
+TAG_KIND = Tag.KIND
+TAG_TRIAL = Tag.TRIAL_ID
+TAG_PARENT = Tag.PARENT
 
 
 def default_tracking_uri() -> str:
@@ -33,6 +35,11 @@ def normalize_uri(uri: str | None) -> str:
             f"--tracking-uri {uri!r} is not a URI; use e.g. sqlite:///mlflow.db or http://host:5000"
         )
     return uri
+
+
+def ui_command(uri: str) -> str:
+    """The command that opens the MLflow UI on ``uri`` (bound to 127.0.0.1)."""
+    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
 
 
 def _local_root(uri: str) -> Path | None:
@@ -63,8 +70,13 @@ def open_store(uri: str | None) -> tuple[MlflowClient, str]:
     return client, uri
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
+    """``name`` with every run of characters other than letters, digits, ``_.-`` made ``_``
+    (a folder or registry name)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "experiment"
+
+
+_safe = safe_name  # the old name, kept for its importers
 
 
 def get_or_create_experiment(client: MlflowClient, uri: str, name: str) -> Experiment:
@@ -73,7 +85,7 @@ def get_or_create_experiment(client: MlflowClient, uri: str, name: str) -> Exper
     if exp is not None:
         return exp
     root = _local_root(uri)
-    location = (root / "mlartifacts" / _safe(name)).as_uri() if root is not None else None
+    location = (root / "mlartifacts" / safe_name(name)).as_uri() if root is not None else None
     exp_id = client.create_experiment(name, artifact_location=location)
     return client.get_experiment(exp_id)
 
@@ -88,13 +100,13 @@ def find_experiment(client: MlflowClient, uri: str, name: str) -> Experiment:
     return exp
 
 
-def latest_search_run(client: MlflowClient, experiment: Experiment, run_id: str | None = None):
+def latest_search_run(client: MlflowClient, experiment: Experiment, run_id: str | None = None) -> Run:
     """The search's parent run: ``run_id`` if given, else the newest search run."""
     if run_id:
         return client.get_run(run_id)
     runs = client.search_runs(
         [experiment.experiment_id],
-        filter_string=f"tags.{TAG_KIND} = 'search'",
+        filter_string=kind_filter(RunKind.SEARCH),
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )

@@ -11,32 +11,19 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from ray import tune
 
+from tagtune.tracking.schema import Metrics, RunKind, Tag, parent_filter
 from tagtune.trainables.config import resolve_config
 from tagtune.trainables.trial import DIVERGED
-from tagtune.tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT, TAG_TRIAL
 
-LOGGED_METRICS = (
-    "train_loss",
-    "val_loss",
-    "val_mAUC",
-    "val_mAP",
-    "val_dprime",
-    "epoch_seconds",
-    "best_val_mAUC",
-    "best_val_mAP",
-    "val_f1",
-    "best_val_f1",
-    "val_accuracy",
-    "val_map3",
-    "best_val_accuracy",
-    "best_val_map3",
-)
+# What a trial's run records of each result (those the result has), in the schema's names.
+LOGGED_METRICS = tuple(dict.fromkeys(Metrics.EPOCH + Metrics.BEST + Metrics.TASK))
 _SECRET_WORDS = ("password", "secret", "token", "apikey", "api_key", "credential")
 
 
@@ -98,15 +85,15 @@ class MlflowTrialLogger(tune.Callback):
     def _children(self) -> list[Any]:
         return self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.{TAG_PARENT} = '{self.parent_run_id}'",
+            filter_string=parent_filter(self.parent_run_id),
             max_results=5000,
         )
 
     def _existing_runs(self) -> dict[str, str]:
         return {
-            r.data.tags[TAG_TRIAL]: r.info.run_id
+            r.data.tags[Tag.TRIAL_ID]: r.info.run_id
             for r in self._children()
-            if TAG_TRIAL in r.data.tags
+            if Tag.TRIAL_ID in r.data.tags
         }
 
     def _finished_runs(self) -> list[Any]:
@@ -121,10 +108,10 @@ class MlflowTrialLogger(tune.Callback):
             self.experiment_id,
             run_name=f"{family}-{trial.trial_id}",
             tags={
-                TAG_PARENT: self.parent_run_id,
-                TAG_FAMILY: family,
-                TAG_TRIAL: trial.trial_id,
-                TAG_KIND: "trial",
+                Tag.PARENT: self.parent_run_id,
+                Tag.FAMILY: family,
+                Tag.TRIAL_ID: trial.trial_id,
+                Tag.KIND: RunKind.TRIAL.value,
             },
         )
         run_id = run.info.run_id
@@ -155,8 +142,8 @@ class MlflowTrialLogger(tune.Callback):
         tags = []
         if trial.trial_id not in self.placed and result.get("node_id"):
             self.placed.add(trial.trial_id)
-            tags = [RunTag("tagtune.node_id", str(result["node_id"])),
-                    RunTag("tagtune.node_ip", str(result.get("node_ip", "")))]
+            tags = [RunTag(Tag.NODE_ID, str(result["node_id"])),
+                    RunTag(Tag.NODE_IP, str(result.get("node_ip", "")))]
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         if "val_mAUC" in result:
             self.echo(
@@ -202,22 +189,23 @@ class MlflowTrialLogger(tune.Callback):
         known = {t.trial_id for t in trials}
         for run in self._children():
             tags = run.data.tags
-            if run.info.status != "RUNNING" or tags.get(TAG_KIND) != "trial" or tags.get(TAG_TRIAL) in known:
+            if (run.info.status != "RUNNING" or tags.get(Tag.KIND) != RunKind.TRIAL
+                    or tags.get(Tag.TRIAL_ID) in known):
                 continue
             self.client.log_batch(run.info.run_id, tags=[
-                RunTag(TAG_KIND, "lost"),
-                RunTag("tagtune.error", "the search's driver was killed before Ray saved this trial; "
+                RunTag(Tag.KIND, RunKind.LOST.value),
+                RunTag(Tag.ERROR, "the search's driver was killed before Ray saved this trial; "
                                         "the resumed search ran a replacement trial"),
             ])
             self.client.set_terminated(run.info.run_id, "KILLED")
-            self.echo(f"    trial {tags.get(TAG_TRIAL)} was lost with the killed driver (its run is kept, "
+            self.echo(f"    trial {tags.get(Tag.TRIAL_ID)} was lost with the killed driver (its run is kept, "
                       "marked KILLED; a replacement trial ran)")
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """A trial's worker failed and FailureConfig retries it: the same run goes on."""
         run_id = self._run_for(trial)
         self.retries[trial.trial_id] = self.retries.get(trial.trial_id, 0) + 1
-        self.client.set_tag(run_id, "tagtune.retries", str(self.retries[trial.trial_id]))
+        self.client.set_tag(run_id, Tag.RETRIES, str(self.retries[trial.trial_id]))
         self.echo(f"    {trial.config.get('family')} {trial.trial_id} failed; retrying "
                   f"(retry {self.retries[trial.trial_id]})")
 
@@ -225,7 +213,7 @@ class MlflowTrialLogger(tune.Callback):
         """Record the trial's run as FAILED with the reason; the search goes on."""
         run_id = self._run_for(trial)
         self.client.log_batch(
-            run_id, tags=[RunTag("tagtune.error", reason), RunTag("tagtune.status", "failed")]
+            run_id, tags=[RunTag(Tag.ERROR, reason), RunTag(Tag.STATUS, "failed")]
         )
         self.client.set_terminated(run_id, "FAILED")
         self.done += 1

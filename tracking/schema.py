@@ -20,7 +20,7 @@ import types
 import typing
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, TypeVar, get_type_hints
+from typing import Any, Self, TypeVar, get_type_hints
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
@@ -28,8 +28,8 @@ from mlflow.entities import Metric, Param, RunTag
 from tagtune.trainables.errors import InputError
 
 
-class RunKind(str, enum.Enum):
-    """The ``tagtune.kind`` tag of a run."""
+class RunKind(enum.StrEnum):
+    """The ``tagtune.kind`` tag of a run (``str(kind)`` is the tag value)."""
 
     SEARCH = "search"
     TRIAL = "trial"
@@ -37,9 +37,6 @@ class RunKind(str, enum.Enum):
     FINAL = "final"
     ENSEMBLE = "ensemble"
     TRAIN = "train"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class Tag:
@@ -251,9 +248,6 @@ def _absolute(value: str | None) -> str | None:
     return os.path.abspath(value)
 
 
-S = TypeVar("S", bound="SearchSpec")
-
-
 @dataclasses.dataclass
 class SearchSpec:
     """Everything a search needs; its params are what the search's parent run records.
@@ -317,7 +311,7 @@ class SearchSpec:
         return params
 
     @classmethod
-    def from_params(cls: type[S], params: Mapping[str, str], **overrides: Any) -> S:
+    def from_params(cls, params: Mapping[str, str], **overrides: Any) -> Self:
         """The spec a parent run's params describe (params an older run lacks keep their
         defaults); ``overrides`` set the fields that are not params (``experiment``, ...)."""
         return from_params(cls, params, **overrides)
