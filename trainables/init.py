@@ -7,7 +7,6 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.heads import output_layers
 
 _WEIGHT_INITS: dict[str, Callable[[Tensor], object]] = {
@@ -23,13 +22,15 @@ OUTPUT_BIAS = ("prior", "default")
 def apply_init(model: nn.Module, name: str) -> nn.Module:
     """Re-initialize every weight matrix/kernel of ``model`` with ``name``; biases to zero.
 
-    ``default`` keeps PyTorch's own initialization.  Normalization layers are left alone.
+    ``default`` keeps PyTorch's own initialization.  Normalization layers are left alone.  A
+    config's ``init`` is checked once, by :class:`tagtune.trainables.config.TrainConfig`; another
+    name here is a programming error (``ValueError``).
     """
     if name == "default":
         return model
-    if name not in _WEIGHT_INITS:
-        raise InputError(f"unknown init {name!r}; choose from: {', '.join(INITS)}")
-    init = _WEIGHT_INITS[name]
+    init = _WEIGHT_INITS.get(name)
+    if init is None:
+        raise ValueError(f"apply_init: unknown init {name!r}; one of: {', '.join(INITS)}")
     for module in model.modules():
         if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)):
             continue
