@@ -22,7 +22,8 @@ import yaml
 from _common import SHARED, machine, print_table
 from tagtune.trainables.audio import audio_trial_data, load_audio_dataset, score_ensemble
 from tagtune.trainables.audio.batches import AudioBatches
-from tagtune.trainables.loop import build_model, fit, logit_metrics, model_task, task_labels
+from tagtune.trainables.loop import build_model, fit, model_task, task_labels
+from tagtune.trainables.metrics import task_metrics
 from tagtune.trainables.config import resolve_config
 
 FSDD = SHARED / "fsdd"
@@ -46,7 +47,7 @@ def train_and_score(config: dict, ds, args: argparse.Namespace) -> tuple[dict[st
     batches = AudioBatches(cfg, data, task_labels(cfg, data), torch.device("cpu"))
     idx = torch.from_numpy(test_idx)
     logits = batches.predict_logits(model, idx)
-    metrics = logit_metrics(logits, batches.y[idx].bool(), task)
+    metrics = task_metrics(logits, batches.y[idx].bool(), task)
     metrics["best_epoch"] = result.best["epoch"]
     metrics["val_accuracy"] = result.best["val_accuracy"]
     return metrics, logits.softmax(dim=1), time.perf_counter() - wall, time.process_time() - cpu

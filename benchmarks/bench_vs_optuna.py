@@ -24,8 +24,8 @@ from mlflow import MlflowClient
 from _common import BAL_TRAIN, machine, print_table
 from tagtune.search_spaces import load_space
 from tagtune.search import SearchSpec, prepare_data, run_search
+from tagtune.tracking import parent_filter
 from tagtune.trainables.loop import fit
-from tagtune.tracking._store import TAG_PARENT
 
 
 def _typed(value: str):
@@ -53,7 +53,7 @@ def main() -> None:
         tagtune_wall = time.perf_counter() - t
         client = MlflowClient(outcome.tracking_uri)
         runs = client.search_runs([outcome.experiment_id],
-                                  filter_string=f"tags.`{TAG_PARENT}` = '{outcome.parent_run_id}'",
+                                  filter_string=parent_filter(outcome.parent_run_id),
                                   order_by=["attributes.start_time ASC"])
         train_seconds = sum(m.value for r in runs
                             for m in client.get_metric_history(r.info.run_id, "epoch_seconds"))

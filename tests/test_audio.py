@@ -29,7 +29,8 @@ from tagtune.trainables.audio import (
 from tagtune.trainables.audio.batches import crop_or_pad, gather_windows, scale_mixup, window_starts
 from tagtune.trainables.audio.frontends import LogMel, Waveform, strides_for
 from tagtune.trainables.errors import InputError
-from tagtune.trainables.loop import _batch_loss, build_model, fit, logit_metrics
+from tagtune.trainables.loop import _batch_loss, build_model, fit
+from tagtune.trainables.metrics import task_metrics
 
 from conftest import SHARED_DATA, require_shared
 
@@ -146,8 +147,7 @@ def test_fsdd_style_holds_out_the_official_test_split(fsdd_like, cache):
 
 
 def test_sniffing_and_load_dataset_points_to_the_audio_path(fsdd_like):
-    from tagtune.trainables.data import load_dataset
-    from tagtune.trainables.data._dataset import sniff_format
+    from tagtune.trainables.data import load_dataset, sniff_format
 
     assert sniff_format(fsdd_like) == "audio"
     assert sniff_format(fsdd_like / "fsdd_meta.csv") == "audio"
@@ -293,7 +293,7 @@ def test_map3_and_accuracy_on_a_hand_worked_example():
     assert math.isclose(m["map3"], (1 + 1 / 2 + 1 / 3 + 0) / 4)
     assert m["accuracy"] == 0.25
     logits = scores.log()
-    via_loop = logit_metrics(logits, y, "singlelabel")
+    via_loop = task_metrics(logits, y, "singlelabel")
     assert math.isclose(via_loop["map3"], m["map3"]) and via_loop["accuracy"] == 0.25
     assert math.isclose(via_loop["loss"], float(torch.nn.functional.cross_entropy(logits, y.int().argmax(1))))
 

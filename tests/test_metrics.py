@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
-import trainables.metrics as metrics_module
+import tagtune.trainables.metrics as metrics_module
 from tagtune.trainables.metrics import (
     _ap_auc_from_scores,
     accuracy,

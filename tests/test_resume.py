@@ -14,8 +14,8 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
+from tagtune.tracking import RunKind, Tag, kind_filter, parent_filter
 from tagtune.trainables.data import synthesize
-from tagtune.tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT, TAG_TRIAL
 
 BUDGET_PER_FAMILY = 3
 FAMILIES = ("fc2", "gcnn")
@@ -33,11 +33,10 @@ def _children(client: MlflowClient):
     exp = client.get_experiment_by_name("r")
     if exp is None:
         return []
-    parents = client.search_runs([exp.experiment_id], filter_string=f"tags.{TAG_KIND} = 'search'")
+    parents = client.search_runs([exp.experiment_id], filter_string=kind_filter(RunKind.SEARCH))
     if not parents:
         return []
-    return client.search_runs([exp.experiment_id],
-                              filter_string=f"tags.`{TAG_PARENT}` = '{parents[0].info.run_id}'")
+    return client.search_runs([exp.experiment_id], filter_string=parent_filter(parents[0].info.run_id))
 
 
 @pytest.mark.slow
@@ -68,23 +67,44 @@ def test_resume_after_sigkill_finishes_budget_without_duplicates(tmp_path):
     children = _children(client)
     # a trial started just before the kill but after Ray's last state snapshot is not restored:
     # its run is kept, marked KILLED and of kind "lost", and a replacement trial runs
-    lost = [r for r in children if r.data.tags.get(TAG_KIND) == "lost"]
-    assert all(r.info.status == "KILLED" and "replacement" in r.data.tags["tagtune.error"] for r in lost)
-    runs = [r for r in children if r.data.tags.get(TAG_KIND) != "lost"]
-    trial_ids = [r.data.tags[TAG_TRIAL] for r in runs]
-    assert len(runs) == budget, [(r.data.tags[TAG_TRIAL], r.info.status) for r in runs]
+    lost = [r for r in children if r.data.tags.get(Tag.KIND) == RunKind.LOST]
+    assert all(r.info.status == "KILLED" and "replacement" in r.data.tags[Tag.ERROR] for r in lost)
+    runs = [r for r in children if r.data.tags.get(Tag.KIND) != RunKind.LOST]
+    trial_ids = [r.data.tags[Tag.TRIAL_ID] for r in runs]
+    assert len(runs) == budget, [(r.data.tags[Tag.TRIAL_ID], r.info.status) for r in runs]
     assert len(set(trial_ids)) == budget  # one run per trial: no duplicates
     assert all(r.info.status == "FINISHED" for r in runs)
-    assert Counter(r.data.tags[TAG_FAMILY] for r in runs) == {f: BUDGET_PER_FAMILY for f in FAMILIES}
+    assert Counter(r.data.tags[Tag.FAMILY] for r in runs) == {f: BUDGET_PER_FAMILY for f in FAMILIES}
     assert finished_before <= {r.info.run_id for r in runs}  # nothing finished before is lost
     print(f"runs of trials lost with the driver: {len(lost)}")
     exp = client.get_experiment_by_name("r")
-    parents = client.search_runs([exp.experiment_id], filter_string=f"tags.{TAG_KIND} = 'search'")
+    parents = client.search_runs([exp.experiment_id], filter_string=kind_filter(RunKind.SEARCH))
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # the same parent run
-    storage = parents[0].data.tags["tagtune.optuna_storage"]
+    storage = parents[0].data.tags[Tag.OPTUNA_STORAGE]
     for summary in optuna.get_all_study_summaries(storage):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         assert len(complete) >= BUDGET_PER_FAMILY, summary.study_name
     print(f"resume check: {len(finished_before)} finished before the kill, "
           f"{budget - len(finished_before)} after, {len(runs)} runs for a budget of {budget}")
+
+
+def test_resume_rebuilds_the_spec_from_the_parent_run_and_reuses_it(ray_local, search_spec, workdir):
+    """In-process: the recorded params give back the spec, and resuming a finished search reopens
+    the same parent run, ends it FINISHED and adds no run."""
+    from tagtune.search import resume_search, run_search
+    from tagtune.tracking import search_spec as recorded_spec
+
+    spec = search_spec(experiment="again", max_concurrent=1, max_failures=2)
+    outcome = run_search(spec, echo=lambda line: None)
+    client = MlflowClient(outcome.tracking_uri)
+    parent = client.get_run(outcome.parent_run_id)
+    rebuilt = recorded_spec(parent, experiment="again")
+    assert rebuilt.to_params() == spec.to_params() and rebuilt.experiment == "again"
+    assert (rebuilt.max_concurrent, rebuilt.max_failures, rebuilt.storage_path) == (1, 2, spec.storage_path)
+    before = {r.info.run_id for r in client.search_runs([outcome.experiment_id])}
+
+    again = resume_search("again", None, echo=lambda line: None)
+    assert again.parent_run_id == outcome.parent_run_id
+    assert client.get_run(outcome.parent_run_id).info.status == "FINISHED"
+    assert {r.info.run_id for r in client.search_runs([outcome.experiment_id])} == before

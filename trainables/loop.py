@@ -1,8 +1,11 @@
 """The one training loop, shared by every family, by Tune trials and by ``tagtune train``.
 
-Data arrive as uint8 arrays ``x [N, T, F]`` and bool ``y [N, C]``; they are moved to the trial's
-device once (on a GPU the whole set sits there) and batches are index lookups.  Inputs are scaled
-to [0, 1].  Validation runs every epoch with the vectorized metrics; the best state is kept.
+Data arrive as :class:`tagtune.trainables.data.TrialData`: clips of one kind (uint8 embedding
+sequences ``x [N, T, F]``, or raw audio) and bool ``y [N, C]``.  The kind's batches
+(:data:`BATCHES`, the :class:`tagtune.trainables.batches.Batches` protocol) move them to the trial's
+device once (on a GPU the whole set sits there); batches are index lookups.  Validation runs every
+epoch on whole-clip logits with the vectorized metrics (:func:`tagtune.trainables.metrics.task_metrics`);
+the best state is kept.
 
 The techniques of the source reports (multi-head output, lr schedules, mixup, loss masking,
 class-balanced batches, shift and positive-mix augmentation, the binary one-class task) are
@@ -10,10 +13,11 @@ training hyperparameters of every family; the pure functions live in
 :mod:`tagtune.trainables.techniques` and :mod:`tagtune.trainables.heads`, and their defaults leave this loop
 exactly as it is without them.
 
-Raw audio (``TrialData.audio``, seed 003) goes through the same loop: its batches come from
-:class:`tagtune.trainables.audio.batches.AudioBatches` (crops of waveforms on the device) instead of
-:class:`_Batches`, and whole clips are scored.  Single-label data (``TrialData.single_label``)
-train with cross-entropy over softmax outputs and add ``val_accuracy`` and ``val_map3``.
+Raw audio (seed 003) goes through the same loop: its batches are
+:class:`tagtune.trainables.audio.batches.AudioBatches` (crops of waveforms on the device; whole clips
+are scored).  A new data kind is one batches class added to :data:`BATCHES`.  Single-label data
+(``TrialData.single_label``) train with cross-entropy over softmax outputs and add
+``val_accuracy`` and ``val_map3``.
 """
 
 from __future__ import annotations
@@ -22,73 +26,51 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tagtune.trainables.audio.batches import AudioBatches
+from tagtune.trainables.batches import Batches, EmbeddingBatches, autocast, predict
 from tagtune.trainables.errors import InputError
 from tagtune.trainables.config import OPTIMIZERS, TRAIN_DEFAULTS, resolve_config
+from tagtune.trainables.data import TrialData
 from tagtune.trainables.heads import replace_output_layer
 from tagtune.trainables.init import apply_init, init_output_bias
-from tagtune.trainables.metrics import accuracy, f1_at_best_threshold, map_at_k, tagging_metrics
+from tagtune.trainables.metrics import task_metrics
 from tagtune.trainables.models import create_model
-from tagtune.trainables.techniques import (
-    ClassIndex,
-    balance_labels,
-    loss_mask,
-    make_scheduler,
-    masked_mean,
-    mixup,
-    positive_mix,
-    random_positive_class,
-    random_shifts,
-    resolve_target_class,
-    sample_mixup_lambda,
-    shift_clamp,
-)
+from tagtune.trainables.techniques import loss_mask, make_scheduler, masked_mean, resolve_target_class
 
-if TYPE_CHECKING:
-    from tagtune.trainables.audio import AudioDataset
+__all__ = [
+    "BATCHES",
+    "EPOCH_METRICS",
+    "OPTIMIZERS",
+    "TRAIN_DEFAULTS",
+    "FitResult",
+    "TrainingDiverged",
+    "TrialData",
+    "build_model",
+    "evaluate",
+    "fit",
+    "make_ema",
+    "make_optimizer",
+    "model_task",
+    "output_count",
+    "pick_device",
+    "predict",
+    "task_labels",
+]
+
+BATCHES: dict[str, type[Batches]] = {"embeddings": EmbeddingBatches, "audio": AudioBatches}
+"""The batches of each data kind (``TrialData.kind``)."""
 
 EPOCH_METRICS = ("train_loss", "val_loss", "val_mAUC", "val_mAP", "val_dprime", "epoch_seconds")
 
 
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite; the trial failed (not the user's input)."""
-
-
-@dataclass
-class TrialData:
-    """What one trial trains on: the full arrays and the train/validation index split.
-
-    ``verified`` is an optional bool flag per clip (seed 003's manually verified labels): loss
-    masking never drops a verified clip.  ``None`` means no clip is verified.
-
-    Raw audio: ``audio`` holds the clips (``x`` is then an empty ``[N, 0, 1]`` placeholder; see
-    :func:`tagtune.trainables.audio.audio_trial_data`).  ``single_label``: every clip has exactly one
-    class; trained with softmax cross-entropy and scored with accuracy and MAP@3 as well.
-    """
-
-    x: np.ndarray
-    y: np.ndarray
-    train_idx: np.ndarray
-    val_idx: np.ndarray
-    class_names: tuple[str, ...] = ()
-    verified: np.ndarray | None = None
-    audio: AudioDataset | None = None
-    single_label: bool = False
-
-    @property
-    def kind(self) -> str:
-        """``"audio"`` (waveforms in ``audio``) or ``"embeddings"`` (uint8 ``x``)."""
-        return "audio" if self.audio is not None else "embeddings"
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """(frames, features, classes)."""
-        return int(self.x.shape[1]), int(self.x.shape[2]), int(self.y.shape[1])
 
 
 @dataclass
@@ -127,45 +109,15 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _autocast(device: torch.device) -> Any:
-    """bf16 autocast on CUDA, a no-op elsewhere."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
-@torch.no_grad()
-def predict(
-    model: nn.Module, x: Tensor, *, batch_size: int = 4096, device: torch.device | None = None,
-    activation: str = "sigmoid",
-) -> Tensor:
-    """Sigmoid scores ``[N, C]`` (float32, on ``x``'s device) for uint8 inputs ``x [N, T, F]``
-    (the raw logits with ``activation="none"``)."""
-    device = device or x.device
-    model.eval()
-    outs = []
-    for i in range(0, x.shape[0], batch_size):
-        xb = x[i : i + batch_size].to(device, non_blocking=True).float().div_(255.0)
-        with _autocast(device):
-            out = model(xb).float()
-            outs.append(out.sigmoid() if activation == "sigmoid" else out)
-    return torch.cat(outs)
-
-
 def evaluate(
     model: nn.Module, x: Tensor, y: Tensor, loss_fn: nn.Module | None = None, *, binary: bool = False
 ) -> dict[str, float]:
     """mAUC, mAP, d-prime (and the loss) of ``model`` on uint8 ``x`` and bool ``y``.
 
     With ``binary`` (one output column) also ``f1``: the F1 at the best threshold.
+    ``loss_fn`` is not used (kept for callers that pass it).
     """
-    scores = predict(model, x)
-    out = tagging_metrics(scores, y)
-    if binary:
-        out["f1"] = f1_at_best_threshold(scores[:, 0], y[:, 0])[0]
-    eps = 1e-7
-    p = scores.double().clamp(eps, 1 - eps)
-    t = y.double()
-    out["loss"] = float(-(t * p.log() + (1 - t) * (1 - p).log()).mean())
-    return out
+    return task_metrics(predict(model, x, activation="none"), y, "binary" if binary else "multilabel")
 
 
 def output_count(config: Mapping[str, Any], n_classes: int) -> int:
@@ -207,75 +159,6 @@ def task_labels(cfg: Mapping[str, Any], data: TrialData) -> np.ndarray:
     return y[:, col : col + 1]
 
 
-def _verified_flags(data: TrialData, device: torch.device) -> Tensor | None:
-    """``data.verified`` as a bool tensor on ``device`` (checked: one flag per clip), or ``None``."""
-    if data.verified is None:
-        return None
-    flags = np.asarray(data.verified)
-    if flags.shape != (len(data.x),):
-        raise InputError(
-            f"TrialData.verified must hold one bool per clip, shape ({len(data.x)},); got shape {flags.shape}"
-        )
-    return torch.from_numpy(flags.astype(bool)).to(device)
-
-
-class _Batches:
-    """Turns a trial's epoch into augmented batches, all on the trial's device.
-
-    Holds the data on the device and the techniques' settings; :meth:`order` gives an epoch's
-    clip order (a permutation, or class-balanced draws) and :meth:`make` one batch's float inputs
-    in [0, 1] and float labels after positive mixes, shifts and mixup.
-    """
-
-    def __init__(
-        self, cfg: Mapping[str, Any], data: TrialData, y_task: np.ndarray, device: torch.device
-    ) -> None:
-        self.device = device
-        self.binary = cfg["target_class"] is not None
-        self.x = torch.from_numpy(np.array(data.x, dtype=np.uint8)).to(device)  # a private copy
-        self.y = torch.from_numpy(np.array(y_task, dtype=bool, order="C")).to(device)  # a copy
-        self.train_idx = torch.from_numpy(np.array(data.train_idx, dtype=np.int64)).to(device)
-        self.verified = _verified_flags(data, device)
-        self.shift = int(cfg["shift_augment"])
-        self.positive_mix = float(cfg["positive_mix"])
-        self.mixup_alpha = float(cfg["mixup_alpha"])
-        self.mixup_gt_half = bool(cfg["mixup_lambda_gt_half"])
-        y_train = self.y[self.train_idx]
-        self.partners = ClassIndex(y_train) if self.positive_mix > 0 else None
-        self.balancer = ClassIndex(balance_labels(y_train, self.binary)) if cfg["balanced_batches"] else None
-
-    def order(self, gen: torch.Generator) -> Tensor:
-        """An epoch's clip indices: a shuffle of the training clips, or class-balanced draws."""
-        n = len(self.train_idx)
-        if self.balancer is not None:
-            return self.train_idx[self.balancer.balanced(n, gen)]
-        return self.train_idx[torch.randperm(n, generator=gen).to(self.device)]
-
-    def make(self, idx: Tensor) -> tuple[Tensor, Tensor]:
-        """Inputs ``[B, T, F]`` (float, [0, 1]) and labels ``[B, C]`` (float) of the clips ``idx``."""
-        x: Tensor = self.x[idx]
-        y = self.y[idx].float()
-        if self.positive_mix > 0:
-            x, y = self._positive_mix(x.float(), y)
-        if self.shift > 0:
-            x = shift_clamp(x, random_shifts(len(idx), self.shift, self.device))
-        x = x.float().div_(255.0)
-        if self.mixup_alpha > 0:
-            n = len(idx)
-            lam = sample_mixup_lambda(n, self.mixup_alpha, gt_half=self.mixup_gt_half, device=self.device)
-            x, y = mixup(x, y, lam, torch.randperm(n, device=self.device))
-        return x, y
-
-    def _positive_mix(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """With probability ``positive_mix`` mix a clip 0.5/0.5 with a training clip sharing a label."""
-        assert self.partners is not None
-        n = len(x)
-        cls, has = random_positive_class(y)
-        mix = has & (torch.rand(n, device=self.device) < self.positive_mix)
-        partner = self.train_idx[self.partners.clips_of(cls, torch.rand(n, device=self.device))]
-        return positive_mix(x, y, self.x[partner].float(), self.y[partner].float(), mix)
-
-
 def _batch_loss(
     logits: Tensor, y: Tensor, mask_alpha: float, verified: Tensor | None, single_label: bool = False
 ) -> tuple[Tensor, Tensor]:
@@ -309,29 +192,6 @@ def make_ema(model: nn.Module, decay: float) -> Any:
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
-def logit_metrics(logits: Tensor, y: Tensor, task: str) -> dict[str, float]:
-    """Validation metrics from whole-clip logits ``[N, C]`` and bool labels ``y [N, C]``.
-
-    ``singlelabel``: softmax scores; one-vs-rest mAUC, mAP and d-prime, ``accuracy``, ``map3``
-    (MAP@3) and the cross-entropy ``loss``.  Otherwise sigmoid scores, as :func:`evaluate`
-    (with ``f1`` for ``binary``).
-    """
-    if task != "singlelabel":
-        scores = logits.float().sigmoid()
-        out = tagging_metrics(scores, y)
-        if task == "binary":
-            out["f1"] = f1_at_best_threshold(scores[:, 0], y[:, 0])[0]
-        out["loss"] = float(nn.functional.binary_cross_entropy_with_logits(logits.float(), y.float()))
-        return out
-    scores = logits.float().softmax(dim=1)
-    labels = y.to(torch.int8).argmax(dim=1)
-    out = tagging_metrics(scores, y)
-    out["accuracy"] = accuracy(scores, labels)
-    out["map3"] = map_at_k(scores, labels, 3)
-    out["loss"] = float(nn.functional.cross_entropy(logits.float(), labels))
-    return out
-
-
 def fit(
     config: Mapping[str, Any],
     data: TrialData,
@@ -345,9 +205,8 @@ def fit(
     ``on_epoch(metrics, improved, model)`` is called after each epoch (Tune reports from there).
     In the binary task (``target_class`` set) the metrics add ``val_f1`` and ``best_val_f1``; on
     single-label data ``val_accuracy``, ``val_map3`` and their ``best_`` values; the best epoch is
-    always the one with the highest ``val_mAUC``.  Raw audio (``data.audio``) is cropped into
-    batches and scored as whole clips (:class:`tagtune.trainables.audio.batches.AudioBatches`).
-    Raises :class:`TrainingDiverged` when the loss is NaN or infinite.
+    always the one with the highest ``val_mAUC``.  The batches are those of the data's kind
+    (:data:`BATCHES`).  Raises :class:`TrainingDiverged` when the loss is NaN or infinite.
     """
     if max_epochs < 1:
         raise InputError(f"--max-epochs must be at least 1, got {max_epochs}")
@@ -357,10 +216,8 @@ def fit(
     binary = cfg["target_class"] is not None
     task = model_task(cfg, data.single_label)
     single = task == "singlelabel"
-    if data.kind == "audio":
-        from tagtune.trainables.audio.batches import check_audio_config
-
-        check_audio_config(cfg)
+    kind_batches = BATCHES[data.kind]
+    kind_batches.check_config(cfg)
     torch.manual_seed(int(cfg["seed"]))
     n_frames, n_features, n_classes = data.shape
     model = build_model(cfg, n_frames=n_frames, n_features=n_features, n_classes=n_classes, task=task)
@@ -378,16 +235,9 @@ def fit(
         step_epochs=int(cfg["lr_step_epochs"]), gamma=float(cfg["lr_gamma"]),
     )
 
-    batches: Any
-    if data.kind == "audio":
-        from tagtune.trainables.audio.batches import AudioBatches
-
-        batches = AudioBatches(cfg, data, y_task, dev)
-    else:
-        batches = _Batches(cfg, data, y_task, dev)
+    batches = kind_batches(cfg, data, y_task, dev)
     val_idx = torch.from_numpy(np.array(data.val_idx, dtype=np.int64)).to(dev)
     y_val = batches.y[val_idx].bool()
-    x_val = batches.x[val_idx] if data.kind == "embeddings" else None
     batch_size = int(cfg["batch_size"])
     grad_clip = float(cfg["grad_clip"])
     mask_alpha = float(cfg["loss_mask_alpha"])
@@ -404,7 +254,7 @@ def fit(
         for b in range(0, len(order), batch_size):
             idx = order[b : b + batch_size]
             xb, yb = batches.make(idx)
-            with _autocast(dev):
+            with autocast(dev):
                 logits = model(xb)
             verified = batches.verified[idx] if batches.verified is not None else None
             loss, reported = _batch_loss(logits.float(), yb, mask_alpha, verified, single)
@@ -425,12 +275,7 @@ def fit(
                 f"training loss became {train_loss} in epoch {epoch} "
                 f"(family {cfg['family']}, lr {cfg['lr']}); lower the learning rate or set grad_clip"
             )
-        if x_val is not None and not single:
-            val = evaluate(scored, x_val, y_val, binary=binary)
-        elif x_val is not None:
-            val = logit_metrics(predict(scored, x_val, activation="none"), y_val, task)
-        else:
-            val = logit_metrics(batches.predict_logits(scored, val_idx), y_val, task)
+        val = task_metrics(batches.predict_logits(scored, val_idx), y_val, task)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         metrics = {

@@ -8,6 +8,10 @@ in Python.  The per-class metrics match scikit-learn exactly, ties included:
 * :func:`roc_auc` equals ``sklearn.metrics.roc_auc_score`` (trapezoidal ROC area, which is the
   Mann-Whitney U statistic with midranks for ties).
 
+:func:`task_metrics` is the one place validation metrics are computed from a model's logits, for
+every task (multi-label, binary, single-label); :func:`single_label_metrics` scores probabilities
+of single-label clips (a softmax output or an ensemble's).
+
 How the per-class metrics are computed
 --------------------------------------
 For a positive example with score ``v`` in class ``c`` let ``lt_all`` / ``le_all`` count the
@@ -49,7 +53,9 @@ __all__ = [
     "f1_at_best_threshold",
     "map_at_k",
     "roc_auc",
+    "single_label_metrics",
     "tagging_metrics",
+    "task_metrics",
 ]
 
 _SQRT2 = math.sqrt(2.0)
@@ -451,3 +457,44 @@ def map_at_k(scores: torch.Tensor, labels: torch.Tensor, k: int = 3) -> float:
     rank = ahead.sum(dim=1) + 1
     gain = (rank <= k).to(torch.float64) / rank.to(torch.float64)
     return float(gain.mean())
+
+
+# --------------------------------------------------------------------------------------------
+# Validation metrics per task
+# --------------------------------------------------------------------------------------------
+
+_EPS = 1e-7
+
+
+def single_label_metrics(scores: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """accuracy, MAP@3, and one-vs-rest mAP / mAUC / d-prime of scores ``[N, C]`` for one-hot
+    (or multi-hot: the first label counts for accuracy and MAP@3) labels ``y [N, C]``."""
+    scores = torch.as_tensor(scores)
+    y = torch.as_tensor(y).bool()
+    labels = y.to(torch.int8).argmax(dim=1)
+    out = tagging_metrics(scores, y)
+    out["accuracy"] = accuracy(scores, labels)
+    out["map3"] = map_at_k(scores, labels, 3)
+    return out
+
+
+def task_metrics(logits: torch.Tensor, y: torch.Tensor, task: str) -> dict[str, float]:
+    """Validation metrics from whole-clip logits ``[N, C]`` and bool labels ``y [N, C]``.
+
+    ``singlelabel``: softmax scores, :func:`single_label_metrics` and the cross-entropy ``loss``.
+    ``multilabel`` / ``binary``: sigmoid scores, :func:`tagging_metrics` (with ``f1``, the F1 at
+    the best threshold, for ``binary``) and ``loss``, the binary cross-entropy of the scores
+    (clamped to [1e-7, 1 - 1e-7], in float64).
+    """
+    if task == "singlelabel":
+        out = single_label_metrics(logits.float().softmax(dim=1), y)
+        out["loss"] = float(torch.nn.functional.cross_entropy(logits.float(), y.to(torch.int8).argmax(dim=1)))
+        return out
+    scores = logits.float().sigmoid()
+    out = tagging_metrics(scores, y)
+    if task == "binary":
+        out["f1"] = f1_at_best_threshold(scores[:, 0], y[:, 0])[0]
+    p = scores.double().clamp(_EPS, 1 - _EPS)
+    t = y.double()
+    out["loss"] = float(-(t * p.log() + (1 - t) * (1 - p).log()).mean())
+    return out

@@ -15,7 +15,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from tagtune.trainables.loop import TrainingDiverged, TrialData, fit, pick_device
+from tagtune.trainables.data import TrialData
+from tagtune.trainables.loop import TrainingDiverged, build_model, fit, model_task, pick_device
 
 CHECKPOINT_WEIGHTS = "model.pt"
 CHECKPOINT_META = "model.json"
@@ -34,8 +35,6 @@ def save_model(directory: str | os.PathLike[str], model: nn.Module | dict, meta:
 
 def load_model(directory: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a model saved by :func:`save_model` (weights loaded with ``weights_only=True``)."""
-    from tagtune.trainables.loop import build_model
-
     folder = Path(directory)
     meta = json.loads((folder / CHECKPOINT_META).read_text())
     model = build_model(
@@ -49,12 +48,10 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, 
 
 def model_meta(config: Mapping[str, Any], data: TrialData, metrics: Mapping[str, float]) -> dict[str, Any]:
     """What a checkpoint records beside the weights."""
-    from tagtune.trainables.loop import model_task
-
     n_frames, n_features, n_classes = data.shape
     return {
         "config": dict(config),
-        "task": model_task(config, bool(getattr(data, "single_label", False))),
+        "task": model_task(config, data.single_label),
         "n_frames": n_frames,
         "n_features": n_features,
         "n_classes": n_classes,

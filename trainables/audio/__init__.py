@@ -1,10 +1,14 @@
-"""Raw audio: datasets of audio files listed by a CSV, decoding and caching, batches, front ends.
+"""Raw audio on the model side: batches, front ends and seed 003's ensemble.
+
+Reading audio (the CSV styles, decoding and its cache, :class:`AudioDataset`) is a data format
+like the others and lives in :mod:`tagtune.trainables.data`; its names are re-exported here.
 
 Typical use::
 
-    from tagtune.trainables.audio import load_audio_dataset
+    from tagtune.trainables.data import open_source
 
-    ds = load_audio_dataset("../shared/data/fsdd", sample_rates=[8000])  # decoded once, cached
+    data = open_source("../shared/data/fsdd").trial_data(sample_rates=[8000])  # decoded once, cached
+    ds = data.clips                                                     # the AudioDataset
     train, val, test = ds.splits(val_fraction=0.2, seed=0)              # FSDD: official test held out
     clips = ds.at(8000)                                                 # samples + offsets
 
@@ -15,10 +19,22 @@ The training loop (:func:`tagtune.trainables.loop.fit`) reads such data through
 
 from __future__ import annotations
 
-from tagtune.trainables.audio._dataset import AudioDataset, audio_trial_data, load_audio_dataset
-from tagtune.trainables.audio._decode import AudioClips, decode_file, load_clips, resample
-from tagtune.trainables.audio._table import STYLES, AudioTable, find_csv, read_table, sniff_style
 from tagtune.trainables.audio.ensemble import geometric_mean_ensemble, score_ensemble, single_label_metrics
+from tagtune.trainables.data import (
+    STYLES,
+    AudioClips,
+    AudioDataset,
+    AudioTable,
+    audio_trial_data,
+    check_rate,
+    decode_file,
+    find_csv,
+    load_audio_dataset,
+    load_clips,
+    read_table,
+    resample,
+    sniff_style,
+)
 
 __all__ = [
     "STYLES",
@@ -26,6 +42,7 @@ __all__ = [
     "AudioDataset",
     "AudioTable",
     "audio_trial_data",
+    "check_rate",
     "decode_file",
     "find_csv",
     "geometric_mean_ensemble",

@@ -13,17 +13,16 @@ Every clip lives in one flat sample tensor on the device; a batch is one gather 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tagtune.trainables.batches import TrainBatches, autocast
+from tagtune.trainables.data import AudioDataset, TrialData
 from tagtune.trainables.errors import InputError
-from tagtune.trainables.techniques import ClassIndex, balance_labels, mixup, sample_mixup_lambda
-
-if TYPE_CHECKING:
-    from tagtune.trainables.loop import TrialData
+from tagtune.trainables.techniques import mixup, sample_mixup_lambda
 
 EVAL_BUDGET = 4
 """An evaluation batch holds at most ``EVAL_BUDGET * batch_size * crop_samples`` samples."""
@@ -101,39 +100,30 @@ def check_audio_config(cfg: Mapping[str, Any]) -> None:
             raise InputError(f"{key} applies to embeddings, not to audio data; set it to 0 for {family}")
 
 
-class AudioBatches:
-    """A trial's raw-audio batches on its device (the audio counterpart of the loop's embedding
-    batches): :meth:`order` an epoch's clip order, :meth:`make` a training batch, and
-    :meth:`predict_logits` whole-clip outputs for evaluation."""
+class AudioBatches(TrainBatches):
+    """A trial's raw-audio batches on its device (the audio kind of
+    :class:`tagtune.trainables.batches.Batches`): :meth:`order` an epoch's clip order, :meth:`make`
+    a training batch, and :meth:`predict_logits` whole-clip outputs for evaluation."""
 
     def __init__(self, cfg: Mapping[str, Any], data: TrialData, y_task: np.ndarray, device: torch.device) -> None:
         check_audio_config(cfg)
-        assert data.audio is not None
-        clips = data.audio.at(int(cfg["sample_rate"]))
-        self.device = device
+        if not isinstance(data.clips, AudioDataset):
+            raise TypeError(f"AudioBatches needs audio clips, got {data.kind} data")
+        clips = data.clips.at(int(cfg["sample_rate"]))
         self.samples = torch.from_numpy(np.array(clips.samples, dtype=np.float16)).to(device)
         self.offsets = torch.from_numpy(np.array(clips.offsets[:-1], dtype=np.int64)).to(device)
         self.lengths = torch.from_numpy(np.array(clips.lengths, dtype=np.int64)).to(device)
-        self.y = torch.from_numpy(np.array(y_task, dtype=bool, order="C")).to(device)
-        self.train_idx = torch.from_numpy(np.array(data.train_idx, dtype=np.int64)).to(device)
-        self.verified = None
-        if data.verified is not None:
-            self.verified = torch.from_numpy(np.asarray(data.verified, dtype=bool)).to(device)
+        super().__init__(cfg, data, y_task, device)
         self.crop = int(cfg["crop_samples"])
         self.batch_size = int(cfg["batch_size"])
         self.scale = float(cfg["mixup_scale"])
         self.mixup_alpha = float(cfg["mixup_alpha"])
         self.mixup_gt_half = bool(cfg["mixup_lambda_gt_half"])
-        binary = cfg.get("target_class") is not None
-        y_train = self.y[self.train_idx]
-        self.balancer = ClassIndex(balance_labels(y_train, binary)) if cfg["balanced_batches"] else None
 
-    def order(self, gen: torch.Generator) -> Tensor:
-        """An epoch's clip indices: a shuffle of the training clips, or class-balanced draws."""
-        n = len(self.train_idx)
-        if self.balancer is not None:
-            return self.train_idx[self.balancer.balanced(n, gen)]
-        return self.train_idx[torch.randperm(n, generator=gen).to(self.device)]
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """:func:`check_audio_config`."""
+        check_audio_config(cfg)
 
     def windows(self, idx: Tensor, length: int, u: Tensor | None = None) -> Tensor:
         """Windows ``[B, length]`` of the clips ``idx`` (random crops with ``u``, else centered)."""
@@ -173,15 +163,13 @@ class AudioBatches:
     @torch.no_grad()
     def predict_logits(self, model: nn.Module, idx: Tensor) -> Tensor:
         """Logits ``[len(idx), C]`` (float32) of whole clips, in the order of ``idx``."""
-        from tagtune.trainables.loop import _autocast
-
         model.eval()
         out: Tensor | None = None
         for pos, length in self.eval_batches(idx):
             x = self.windows(idx[pos], length)
             if self.scale > 0:  # trained on peak-normalized clips: evaluate them alike
                 x = peak_normalize(x)
-            with _autocast(self.device):
+            with autocast(self.device):
                 logits = model(x.unsqueeze(2)).float()
             if out is None:
                 out = torch.empty(len(idx), logits.shape[1], device=logits.device)

@@ -1,32 +1,94 @@
-"""AudioSet-style clip data: readers (TFRecord, HDF5, tagtune cache), the cache, a synthetic
-generator and summaries.
+"""Clip data: every on-disk format as one registered reader, the cache, the trial data types, a
+synthetic generator and summaries.
+
+Formats: AudioSet embeddings as TFRecord shards, packed HDF5 or tagtune's own cache (parsed
+once, memory-mapped after), and audio files listed by a CSV (decoded once per sample rate).
 
 Typical use::
 
-    from tagtune.trainables.data import load_dataset, split_indices
+    from tagtune.trainables.data import open_source
 
-    ds = load_dataset("../shared/data/audioset/bal_train")  # parsed once, memory-mapped after
-    train, val = split_indices(ds.n_clips, val_fraction=0.2, seed=0)
+    source = open_source("../shared/data/audioset/bal_train")  # the format is sniffed once
+    source.kind, source.format, source.shape                     # read (cached) on first use
+    data = source.trial_data(val_fraction=0.2, seed=0)           # TrialData for fit
+    ds = source.embeddings()                                     # the full Dataset (finals)
+
+``load_dataset(path)`` is ``open_source(path).embeddings()``.
 """
 
 from __future__ import annotations
 
-from tagtune.trainables.data._cache import read_cache, write_cache
-from tagtune.trainables.data._dataset import Dataset, load_dataset, read_class_names, split_indices
-from tagtune.trainables.data._inspect import format_inspect, inspect
+from tagtune.trainables.data._audio import AudioDataset, AudioReader, audio_trial_data, load_audio_dataset
+from tagtune.trainables.data._audio_decode import AudioClips, check_rate, decode_file, load_clips, resample
+from tagtune.trainables.data._audio_table import STYLES, AudioTable, find_csv, read_table, sniff_style
+from tagtune.trainables.data._cache import default_cache_dir, read_cache, write_cache
+from tagtune.trainables.data._dataset import (
+    Dataset,
+    find_class_csv,
+    fit_frames,
+    lengths_from_padding,
+    read_class_names,
+    split_indices,
+)
+from tagtune.trainables.data._formats import CacheReader, Hdf5Reader, TfrecordReader, write_hdf5
+from tagtune.trainables.data._inspect import format_inspect, inspect, summarize
+from tagtune.trainables.data._source import (
+    READERS,
+    DataSource,
+    Reader,
+    load_dataset,
+    open_source,
+    reader_for,
+    register_reader,
+    sniff_format,
+)
 from tagtune.trainables.data._synth import make_synthetic, synthesize
 from tagtune.trainables.data._tfrecord import write_tfrecords
+from tagtune.trainables.data._trial import Clips, EmbeddingClips, TrialData
 
 __all__ = [
+    "READERS",
+    "STYLES",
+    "AudioClips",
+    "AudioDataset",
+    "AudioReader",
+    "AudioTable",
+    "CacheReader",
+    "Clips",
+    "DataSource",
     "Dataset",
+    "EmbeddingClips",
+    "Hdf5Reader",
+    "Reader",
+    "TfrecordReader",
+    "TrialData",
+    "audio_trial_data",
+    "check_rate",
+    "decode_file",
+    "default_cache_dir",
+    "find_class_csv",
+    "find_csv",
+    "fit_frames",
     "format_inspect",
     "inspect",
+    "lengths_from_padding",
+    "load_audio_dataset",
+    "load_clips",
     "load_dataset",
     "make_synthetic",
+    "open_source",
     "read_cache",
     "read_class_names",
+    "read_table",
+    "reader_for",
+    "register_reader",
+    "resample",
+    "sniff_format",
+    "sniff_style",
     "split_indices",
+    "summarize",
     "synthesize",
     "write_cache",
+    "write_hdf5",
     "write_tfrecords",
 ]

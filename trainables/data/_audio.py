@@ -1,20 +1,24 @@
-"""An audio dataset: its CSV table, decoded clips per sample rate, and its official splits."""
+"""Audio files listed by a CSV: the dataset (table, decoded clips per sample rate, official
+splits) and its reader, registered beside the embedding formats.
+
+``audio``: a ``.csv`` file, or a folder without ``*.tfrecord`` shards that holds a CSV (in it or
+in a subfolder) other than AudioSet's own class and segment lists.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 import numpy as np
 
-from tagtune.trainables.audio._decode import AudioClips, check_rate, load_clips
-from tagtune.trainables.audio._table import AudioTable, read_table
+from tagtune.trainables.data._audio_decode import AudioClips, check_rate, load_clips
+from tagtune.trainables.data._audio_table import AudioTable, candidate_csvs, is_audio_csv_name, read_table
+from tagtune.trainables.data._dataset import split_indices
+from tagtune.trainables.data._trial import TrialData
 from tagtune.trainables.errors import InputError
-
-if TYPE_CHECKING:
-    from tagtune.trainables.loop import TrialData
 
 
 @dataclass(eq=False)
@@ -53,6 +57,21 @@ class AudioDataset:
     def source(self) -> str:
         return f"audio:{self.table.csv_path}"
 
+    @property
+    def kind(self) -> str:
+        """Always ``"audio"`` (the data kind of :class:`tagtune.trainables.data.TrialData`)."""
+        return "audio"
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        """``(0, 1)``: the families are built for any length and one channel."""
+        return 0, 1
+
+    @property
+    def verified(self) -> np.ndarray | None:
+        """The CSV's verified flags (bool [N]), or ``None``."""
+        return self.table.verified
+
     def at(self, rate: int) -> AudioClips:
         """Every clip at ``rate`` Hz (decoded and cached on first use)."""
         rate = check_rate(rate)
@@ -60,11 +79,24 @@ class AudioDataset:
             self.clips[rate] = load_clips(self.table, rate, self.cache_dir)
         return self.clips[rate]
 
-    def preload(self, rates: Iterable[int]) -> AudioDataset:
+    def preload(self, rates: Iterable[int] = ()) -> AudioDataset:
         """Decode (or memory-map) the clips at each of ``rates`` now; returns ``self``."""
         for rate in rates:
             self.at(rate)
         return self
+
+    def trial_data(self, *, val_fraction: float = 0.2, seed: int = 0) -> TrialData:
+        """A trial's data: the (train, validation) split of :meth:`splits`; test clips are held out."""
+        train_idx, val_idx, _ = self.splits(val_fraction, seed)
+        if train_idx.size == 0 or val_idx.size == 0:
+            raise InputError(
+                f"{self.table.csv_path}: the split leaves {train_idx.size} training and {val_idx.size} "
+                "validation clips; add clips or change --val-fraction"
+            )
+        return TrialData(
+            clips=self, y=self.y, train_idx=train_idx, val_idx=val_idx, class_names=self.class_names,
+            verified=self.verified, single_label=self.single_label,
+        )
 
     def splits(self, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(train, validation, test) clip indices, following the CSV where it says.
@@ -73,8 +105,6 @@ class AudioDataset:
         Validation: the clips marked ``val``; else, with official folds (ESC-50), fold number
         ``folds[seed % n_folds]``; else a seeded random ``val_fraction`` of the non-test clips.
         """
-        from tagtune.trainables.data import split_indices
-
         split, fold = self.table.split, self.table.fold
         test = np.flatnonzero(split == "test")
         pool = np.flatnonzero(split != "test")
@@ -113,26 +143,31 @@ def load_audio_dataset(
 def audio_trial_data(
     ds: AudioDataset, *, val_fraction: float = 0.2, seed: int = 0
 ) -> TrialData:
-    """A trial's data for ``ds``: its (train, validation) split; test clips are held out.
+    """A trial's data for ``ds`` (same as ``ds.trial_data(...)``)."""
+    return ds.trial_data(val_fraction=val_fraction, seed=seed)
 
-    ``x`` is an empty ``[N, 0, 1]`` placeholder (the samples live in ``ds``), so the shape the
-    families are built with is ``(0, 1, C)``: any length, one channel.
-    """
-    from tagtune.trainables.loop import TrialData
 
-    train_idx, val_idx, _ = ds.splits(val_fraction, seed)
-    if train_idx.size == 0 or val_idx.size == 0:
-        raise InputError(
-            f"{ds.table.csv_path}: the split leaves {train_idx.size} training and {val_idx.size} "
-            "validation clips; add clips or change --val-fraction"
-        )
-    return TrialData(
-        x=np.zeros((ds.n_clips, 0, 1), dtype=np.uint8),
-        y=ds.y,
-        train_idx=train_idx,
-        val_idx=val_idx,
-        class_names=ds.class_names,
-        verified=ds.table.verified,
-        audio=ds,
-        single_label=ds.single_label,
-    )
+class AudioReader:
+    """Audio files listed by a CSV (FSDKaggle2018, ESC-50 or FSDD style), or a folder holding one."""
+
+    format = "audio"
+    kind = "audio"
+
+    def sniff(self, path: Path) -> bool:
+        """A ``.csv`` that may list audio files, or a folder without ``*.tfrecord`` shards that
+        holds one (in it or in a subfolder)."""
+        if not path.is_dir():
+            return is_audio_csv_name(path)
+        with os.scandir(path) as it:  # stops at the first shard (glob lists the whole folder)
+            shards = any(e.name.endswith(".tfrecord") for e in it)
+        return not shards and bool(candidate_csvs(path))
+
+    def cache_entry(self, path: Path, *, n_classes: int | None, cache_dir: str | os.PathLike | None) -> Path | None:
+        """``None``: decoded audio is cached per sample rate (see ``load_clips``)."""
+        return None
+
+    def read(self, path: Path, *, n_classes: int | None, cache_dir: str | os.PathLike | None) -> AudioDataset:
+        """The table (labels, splits, files checked); clips are decoded per rate on use."""
+        if n_classes is not None:
+            raise InputError(f"n_classes applies to embedding data, not to the audio CSV {path}; drop --n-classes")
+        return load_audio_dataset(path, cache_dir=cache_dir)

@@ -19,14 +19,12 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tagtune.trainables.data._audio_table import AudioTable
+from tagtune.trainables.data._cache import default_cache_dir
 from tagtune.trainables.errors import InputError
-
-if TYPE_CHECKING:
-    from tagtune.trainables.audio._table import AudioTable
 
 AUDIO_CACHE_MARKER = "tagtune-audio-cache.json"
 DECODER_VERSION = 1
@@ -164,8 +162,6 @@ def _read(folder: Path, n_clips: int, rate: int) -> AudioClips | None:
 
 def load_clips(table: AudioTable, rate: int, cache_dir: str | os.PathLike | None = None) -> AudioClips:
     """The clips of ``table`` at ``rate``: from the cache when present, else decoded and cached."""
-    from tagtune.trainables.data._cache import default_cache_dir
-
     rate = check_rate(rate)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     folder = root / "audio" / f"{table.csv_path.parent.name}-{rate}-{cache_key(table, rate)}"

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from tagtune.trainables.data._dataset import Dataset, load_dataset, sniff_format
+from tagtune.trainables.data._dataset import Dataset
+from tagtune.trainables.data._source import open_source
 
 
 def summarize(ds: Dataset) -> dict[str, Any]:
@@ -48,9 +49,8 @@ def inspect(
     path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None
 ) -> dict[str, Any]:
     """Load ``path`` (through the cache) and summarize it; ``format`` is the on-disk format."""
-    fmt = sniff_format(path)
-    ds = load_dataset(path, cache_dir=cache_dir)
-    return {"path": str(Path(path).resolve()), "format": fmt, **summarize(ds)}
+    source = open_source(path, cache_dir=cache_dir)
+    return {"path": str(Path(path).resolve()), "format": source.format, **summarize(source.embeddings())}
 
 
 def format_inspect(d: dict[str, Any]) -> str:

@@ -20,13 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tagtune.trainables.data._dataset import (
-    CLASS_CSV,
-    HDF5_SUFFIXES,
-    Dataset,
-    read_class_names,
-    write_hdf5,
-)
+from tagtune.trainables.data._dataset import CLASS_CSV, Dataset, read_class_names
+from tagtune.trainables.data._formats import HDF5_SUFFIXES, write_hdf5
 from tagtune.trainables.data._tfrecord import FEATURE_DIM, MAX_FRAMES, write_tfrecords
 from tagtune.trainables.errors import InputError
 

@@ -1,0 +1,158 @@
+"""One batches protocol for every data kind, and the pieces every kind shares.
+
+A trial's batches live on its device and answer what :func:`tagtune.trainables.loop.fit` asks:
+
+* ``check_config(cfg)`` (a classmethod): an :class:`InputError` unless the config trains on the kind;
+* ``order(gen)``: an epoch's clip indices, a shuffle of the training clips or class-balanced draws;
+* ``make(idx)``: a training batch, float inputs and float labels after the kind's augmentation;
+* ``predict_logits(model, idx)``: whole-clip logits for validation;
+* ``y`` (bool labels ``[N, C]``) and ``verified`` (bool ``[N]`` or ``None``) on the device.
+
+:class:`TrainBatches` holds the shared part (labels, training clips, verified flags, the epoch
+order); :class:`EmbeddingBatches` is the embeddings kind (uint8 sequences), the audio kind is
+:class:`tagtune.trainables.audio.batches.AudioBatches`.  :func:`autocast` and :func:`predict` are
+the one bf16 autocast and the one batched forward pass over embeddings.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from tagtune.trainables.data import TrialData
+from tagtune.trainables.errors import InputError
+from tagtune.trainables.techniques import (
+    ClassIndex,
+    balance_labels,
+    mixup,
+    positive_mix,
+    random_positive_class,
+    random_shifts,
+    sample_mixup_lambda,
+    shift_clamp,
+)
+
+
+class Batches(Protocol):
+    """What the training loop needs from a data kind's batches (see the module docstring)."""
+
+    y: Tensor
+    verified: Tensor | None
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None: ...
+
+    def order(self, gen: torch.Generator) -> Tensor: ...
+
+    def make(self, idx: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    def predict_logits(self, model: nn.Module, idx: Tensor) -> Tensor: ...
+
+
+def autocast(device: torch.device) -> Any:
+    """bf16 autocast on CUDA, a no-op elsewhere."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, x: Tensor, *, batch_size: int = 4096, device: torch.device | None = None,
+    activation: str = "sigmoid",
+) -> Tensor:
+    """Sigmoid scores ``[N, C]`` (float32, on ``x``'s device) for uint8 inputs ``x [N, T, F]``
+    (the raw logits with ``activation="none"``)."""
+    device = device or x.device
+    model.eval()
+    outs = []
+    for i in range(0, x.shape[0], batch_size):
+        xb = x[i : i + batch_size].to(device, non_blocking=True).float().div_(255.0)
+        with autocast(device):
+            out = model(xb).float()
+            outs.append(out.sigmoid() if activation == "sigmoid" else out)
+    return torch.cat(outs)
+
+
+def verified_flags(data: TrialData, device: torch.device) -> Tensor | None:
+    """``data.verified`` as a bool tensor on ``device`` (checked: one flag per clip), or ``None``."""
+    if data.verified is None:
+        return None
+    flags = np.asarray(data.verified)
+    if flags.shape != (data.n_clips,):
+        raise InputError(
+            f"TrialData.verified must hold one bool per clip, shape ({data.n_clips},); got shape {flags.shape}"
+        )
+    return torch.from_numpy(flags.astype(bool)).to(device)
+
+
+class TrainBatches:
+    """The part of a trial's batches every data kind shares: the task's labels ``y``, the
+    training clips, the verified flags and the epoch order (shuffle or class-balanced draws)."""
+
+    def __init__(self, cfg: Mapping[str, Any], data: TrialData, y_task: np.ndarray, device: torch.device) -> None:
+        self.device = device
+        self.y = torch.from_numpy(np.array(y_task, dtype=bool, order="C")).to(device)  # a copy
+        self.train_idx = torch.from_numpy(np.array(data.train_idx, dtype=np.int64)).to(device)
+        self.verified = verified_flags(data, device)
+        binary = cfg.get("target_class") is not None
+        self.balancer = (
+            ClassIndex(balance_labels(self.y[self.train_idx], binary)) if cfg["balanced_batches"] else None
+        )
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """Every config trains on this kind (subclasses refuse what does not)."""
+
+    def order(self, gen: torch.Generator) -> Tensor:
+        """An epoch's clip indices: a shuffle of the training clips, or class-balanced draws."""
+        n = len(self.train_idx)
+        if self.balancer is not None:
+            return self.train_idx[self.balancer.balanced(n, gen)]
+        return self.train_idx[torch.randperm(n, generator=gen).to(self.device)]
+
+
+class EmbeddingBatches(TrainBatches):
+    """Batches of uint8 embedding sequences (``data.x``), the whole set held on the device.
+
+    :meth:`make` gives one batch's float inputs in [0, 1] and float labels after positive mixes,
+    shifts and mixup; :meth:`predict_logits` the logits of clips as :func:`predict` gives them.
+    """
+
+    def __init__(self, cfg: Mapping[str, Any], data: TrialData, y_task: np.ndarray, device: torch.device) -> None:
+        self.x = torch.from_numpy(np.array(data.x, dtype=np.uint8)).to(device)  # a private copy
+        super().__init__(cfg, data, y_task, device)
+        self.shift = int(cfg["shift_augment"])
+        self.positive_mix = float(cfg["positive_mix"])
+        self.mixup_alpha = float(cfg["mixup_alpha"])
+        self.mixup_gt_half = bool(cfg["mixup_lambda_gt_half"])
+        self.partners = ClassIndex(self.y[self.train_idx]) if self.positive_mix > 0 else None
+
+    def make(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """Inputs ``[B, T, F]`` (float, [0, 1]) and labels ``[B, C]`` (float) of the clips ``idx``."""
+        x: Tensor = self.x[idx]
+        y = self.y[idx].float()
+        if self.positive_mix > 0:
+            x, y = self._positive_mix(x.float(), y)
+        if self.shift > 0:
+            x = shift_clamp(x, random_shifts(len(idx), self.shift, self.device))
+        x = x.float().div_(255.0)
+        if self.mixup_alpha > 0:
+            n = len(idx)
+            lam = sample_mixup_lambda(n, self.mixup_alpha, gt_half=self.mixup_gt_half, device=self.device)
+            x, y = mixup(x, y, lam, torch.randperm(n, device=self.device))
+        return x, y
+
+    def _positive_mix(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """With probability ``positive_mix`` mix a clip 0.5/0.5 with a training clip sharing a label."""
+        assert self.partners is not None
+        n = len(x)
+        cls, has = random_positive_class(y)
+        mix = has & (torch.rand(n, device=self.device) < self.positive_mix)
+        partner = self.train_idx[self.partners.clips_of(cls, torch.rand(n, device=self.device))]
+        return positive_mix(x, y, self.x[partner].float(), self.y[partner].float(), mix)
+
+    def predict_logits(self, model: nn.Module, idx: Tensor) -> Tensor:
+        """Logits ``[len(idx), C]`` (float32) of the clips ``idx``."""
+        return predict(model, self.x[idx], activation="none")
