@@ -17,9 +17,9 @@ import math
 import time
 from pathlib import Path
 
+from _common import BAL_TRAIN, EVAL, machine, print_table
 from mlflow import MlflowClient
 
-from _common import BAL_TRAIN, EVAL, machine, print_table
 from tagtune.commands import report
 from tagtune.finalize import FinalizeSpec, finalize
 from tagtune.search import SearchSpec, run_search
@@ -86,7 +86,8 @@ def main() -> None:
     print("\n## seed 000's Fig. 4 and Fig. 3 beside tagtune's\n")
     print("mAUC over each family's trials (tagtune: validation split; seed 000: eval), its final on eval,")
     print("and seconds per epoch relative to fc1 (seed 000: runtime units of 10 epochs, relative to FC-1).\n")
-    fc1_s = float(table.loc[table["family"] == "fc1", "mean_epoch_s"].iloc[0]) if (table["family"] == "fc1").any() else math.nan
+    has_fc1 = (table["family"] == "fc1").any()
+    fc1_s = float(table.loc[table["family"] == "fc1", "mean_epoch_s"].iloc[0]) if has_fc1 else math.nan
     rows = []
     for _, r in table.iterrows():
         ref = SEED000.get(r["family"], {})

@@ -147,7 +147,7 @@ def importance_figure(importances: pd.DataFrame) -> go.Figure:
     for i, family in enumerate(families, start=1):
         part = importances[importances["family"] == family].sort_values("importance")
         labels = [f"{p} (conditional, {n} trials)" if c else p
-                  for p, c, n in zip(part["param"], part["conditional"], part["n_trials"])]
+                  for p, c, n in zip(part["param"], part["conditional"], part["n_trials"], strict=True)]
         fig.add_trace(go.Bar(
             x=part["importance"], y=labels, orientation="h", marker_color=colors[family], showlegend=False,
             marker_pattern_shape=["/" if c else "" for c in part["conditional"]],
@@ -155,7 +155,8 @@ def importance_figure(importances: pd.DataFrame) -> go.Figure:
             hovertemplate="%{y}: %{x:.3f}<extra></extra>",
         ), row=i, col=1)
         fig.update_xaxes(range=[0, 1.1], row=i, col=1)
-    fig.update_xaxes(title_text="importance (fANOVA, sums to 1 over unconditional parameters)", row=len(families), col=1)
+    fig.update_xaxes(title_text="importance (fANOVA, sums to 1 over unconditional parameters)",
+                     row=len(families), col=1)
     fig.update_layout(title="Hyperparameter importance per family (Optuna, study rebuilt from MLflow)",
                       height=max(300, 60 + sum(
                           110 + 22 * int((importances["family"] == f).sum()) for f in families)))

@@ -52,7 +52,8 @@ def range_figure(summary: pd.DataFrame) -> go.Figure:
         x=data["family"], y=data["max"] - data["min"], base=data["min"], name="min..max (validation)",
         marker_color=[colors[f] for f in data["family"]], opacity=0.35, width=0.5,
         customdata=np.stack([data["min"], data["max"], data["trials"]], axis=1),
-        hovertemplate="%{x}<br>min %{customdata[0]:.4f}<br>max %{customdata[1]:.4f}<br>%{customdata[2]} trials<extra></extra>",
+        hovertemplate=("%{x}<br>min %{customdata[0]:.4f}<br>max %{customdata[1]:.4f}<br>"
+                       "%{customdata[2]} trials<extra></extra>"),
     ))
     fig.add_trace(go.Scatter(x=data["family"], y=data["max"], mode="markers+text", name="max",
                              text=[f"{v:.3f}" for v in data["max"]], textposition="top center",
@@ -195,7 +196,8 @@ def parallel_figure(trials: pd.DataFrame, family: str) -> go.Figure:
     """Parallel coordinates of one family's trials: hyperparameters -> best val_mAUC (colour)."""
     dims = parallel_data(trials, family)
     if len(dims) < 2:
-        return empty_figure(f"parallel coordinates: {family}", "fewer than two finished trials with differing parameters")
+        return empty_figure(f"parallel coordinates: {family}",
+                            "fewer than two finished trials with differing parameters")
     objective = dims[-1]["values"]
     fig = go.Figure(go.Parcoords(
         line=dict(color=objective, colorscale="Viridis", showscale=True, colorbar=dict(title="mAUC")),

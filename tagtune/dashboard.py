@@ -27,7 +27,8 @@ from tagtune.tracking.tables import (
 )
 from tagtune.tracking.trials import Trials, recorded_spaces_dir, search_trials
 
-SEARCH_COLUMNS = ["family", "trials", "completed", "failed", "max_mAUC", "min_mAUC", "mean_mAUC", "std_mAUC", "best_mAP"]
+SEARCH_COLUMNS = ["family", "trials", "completed", "failed", "max_mAUC", "min_mAUC", "mean_mAUC", "std_mAUC",
+                  "best_mAP"]
 DASHBOARD_ARTIFACT_DIR = "dashboard"
 DASHBOARD_FILE = "dashboard.html"
 
@@ -186,11 +187,13 @@ def dashboard_html(data: ReportData) -> str:
     ]
     if not data.trials.empty:
         for family in dict.fromkeys(data.trials["family"]):
-            sections.append(Section(f"Parallel coordinates: {family}", figure=parallel_figure(data.trials, str(family))))
+            sections.append(Section(f"Parallel coordinates: {family}",
+                                    figure=parallel_figure(data.trials, str(family))))
     sections.append(Section("Hyperparameter importance", figure=importance_figure(param_importances(data.trials)),
                             note="Optuna's fANOVA on a study rebuilt from the MLflow child runs; conditional "
                                  "parameters rated on the trials where they are active."))
-    sections.append(Section("Learning curves of the top trials", figure=learning_curves_figure(data.history, data.trials)))
+    sections.append(Section("Learning curves of the top trials",
+                            figure=learning_curves_figure(data.history, data.trials)))
     per_class = data.per_class if data.per_class is not None else pd.DataFrame(columns=["class", "ap", "n_pos"])
     sections.append(Section("Average precision per class: best and worst 20",
                             figure=per_class_figure(per_class, 20, data.per_class_source),

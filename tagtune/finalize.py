@@ -35,9 +35,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,12 +47,12 @@ from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 
 from tagtune.scoring import SplitUnavailable, evaluate, score_clips, score_trials, validation_split
-from tagtune.trainables.ensemble import ENSEMBLE_METHODS, combine_scores, ensemble_weights, greedy_weights
-from tagtune.trainables.errors import InputError
 from tagtune.tracking import RunKind, Tag, find_experiment, latest_search_run, open_run, open_store
 from tagtune.tracking.registry import log_tagger, registered_model_name
 from tagtune.tracking.tables import PER_CLASS_ARTIFACT, finals_table
 from tagtune.tracking.trials import TrialRow, Trials, child_runs, rank_by_family, recorded_spaces_dir, search_trials
+from tagtune.trainables.ensemble import ENSEMBLE_METHODS, combine_scores, ensemble_weights, greedy_weights
+from tagtune.trainables.errors import InputError
 
 __all__ = [
     "FIT_SLICE", "FinalizeOutcome", "FinalizeSpec", "Member", "ensemble_weights", "finalize", "fit_slice",
@@ -327,7 +328,8 @@ def choose_members(session: Session, trials: Trials, train_ds: Any) -> tuple[lis
     if val is not None:
         for method in ENSEMBLE_METHODS:
             weights, val_map = greedy_weights(val[0], val[1], method)
-            picks[method] = Pick({row.run_id: w for (_, _, row), w in zip(pool, weights) if w > 0}, val_map)
+            chosen = {row.run_id: w for (_, _, row), w in zip(pool, weights, strict=True) if w > 0}
+            picks[method] = Pick(chosen, val_map)
     return pool, picks
 
 
@@ -500,7 +502,7 @@ def log_ensemble(session: Session, fd: FinalsData, recipe: Recipe) -> None:
                             registered_name=name, extra_metadata={"members": names})
         model_uri = logged.registered_uri or logged.run_uri
         session.model(f"ensemble-{method}", run.run_id, model_uri, metrics, f"ensemble_{method}")
-    session.say(f"ensemble {method} of {', '.join(f'{n} {x:.2f}' for n, x in zip(names, weights))} "
+    session.say(f"ensemble {method} of {', '.join(f'{n} {x:.2f}' for n, x in zip(names, weights, strict=True))} "
                 f"(weights {recipe.how}): eval_mAUC {metrics['eval_mAUC']:.4f} "
                 f"eval_mAP {metrics['eval_mAP']:.4f} -> {model_uri}")
 

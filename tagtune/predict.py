@@ -11,9 +11,10 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -115,7 +116,7 @@ def predictions(uri: str, input_path: str, *, k: int = 5, tracking_uri: str | No
             yield {
                 "id": str(ds.ids[start + row]),
                 "labels": [{"rank": r + 1, "index": int(i), "name": scorer.class_names[int(i)], "score": float(s)}
-                           for r, (i, s) in enumerate(zip(idx[row], top[row]))],
+                           for r, (i, s) in enumerate(zip(idx[row], top[row], strict=True))],
             }
 
 

@@ -50,7 +50,7 @@ def trials() -> pd.DataFrame:
     rows = []
     lrs = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 2e-2]
     opts = ["adam", "sgd", "adam", "sgd", "sgd", "adam"]
-    for i, (lr, opt) in enumerate(zip(lrs, opts)):
+    for i, (lr, opt) in enumerate(zip(lrs, opts, strict=True)):
         rows.append({"run_id": f"a{i}", "family": "fc1", "number": i, "trial_id": f"t{i}",
                      "best_val_mAUC": 0.8 + 0.01 * i - (0.05 if opt == "sgd" else 0.0),
                      "params_lr": lr, "params_optimizer": opt,

@@ -29,23 +29,23 @@ from tagtune.cli import main
 from tagtune.commands import report
 from tagtune.finalize import FinalizeSpec, finalize, fit_slice, ranked, top_trials
 from tagtune.search import SearchSpec, run_search
-from tagtune.trainables.data import load_dataset, make_synthetic, split_indices, write_cache
-from tagtune.trainables.loop import predict
-from tagtune.trainables.trial import load_model
-from tagtune.trainables.ensemble import combine_scores, ensemble_weights, greedy_weights
-from tagtune.trainables.errors import InputError
-from tagtune.trainables.metrics import tagging_metrics
 from tagtune.tracking import Tag
 from tagtune.tracking.registry import fit_frames, unique_names
 from tagtune.tracking.trials import TrialRow, best_step, search_trials
+from tagtune.trainables.data import load_dataset, make_synthetic, split_indices, write_cache
+from tagtune.trainables.ensemble import combine_scores, ensemble_weights, greedy_weights
+from tagtune.trainables.errors import InputError
+from tagtune.trainables.loop import predict
+from tagtune.trainables.metrics import tagging_metrics
+from tagtune.trainables.trial import load_model
+
+from conftest import AUDIOSET, require_shared
 
 TAG_FAMILY, TAG_KIND, TAG_PARENT, TAG_SOURCE = Tag.FAMILY, Tag.KIND, Tag.PARENT, Tag.SOURCE_RUN
 
 
 def trial_rows(client, experiment_id, parent_run_id):
     return search_trials(client, experiment_id, parent_run_id).rows
-
-from conftest import AUDIOSET, require_shared
 
 
 def _subset(ds, rows: slice):
@@ -145,10 +145,10 @@ def test_ensembles_are_the_mean_and_weighted_geomean_with_weights_chosen_on_vali
         val_scores.append(predict(load_model(folder)[0], x_val).numpy())
     for method in ("mean", "geomean"):
         weights, _ = greedy_weights(val_scores, np.asarray(train.y[val_idx]), method)
-        expect = {row.run_id: w for (_, _, row), w in zip(pool, weights) if w > 0}
+        expect = {row.run_id: w for (_, _, row), w in zip(pool, weights, strict=True) if w > 0}
         run = fin.client.get_run(finals.loc[f"ensemble-{method}", "run_id"])
         logged = dict(zip(run.data.params["member_runs"].split(","),
-                          (float(x) for x in run.data.params["member_weights"].split(","))))
+                          (float(x) for x in run.data.params["member_weights"].split(",")), strict=True))
         assert logged == pytest.approx({members[src].run_id: w for src, w in expect.items()}, abs=1e-4)
         assert "validation" in run.data.params["weights_from"]
         ens = [m for m in members.values() if m.run_id in logged]
@@ -247,6 +247,66 @@ def test_without_finals_the_per_class_ap_is_the_best_trials_on_validation(fin):
     assert table["ap"].dropna().between(0, 1).all() and int(table["n_pos"].sum()) > 0
     table, source = best_per_class(client, parent, trials, fin.outcome.finals)
     assert "eval split" in source and len(table) == 10
+
+
+def test_a_report_reads_the_trials_once(fin, tmp_path, monkeypatch):
+    """`tagtune report --html`: one query for the search's child runs, and each trial's history
+    fetched once (each of its history metrics once); nothing else reads the trials."""
+    from collections import Counter
+
+    from tagtune.tracking import Metrics
+
+    child_queries: list[str] = []
+    fetched: Counter[tuple[str, str]] = Counter()
+    search_runs, get_metric_history = MlflowClient.search_runs, MlflowClient.get_metric_history
+
+    def counted_search_runs(self, *args, **kwargs):
+        text = kwargs.get("filter_string", args[1] if len(args) > 1 else "")
+        if Tag.PARENT in (text or ""):
+            child_queries.append(text)
+        return search_runs(self, *args, **kwargs)
+
+    def counted_history(self, run_id, key):
+        fetched[(run_id, key)] += 1
+        return get_metric_history(self, run_id, key)
+
+    trial_ids = {r.run_id for r in trial_rows(fin.client, fin.search.experiment_id, fin.search.parent_run_id)}
+    monkeypatch.setattr(MlflowClient, "search_runs", counted_search_runs)
+    monkeypatch.setattr(MlflowClient, "get_metric_history", counted_history)
+    assert main(["report", "--experiment", "fin", "--tracking-uri", fin.uri, "--html", str(tmp_path / "r.html")]) == 0
+    assert len(child_queries) == 1
+    assert len(trial_ids) == 4 and {run for run, _ in fetched} == trial_ids  # no final's history is read
+    assert set(fetched.values()) == {1} and {key for _, key in fetched} == set(Metrics.HISTORY)
+
+
+def test_a_search_with_spaces_is_reported_against_those_spaces(tmp_path):
+    """The report rebuilds the searched-parameter columns from the search's own --spaces DIR:
+    here DIR searches mixup_alpha (the packaged spaces do not) and makes dropout conditional."""
+    from tagtune.dashboard import collect
+    from tagtune.search_spaces import DEFAULT_DIR
+    from tagtune.tracking import RunKind, SearchSpec, get_or_create_experiment, open_run, open_store
+
+    spaces = tmp_path / "spaces"
+    shutil.copytree(DEFAULT_DIR, spaces, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (spaces / "fc1.yaml").write_text("params:\n  dropout: {low: 0.0, high: 0.5, when: {optimizer: sgd}}\n"
+                                     "  mixup_alpha: {choices: [0.0, 0.2]}\n")
+    client, uri = open_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = get_or_create_experiment(client, uri, "spaces")
+    spec = SearchSpec(train=str(tmp_path / "train"), families=["fc1"], spaces_dir=str(spaces))
+    with open_run(client, exp.experiment_id, kind=RunKind.SEARCH, run_name="search",
+                  params={**spec.to_params(), "n_train": 8, "n_val": 2}) as parent:
+        for i, lr in enumerate(("0.001", "0.003")):
+            params = {"family": "fc1", "lr": lr, "optimizer": "adam", "batch_size": "64", "dropout": "0.2",
+                      "mixup_alpha": "0.2", "seed": "0"}
+            with open_run(client, exp.experiment_id, kind=RunKind.TRIAL, run_name=f"fc1-{i}", params=params,
+                          tags={Tag.FAMILY: "fc1", Tag.TRIAL_ID: f"t{i}"}, parent_run_id=parent.run_id) as trial:
+                for step in (1, 2):
+                    trial.log(metrics={"val_mAUC": 0.7 + 0.1 * step, "epoch_seconds": 1.0}, step=step)
+                trial.log(metrics={"best_val_mAUC": 0.9 - i / 10, "best_val_mAP": 0.3})
+    data = collect(client, exp, client.get_run(parent.run_id))
+    assert "params_mixup_alpha" in data.trials.columns and list(data.trials["params_mixup_alpha"]) == [0.2, 0.2]
+    assert list(data.trials["params_dropout"]) == [None, None]  # inactive: DIR searches it with sgd only
+    assert list(data.summary["max_mAUC"]) == [pytest.approx(0.9)]
 
 
 # -- bad input: exit code 2, one line that names the flag ----------------------------------------

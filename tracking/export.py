@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from tagtune.trainables.errors import InputError
 from tagtune.tracking.trials import TrialRow, typed_param
+from tagtune.trainables.errors import InputError
 
 
 def config_document(row: TrialRow, experiment: str) -> dict[str, Any]:

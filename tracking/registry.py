@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import mlflow
 import mlflow.pyfunc
@@ -190,7 +191,8 @@ def log_tagger(
                 python_model=str(Path(__file__).with_name("_tagger_entry.py")),
                 artifacts=artifacts,
                 # MLflow also logs the model config as run params: only ensembles need one.
-                model_config={"method": method, "weights": [float(w) for w in weights]} if len(checkpoints) > 1 else None,
+                model_config=({"method": method, "weights": [float(w) for w in weights]}
+                              if len(checkpoints) > 1 else None),
                 signature=tagger_signature(class_names, n_features),
                 input_example=example,
                 pip_requirements=_requirements(),
@@ -199,7 +201,7 @@ def log_tagger(
                                       "weights": [float(w) for w in weights], **dict(extra_metadata or {})}},
             )
     finally:
-        for lg, level in zip(quiet, levels):
+        for lg, level in zip(quiet, levels, strict=True):
             lg.setLevel(level)
     version = getattr(info, "registered_model_version", None)
     version = str(version) if version is not None else None
@@ -240,7 +242,8 @@ def resolve_checkpoint(uri: str, tracking_uri: str | None = None) -> tuple[str, 
     last = ""
     for cand in candidates:
         try:
-            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=cand, dst_path=tempfile.mkdtemp(prefix="tagtune-model-")))
+            dst = tempfile.mkdtemp(prefix="tagtune-model-")
+            folder = Path(mlflow.artifacts.download_artifacts(artifact_uri=cand, dst_path=dst))
         except (MlflowException, OSError) as exc:
             last = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             continue

@@ -14,7 +14,8 @@ pure functions of these tables, see :mod:`tagtune.dashboards`).  Every table is 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 from mlflow import MlflowClient
@@ -74,7 +75,9 @@ def finals_table(runs: Sequence[Any]) -> pd.DataFrame:
 def with_finals(summary: pd.DataFrame, finals: pd.DataFrame) -> pd.DataFrame:
     """The per-family summary with each family's final (rank 1) eval scores beside it."""
     out = summary.copy()
-    best = finals[(finals["kind"] == RunKind.FINAL.value) & (finals["rank"] == 1)].set_index("family") if not finals.empty else None
+    best = None
+    if not finals.empty:
+        best = finals[(finals["kind"] == RunKind.FINAL.value) & (finals["rank"] == 1)].set_index("family")
     for key in EVAL_METRICS:
         out[key] = [float(best.loc[f, key]) if best is not None and f in best.index else math.nan
                     for f in out["family"]]
@@ -100,7 +103,8 @@ def runtime_table(trials: pd.DataFrame, finals: pd.DataFrame | None = None) -> p
         total = group["trial_s"].sum(min_count=1)
         final_s = math.nan
         if finals is not None and not finals.empty:
-            mine = finals[(finals["kind"] == RunKind.FINAL.value) & (finals["family"] == family) & (finals["rank"] == 1)]
+            mine = finals[(finals["kind"] == RunKind.FINAL.value) & (finals["family"] == family)
+                          & (finals["rank"] == 1)]
             if not mine.empty:
                 final_s = float(mine["train_s"].iloc[0])
         rows.append({

@@ -21,8 +21,9 @@ parameter whose value differs between the family's trials.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 import yaml
