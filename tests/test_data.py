@@ -25,7 +25,7 @@ from tagtune.trainables.data import (
     write_cache,
     write_tfrecords,
 )
-from tagtune.trainables.data._dataset import lengths_from_padding
+from tagtune.trainables.data import lengths_from_padding
 from tagtune.trainables.data._synth import write_class_csv
 from tagtune.trainables.data._tfrecord import (
     encode_sequence_example,
