@@ -1,0 +1,238 @@
+"""The import structure of the tagtune package: no import cycles, no reach into another
+package's private modules or names.
+
+Read from the source with ``ast`` (nothing is imported), over every module of the installed
+``tagtune`` package (the folders ``pyproject.toml`` maps: tagtune/, trainables/, tracking/,
+dashboards/, search_spaces/).  An import of ``a.b.c`` is an edge to ``a.b.c`` and, when the
+importer is not inside it, to the package ``a.b`` whose ``__init__`` runs first.  Imports under
+``if TYPE_CHECKING:`` are not edges.
+
+Known offenders in files other engineers are reshaping are listed in the ``ALLOWED_*`` sets,
+commented; the lists are meant to be emptied.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE_DIRS = {
+    "tagtune": ROOT / "tagtune",
+    "tagtune.trainables": ROOT / "trainables",
+    "tagtune.tracking": ROOT / "tracking",
+    "tagtune.dashboards": ROOT / "dashboards",
+    "tagtune.search_spaces": ROOT / "search_spaces",
+}
+
+# Module-level cycles anywhere in tagtune (each as the sorted modules of one cycle).
+ALLOWED_MODULE_CYCLES: set[tuple[str, ...]] = set()
+# Cycles counting function-level imports too (before issue 11: cli <-> demo, and one knot of
+# trainables: loop <-> audio, data._cache <-> data._dataset, data <-> data._dataset, ...).
+ALLOWED_LAZY_CYCLES: set[tuple[str, ...]] = set()
+# (importer, imported) pairs that reach into another package's private module or name.
+ALLOWED_PRIVATE: set[tuple[str, str]] = set()
+
+
+@dataclass(frozen=True)
+class Import:
+    """One import statement's target, resolved to a module of the package where it is one."""
+
+    importer: str
+    module: str
+    """The imported module (``from m import submodule`` names the submodule)."""
+    name: str | None
+    """The imported name when it is not a module (``from m import name``), else ``None``."""
+    top_level: bool
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the package: dotted name -> file."""
+    out: dict[str, Path] = {}
+    for pkg, folder in PACKAGE_DIRS.items():
+        for file in sorted(folder.rglob("*.py")):
+            rel = file.relative_to(folder).with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            name = ".".join([pkg, *parts])
+            if any(part.startswith(".") for part in rel.parts):
+                continue
+            out.setdefault(name, file)
+    return out
+
+
+MODULES = _modules()
+
+
+def _is_package(name: str) -> bool:
+    return MODULES[name].name == "__init__.py"
+
+
+def _package_of(name: str) -> str:
+    """The package a module belongs to (a package ``__init__`` belongs to itself)."""
+    return name if _is_package(name) else name.rpartition(".")[0]
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _walk(body: list[ast.stmt], top_level: bool):
+    """(statement, whether it runs at import time) for every import, skipping TYPE_CHECKING."""
+    for node in body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node, top_level
+        elif isinstance(node, ast.If) and _is_type_checking(node):
+            yield from _walk(node.orelse, top_level)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            yield from _walk(node.body, False)
+        elif isinstance(node, ast.ClassDef):
+            yield from _walk(node.body, top_level)
+        else:
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                inner = getattr(node, field, None)
+                if isinstance(inner, list):
+                    yield from _walk([n for n in inner if isinstance(n, ast.AST)], top_level)
+
+
+def _resolve(importer: str, node: ast.ImportFrom) -> str:
+    """The absolute module of a ``from ... import`` (relative imports resolved)."""
+    if not node.level:
+        return node.module or ""
+    base = _package_of(importer).split(".")
+    base = base[: len(base) - node.level + 1]
+    return ".".join([*base, node.module] if node.module else base)
+
+
+def _imports(name: str) -> list[Import]:
+    """Every import of module ``name`` that targets the package."""
+    tree = ast.parse(MODULES[name].read_text(encoding="utf-8"))
+    out: list[Import] = []
+    for node, top in _walk(tree.body, True):
+        if isinstance(node, ast.Import):
+            out += [Import(name, a.name, None, top) for a in node.names if a.name in MODULES]
+            continue
+        module = _resolve(name, node)
+        if module not in MODULES:
+            continue
+        for alias in node.names:
+            sub = f"{module}.{alias.name}"
+            if sub in MODULES:
+                out.append(Import(name, sub, None, top))
+            else:
+                out.append(Import(name, module, alias.name, top))
+    return out
+
+
+IMPORTS = {name: _imports(name) for name in MODULES}
+
+
+def _edges(top_level_only: bool, within: str = "tagtune") -> dict[str, set[str]]:
+    """importer -> imported modules (and the packages entered on the way), inside ``within``."""
+    graph: dict[str, set[str]] = {n: set() for n in MODULES if n == within or n.startswith(within + ".")}
+    for importer in graph:
+        for imp in IMPORTS[importer]:
+            if top_level_only and not imp.top_level:
+                continue
+            parts = imp.module.split(".")
+            targets = {imp.module}
+            for i in range(1, len(parts)):
+                parent = ".".join(parts[:i])
+                if not (importer == parent or importer.startswith(parent + ".")):
+                    targets.add(parent)  # its __init__ runs before the module
+            graph[importer] |= {t for t in targets if t in graph and t != importer}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> set[tuple[str, ...]]:
+    """The strongly connected components with more than one module (Tarjan), sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: set[tuple[str, ...]] = set()
+    counter = [0]
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.add(tuple(sorted(component)))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def _private_reaches() -> set[tuple[str, str]]:
+    """(importer, target) where the target is a private module, or a private name, of a package
+    the importer is not in."""
+    out: set[tuple[str, str]] = set()
+    for importer, imports in IMPORTS.items():
+        for imp in imports:
+            parts = imp.module.split(".")
+            for i, part in enumerate(parts):
+                if part.startswith("_") and not part.startswith("__"):
+                    owner = ".".join(parts[:i])
+                    if not (importer == owner or importer.startswith(owner + ".")):
+                        out.add((importer, imp.module))
+                    break
+            if imp.name and imp.name.startswith("_") and not imp.name.startswith("__"):
+                if _package_of(imp.module) != _package_of(importer):
+                    out.add((importer, f"{imp.module}.{imp.name}"))
+    return out
+
+
+def test_the_checker_sees_the_package():
+    assert "tagtune.trainables.loop" in MODULES and "tagtune.trainables.data._source" in MODULES
+    loop = {i.module for i in IMPORTS["tagtune.trainables.loop"]}
+    assert "tagtune.trainables.batches" in loop and "tagtune.trainables.data" in loop
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == {("a", "b", "c")}
+
+
+def test_no_module_level_import_cycles():
+    cycles = _cycles(_edges(top_level_only=True))
+    assert cycles - ALLOWED_MODULE_CYCLES == set(), "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_no_import_cycles_counting_function_level_imports():
+    cycles = _cycles(_edges(top_level_only=False))
+    assert cycles - ALLOWED_LAZY_CYCLES == set(), "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_no_package_imports_another_packages_private_modules():
+    reaches = _private_reaches()
+    assert reaches - ALLOWED_PRIVATE == set(), "\n".join(f"{a} imports {b}" for a, b in sorted(reaches))
+
+
+@pytest.mark.parametrize("allowed", ["cycles", "lazy", "private"])
+def test_the_allow_lists_hold_only_live_offenders(allowed):
+    """An entry that no longer offends is deleted from its list (so the lists only shrink)."""
+    live = {
+        "cycles": (ALLOWED_MODULE_CYCLES, _cycles(_edges(top_level_only=True))),
+        "lazy": (ALLOWED_LAZY_CYCLES, _cycles(_edges(top_level_only=False))),
+        "private": (ALLOWED_PRIVATE, _private_reaches()),
+    }[allowed]
+    assert live[0] <= live[1], f"stale allow-list entries: {sorted(live[0] - live[1])}"
