@@ -455,3 +455,125 @@ def test_every_error_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         load_dataset(tmp_path / "nope")
     assert "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# A data source opened once; readers registered beside each other
+# --------------------------------------------------------------------------------------------
+
+
+def _count_sniffs(monkeypatch) -> list[str]:
+    """Record each format any registered reader is asked to recognize."""
+    from tagtune.trainables.data import READERS
+
+    asked: list[str] = []
+    for reader in READERS:
+        original = reader.sniff
+
+        def sniff(path: Path, _original=original, _format=reader.format) -> bool:
+            asked.append(_format)
+            return _original(path)
+
+        monkeypatch.setattr(reader, "sniff", sniff)
+    return asked
+
+
+def test_open_source_knows_format_kind_shape_and_cache_entry(tmp_path: Path, small: Dataset, monkeypatch) -> None:
+    from tagtune.trainables.data import TrialData, open_source
+
+    _write_set(tmp_path / "set", small)
+    asked = _count_sniffs(monkeypatch)
+    source = open_source(tmp_path / "set", cache_dir=tmp_path / "cache")
+    assert (source.format, source.kind) == ("tfrecord", "embeddings")
+    sniffs = len(asked)
+    assert source.cache_entry is not None and not source.cache_entry.exists()  # nothing read yet
+    assert source.shape == (10, 128, 12) and source.class_names == small.class_names
+    assert not source.single_label
+    assert (source.cache_entry / "tagtune-cache.json").is_file()  # the first read wrote the cache
+    assert source.read() is source.read()  # read once
+    data = source.trial_data(val_fraction=0.2, seed=3)
+    assert isinstance(data, TrialData) and data.kind == "embeddings" and data.n_held_out == 0
+    train, val = split_indices(small.n_clips, 0.2, 3)
+    np.testing.assert_array_equal(data.train_idx, train)
+    np.testing.assert_array_equal(data.val_idx, val)
+    np.testing.assert_array_equal(data.x, small.x)
+    assert len(asked) == sniffs == 3  # cache, audio, tfrecord: asked once each, at open
+    cached = open_source(source.cache_entry)
+    assert cached.format == "cache" and cached.cache_entry == source.cache_entry
+    _assert_same(cached.embeddings(), small)
+
+
+def test_search_opens_the_source_once(tmp_path: Path, small: Dataset, monkeypatch) -> None:
+    from tagtune.search import SearchSpec, parse_families, prepare_data
+    from tagtune.trainables.data import open_source
+
+    _write_set(tmp_path / "set", small)
+    monkeypatch.setenv("TAGTUNE_CACHE_DIR", str(tmp_path / "cache"))
+    asked = _count_sniffs(monkeypatch)
+    source = open_source(tmp_path / "set")
+    families = parse_families("fc1,fc2", source)
+    data = prepare_data(SearchSpec(train=str(tmp_path / "set"), families=families), source)
+    assert asked == ["cache", "audio", "tfrecord"] and data.shape == (10, 128, 12)
+    with pytest.raises(InputError, match="'densenet_audio' is built for audio"):
+        parse_families("densenet_audio", source)
+    again = prepare_data(SearchSpec(train=str(tmp_path / "set"), families=families))  # opens its own
+    np.testing.assert_array_equal(again.val_idx, data.val_idx)
+
+
+def test_a_new_format_is_one_registered_reader(tmp_path: Path, small: Dataset, monkeypatch) -> None:
+    from tagtune.trainables.data import READERS, open_source, register_reader
+
+    class NpzReader:
+        """x, y in one .npz file."""
+
+        format = "npz"
+        kind = "embeddings"
+
+        def sniff(self, path: Path) -> bool:
+            return path.suffix == ".npz"
+
+        def cache_entry(self, path: Path, *, n_classes, cache_dir):
+            return None
+
+        def read(self, path: Path, *, n_classes, cache_dir) -> Dataset:
+            arrays = np.load(path)
+            n = len(arrays["x"])
+            return Dataset(arrays["x"], arrays["y"], lengths_from_padding(arrays["x"]),
+                           np.array([str(i) for i in range(n)]), small.class_names, f"npz:{path}")
+
+    monkeypatch.setattr("tagtune.trainables.data._source.READERS", list(READERS))
+    from tagtune.trainables.data import _source
+
+    register_reader(NpzReader(), before="hdf5")
+    assert [r.format for r in _source.READERS] == ["cache", "audio", "tfrecord", "npz", "hdf5"]
+    with pytest.raises(ValueError, match="registered already"):
+        register_reader(NpzReader())
+    np.savez(tmp_path / "set.npz", x=small.x, y=small.y)
+    source = open_source(tmp_path / "set.npz")
+    assert source.format == "npz" and source.shape == (10, 128, 12)
+    assert len(source.trial_data(val_fraction=0.5, seed=0).val_idx) == small.n_clips // 2
+
+
+def test_trial_data_holds_embedding_clips_and_keeps_the_x_constructor(small: Dataset) -> None:
+    from tagtune.trainables.data import EmbeddingClips, TrialData
+
+    data = TrialData(small.x, small.y, np.arange(200), np.arange(200, 250), small.class_names)
+    assert isinstance(data.clips, EmbeddingClips) and data.x is small.x and data.audio is None
+    assert data.kind == "embeddings" and data.shape == (10, 128, 12) and data.n_clips == 250
+    assert TrialData(clips=EmbeddingClips(small.x), y=small.y, train_idx=data.train_idx,
+                     val_idx=data.val_idx).shape == data.shape
+    with pytest.raises(TypeError, match="either x"):
+        TrialData(small.x, small.y, data.train_idx, data.val_idx, clips=EmbeddingClips(small.x))
+
+
+def test_fit_frames_pads_and_cuts_to_t_frames() -> None:
+    from tagtune.trainables.data import fit_frames
+
+    x = np.arange(2 * 3 * 2, dtype=np.uint8).reshape(2, 3, 2) + 1
+    assert fit_frames(x, 3) is x
+    padded = fit_frames(x, 5)
+    assert padded.shape == (2, 5, 2) and padded.dtype == np.uint8 and not padded[:, 3:].any()
+    np.testing.assert_array_equal(padded[:, :3], x)
+    np.testing.assert_array_equal(fit_frames(x, 2), x[:, :2])
+    with pytest.warns(UserWarning, match="src: clips longer than 2 s were cut to 2 s"):
+        fit_frames(x, 2, where="src")
