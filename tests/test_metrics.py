@@ -386,3 +386,27 @@ def test_cuda_matches_cpu(method: str) -> None:
     assert f1_at_best_threshold(s[:, 0].cuda(), t[:, 0].cuda()) == pytest.approx(f1_cpu)
     labels = torch.from_numpy(np.argmax(scores[:, :5] + np.arange(5) * 0.01, axis=1))
     assert map_at_k(s[:, :5].cuda(), labels.cuda()) == pytest.approx(map_at_k(s[:, :5], labels))
+
+
+# --------------------------------------------------------------------------------------------
+# Validation metrics per task (one implementation for the loop, audio and ensembles)
+# --------------------------------------------------------------------------------------------
+
+
+def test_task_metrics_per_task():
+    from tagtune.trainables.metrics import single_label_metrics, task_metrics
+
+    rng = np.random.default_rng(0)
+    logits = torch.from_numpy(rng.normal(0, 3, (40, 4)).astype(np.float32))
+    y = torch.from_numpy(rng.random((40, 4)) < 0.4)
+    multi = task_metrics(logits, y, "multilabel")
+    scores = logits.sigmoid()
+    assert multi == {**tagging_metrics(scores, y), "loss": pytest.approx(
+        float(torch.nn.functional.binary_cross_entropy(scores.double(), y.double())), rel=1e-9)}
+    binary = task_metrics(logits[:, :1], y[:, :1], "binary")
+    assert binary["f1"] == f1_at_best_threshold(scores[:, 0], y[:, 0])[0]
+    one_hot = torch.nn.functional.one_hot(torch.from_numpy(rng.integers(0, 4, 40)), 4).bool()
+    single = task_metrics(logits, one_hot, "singlelabel")
+    assert single == {**single_label_metrics(logits.softmax(dim=1), one_hot), "loss": pytest.approx(
+        float(torch.nn.functional.cross_entropy(logits, one_hot.int().argmax(1))))}
+    assert single["accuracy"] == accuracy(logits, one_hot.int().argmax(1))

@@ -343,3 +343,59 @@ def test_ema_validates_and_keeps_the_averaged_weights(tiny_data):
     key = next(k for k in plain.best_state if k.endswith("weight"))
     assert not torch.allclose(plain.best_state[key], ema.best_state[key])
     torch.testing.assert_close(seen["model"].state_dict()[key].cpu(), ema.best_state[key])
+
+
+# ---------------------------------------------------------------------------------------------
+# One batches protocol: the data kind picks its batches, fit does not branch on it
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_new_data_kind_is_one_batches_class(tiny_data, monkeypatch):
+    from dataclasses import dataclass
+
+    from tagtune.trainables import loop
+    from tagtune.trainables.batches import EmbeddingBatches
+
+    @dataclass(frozen=True, eq=False)
+    class FlippedClips:
+        """Embeddings stored upside down (255 - x): a kind of its own."""
+
+        flipped: np.ndarray
+        kind = "flipped"
+
+        @property
+        def n_clips(self) -> int:
+            return len(self.flipped)
+
+        @property
+        def frame_shape(self) -> tuple[int, int]:
+            return self.flipped.shape[1], self.flipped.shape[2]
+
+    made: list[int] = []
+
+    class FlippedBatches(EmbeddingBatches):
+        def __init__(self, cfg, data, y_task, device):
+            plain = TrialData(255 - data.clips.flipped, data.y, data.train_idx, data.val_idx, data.class_names)
+            super().__init__(cfg, plain, y_task, device)
+
+        def make(self, idx):
+            made.append(len(idx))
+            return super().make(idx)
+
+    monkeypatch.setitem(loop.BATCHES, "flipped", FlippedBatches)
+    flipped = TrialData(clips=FlippedClips(255 - tiny_data.x), y=tiny_data.y, train_idx=tiny_data.train_idx,
+                        val_idx=tiny_data.val_idx, class_names=tiny_data.class_names)
+    config = {"family": "fc1", "batch_size": 16}
+    got = fit(config, flipped, max_epochs=2, device="cpu")
+    want = fit(config, tiny_data, max_epochs=2, device="cpu")
+    assert made == [16] * 4 + [8] + [16] * 4 + [8]
+    for a, b in zip(got.history, want.history):
+        assert {k: v for k, v in a.items() if k != "epoch_seconds"} == {k: v for k, v in b.items() if k != "epoch_seconds"}
+
+
+def test_the_epoch_order_is_shared_by_every_kind():
+    from tagtune.trainables.audio.batches import AudioBatches
+    from tagtune.trainables.batches import EmbeddingBatches, TrainBatches
+
+    for kind in (EmbeddingBatches, AudioBatches):
+        assert issubclass(kind, TrainBatches) and kind.order is TrainBatches.order
