@@ -16,7 +16,8 @@ the one bf16 autocast and the one batched forward pass over embeddings.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import numpy as np
 import torch

@@ -25,8 +25,9 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,9 +35,9 @@ from torch import Tensor, nn
 
 from tagtune.trainables.audio.batches import AudioBatches
 from tagtune.trainables.batches import Batches, EmbeddingBatches, autocast, predict
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.config import OPTIMIZERS, TRAIN_DEFAULTS, resolve_config
 from tagtune.trainables.data import TrialData
+from tagtune.trainables.errors import InputError
 from tagtune.trainables.heads import replace_output_layer
 from tagtune.trainables.init import apply_init, init_output_bias
 from tagtune.trainables.metrics import task_metrics

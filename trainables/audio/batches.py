@@ -13,7 +13,8 @@ Every clip lives in one flat sample tensor on the device; a batch is one gather 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch

@@ -8,9 +8,9 @@ in a subfolder) other than AudioSet's own class and segment lists.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 

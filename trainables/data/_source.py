@@ -12,9 +12,10 @@ returns a clip set: a :class:`Dataset` or an :class:`AudioDataset`, each with ``
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 from tagtune.trainables.data._audio import AudioDataset, AudioReader
 from tagtune.trainables.data._dataset import Dataset
