@@ -94,8 +94,17 @@ def test_replace_checks_the_changes():
 
 
 def test_normalized_values():
-    cfg = resolve_config({"family": "fc1", "lr_schedule": "STEP", "optimizer": "AdamW",
-                          "target_class": "None", "lr": 1, "mixup_alpha": 0, "dropout": 0})
+    cfg = resolve_config(
+        {
+            "family": "fc1",
+            "lr_schedule": "STEP",
+            "optimizer": "AdamW",
+            "target_class": "None",
+            "lr": 1,
+            "mixup_alpha": 0,
+            "dropout": 0,
+        }
+    )
     assert cfg.lr_schedule == "step" and cfg.optimizer == "adamw" and cfg.target_class is None
     assert type(cfg.lr) is float and type(cfg.mixup_alpha) is float and type(cfg["dropout"]) is float
     assert resolve_config({"family": "fc1", "target_class": "Speech"}).target_class == "Speech"
@@ -236,17 +245,20 @@ def _space_values(param):
 
 
 SPACE_CASES = [
-    (family, p.name, value)
-    for family in FAMILIES
-    for p in load_space(family).params
-    for value in _space_values(p)
+    (family, p.name, value) for family in FAMILIES for p in load_space(family).params for value in _space_values(p)
 ]
 
 #: The optional parameters common.yaml suggests in its comments.
 COMMENTED = [("mixup_alpha", v) for v in (0.0, 0.2, 0.4)] + [
-    ("mixup_lambda_gt_half", False), ("mixup_lambda_gt_half", True), ("loss_mask_alpha", 0.8),
-    ("loss_mask_alpha", 0.9), ("balanced_batches", True), ("shift_augment", 8), ("positive_mix", 0.3),
-    ("ema_decay", 0.999), ("target_class", "Speech"),
+    ("mixup_lambda_gt_half", False),
+    ("mixup_lambda_gt_half", True),
+    ("loss_mask_alpha", 0.8),
+    ("loss_mask_alpha", 0.9),
+    ("balanced_batches", True),
+    ("shift_augment", 8),
+    ("positive_mix", 0.3),
+    ("ema_decay", 0.999),
+    ("target_class", "Speech"),
 ]
 
 
@@ -268,9 +280,7 @@ def _typed(value: str):
         return value
 
 
-ROUND_TRIP = [
-    {"family": family} for family in FAMILIES
-] + [
+ROUND_TRIP = [{"family": family} for family in FAMILIES] + [
     {"family": "fc2", "lr": 1e-5, "weight_decay": 1e-06, "optimizer": "adamw", "target_class": "Speech"},
     {"family": "attention", "lr": 0.00012345, "dropout": 0.0, "level": "decision", "ema_decay": 0.999},
     {"family": "densenet_audio", "sample_rate": 16000, "mixup_lambda_gt_half": False, "lr_gamma": 0.3},

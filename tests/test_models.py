@@ -35,7 +35,7 @@ def test_one_training_step_changes_weights(family):
     assert math.isfinite(loss.item())
     loss.backward()
     opt.step()
-    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -11,8 +11,9 @@ read or any model built.  :func:`resolve_config` is the entry point; it returns 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from tagtune.trainables.errors import InputError
 from tagtune.trainables.init import INITS, OUTPUT_BIAS
@@ -139,8 +140,7 @@ class TrainConfig(Mapping[str, Any]):
         missing, unknown = set(spec.hparams) - set(given), set(given) - set(spec.hparams)
         if missing or unknown:
             raise InputError(
-                f"family {spec.name!r} takes the hyperparameters {sorted(spec.hparams)}; "
-                f"got {sorted(given)}"
+                f"family {spec.name!r} takes the hyperparameters {sorted(spec.hparams)}; got {sorted(given)}"
             )
         checks = spec.constraints
         set_value(self, "family_params", tuple((k, checks[k].check(k, given[k])) for k in spec.hparams))

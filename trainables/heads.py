@@ -20,6 +20,7 @@ the margin the report credits for faster training under strong mixup.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -83,7 +84,7 @@ def output_layers(model: nn.Module, n_outputs: int) -> list[nn.Linear]:
     """
     for module in reversed(list(model.modules())):
         if isinstance(module, MultiHead) and module.out_features == n_outputs:
-            return list(module.heads)
+            return cast(list[nn.Linear], list(module.heads))
     linears = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == n_outputs]
     return linears[-1:]
 

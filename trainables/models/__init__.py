@@ -10,10 +10,13 @@ from tagtune.trainables.models._registry import (
     register_family,
     register_variant,
 )
+
 # Importing a module registers its families; the order is the order `tagtune families` lists.
-from tagtune.trainables.models import fc, recurrent, gcnn  # noqa: F401, I001
-from tagtune.trainables.models import conv, transformer, densenet, attention  # noqa: F401, I001
-from tagtune.trainables.models import densenet_audio  # noqa: F401, I001  (raw audio, seed 003)
+# isort: off
+from tagtune.trainables.models import fc, recurrent, gcnn  # noqa: F401
+from tagtune.trainables.models import conv, transformer, densenet, attention  # noqa: F401
+from tagtune.trainables.models import densenet_audio  # noqa: F401  (raw audio, seed 003)
+# isort: on
 
 __all__ = [
     "FamilySpec",

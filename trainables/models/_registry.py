@@ -12,8 +12,9 @@ implies.  :class:`tagtune.trainables.config.TrainConfig` applies them.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 
@@ -86,10 +87,15 @@ def register_family(
     def decorator(fn: Builder) -> Builder:
         if name in _REGISTRY:
             raise RuntimeError(f"model family {name!r} is registered twice")
-        _REGISTRY[name] = _checked(FamilySpec(
-            name, fn, description, train_defaults=dict(train_defaults or {}), inputs=inputs,
+        spec = FamilySpec(
+            name,
+            fn,
+            description,
+            train_defaults=dict(train_defaults or {}),
+            inputs=inputs,
             declared=dict(constraints or {}),
-        ))
+        )
+        _REGISTRY[name] = _checked(spec)
         return fn
 
     return decorator
@@ -111,10 +117,11 @@ def register_variant(
     if unknown:
         raise RuntimeError(f"variant {name!r} sets unknown hyperparameters {sorted(unknown)}")
     merged_train = {**parent.train_defaults, **(train_defaults or {})}
-    _REGISTRY[name] = _checked(FamilySpec(
-        name, parent.builder, description, {**parent.defaults, **defaults}, merged_train, parent.inputs,
-        {**parent.declared, **(constraints or {})},
-    ))
+    declared = {**parent.declared, **(constraints or {})}
+    merged_defaults = {**parent.defaults, **defaults}
+    _REGISTRY[name] = _checked(
+        FamilySpec(name, parent.builder, description, merged_defaults, merged_train, parent.inputs, declared)
+    )
 
 
 def list_families(inputs: str | None = None) -> list[str]:

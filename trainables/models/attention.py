@@ -19,6 +19,8 @@ the prior, ``P`` is the prior too.  A replacement for it must, like ``nn.Linear`
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -54,7 +56,8 @@ class FrameEmbedding(nn.Module):
         b, t, _ = x.shape
         h = self.input_drop(x).reshape(b * t, -1)  # BN over all seconds of the batch
         for layer in self.layers:
-            h = self.drop(F.relu(layer["bn"](layer["fc"](h))))
+            block = cast(nn.ModuleDict, layer)
+            h = self.drop(F.relu(block["bn"](block["fc"](h))))
         return h.reshape(b, t, -1)
 
 
