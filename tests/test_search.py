@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import yaml
@@ -37,10 +36,10 @@ def test_search_logs_every_trial_and_reports_per_family(ray_local, search_spec, 
     parent = client.get_run(outcome.parent_run_id)
     assert parent.info.status == "FINISHED"
     runs = _children(client, outcome.experiment_id, outcome.parent_run_id)
-    assert sorted(r.data.tags[TAG_FAMILY] for r in runs) == ["fc1", "fc1", "gcnn", "gcnn"]
+    assert sorted(r.data.tags[Tag.FAMILY] for r in runs) == ["fc1", "fc1", "gcnn", "gcnn"]
     for run in runs:
         assert run.info.status == "FINISHED"
-        assert run.data.params["family"] == run.data.tags[TAG_FAMILY]
+        assert run.data.params["family"] == run.data.tags[Tag.FAMILY]
         assert {"lr", "batch_size", "optimizer", "seed", "grad_clip"} <= set(run.data.params)
         for key in ("val_mAUC", "val_mAP", "val_dprime", "val_loss", "train_loss", "epoch_seconds"):
             history = client.get_metric_history(run.info.run_id, key)
@@ -49,7 +48,7 @@ def test_search_logs_every_trial_and_reports_per_family(ray_local, search_spec, 
         assert artifacts == {"checkpoint/model.pt", "checkpoint/model.json"}
     for family in ("fc1", "gcnn"):  # each family's first trial runs its registered defaults
         defaults = resolve_config({"family": family})
-        firsts = [r for r in runs if r.data.tags[TAG_FAMILY] == family
+        firsts = [r for r in runs if r.data.tags[Tag.FAMILY] == family
                   and all(r.data.params[k] == str(defaults[k]) for k in ("lr", "batch_size", "dropout"))]
         assert len(firsts) == 1, family
 
@@ -82,7 +81,9 @@ def test_diverging_trial_is_isolated_and_counted(ray_local, search_spec, workdir
     (spaces / "common.yaml").write_text(
         "params:\n  optimizer: {value: sgd}\n  momentum: {value: 0.99}\n  batch_size: {value: 32}\n"
     )
-    (spaces / "fc2.yaml").write_text("params:\n  lr: {choices: [1.0e+12]}\n")
+    # the largest lr the config allows, and weight decay that makes SGD's steps grow: the loss
+    # overflows to NaN in epoch 2
+    (spaces / "fc2.yaml").write_text("params:\n  lr: {choices: [10.0]}\n  weight_decay: {value: 1.0}\n")
     (spaces / "fc1.yaml").write_text("params:\n  lr: {value: 0.01}\n")
     spec = search_spec(families=["fc2", "fc1"], max_epochs=2, experiment="nan", spaces_dir=str(spaces))
     outcome, client, runs = _search_by_family(spec)
@@ -150,7 +151,8 @@ def test_raising_trial_is_failed_with_reason_and_search_goes_on(ray_local, searc
     import optuna
 
     storage = client.get_run(outcome.parent_run_id).data.tags[Tag.OPTUNA_STORAGE]
-    states = {s.study_name.rsplit("/", 1)[1]: optuna.load_study(study_name=s.study_name, storage=storage).trials[0].state
+    states = {s.study_name.rsplit("/", 1)[1]:
+              optuna.load_study(study_name=s.study_name, storage=storage).trials[0].state
               for s in optuna.get_all_study_summaries(storage)}
     assert states == {"fc2": optuna.trial.TrialState.FAIL, "fc1": optuna.trial.TrialState.COMPLETE}
 
