@@ -126,9 +126,9 @@ def param_importances(trials: pd.DataFrame, evaluator: Any | None = None) -> pd.
             subset = [t for t in done if name in t.params]
             if len(subset) < 2 or len({repr(t.params[name]) for t in subset}) < 2:
                 continue
-            value = _evaluate(study, [*always, name], make_eval()).get(name)
-            if value is not None:
-                rows.append({"family": family, "param": name, "importance": float(value),
+            share = _evaluate(study, [*always, name], make_eval()).get(name)
+            if share is not None:
+                rows.append({"family": family, "param": name, "importance": float(share),
                              "conditional": True, "n_trials": len(subset)})
     table = pd.DataFrame(rows, columns=IMPORTANCE_COLUMNS)
     return table.sort_values(["family", "importance"], ascending=[True, False], kind="stable").reset_index(drop=True)

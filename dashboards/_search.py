@@ -129,7 +129,7 @@ def history_figure(trials: pd.DataFrame) -> go.Figure:
     colors = family_colors(data["family"].unique())
     fig = go.Figure()
     for family, group in data.groupby("family", sort=False):
-        c = colors[family]
+        c = colors[str(family)]
         fig.add_trace(go.Scatter(x=group["number"], y=group["value"], mode="markers", name=f"{family} trial",
                                  marker=dict(color=c, size=9), legendgroup=family))
         fig.add_trace(go.Scatter(x=group["number"], y=group["best_so_far"], mode="lines", name=f"{family} best so far",

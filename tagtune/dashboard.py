@@ -11,7 +11,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 from mlflow import MlflowClient
@@ -86,7 +86,7 @@ def best_per_class(
     """The per-class AP table of the best model and where it comes from (see :func:`collect`)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if not finals.empty and finals["eval_mAUC"].notna().any():
-        final = finals.loc[finals["eval_mAUC"].idxmax()]
+        final = finals.loc[cast(int, finals["eval_mAUC"].idxmax())]
         table = per_class_from_run(client, str(final["run_id"]))
         if table is not None:
             return table, f"{final['name']} on the eval split, eval mAUC {final['eval_mAUC']:.4f}"

@@ -400,6 +400,8 @@ def _fit_and_score(session: Session, run: Any, full: Any, fd: FinalsData, planne
     start = time.perf_counter()
     fit(full, fd.data, max_epochs=epochs, device=session.device, on_epoch=log)
     train_s = time.perf_counter() - start
+    if log.state is None:
+        raise RuntimeError(f"final {family} #{rank}: training stopped before epoch {epochs}")
     folder = Path(work) / f"{family}-{rank}"
     save_model(folder, log.state, model_meta(full, fd.data, log.metrics))
     model, _ = load_model(folder)

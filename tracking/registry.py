@@ -24,6 +24,7 @@ import mlflow
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from tagtune.trainables.ensemble import ENSEMBLE_METHODS, combine_scores
 from tagtune.trainables.errors import InputError
@@ -76,7 +77,7 @@ def fit_frames(x: np.ndarray, n_frames: int, n_features: int) -> np.ndarray:
     return out
 
 
-class TaggerModel(mlflow.pyfunc.PythonModel):
+class TaggerModel(PythonModel):
     """One checkpoint, or several combined (``mean`` / weighted ``geomean``), as a pyfunc model.
 
     Artifacts are checkpoint folders named ``member0``, ``member1``, ...; the model config's

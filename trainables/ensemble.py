@@ -49,7 +49,7 @@ def _stack(scores: Sequence[Any]) -> np.ndarray:
     return stack
 
 
-def normalized_weights(n: int, weights: Sequence[float] | None) -> np.ndarray:
+def normalized_weights(n: int, weights: Sequence[float] | np.ndarray | None) -> np.ndarray:
     """``weights`` (default: equal) as float64 summing to 1; InputError unless ``n`` non-negative
     numbers with a positive sum."""
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
@@ -58,7 +58,7 @@ def normalized_weights(n: int, weights: Sequence[float] | None) -> np.ndarray:
     return w / w.sum()
 
 
-def weighted_geomean(scores: Sequence[Any], weights: Sequence[float] | None = None, *,
+def weighted_geomean(scores: Sequence[Any], weights: Sequence[float] | np.ndarray | None = None, *,
                      normalize: bool = False) -> np.ndarray:
     """The weighted geometric mean ``exp(sum_i w_i log p_i)`` of probability matrices ``[N, C]``
     (float64; probabilities clipped to ``[EPS, 1]``), each row divided by its sum with
@@ -73,7 +73,7 @@ def weighted_geomean(scores: Sequence[Any], weights: Sequence[float] | None = No
 
 
 def combine_scores(
-    scores: Sequence[np.ndarray], weights: Sequence[float] | None = None, method: str = "mean"
+    scores: Sequence[np.ndarray], weights: Sequence[float] | np.ndarray | None = None, method: str = "mean"
 ) -> np.ndarray:
     """Ensemble probabilities ``[N, C]`` (float32): the (weighted) arithmetic mean, or the weighted
     geometric mean ``exp(sum_i w_i log p_i)`` (seed 003), with weights normalized to sum 1."""
@@ -86,7 +86,7 @@ def combine_scores(
     return np.tensordot(w, stack, axes=1).astype(np.float32)
 
 
-def geometric_mean_ensemble(outputs: Sequence[Any], weights: Sequence[float] | None = None) -> Tensor:
+def geometric_mean_ensemble(outputs: Sequence[Any], weights: Sequence[float] | np.ndarray | None = None) -> Tensor:
     """Weighted geometric mean of probability matrices ``[N, C]`` (float64), rows summing to 1."""
     import torch
 
@@ -109,7 +109,9 @@ def single_label_metrics(scores: Any, y: Any) -> dict[str, float]:
     return out
 
 
-def score_ensemble(outputs: Sequence[Any], y: Any, weights: Sequence[float] | None = None) -> dict[str, float]:
+def score_ensemble(
+    outputs: Sequence[Any], y: Any, weights: Sequence[float] | np.ndarray | None = None
+) -> dict[str, float]:
     """:func:`geometric_mean_ensemble` of ``outputs`` scored against ``y`` like one model."""
     import torch
 
