@@ -19,11 +19,11 @@ import time
 
 import optuna
 import torch
+from _common import BAL_TRAIN, machine, print_table
 from mlflow import MlflowClient
 
-from _common import BAL_TRAIN, machine, print_table
-from tagtune.search_spaces import load_space
 from tagtune.search import SearchSpec, prepare_data, run_search
+from tagtune.search_spaces import load_space
 from tagtune.tracking import parent_filter
 from tagtune.trainables.loop import fit
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from tagtune.trainables.errors import InputError
 from tagtune.tracking import (
     RunKind,
     Tag,
@@ -20,6 +20,7 @@ from tagtune.tracking import (
 )
 from tagtune.tracking.export import read_config, write_configs
 from tagtune.tracking.trials import recorded_spaces_dir, search_trials
+from tagtune.trainables.errors import InputError
 
 
 def report(

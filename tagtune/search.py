@@ -11,17 +11,14 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tagtune import tracking
 from tagtune.search_spaces import load_space
-from tagtune.trainables.data import DataSource, open_source
-from tagtune.trainables.errors import InputError
-from tagtune.trainables.loop import TrialData
-from tagtune.trainables.models import list_families
 from tagtune.tracking import (
     Metrics,
     RunKind,
@@ -33,6 +30,10 @@ from tagtune.tracking import (
     open_store,
     reopen_run,
 )
+from tagtune.trainables.data import DataSource, open_source
+from tagtune.trainables.errors import InputError
+from tagtune.trainables.loop import TrialData
+from tagtune.trainables.models import list_families
 
 SEARCH_METRIC = Metrics.SEARCH
 TAG_RAY_PATH = Tag.RAY_PATH  # old names, kept for callers

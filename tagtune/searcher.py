@@ -69,10 +69,11 @@ class FamilySearcher(Searcher):
         self.assigned: dict[str, str] = {}  # trial_id -> family
         self.suggested = {family: 0 for family in self.families}
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
         open_families = [f for f in self.families if self.suggested[f] < self.trials_per_family]
         if not open_families:
-            return Searcher.FINISHED
+            # Ray's annotation leaves out the FINISHED marker its Searcher protocol documents
+            return Searcher.FINISHED  # type: ignore[return-value]
         family = min(open_families, key=lambda f: (self.suggested[f], self.families.index(f)))
         config = self.searchers[family].suggest(trial_id)
         self.suggested[family] += 1

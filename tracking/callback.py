@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlflow import MlflowClient
@@ -66,7 +66,8 @@ class MlflowTrialLogger(tune.Callback):
         self.retries: dict[str, int] = {}
         self.done = 0
 
-    def setup(self, **info: Any) -> None:
+    def setup(self, stop: Any = None, num_samples: int | None = None,
+              total_num_samples: int | None = None, **info: Any) -> None:
         """At the start of a search, or of its resumption: find the runs that already exist."""
         self.runs = self._existing_runs()
         self.done = len(self._finished_runs())
@@ -116,6 +117,7 @@ class MlflowTrialLogger(tune.Callback):
         )
         run_id = run.info.run_id
         self.runs[trial.trial_id] = run_id
+        full: Mapping[str, Any]
         try:
             full = resolve_config(trial.config)
         except Exception:  # noqa: BLE001 - log what there is; the trial will report the error
