@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlflow import MlflowClient
+
 from tagtune import tracking
 from tagtune.search_spaces import load_space
 from tagtune.tracking import (
@@ -259,23 +261,14 @@ def _describe(data: TrialData, seconds: float) -> str:
     )
 
 
-def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> SearchOutcome:
-    """Run the whole search; returns where it was logged.  Raises InputError on bad input."""
-    import optuna
-    from ray import tune
+def _start(spec: SearchSpec, say: Callable[[str], None], t0: float) -> tuple[MlflowClient, str, TrialData]:
+    """Read the data and start (or join) Ray while the MLflow store opens; the client, its URI
+    and the data.
 
-    from tagtune.searcher import FamilySearcher
-    from tagtune.tracking.callback import MlflowTrialLogger
-
-    say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
-    # tagtune prints its own progress (the driver callback); Tune's newer console output would
-    # still print its experiment banner at verbose=0, the legacy one stays quiet.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    spec.check()
-    t0 = time.perf_counter()
-    # Opening the MLflow store (imports, and migrations of a new SQLite file: ~1.4 s) overlaps
-    # reading the data and starting Ray.  A bad --train still fails before Ray starts; a bad
-    # tracking URI stops the Ray this call started.
+    Opening the store (imports, and migrations of a new SQLite file: ~1.4 s) overlaps reading
+    the data and starting Ray.  A bad --train still fails before Ray starts; a bad tracking URI
+    stops the Ray this call started.
+    """
     with ThreadPoolExecutor(1) as pool:
         store = pool.submit(open_store, spec.tracking_uri)
         say(f"reading {spec.train} ...")
@@ -292,6 +285,49 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> S
             raise
     if spec.address:
         check_storage_for_cluster(spec.storage_path)
+    return client, uri, data
+
+
+def _tuner(spec: SearchSpec, data: TrialData, run_name: str, storage: str, search_alg: Any, callback: Any) -> Any:
+    """The Tune run of a search: ``search_alg`` proposes the trials, ``callback`` logs them."""
+    from ray import tune
+
+    return tune.Tuner(
+        _trainable(spec, data),
+        tune_config=tune.TuneConfig(
+            search_alg=search_alg, metric=SEARCH_METRIC, mode="max",
+            num_samples=spec.total_trials, max_concurrent_trials=spec.max_concurrent,
+            # Every trial asks for the same resources, so a finished trial's worker takes
+            # the next one: no new process, torch import or data fetch per trial.  (A trial
+            # then starts at once, sometimes before Tune's state snapshot records it; after a
+            # SIGKILL the resumed search replaces it, see MlflowTrialLogger.on_experiment_end.)
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=run_name,
+            storage_path=storage,
+            callbacks=[callback],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            verbose=0,
+        ),
+    )
+
+
+def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> SearchOutcome:
+    """Run the whole search; returns where it was logged.  Raises InputError on bad input."""
+    import optuna
+
+    from tagtune.searcher import FamilySearcher
+    from tagtune.tracking.callback import MlflowTrialLogger
+
+    say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+    # tagtune prints its own progress (the driver callback); Tune's newer console output would
+    # still print its experiment banner at verbose=0, the legacy one stays quiet.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    spec.check()
+    t0 = time.perf_counter()
+    client, uri, data = _start(spec, say, t0)
     exp = get_or_create_experiment(client, uri, spec.experiment)
     params = {**spec.to_params(), "n_train": len(data.train_idx), "n_val": len(data.val_idx),
               "n_classes": data.shape[2]}
@@ -305,40 +341,19 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> S
         run_name = f"{spec.experiment}-{parent_id[:8]}"
         ray_path = f"{storage.rstrip('/')}/{run_name}"
         optuna_url = _optuna_storage(spec.storage_path, run_name)
-        client.set_tag(parent_id, Tag.RAY_PATH, ray_path)
-        client.set_tag(parent_id, Tag.OPTUNA_STORAGE, optuna_url)
+        parent.log(tags={Tag.RAY_PATH: ray_path, Tag.OPTUNA_STORAGE: optuna_url})
         searcher = FamilySearcher(
             spec.spaces, spec.trials_per_family, metric=SEARCH_METRIC, mode="max",
             seed=spec.seed, study_prefix=run_name,
             storage=optuna.storages.RDBStorage(optuna_url), defaults_first=spec.defaults_first,
         )
         logger = MlflowTrialLogger(uri, exp.experiment_id, parent_id, spec.total_trials, echo=say)
-        tuner = tune.Tuner(
-            _trainable(spec, data),
-            tune_config=tune.TuneConfig(
-                search_alg=searcher, metric=SEARCH_METRIC, mode="max",
-                num_samples=spec.total_trials, max_concurrent_trials=spec.max_concurrent,
-                # Every trial asks for the same resources, so a finished trial's worker takes
-                # the next one: no new process, torch import or data fetch per trial.  (A trial
-                # then starts at once, sometimes before Tune's state snapshot records it; after a
-                # SIGKILL the resumed search replaces it, see MlflowTrialLogger.on_experiment_end.)
-                reuse_actors=True,
-            ),
-            run_config=tune.RunConfig(
-                name=run_name,
-                storage_path=storage,
-                callbacks=[logger],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                verbose=0,
-            ),
-        )
         say(
             f"searching {', '.join(spec.families)}: {spec.trials_per_family} trials each, "
             f"up to {spec.max_epochs} epochs, {spec.cpus_per_trial:g} CPU / "
             f"{spec.gpus_per_trial:g} GPU per trial; MLflow: {uri}"
         )
-        results = tuner.fit()
+        results = _tuner(spec, data, run_name, storage, searcher, logger).fit()
         say(f"Ray Tune state: {ray_path}")
     return SearchOutcome(exp.experiment_id, parent_id, uri, time.perf_counter() - t0, len(results.errors))
 
