@@ -38,8 +38,6 @@ from tagtune.trainables.loop import TrialData
 from tagtune.trainables.models import list_families
 
 SEARCH_METRIC = Metrics.SEARCH
-TAG_RAY_PATH = Tag.RAY_PATH  # old names, kept for callers
-TAG_OPTUNA = Tag.OPTUNA_STORAGE
 _REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "abfs://", "abfss://", "hdfs://", "az://")
 
 
