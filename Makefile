@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_CPU := torch==2.13.0
 
-.PHONY: demo test test-all setup clean
+.PHONY: demo test test-all lint setup clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,13 @@ setup: $(VENV)/.installed
 demo: setup
 	$(BIN)/tagtune demo
 
-test: setup
+# Lint (ruff), format check (ruff format) and type check (mypy over the installed layout).
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	MYPY=$(BIN)/mypy .ci/typecheck
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 test-all: setup

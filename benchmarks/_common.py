@@ -16,8 +16,10 @@ EVAL = SHARED / "audioset" / "eval"
 def machine() -> str:
     """One line naming the machine the figures come from."""
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{time.strftime('%Y-%m-%d')}, {platform.machine()}, {torch.get_num_threads()} torch "
-            f"threads, {gpu}, torch {torch.__version__}")
+    return (
+        f"{time.strftime('%Y-%m-%d')}, {platform.machine()}, {torch.get_num_threads()} torch "
+        f"threads, {gpu}, torch {torch.__version__}"
+    )
 
 
 def print_table(headers: list[str], rows: list[list[object]]) -> None:

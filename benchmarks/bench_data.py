@@ -13,8 +13,8 @@ import tempfile
 import time
 
 import numpy as np
-
 from _common import BAL_TRAIN, machine, print_table
+
 from tagtune.trainables.data import load_dataset, read_cache
 
 
@@ -39,11 +39,19 @@ def main() -> None:
             direct.append(time.perf_counter() - t)
     p, c, d = statistics.median(parse), statistics.median(cached), statistics.median(direct)
     print(f"# data read: {args.path}\n# {machine()}\n")
-    print_table(["what", "seconds (median)", "clips", "clips/s"], [
-        ["parse TFRecords + write cache", p, ds.n_clips, ds.n_clips / p],
-        ["load via the TFRecord folder: stat 4070 shards, then the cache (mmap)", c, again.n_clips, again.n_clips / c],
-        ["load the cache folder itself (mmap)", d, again.n_clips, again.n_clips / d],
-    ])
+    print_table(
+        ["what", "seconds (median)", "clips", "clips/s"],
+        [
+            ["parse TFRecords + write cache", p, ds.n_clips, ds.n_clips / p],
+            [
+                "load via the TFRecord folder: stat 4070 shards, then the cache (mmap)",
+                c,
+                again.n_clips,
+                again.n_clips / c,
+            ],
+            ["load the cache folder itself (mmap)", d, again.n_clips, again.n_clips / d],
+        ],
+    )
     print(f"\ncache speed-up: {p / c:.0f}x via the folder, {p / d:.0f}x from the cache folder (target >= 50x)")
 
 

@@ -12,8 +12,8 @@ import argparse
 import statistics
 
 import torch
-
 from _common import BAL_TRAIN, machine, print_table
+
 from tagtune.trainables.data import load_dataset, split_indices
 from tagtune.trainables.loop import TrialData, fit
 from tagtune.trainables.models import list_families

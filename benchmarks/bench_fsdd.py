@@ -18,13 +18,13 @@ import time
 
 import torch
 import yaml
-
 from _common import SHARED, machine, print_table
+
 from tagtune.trainables.audio import audio_trial_data, load_audio_dataset, score_ensemble
 from tagtune.trainables.audio.batches import AudioBatches
+from tagtune.trainables.config import resolve_config
 from tagtune.trainables.loop import build_model, fit, model_task, task_labels
 from tagtune.trainables.metrics import task_metrics
-from tagtune.trainables.config import resolve_config
 
 FSDD = SHARED / "fsdd"
 
@@ -36,8 +36,11 @@ def train_and_score(config: dict, ds, args: argparse.Namespace) -> tuple[dict[st
     wall, cpu = time.perf_counter(), time.process_time()
 
     def report(m: dict[str, float], improved: bool, _model: object) -> None:
-        print(f"  epoch {int(m['epoch'])}: train_loss {m['train_loss']:.3f} val_acc {m['val_accuracy']:.4f} "
-              f"val_mAUC {m['val_mAUC']:.4f}{' *' if improved else ''} ({m['epoch_seconds']:.1f} s)", flush=True)
+        print(
+            f"  epoch {int(m['epoch'])}: train_loss {m['train_loss']:.3f} val_acc {m['val_accuracy']:.4f} "
+            f"val_mAUC {m['val_mAUC']:.4f}{' *' if improved else ''} ({m['epoch_seconds']:.1f} s)",
+            flush=True,
+        )
 
     result = fit(cfg, data, max_epochs=args.max_epochs, device="cpu", on_epoch=report)
     task = model_task(cfg, data.single_label)
@@ -57,7 +60,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(FSDD))
     parser.add_argument("--config", default=None, help="a tagtune export YAML or a flat mapping")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config values (YAML values)")
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config values (YAML values)"
+    )
     parser.add_argument("--max-epochs", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -82,15 +87,20 @@ def main() -> None:
         print(f"{name}: {cfg}", flush=True)
         m, s, wall, cpu = train_and_score(cfg, ds, args)
         scores.append(s)
-        rows.append([name, m["accuracy"], m["map3"], m["mAUC"], m["mAP"], m["val_accuracy"], int(m["best_epoch"]), wall, cpu])
+        rows.append(
+            [name, m["accuracy"], m["map3"], m["mAUC"], m["mAP"], m["val_accuracy"], int(m["best_epoch"]), wall, cpu]
+        )
     if args.ensemble:
         y = ds.y[ds.splits(0.2, args.seed)[2]]
         e = score_ensemble(scores, y, [1.5, 1.0])
         rows.append(["geomean ensemble", e["accuracy"], e["map3"], e["mAUC"], e["mAP"], "", "", "", ""])
-    print(f"\n# FSDD official test split ({len(ds.splits(0.2, args.seed)[2])} clips), {args.max_epochs} epochs, "
-          f"seed {args.seed}\n# {machine()}\n")
-    print_table(["model", "test_acc", "test_MAP@3", "test_mAUC", "test_mAP", "val_acc", "best_epoch",
-                 "wall_s", "cpu_s"], rows)
+    print(
+        f"\n# FSDD official test split ({len(ds.splits(0.2, args.seed)[2])} clips), {args.max_epochs} epochs, "
+        f"seed {args.seed}\n# {machine()}\n"
+    )
+    print_table(
+        ["model", "test_acc", "test_MAP@3", "test_mAUC", "test_mAP", "val_acc", "best_epoch", "wall_s", "cpu_s"], rows
+    )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ import tempfile
 import time
 
 import torch
-
 from _common import BAL_TRAIN, machine, print_table
+
 from tagtune.search import SearchSpec, run_search
 
 
@@ -31,10 +31,18 @@ def main() -> int:
     rows = []
     for per_gpu in (int(k) for k in args.packing.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
-            spec = SearchSpec(train=str(BAL_TRAIN), families=[args.family], trials_per_family=args.trials,
-                              max_epochs=args.epochs, experiment=f"pack{per_gpu}",
-                              tracking_uri=f"sqlite:///{tmp}/m.db", storage_path=f"{tmp}/ray",
-                              gpus_per_trial=1.0 / per_gpu, cpus_per_trial=1.0, max_concurrent=per_gpu)
+            spec = SearchSpec(
+                train=str(BAL_TRAIN),
+                families=[args.family],
+                trials_per_family=args.trials,
+                max_epochs=args.epochs,
+                experiment=f"pack{per_gpu}",
+                tracking_uri=f"sqlite:///{tmp}/m.db",
+                storage_path=f"{tmp}/ray",
+                gpus_per_trial=1.0 / per_gpu,
+                cpus_per_trial=1.0,
+                max_concurrent=per_gpu,
+            )
             t = time.perf_counter()
             run_search(spec, echo=lambda line: None)
             wall = time.perf_counter() - t

@@ -52,8 +52,9 @@ def main() -> None:
     parser.add_argument("--gpus-per-trial", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench-quality")
-    parser.add_argument("--finals-only", action="store_true",
-                        help="skip the search: finalize the latest search already in --out")
+    parser.add_argument(
+        "--finals-only", action="store_true", help="skip the search: finalize the latest search already in --out"
+    )
     args = parser.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -61,23 +62,32 @@ def main() -> None:
     t0 = time.perf_counter()
     parent_run_id = None
     if not args.finals_only:
-        spec = SearchSpec(train=args.train, families=args.families.split(","),
-                          trials_per_family=args.trials_per_family, max_epochs=args.max_epochs,
-                          experiment="quality", tracking_uri=uri, seed=args.seed,
-                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                          storage_path=str(out / "ray"))
+        spec = SearchSpec(
+            train=args.train,
+            families=args.families.split(","),
+            trials_per_family=args.trials_per_family,
+            max_epochs=args.max_epochs,
+            experiment="quality",
+            tracking_uri=uri,
+            seed=args.seed,
+            cpus_per_trial=args.cpus_per_trial,
+            gpus_per_trial=args.gpus_per_trial,
+            storage_path=str(out / "ray"),
+        )
         parent_run_id = run_search(spec).parent_run_id
     search_s = time.perf_counter() - t0
-    result = finalize(FinalizeSpec(experiment="quality", train=args.train, eval=args.eval,
-                                   tracking_uri=uri, run_id=parent_run_id))
+    result = finalize(
+        FinalizeSpec(experiment="quality", train=args.train, eval=args.eval, tracking_uri=uri, run_id=parent_run_id)
+    )
     parent_run_id = result.parent_run_id
     markdown, table = report("quality", uri, parent_run_id, html=str(out / "report.html"))
     print(f"\n# quality benchmark, {time.perf_counter() - t0:.0f} s (search {search_s:.0f} s)\n# {machine()}\n")
     print(markdown)
     finals = result.finals
     client = MlflowClient(uri)
-    trials = {r.run_id: r for r in search_trials(client, client.get_run(parent_run_id).info.experiment_id,
-                                                  parent_run_id).rows}
+    trials = {
+        r.run_id: r for r in search_trials(client, client.get_run(parent_run_id).info.experiment_id, parent_run_id).rows
+    }
     singles = finals[finals["kind"] == "final"].copy()
     singles["val_mAUC"] = [trials[r].best_mAUC if r in trials else math.nan for r in singles["source_run_id"]]
     ensembles = finals[finals["kind"] == "ensemble"].copy()
@@ -91,17 +101,44 @@ def main() -> None:
     rows = []
     for _, r in table.iterrows():
         ref = SEED000.get(r["family"], {})
-        rows.append([r["family"], r["max_mAUC"], r["min_mAUC"], r["mean_mAUC"], r.get("eval_mAUC", math.nan),
-                     ref.get("fig4", ""), r["mean_epoch_s"], r["mean_epoch_s"] / fc1_s, ref.get("fig3", "")])
-    print_table(["family", "max", "min", "mean", "final eval mAUC", "seed 000 Fig. 4", "s/epoch",
-                 "x fc1", "seed 000 Fig. 3 (x FC-1)"], rows)
+        rows.append(
+            [
+                r["family"],
+                r["max_mAUC"],
+                r["min_mAUC"],
+                r["mean_mAUC"],
+                r.get("eval_mAUC", math.nan),
+                ref.get("fig4", ""),
+                r["mean_epoch_s"],
+                r["mean_epoch_s"] / fc1_s,
+                ref.get("fig3", ""),
+            ]
+        )
+    print_table(
+        [
+            "family",
+            "max",
+            "min",
+            "mean",
+            "final eval mAUC",
+            "seed 000 Fig. 4",
+            "s/epoch",
+            "x fc1",
+            "seed 000 Fig. 3 (x FC-1)",
+        ],
+        rows,
+    )
 
     print("\n## against the reports (eval split)\n")
     rows = [[name, auc, ap, ""] for name, auc, ap in REFERENCES]
-    rows += [[f"tagtune final {r['name']}", r["eval_mAUC"], r["eval_mAP"], f"trial val mAUC {r['val_mAUC']:.4f}"]
-             for _, r in singles.iterrows()]
-    rows += [[f"tagtune {r['name']}", r["eval_mAUC"], r["eval_mAP"], f"val mAP {r['val_mAP']:.4f}"]
-             for _, r in ensembles.iterrows()]
+    rows += [
+        [f"tagtune final {r['name']}", r["eval_mAUC"], r["eval_mAP"], f"trial val mAUC {r['val_mAUC']:.4f}"]
+        for _, r in singles.iterrows()
+    ]
+    rows += [
+        [f"tagtune {r['name']}", r["eval_mAUC"], r["eval_mAP"], f"val mAP {r['val_mAP']:.4f}"]
+        for _, r in ensembles.iterrows()
+    ]
     print_table(["model", "eval mAUC", "eval mAP", "selection score (validation)"], rows)
     # Selected on validation only: the final whose trial scored the highest validation mAUC, the
     # ensemble whose weights reach the highest validation mAP.
@@ -113,8 +150,10 @@ def main() -> None:
         "ensemble mAP": (ensemble["name"], ensemble["eval_mAP"]) if ensemble is not None else ("", math.nan),
     }
     print("\n## targets (models chosen on validation, scored on eval)\n")
-    print_table(["target", "model", "measured", "goal", "met"],
-                [[k, got[k][0], got[k][1], v, "yes" if got[k][1] >= v else "no"] for k, v in TARGETS.items()])
+    print_table(
+        ["target", "model", "measured", "goal", "met"],
+        [[k, got[k][0], got[k][1], v, "yes" if got[k][1] >= v else "no"] for k, v in TARGETS.items()],
+    )
     print(f"\nHTML dashboard: {out / 'report.html'}")
 
 

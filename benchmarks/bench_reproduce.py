@@ -18,9 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mlflow import MlflowClient
-
 from _common import BAL_TRAIN, EVAL, machine, print_table
+from mlflow import MlflowClient
 
 # `tagtune search ... attention ...` then `tagtune finalize` at commit 12f051c (2 CPUs, torch 2.13.0+cpu).
 RECORDED = {
@@ -41,8 +40,20 @@ def measure(out: Path) -> dict[str, float]:
     """Search and finalize into ``out``; the four figures read back from MLflow."""
     uri = f"sqlite:///{out / 'mlflow.db'}"
     store = ["--experiment", "reproduce", "--tracking-uri", uri]
-    _tagtune("search", "--train", str(BAL_TRAIN), "--families", "attention", "--trials-per-family", "1",
-             "--max-epochs", "8", "--storage-path", str(out / "runs"), *store)
+    _tagtune(
+        "search",
+        "--train",
+        str(BAL_TRAIN),
+        "--families",
+        "attention",
+        "--trials-per-family",
+        "1",
+        "--max-epochs",
+        "8",
+        "--storage-path",
+        str(out / "runs"),
+        *store,
+    )
     _tagtune("finalize", "--train", str(BAL_TRAIN), "--eval", str(EVAL), "--no-register", *store)
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("reproduce")

@@ -44,19 +44,26 @@ def main() -> None:
     slots = os.cpu_count() or 1
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        spec = SearchSpec(train=args.data, families=[args.family], trials_per_family=args.trials,
-                          max_epochs=args.epochs, experiment="tagtune",
-                          tracking_uri=f"sqlite:///{tmp}/tagtune.db", storage_path=f"{tmp}/ray")
+        spec = SearchSpec(
+            train=args.data,
+            families=[args.family],
+            trials_per_family=args.trials,
+            max_epochs=args.epochs,
+            experiment="tagtune",
+            tracking_uri=f"sqlite:///{tmp}/tagtune.db",
+            storage_path=f"{tmp}/ray",
+        )
         t = time.perf_counter()
         start_epoch = time.time()
         outcome = run_search(spec, echo=lambda line: None)
         tagtune_wall = time.perf_counter() - t
         client = MlflowClient(outcome.tracking_uri)
-        runs = client.search_runs([outcome.experiment_id],
-                                  filter_string=parent_filter(outcome.parent_run_id),
-                                  order_by=["attributes.start_time ASC"])
-        train_seconds = sum(m.value for r in runs
-                            for m in client.get_metric_history(r.info.run_id, "epoch_seconds"))
+        runs = client.search_runs(
+            [outcome.experiment_id],
+            filter_string=parent_filter(outcome.parent_run_id),
+            order_by=["attributes.start_time ASC"],
+        )
+        train_seconds = sum(m.value for r in runs for m in client.get_metric_history(r.info.run_id, "epoch_seconds"))
         # where the rest goes: before the first trial starts (Ray, data, MLflow), and the end of
         # the search where fewer trials than slots are left
         startup = min(r.info.start_time for r in runs) / 1000 - start_epoch
@@ -85,16 +92,19 @@ def main() -> None:
         optuna_wall = time.perf_counter() - t
     n = len(configs)
     print(f"\n# {args.family}, {n} trials x {args.epochs} epochs on {args.data}\n# {machine()}, {slots} slots\n")
-    print_table(["what", "value", "target"], [
-        ["tagtune wall s (Ray Tune + MLflow callback)", tagtune_wall, ""],
-        ["plain Optuna loop wall s (MLflowCallback)", optuna_wall, ""],
-        ["wall-time ratio tagtune / Optuna", tagtune_wall / optuna_wall, "<= 1.1"],
-        ["tagtune overhead per trial, s", (tagtune_wall * slots - train_seconds) / n, ""],
-        ["search efficiency", train_seconds / (tagtune_wall * slots), ">= 0.85"],
-        ["  startup before the first trial, s (Ray, data, MLflow)", startup, ""],
-        ["  idle slot-seconds while the last trials finish", tail, ""],
-        ["  efficiency from the first trial's start", train_seconds / ((tagtune_wall - startup) * slots), ""],
-    ])
+    print_table(
+        ["what", "value", "target"],
+        [
+            ["tagtune wall s (Ray Tune + MLflow callback)", tagtune_wall, ""],
+            ["plain Optuna loop wall s (MLflowCallback)", optuna_wall, ""],
+            ["wall-time ratio tagtune / Optuna", tagtune_wall / optuna_wall, "<= 1.1"],
+            ["tagtune overhead per trial, s", (tagtune_wall * slots - train_seconds) / n, ""],
+            ["search efficiency", train_seconds / (tagtune_wall * slots), ">= 0.85"],
+            ["  startup before the first trial, s (Ray, data, MLflow)", startup, ""],
+            ["  idle slot-seconds while the last trials finish", tail, ""],
+            ["  efficiency from the first trial's start", train_seconds / ((tagtune_wall - startup) * slots), ""],
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class Section:
 
 def table_html(frame: pd.DataFrame) -> str:
     """A DataFrame as an HTML table: 4 decimals for scores, 1 for seconds, blanks for NaN."""
+
     def fmt(col: str, v: object) -> str:
         if isinstance(v, float):
             if math.isnan(v):
@@ -61,11 +62,15 @@ def build_html(title: str, sections: Sequence[Section], subtitle: str = "") -> s
         if s.table is not None:
             parts.append(table_html(s.table))
         if s.figure is not None:
-            div = s.figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig{i}",
-                                   config={"displaylogo": False, "responsive": True})
+            div = s.figure.to_html(
+                full_html=False,
+                include_plotlyjs=False,
+                div_id=f"fig{i}",
+                config={"displaylogo": False, "responsive": True},
+            )
             parts.append(f'<div class="figure">{div}</div>')
     return (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style>"
         f'<script type="text/javascript">{plotly.offline.get_plotlyjs()}</script>'
         "</head><body>" + "\n".join(parts) + "</body></html>\n"

@@ -78,7 +78,7 @@ def rebuild_study(trials: pd.DataFrame, family: str) -> optuna.Study:
         values = [v for v in group[col] if not _missing(v)]
         if len({repr(_plain(v)) for v in values}) < 2:
             continue
-        dists[col[len(PARAM_PREFIX):]] = infer_distribution(values)
+        dists[col[len(PARAM_PREFIX) :]] = infer_distribution(values)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line per family
     try:
@@ -88,9 +88,13 @@ def rebuild_study(trials: pd.DataFrame, family: str) -> optuna.Study:
     for _, row in group.iterrows():
         params = {n: _plain(row[PARAM_PREFIX + n]) for n in dists if not _missing(row[PARAM_PREFIX + n])}
         params = {n: int(v) if isinstance(dists[n], IntDistribution) else v for n, v in params.items()}
-        study.add_trial(optuna.trial.create_trial(
-            params=params, distributions={n: dists[n] for n in params}, value=float(row["best_val_mAUC"]),
-        ))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions={n: dists[n] for n in params},
+                value=float(row["best_val_mAUC"]),
+            )
+        )
     return study
 
 
@@ -109,8 +113,11 @@ def param_importances(trials: pd.DataFrame, evaluator: Any | None = None) -> pd.
     if trials.empty:
         return pd.DataFrame(columns=IMPORTANCE_COLUMNS)
     for family in dict.fromkeys(trials["family"]):
-        make_eval = (lambda: evaluator) if evaluator is not None else (
-            lambda: optuna.importance.FanovaImportanceEvaluator(seed=0))
+        make_eval = (
+            (lambda: evaluator)
+            if evaluator is not None
+            else (lambda: optuna.importance.FanovaImportanceEvaluator(seed=0))
+        )
         study = rebuild_study(trials, str(family))
         done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if len(done) < 2:
@@ -120,16 +127,30 @@ def param_importances(trials: pd.DataFrame, evaluator: Any | None = None) -> pd.
         conditional = [n for n in names if n not in always]
         if always:
             for name, value in _evaluate(study, always, make_eval()).items():
-                rows.append({"family": family, "param": name, "importance": float(value),
-                             "conditional": False, "n_trials": len(done)})
+                rows.append(
+                    {
+                        "family": family,
+                        "param": name,
+                        "importance": float(value),
+                        "conditional": False,
+                        "n_trials": len(done),
+                    }
+                )
         for name in conditional:
             subset = [t for t in done if name in t.params]
             if len(subset) < 2 or len({repr(t.params[name]) for t in subset}) < 2:
                 continue
             share = _evaluate(study, [*always, name], make_eval()).get(name)
             if share is not None:
-                rows.append({"family": family, "param": name, "importance": float(share),
-                             "conditional": True, "n_trials": len(subset)})
+                rows.append(
+                    {
+                        "family": family,
+                        "param": name,
+                        "importance": float(share),
+                        "conditional": True,
+                        "n_trials": len(subset),
+                    }
+                )
     table = pd.DataFrame(rows, columns=IMPORTANCE_COLUMNS)
     return table.sort_values(["family", "importance"], ascending=[True, False], kind="stable").reset_index(drop=True)
 
@@ -138,26 +159,44 @@ def importance_figure(importances: pd.DataFrame) -> go.Figure:
     """Horizontal bars per family (one panel each): each hyperparameter's importance for the
     trials' best val_mAUC; conditional parameters hatched and labelled with their trial count."""
     if importances.empty:
-        return empty_figure("hyperparameter importance", "needs at least two finished trials per family "
-                            "with differing hyperparameters")
+        return empty_figure(
+            "hyperparameter importance", "needs at least two finished trials per family with differing hyperparameters"
+        )
     families = list(dict.fromkeys(importances["family"]))
     colors = family_colors(families)
-    fig = make_subplots(rows=len(families), cols=1, subplot_titles=[f"{f}" for f in families],
-                        vertical_spacing=min(0.12, 0.5 / max(len(families), 1)))
+    fig = make_subplots(
+        rows=len(families),
+        cols=1,
+        subplot_titles=[f"{f}" for f in families],
+        vertical_spacing=min(0.12, 0.5 / max(len(families), 1)),
+    )
     for i, family in enumerate(families, start=1):
         part = importances[importances["family"] == family].sort_values("importance")
-        labels = [f"{p} (conditional, {n} trials)" if c else p
-                  for p, c, n in zip(part["param"], part["conditional"], part["n_trials"], strict=True)]
-        fig.add_trace(go.Bar(
-            x=part["importance"], y=labels, orientation="h", marker_color=colors[family], showlegend=False,
-            marker_pattern_shape=["/" if c else "" for c in part["conditional"]],
-            text=[f"{v:.2f}" for v in part["importance"]], textposition="outside",
-            hovertemplate="%{y}: %{x:.3f}<extra></extra>",
-        ), row=i, col=1)
+        labels = [
+            f"{p} (conditional, {n} trials)" if c else p
+            for p, c, n in zip(part["param"], part["conditional"], part["n_trials"], strict=True)
+        ]
+        fig.add_trace(
+            go.Bar(
+                x=part["importance"],
+                y=labels,
+                orientation="h",
+                marker_color=colors[family],
+                showlegend=False,
+                marker_pattern_shape=["/" if c else "" for c in part["conditional"]],
+                text=[f"{v:.2f}" for v in part["importance"]],
+                textposition="outside",
+                hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+            ),
+            row=i,
+            col=1,
+        )
         fig.update_xaxes(range=[0, 1.1], row=i, col=1)
-    fig.update_xaxes(title_text="importance (fANOVA, sums to 1 over unconditional parameters)",
-                     row=len(families), col=1)
-    fig.update_layout(title="Hyperparameter importance per family (Optuna, study rebuilt from MLflow)",
-                      height=max(300, 60 + sum(
-                          110 + 22 * int((importances["family"] == f).sum()) for f in families)))
+    fig.update_xaxes(
+        title_text="importance (fANOVA, sums to 1 over unconditional parameters)", row=len(families), col=1
+    )
+    fig.update_layout(
+        title="Hyperparameter importance per family (Optuna, study rebuilt from MLflow)",
+        height=max(300, 60 + sum(110 + 22 * int((importances["family"] == f).sum()) for f in families)),
+    )
     return fig

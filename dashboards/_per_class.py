@@ -38,18 +38,35 @@ def per_class_figure(per_class: pd.DataFrame, n: int = 20, source: str = "") -> 
     if data.empty:
         return empty_figure("average precision per class", "no per-class scores available")
     best, worst = data[data["group"] == "best"], data[data["group"] == "worst"]
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.3,
-                        subplot_titles=[f"best {len(best)} classes", f"worst {len(worst)} classes"])
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        horizontal_spacing=0.3,
+        subplot_titles=[f"best {len(best)} classes", f"worst {len(worst)} classes"],
+    )
     for col, part, color in ((1, best, "#2ca02c"), (2, worst, "#d62728")):
         part = part.iloc[::-1]  # the first row at the top
-        fig.add_trace(go.Bar(
-            x=part["ap"], y=part["class"], orientation="h", marker_color=color, showlegend=False,
-            customdata=part["n_pos"], text=[f"{v:.3f}" for v in part["ap"]], textposition="outside",
-            hovertemplate="%{y}<br>AP %{x:.4f}<br>%{customdata} positive clips<extra></extra>",
-        ), row=1, col=col)
+        fig.add_trace(
+            go.Bar(
+                x=part["ap"],
+                y=part["class"],
+                orientation="h",
+                marker_color=color,
+                showlegend=False,
+                customdata=part["n_pos"],
+                text=[f"{v:.3f}" for v in part["ap"]],
+                textposition="outside",
+                hovertemplate="%{y}<br>AP %{x:.4f}<br>%{customdata} positive clips<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
         fig.update_xaxes(range=[0, 1.15], title_text="average precision", row=1, col=col)
     rows = max(len(best), len(worst))
-    fig.update_layout(title="Average precision per class" + (f" ({source})" if source else ""),
-                      height=max(320, 120 + 22 * rows), margin=dict(l=10, r=10))
+    fig.update_layout(
+        title="Average precision per class" + (f" ({source})" if source else ""),
+        height=max(320, 120 + 22 * rows),
+        margin=dict(l=10, r=10),
+    )
     fig.update_yaxes(automargin=True, tickfont=dict(size=11))
     return fig

@@ -29,14 +29,16 @@ def range_data(summary: pd.DataFrame) -> pd.DataFrame:
     for _, r in summary.iterrows():
         if pd.isna(r.get("max_mAUC")):
             continue
-        rows.append({
-            "family": str(r["family"]),
-            "min": float(r["min_mAUC"]),
-            "mean": float(r["mean_mAUC"]),
-            "max": float(r["max_mAUC"]),
-            "eval": float(r["eval_mAUC"]) if "eval_mAUC" in r and pd.notna(r["eval_mAUC"]) else math.nan,
-            "trials": int(r.get("completed", r.get("trials", 0)) or 0),
-        })
+        rows.append(
+            {
+                "family": str(r["family"]),
+                "min": float(r["min_mAUC"]),
+                "mean": float(r["mean_mAUC"]),
+                "max": float(r["max_mAUC"]),
+                "eval": float(r["eval_mAUC"]) if "eval_mAUC" in r and pd.notna(r["eval_mAUC"]) else math.nan,
+                "trials": int(r.get("completed", r.get("trials", 0)) or 0),
+            }
+        )
     return pd.DataFrame(rows, columns=["family", "min", "mean", "max", "eval", "trials"])
 
 
@@ -48,31 +50,73 @@ def range_figure(summary: pd.DataFrame) -> go.Figure:
         return empty_figure("mAUC per family", "no finished trial yet")
     colors = family_colors(data["family"])
     fig = go.Figure()
-    fig.add_trace(go.Bar(
-        x=data["family"], y=data["max"] - data["min"], base=data["min"], name="min..max (validation)",
-        marker_color=[colors[f] for f in data["family"]], opacity=0.35, width=0.5,
-        customdata=np.stack([data["min"], data["max"], data["trials"]], axis=1),
-        hovertemplate=("%{x}<br>min %{customdata[0]:.4f}<br>max %{customdata[1]:.4f}<br>"
-                       "%{customdata[2]} trials<extra></extra>"),
-    ))
-    fig.add_trace(go.Scatter(x=data["family"], y=data["max"], mode="markers+text", name="max",
-                             text=[f"{v:.3f}" for v in data["max"]], textposition="top center",
-                             marker=dict(symbol="line-ew-open", size=28, color="black", line=dict(width=2))))
-    fig.add_trace(go.Scatter(x=data["family"], y=data["min"], mode="markers", name="min",
-                             marker=dict(symbol="line-ew-open", size=28, color="gray", line=dict(width=2))))
-    fig.add_trace(go.Scatter(x=data["family"], y=data["mean"], mode="markers", name="mean",
-                             marker=dict(symbol="diamond", size=11, color="black")))
+    fig.add_trace(
+        go.Bar(
+            x=data["family"],
+            y=data["max"] - data["min"],
+            base=data["min"],
+            name="min..max (validation)",
+            marker_color=[colors[f] for f in data["family"]],
+            opacity=0.35,
+            width=0.5,
+            customdata=np.stack([data["min"], data["max"], data["trials"]], axis=1),
+            hovertemplate=(
+                "%{x}<br>min %{customdata[0]:.4f}<br>max %{customdata[1]:.4f}<br>%{customdata[2]} trials<extra></extra>"
+            ),
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=data["family"],
+            y=data["max"],
+            mode="markers+text",
+            name="max",
+            text=[f"{v:.3f}" for v in data["max"]],
+            textposition="top center",
+            marker=dict(symbol="line-ew-open", size=28, color="black", line=dict(width=2)),
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=data["family"],
+            y=data["min"],
+            mode="markers",
+            name="min",
+            marker=dict(symbol="line-ew-open", size=28, color="gray", line=dict(width=2)),
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=data["family"],
+            y=data["mean"],
+            mode="markers",
+            name="mean",
+            marker=dict(symbol="diamond", size=11, color="black"),
+        )
+    )
     finals = data.dropna(subset=["eval"])
     if not finals.empty:
-        fig.add_trace(go.Scatter(x=finals["family"], y=finals["eval"], mode="markers+text", name="final, eval split",
-                                 text=[f"{v:.3f}" for v in finals["eval"]], textposition="middle right",
-                                 marker=dict(symbol="star", size=15, color="#d62728")))
+        fig.add_trace(
+            go.Scatter(
+                x=finals["family"],
+                y=finals["eval"],
+                mode="markers+text",
+                name="final, eval split",
+                text=[f"{v:.3f}" for v in finals["eval"]],
+                textposition="middle right",
+                marker=dict(symbol="star", size=15, color="#d62728"),
+            )
+        )
     low = float(np.nanmin([data["min"].min(), finals["eval"].min() if not finals.empty else np.nan]))
     high = float(np.nanmax([data["max"].max(), finals["eval"].max() if not finals.empty else np.nan]))
     pad = max(0.01, 0.1 * (high - low))
-    fig.update_layout(title="mAUC per family: max / min / mean over the search's trials (seed 000 Fig. 4)",
-                      yaxis=dict(title="mAUC", range=[low - pad, min(1.0, high + 2 * pad)]),
-                      xaxis_title="family", barmode="overlay", height=460)
+    fig.update_layout(
+        title="mAUC per family: max / min / mean over the search's trials (seed 000 Fig. 4)",
+        yaxis=dict(title="mAUC", range=[low - pad, min(1.0, high + 2 * pad)]),
+        xaxis_title="family",
+        barmode="overlay",
+        height=460,
+    )
     return fig
 
 
@@ -96,9 +140,19 @@ def runtime_figure(runtime: pd.DataFrame) -> go.Figure:
     colors = family_colors(data["family"])
     marker = [colors[f] for f in data["family"]]
     for col, key in enumerate(["mean_epoch_s", "mean_trial_s"] + (["final_train_s"] if has_final else []), start=1):
-        fig.add_trace(go.Bar(x=data["family"], y=data[key], marker_color=marker, showlegend=False,
-                             text=[f"{v:.1f}" if pd.notna(v) else "" for v in data[key]], textposition="outside",
-                             hovertemplate="%{x}: %{y:.2f} s<extra></extra>"), row=1, col=col)
+        fig.add_trace(
+            go.Bar(
+                x=data["family"],
+                y=data[key],
+                marker_color=marker,
+                showlegend=False,
+                text=[f"{v:.1f}" if pd.notna(v) else "" for v in data[key]],
+                textposition="outside",
+                hovertemplate="%{x}: %{y:.2f} s<extra></extra>",
+            ),
+            row=1,
+            col=col,
+        )
         fig.update_yaxes(title_text="seconds", row=1, col=col)
     fig.update_layout(title="Runtime per family (seed 000 Fig. 3)", height=420)
     return fig
@@ -113,11 +167,16 @@ def history_data(trials: pd.DataFrame) -> pd.DataFrame:
     done = trials.dropna(subset=["best_val_mAUC"]).sort_values(["family", "number"])
     parts = []
     for family, group in done.groupby("family", sort=False):
-        parts.append(pd.DataFrame({
-            "family": family, "number": group["number"].astype(int).to_numpy(),
-            "value": group["best_val_mAUC"].to_numpy(float),
-            "best_so_far": group["best_val_mAUC"].cummax().to_numpy(float),
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "family": family,
+                    "number": group["number"].astype(int).to_numpy(),
+                    "value": group["best_val_mAUC"].to_numpy(float),
+                    "best_so_far": group["best_val_mAUC"].cummax().to_numpy(float),
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
 
 
@@ -130,13 +189,32 @@ def history_figure(trials: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     for family, group in data.groupby("family", sort=False):
         c = colors[str(family)]
-        fig.add_trace(go.Scatter(x=group["number"], y=group["value"], mode="markers", name=f"{family} trial",
-                                 marker=dict(color=c, size=9), legendgroup=family))
-        fig.add_trace(go.Scatter(x=group["number"], y=group["best_so_far"], mode="lines", name=f"{family} best so far",
-                                 line=dict(color=c, shape="hv"), legendgroup=family))
-    fig.update_layout(title="Optimization history per family (TPE, one Optuna study per family)",
-                      xaxis=dict(title="trial number within the family", dtick=1),
-                      yaxis_title="best validation mAUC of the trial", height=440)
+        fig.add_trace(
+            go.Scatter(
+                x=group["number"],
+                y=group["value"],
+                mode="markers",
+                name=f"{family} trial",
+                marker=dict(color=c, size=9),
+                legendgroup=family,
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=group["number"],
+                y=group["best_so_far"],
+                mode="lines",
+                name=f"{family} best so far",
+                line=dict(color=c, shape="hv"),
+                legendgroup=family,
+            )
+        )
+    fig.update_layout(
+        title="Optimization history per family (TPE, one Optuna study per family)",
+        xaxis=dict(title="trial number within the family", dtick=1),
+        yaxis_title="best validation mAUC of the trial",
+        height=440,
+    )
     return fig
 
 
@@ -163,7 +241,7 @@ def parallel_data(trials: pd.DataFrame, family: str) -> list[dict[str, Any]]:
         present = [v for v in raw if v is not None and not (isinstance(v, float) and math.isnan(v))]
         if not present or len({repr(v) for v in raw}) < 2:
             continue
-        name = col[len(PARAM_PREFIX):]
+        name = col[len(PARAM_PREFIX) :]
         inactive = len(present) < len(raw)
         if all(_is_number(v) for v in present):
             nums = [float(v) for v in present]
@@ -172,8 +250,12 @@ def parallel_data(trials: pd.DataFrame, family: str) -> list[dict[str, Any]]:
             lo, hi = min(conv), max(conv)
             span = (hi - lo) or 1.0
             fill = lo - 0.25 * span
-            values = [fill if v is None or (isinstance(v, float) and math.isnan(v))
-                      else (math.log10(float(v)) if log else float(v)) for v in raw]
+            values = [
+                fill
+                if v is None or (isinstance(v, float) and math.isnan(v))
+                else (math.log10(float(v)) if log else float(v))
+                for v in raw
+            ]
             dim: dict[str, Any] = {"label": f"log10({name})" if log else name, "values": values}
             if inactive:
                 ticks = [lo, hi]
@@ -185,8 +267,9 @@ def parallel_data(trials: pd.DataFrame, family: str) -> list[dict[str, Any]]:
             if inactive:
                 levels = ["inactive", *levels]
             codes = {lvl: i for i, lvl in enumerate(levels)}
-            values = [codes["inactive" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)]
-                      for v in raw]
+            values = [
+                codes["inactive" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)] for v in raw
+            ]
             dims.append({"label": name, "values": values, "tickvals": list(range(len(levels))), "ticktext": levels})
     dims.append({"label": "val mAUC", "values": [float(v) for v in group["best_val_mAUC"]]})
     return dims
@@ -196,15 +279,21 @@ def parallel_figure(trials: pd.DataFrame, family: str) -> go.Figure:
     """Parallel coordinates of one family's trials: hyperparameters -> best val_mAUC (colour)."""
     dims = parallel_data(trials, family)
     if len(dims) < 2:
-        return empty_figure(f"parallel coordinates: {family}",
-                            "fewer than two finished trials with differing parameters")
+        return empty_figure(
+            f"parallel coordinates: {family}", "fewer than two finished trials with differing parameters"
+        )
     objective = dims[-1]["values"]
-    fig = go.Figure(go.Parcoords(
-        line=dict(color=objective, colorscale="Viridis", showscale=True, colorbar=dict(title="mAUC")),
-        dimensions=[{k: v for k, v in d.items()} for d in dims],
-    ))
-    fig.update_layout(title=f"Parallel coordinates: {family} ({len(objective)} trials)", height=420,
-                      margin=dict(l=80, r=80, t=90, b=40))
+    fig = go.Figure(
+        go.Parcoords(
+            line=dict(color=objective, colorscale="Viridis", showscale=True, colorbar=dict(title="mAUC")),
+            dimensions=[{k: v for k, v in d.items()} for d in dims],
+        )
+    )
+    fig.update_layout(
+        title=f"Parallel coordinates: {family} ({len(objective)} trials)",
+        height=420,
+        margin=dict(l=80, r=80, t=90, b=40),
+    )
     return fig
 
 
@@ -221,12 +310,21 @@ def learning_curve_data(history: pd.DataFrame, trials: pd.DataFrame, top: int = 
         best = group.sort_values("best_val_mAUC", ascending=False).head(top)
         for rank, run_id in enumerate(best["run_id"], start=1):
             curve = history[history["run_id"] == run_id].sort_values("step")
-            parts.append(pd.DataFrame({
-                "family": family, "rank": rank, "label": f"{family} #{rank}", "run_id": run_id,
-                "step": curve["step"].astype(int).to_numpy(),
-                **{k: curve[k].to_numpy(float) if k in curve else np.full(len(curve), np.nan)
-                   for k in ("val_mAUC", "val_loss", "train_loss")},
-            }))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "family": family,
+                        "rank": rank,
+                        "label": f"{family} #{rank}",
+                        "run_id": run_id,
+                        "step": curve["step"].astype(int).to_numpy(),
+                        **{
+                            k: curve[k].to_numpy(float) if k in curve else np.full(len(curve), np.nan)
+                            for k in ("val_mAUC", "val_loss", "train_loss")
+                        },
+                    }
+                )
+            )
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
 
 
@@ -243,16 +341,47 @@ def learning_curves_figure(history: pd.DataFrame, trials: pd.DataFrame, top: int
     for label, curve in data.groupby("label", sort=False):
         family, rank = curve["family"].iloc[0], int(curve["rank"].iloc[0])
         c, dash = colors[family], _DASHES[(rank - 1) % len(_DASHES)]
-        fig.add_trace(go.Scatter(x=curve["step"], y=curve["val_mAUC"], mode="lines+markers", name=label,
-                                 line=dict(color=c, dash=dash), legendgroup=label), row=1, col=1)
-        fig.add_trace(go.Scatter(x=curve["step"], y=curve["train_loss"], mode="lines", name=f"{label} train",
-                                 line=dict(color=c, dash=dash), legendgroup=label, showlegend=False), row=1, col=2)
-        fig.add_trace(go.Scatter(x=curve["step"], y=curve["val_loss"], mode="lines+markers", name=f"{label} val",
-                                 line=dict(color=c, dash="dot", width=1), marker=dict(size=4),
-                                 legendgroup=label, showlegend=False), row=1, col=2)
+        fig.add_trace(
+            go.Scatter(
+                x=curve["step"],
+                y=curve["val_mAUC"],
+                mode="lines+markers",
+                name=label,
+                line=dict(color=c, dash=dash),
+                legendgroup=label,
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=curve["step"],
+                y=curve["train_loss"],
+                mode="lines",
+                name=f"{label} train",
+                line=dict(color=c, dash=dash),
+                legendgroup=label,
+                showlegend=False,
+            ),
+            row=1,
+            col=2,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=curve["step"],
+                y=curve["val_loss"],
+                mode="lines+markers",
+                name=f"{label} val",
+                line=dict(color=c, dash="dot", width=1),
+                marker=dict(size=4),
+                legendgroup=label,
+                showlegend=False,
+            ),
+            row=1,
+            col=2,
+        )
     fig.update_xaxes(title_text="epoch", dtick=1)
     fig.update_yaxes(title_text="mAUC", row=1, col=1)
     fig.update_yaxes(title_text="BCE loss", type="log", row=1, col=2)
     fig.update_layout(title=f"Learning curves of each family's top {top} trials", height=440)
     return fig
-

@@ -14,9 +14,10 @@ and optionally ``when: {other_param: value_or_list}`` to sample it only under a 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -83,13 +84,9 @@ class SearchSpace:
             elif p.kind == "categorical":
                 sampled[p.name] = trial.suggest_categorical(p.name, list(p.choices))
             elif p.kind == "int":
-                sampled[p.name] = trial.suggest_int(
-                    p.name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log
-                )
+                sampled[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
             else:
-                sampled[p.name] = trial.suggest_float(
-                    p.name, p.low, p.high, step=p.step, log=p.log
-                )
+                sampled[p.name] = trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
         return consts
 
     def fixed_params(self, defaults: Mapping[str, Any]) -> dict[str, Any]:
@@ -142,9 +139,7 @@ def _parse_param(name: str, raw: Any, where: str) -> Param:
     when_raw = raw.get("when") or {}
     if not isinstance(when_raw, Mapping):
         raise SpaceError(f"{where}: 'when' of {name!r} must map a parameter to a value or a list")
-    when = tuple(
-        (str(k), tuple(v) if isinstance(v, list) else (v,)) for k, v in when_raw.items()
-    )
+    when = tuple((str(k), tuple(v) if isinstance(v, list) else (v,)) for k, v in when_raw.items())
     if "value" in raw:
         return Param(name, "const", value=raw["value"], when=when)
     if "choices" in raw:
@@ -153,9 +148,7 @@ def _parse_param(name: str, raw: Any, where: str) -> Param:
             raise SpaceError(f"{where}: parameter {name!r} has empty choices; list at least one")
         return Param(name, "categorical", choices=tuple(choices), when=when)
     if "low" not in raw or "high" not in raw:
-        raise SpaceError(
-            f"{where}: parameter {name!r} needs choices, value, or both low and high"
-        )
+        raise SpaceError(f"{where}: parameter {name!r} needs choices, value, or both low and high")
     low, high = raw["low"], raw["high"]
     for bound, v in (("low", low), ("high", high)):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -215,8 +208,7 @@ def load_space(family: str, directory: str | os.PathLike[str] | None = None) -> 
             continue
         if name not in allowed:
             raise SpaceError(
-                f"{where}: unknown parameter {name!r} for family {family!r}; "
-                f"allowed: {', '.join(sorted(allowed))}"
+                f"{where}: unknown parameter {name!r} for family {family!r}; allowed: {', '.join(sorted(allowed))}"
             )
         params.append(_parse_param(name, raw, where))
     names = {p.name for p in params}

@@ -14,6 +14,7 @@ from tagtune.trainables.errors import InputError
 
 if TYPE_CHECKING:
     from tagtune.search import SearchOutcome, SearchSpec
+    from tagtune.trainables.data import DataSource
 
 __all__ = ["build_parser", "main", "run", "search_spec_from_args"]
 
@@ -37,108 +38,169 @@ examples:
 
 
 def _add_store_flags(p: argparse.ArgumentParser, experiment_required: bool = True) -> None:
-    p.add_argument("--experiment", required=experiment_required, default="tagtune",
-                   help="MLflow experiment name (one per search name)")
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db "
-                        "in the working directory)")
+    p.add_argument(
+        "--experiment",
+        required=experiment_required,
+        default="tagtune",
+        help="MLflow experiment name (one per search name)",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the working directory)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tagtune",
         description="Hyperparameter search for audio tagging: Ray Tune runs Optuna-guided trials "
-                    "over model families, MLflow records every trial, and the report gives "
-                    "max/min/mean mAUC per family.",
+        "over model families, MLflow records every trial, and the report gives "
+        "max/min/mean mAUC per family.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("search", help="run a Ray Tune + Optuna search, logged to MLflow",
-                       description="Run an Optuna-guided (TPE) Ray Tune search with an equal trial "
-                                   "budget per family, each family its own Optuna study. Every "
-                                   "trial is logged to MLflow as a child run of one search run.")
-    p.add_argument("--train", required=True,
-                   help="training data: a folder of AudioSet *.tfrecord, a packed .h5, or a tagtune "
-                        "cache; a seeded validation split is carved from it")
-    p.add_argument("--families", default="fc1,fc2,lstm,gcnn",
-                   help="comma-separated families, or `all` (default: %(default)s; see `tagtune families`)")
-    p.add_argument("--trials-per-family", type=int, default=4,
-                   help="trials per family (default: %(default)s); the first runs the family's "
-                        "tuned defaults, the rest are sampled by TPE")
-    p.add_argument("--no-defaults-first", dest="defaults_first", action="store_false",
-                   help="sample every trial, the first included (default: the first trial of each "
-                        "family runs its registered defaults, see `tagtune families`)")
+    p = sub.add_parser(
+        "search",
+        help="run a Ray Tune + Optuna search, logged to MLflow",
+        description="Run an Optuna-guided (TPE) Ray Tune search with an equal trial "
+        "budget per family, each family its own Optuna study. Every "
+        "trial is logged to MLflow as a child run of one search run.",
+    )
+    p.add_argument(
+        "--train",
+        required=True,
+        help="training data: a folder of AudioSet *.tfrecord, a packed .h5, or a tagtune "
+        "cache; a seeded validation split is carved from it",
+    )
+    p.add_argument(
+        "--families",
+        default="fc1,fc2,lstm,gcnn",
+        help="comma-separated families, or `all` (default: %(default)s; see `tagtune families`)",
+    )
+    p.add_argument(
+        "--trials-per-family",
+        type=int,
+        default=4,
+        help="trials per family (default: %(default)s); the first runs the family's "
+        "tuned defaults, the rest are sampled by TPE",
+    )
+    p.add_argument(
+        "--no-defaults-first",
+        dest="defaults_first",
+        action="store_false",
+        help="sample every trial, the first included (default: the first trial of each "
+        "family runs its registered defaults, see `tagtune families`)",
+    )
     p.add_argument("--max-epochs", type=int, default=10, help="epochs per trial (default: %(default)s)")
     _add_store_flags(p, experiment_required=False)
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the samplers and training")
     p.add_argument("--val-fraction", type=float, default=0.2, help="validation share of --train (default: 0.2)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs per trial (default: 1)")
-    p.add_argument("--gpus-per-trial", type=float, default=0.0,
-                   help="GPUs per trial; fractions share a GPU, e.g. 0.25 = 4 trials per GPU")
+    p.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=0.0,
+        help="GPUs per trial; fractions share a GPU, e.g. 0.25 = 4 trials per GPU",
+    )
     p.add_argument("--max-concurrent", type=int, default=None, help="at most this many trials at once")
     p.add_argument("--address", default=None, help="join a running Ray cluster at HOST:PORT (default: local Ray)")
-    p.add_argument("--storage-path", default="tagtune-runs",
-                   help="where Ray keeps trial state (default: ./tagtune-runs)")
-    p.add_argument("--spaces", dest="spaces_dir", metavar="DIR", default=None,
-                   help="folder of search-space YAML files (default: the packaged ones)")
-    p.add_argument("--max-failures", type=int, default=1,
-                   help="retries of a trial whose worker crashed or was killed (default: 1; a "
-                        "trial whose loss went NaN is failed at once, not retried)")
-    p.add_argument("--resume", action="store_true",
-                   help="finish the newest interrupted search of --experiment instead of starting "
-                        "one (same as `tagtune resume`)")
+    p.add_argument(
+        "--storage-path", default="tagtune-runs", help="where Ray keeps trial state (default: ./tagtune-runs)"
+    )
+    p.add_argument(
+        "--spaces",
+        dest="spaces_dir",
+        metavar="DIR",
+        default=None,
+        help="folder of search-space YAML files (default: the packaged ones)",
+    )
+    p.add_argument(
+        "--max-failures",
+        type=int,
+        default=1,
+        help="retries of a trial whose worker crashed or was killed (default: 1; a "
+        "trial whose loss went NaN is failed at once, not retried)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish the newest interrupted search of --experiment instead of starting one (same as `tagtune resume`)",
+    )
 
-    p = sub.add_parser("resume", help="finish an interrupted search (driver killed): no lost or duplicate runs",
-                       description="Restore Ray's experiment state, continue each family's Optuna "
-                                   "study from its storage, and log into the same MLflow parent run.")
+    p = sub.add_parser(
+        "resume",
+        help="finish an interrupted search (driver killed): no lost or duplicate runs",
+        description="Restore Ray's experiment state, continue each family's Optuna "
+        "study from its storage, and log into the same MLflow parent run.",
+    )
     _add_store_flags(p)
     p.add_argument("--run-id", default=None, help="the search's parent run (default: the newest search)")
     p.add_argument("--address", default=None, help="Ray cluster to run on (default: local Ray)")
 
     p = sub.add_parser("ui", help="start the MLflow UI on a store, bound to 127.0.0.1 by default")
     p.add_argument("--tracking-uri", default=None, help="MLflow store (default: sqlite:///mlflow.db here)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; "
-                   "0.0.0.0 exposes every run to the network)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: %(default)s; 0.0.0.0 exposes every run to the network)",
+    )
     p.add_argument("--port", type=int, default=5000)
 
     p = sub.add_parser("report", help="per-family table of a search, rebuilt from MLflow")
     _add_store_flags(p)
     p.add_argument("--run-id", default=None, help="the search's parent run (default: the newest search)")
-    p.add_argument("--html", default=None, metavar="OUT",
-                   help="also write the plotly dashboard (one self-contained HTML file) to OUT and log it "
-                        "on the search run")
+    p.add_argument(
+        "--html",
+        default=None,
+        metavar="OUT",
+        help="also write the plotly dashboard (one self-contained HTML file) to OUT and log it on the search run",
+    )
 
-    p = sub.add_parser("finalize", help="retrain each family's best config on all of --train, score on --eval, "
-                                        "register the models, ensemble them",
-                       description="Seed 001's finals: each family's best trial (or top K) retrained on 100% "
-                                   "of the training data for the epochs at which the trial peaked, scored on "
-                                   "the eval split (eval_mAUC, eval_mAP, eval_dprime), logged under the "
-                                   "search run, registered as <experiment>-<family> in MLflow's model "
-                                   "registry; plus weighted mean and geometric-mean ensembles whose members "
-                                   "and weights are chosen on the search's validation split (greedy "
-                                   "forward selection among each family's --ensemble-pool best trials).")
+    p = sub.add_parser(
+        "finalize",
+        help="retrain each family's best config on all of --train, score on --eval, register the models, ensemble them",
+        description="Seed 001's finals: each family's best trial (or top K) retrained on 100% "
+        "of the training data for the epochs at which the trial peaked, scored on "
+        "the eval split (eval_mAUC, eval_mAP, eval_dprime), logged under the "
+        "search run, registered as <experiment>-<family> in MLflow's model "
+        "registry; plus weighted mean and geometric-mean ensembles whose members "
+        "and weights are chosen on the search's validation split (greedy "
+        "forward selection among each family's --ensemble-pool best trials).",
+    )
     _add_store_flags(p)
     p.add_argument("--train", required=True, help="the search's training data (all of it is used)")
     p.add_argument("--eval", required=True, help="held-out eval data of the same classes")
     p.add_argument("--top-k", type=int, default=1, help="finals per family: its K best trials (default: 1)")
-    p.add_argument("--ensemble-pool", type=int, default=3,
-                   help="ensemble candidates: each family's K best trials; those the validation "
-                        "selection picks are trained as finals too (default: %(default)s)")
-    p.add_argument("--max-epochs", type=int, default=None,
-                   help="cap on a final's epochs (default: the epoch of its trial's best val_mAUC)")
+    p.add_argument(
+        "--ensemble-pool",
+        type=int,
+        default=3,
+        help="ensemble candidates: each family's K best trials; those the validation "
+        "selection picks are trained as finals too (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-epochs",
+        type=int,
+        default=None,
+        help="cap on a final's epochs (default: the epoch of its trial's best val_mAUC)",
+    )
     p.add_argument("--run-id", default=None, help="the search's parent run (default: the newest search)")
     p.add_argument("--no-register", action="store_true", help="log the models but leave the registry alone")
     p.add_argument("--html", default=None, metavar="OUT", help="also write the dashboard to OUT")
 
     p = sub.add_parser("predict", help="top K labels (names and scores) for each clip of a data set")
-    p.add_argument("--model", required=True,
-                   help="models:/NAME/VERSION, runs:/RUN_ID[/PATH], or a checkpoint folder")
+    p.add_argument("--model", required=True, help="models:/NAME/VERSION, runs:/RUN_ID[/PATH], or a checkpoint folder")
     p.add_argument("--input", required=True, help="clips: a folder of *.tfrecord, an .h5 file or a tagtune cache")
     p.add_argument("--top-k", type=int, default=5, help="labels per clip (default: %(default)s)")
-    p.add_argument("--format", choices=("json", "csv"), default="json",
-                   help="json: one object per clip per line; csv: id,rank,index,label,score (default: json)")
+    p.add_argument(
+        "--format",
+        choices=("json", "csv"),
+        default="json",
+        help="json: one object per clip per line; csv: id,rank,index,label,score (default: json)",
+    )
     p.add_argument("--tracking-uri", default=None, help="MLflow store for models:/ and runs:/ URIs")
 
     p = sub.add_parser("export", help="write each family's best config as YAML")
@@ -181,39 +243,50 @@ def _finish(outcome: SearchOutcome, experiment: str) -> None:
 
     markdown, _ = report(experiment, outcome.tracking_uri, outcome.parent_run_id)
     print(markdown)
-    print(f"\nsearch run {outcome.parent_run_id} in experiment {experiment!r}, "
-          f"{outcome.wall_seconds:.0f} s; browse it with:\n  {ui_command(outcome.tracking_uri)}")
+    print(
+        f"\nsearch run {outcome.parent_run_id} in experiment {experiment!r}, "
+        f"{outcome.wall_seconds:.0f} s; browse it with:\n  {ui_command(outcome.tracking_uri)}"
+    )
 
 
-def search_spec_from_args(args: argparse.Namespace) -> SearchSpec:
+def search_spec_from_args(args: argparse.Namespace, source: DataSource | None = None) -> SearchSpec:
     """The search spec of ``tagtune search``'s flags: each spec field from the flag of the same
-    name (``--spaces`` is ``spaces_dir``), ``--families`` parsed against ``--train``."""
+    name (``--spaces`` is ``spaces_dir``), ``--families`` parsed against ``--train`` (``source``:
+    ``--train`` already opened)."""
     from tagtune.search import SearchSpec, parse_families
 
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchSpec)
-              if f.init and hasattr(args, f.name)}
-    values["families"] = parse_families(args.families, args.train)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchSpec) if f.init and hasattr(args, f.name)}
+    values["families"] = parse_families(args.families, source if source is not None else args.train)
     return SearchSpec(**values)
 
 
 def _cmd_search(args: argparse.Namespace) -> None:
-    from tagtune.search import resume_search, run_search
+    from tagtune.search import resume_search, run_search, try_open
 
     if args.resume:
         _finish(resume_search(args.experiment, args.tracking_uri, address=args.address), args.experiment)
         return
-    _finish(run_search(search_spec_from_args(args)), args.experiment)
+    source = try_open(args.train)  # sniffed once: --families and the search's data share it
+    _finish(run_search(search_spec_from_args(args, source), source=source), args.experiment)
 
 
 def _cmd_finalize(args: argparse.Namespace) -> None:
     from tagtune.commands import report
     from tagtune.finalize import FinalizeSpec, finalize
 
-    outcome = finalize(FinalizeSpec(
-        experiment=args.experiment, train=args.train, eval=args.eval, top_k=args.top_k,
-        max_epochs=args.max_epochs, tracking_uri=args.tracking_uri, run_id=args.run_id,
-        register=not args.no_register, ensemble_pool=args.ensemble_pool,
-    ))
+    outcome = finalize(
+        FinalizeSpec(
+            experiment=args.experiment,
+            train=args.train,
+            eval=args.eval,
+            top_k=args.top_k,
+            max_epochs=args.max_epochs,
+            tracking_uri=args.tracking_uri,
+            run_id=args.run_id,
+            register=not args.no_register,
+            ensemble_pool=args.ensemble_pool,
+        )
+    )
     markdown, _ = report(args.experiment, outcome.tracking_uri, outcome.parent_run_id, html=args.html)
     print(markdown)
     print("\nmodels:")
@@ -290,10 +363,18 @@ def run(argv: Sequence[str] | None = None) -> int:
     elif args.command == "train":
         from tagtune.commands import train
 
-        run_id, best = train(args.config, args.train, max_epochs=args.max_epochs, experiment=args.experiment,
-                             tracking_uri=args.tracking_uri, seed=args.seed)
-        print(f"run {run_id}: best val_mAUC {best['val_mAUC']:.4f}, val_mAP {best['val_mAP']:.4f} "
-              f"at epoch {int(best['epoch'])}")
+        run_id, best = train(
+            args.config,
+            args.train,
+            max_epochs=args.max_epochs,
+            experiment=args.experiment,
+            tracking_uri=args.tracking_uri,
+            seed=args.seed,
+        )
+        print(
+            f"run {run_id}: best val_mAUC {best['val_mAUC']:.4f}, val_mAP {best['val_mAP']:.4f} "
+            f"at epoch {int(best['epoch'])}"
+        )
     elif args.command == "demo":
         from tagtune.demo import demo
 

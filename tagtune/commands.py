@@ -17,14 +17,19 @@ from tagtune.tracking import (
     latest_search_run,
     open_run,
     open_store,
+    read_config,
+    recorded_spaces_dir,
+    search_trials,
+    write_configs,
 )
-from tagtune.tracking.export import read_config, write_configs
-from tagtune.tracking.trials import recorded_spaces_dir, search_trials
 from tagtune.trainables.errors import InputError
 
 
 def report(
-    experiment: str, tracking_uri: str | None, run_id: str | None = None, log: bool = True,
+    experiment: str,
+    tracking_uri: str | None,
+    run_id: str | None = None,
+    log: bool = True,
     html: str | None = None,
 ) -> tuple[str, Any]:
     """The report of a search (the newest, or ``run_id``): Markdown and the per-family DataFrame.
@@ -99,7 +104,9 @@ def train(
     data = prepare_data(SearchSpec(train=train_path, families=[full["family"]], val_fraction=val_fraction, seed=seed))
     exp = get_or_create_experiment(client, uri, experiment)
     with open_run(
-        client, exp.experiment_id, kind=RunKind.TRAIN,
+        client,
+        exp.experiment_id,
+        kind=RunKind.TRAIN,
         run_name=f"train-{full['family']}-{time.strftime('%Y%m%d-%H%M%S')}",
         tags={Tag.FAMILY: full["family"], Tag.CONFIG_FILE: os.path.abspath(config_path)},
         params=dict(sorted(full.items())),
@@ -109,8 +116,10 @@ def train(
         def on_epoch(metrics: dict[str, float], improved: bool, model: Any) -> None:
             step = int(metrics["epoch"])
             run.log(metrics={k: v for k, v in metrics.items() if k != "epoch"}, step=step)
-            echo(f"epoch {step}/{max_epochs}: val_mAUC {metrics['val_mAUC']:.4f} val_mAP {metrics['val_mAP']:.4f} "
-                 f"({metrics['epoch_seconds']:.1f} s)")
+            echo(
+                f"epoch {step}/{max_epochs}: val_mAUC {metrics['val_mAUC']:.4f} val_mAP {metrics['val_mAP']:.4f} "
+                f"({metrics['epoch_seconds']:.1f} s)"
+            )
 
         result = fit(full, data, max_epochs=max_epochs, on_epoch=on_epoch)
         with tempfile.TemporaryDirectory() as tmp:

@@ -16,19 +16,32 @@ from typing import Any, cast
 import pandas as pd
 from mlflow import MlflowClient
 
-from tagtune.tracking.summary import TASK_COLUMNS, family_summary, to_markdown
-from tagtune.tracking.tables import (
+from tagtune.tracking import (
     EVAL_METRICS,
+    TASK_COLUMNS,
+    Trials,
     ensemble_rows,
+    family_summary,
     finals_table,
     per_class_from_run,
+    recorded_spaces_dir,
     runtime_table,
+    search_trials,
+    to_markdown,
     with_finals,
 )
-from tagtune.tracking.trials import Trials, recorded_spaces_dir, search_trials
 
-SEARCH_COLUMNS = ["family", "trials", "completed", "failed", "max_mAUC", "min_mAUC", "mean_mAUC", "std_mAUC",
-                  "best_mAP"]
+SEARCH_COLUMNS = [
+    "family",
+    "trials",
+    "completed",
+    "failed",
+    "max_mAUC",
+    "min_mAUC",
+    "mean_mAUC",
+    "std_mAUC",
+    "best_mAP",
+]
 DASHBOARD_ARTIFACT_DIR = "dashboard"
 DASHBOARD_FILE = "dashboard.html"
 
@@ -56,8 +69,9 @@ class ReportData:
         return not self.finals.empty
 
 
-def collect(client: MlflowClient, experiment: Any, parent: Any, *, per_class: bool = False,
-            trials: Trials | None = None) -> ReportData:
+def collect(
+    client: MlflowClient, experiment: Any, parent: Any, *, per_class: bool = False, trials: Trials | None = None
+) -> ReportData:
     """The tables of the search ``parent`` (an MLflow run) in ``experiment``, all from one read of
     its trials (``trials``, or :func:`tagtune.tracking.trials.search_trials` against the spaces the
     search recorded).
@@ -71,9 +85,14 @@ def collect(client: MlflowClient, experiment: Any, parent: Any, *, per_class: bo
         trials = search_trials(client, exp_id, parent_id, recorded_spaces_dir(parent))
     finals = finals_table(trials.runs)
     data = ReportData(
-        experiment=experiment.name, parent_run_id=parent_id,
-        summary=with_finals(family_summary(trials.rows), finals), ensembles=ensemble_rows(finals),
-        runtime=runtime_table(trials.table, finals), trials=trials.table, history=trials.history, finals=finals,
+        experiment=experiment.name,
+        parent_run_id=parent_id,
+        summary=with_finals(family_summary(trials.rows), finals),
+        ensembles=ensemble_rows(finals),
+        runtime=runtime_table(trials.table, finals),
+        trials=trials.table,
+        history=trials.history,
+        finals=finals,
     )
     if per_class:
         data.per_class, data.per_class_source = best_per_class(client, parent, trials, finals)
@@ -99,8 +118,10 @@ def best_per_class(
         return None, f"not available: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
     if table is None:
         return None, "not available: the trial's checkpoint is gone"
-    return table, (f"best trial {best.family} {best.trial_id or best.run_id[:8]} on the "
-                   f"validation split, val mAUC {best.best_mAUC:.4f}")
+    return table, (
+        f"best trial {best.family} {best.trial_id or best.run_id[:8]} on the "
+        f"validation split, val mAUC {best.best_mAUC:.4f}"
+    )
 
 
 def validation_per_class(client: MlflowClient, parent: Any, run_id: str) -> pd.DataFrame | None:
@@ -136,15 +157,22 @@ def search_table(data: ReportData) -> pd.DataFrame:
 
 def report_markdown(data: ReportData) -> str:
     """The two tables of ``tagtune report`` as Markdown, each under a one-line heading."""
-    head1 = ("Per family: validation mAUC over the search's trials (max/min/mean, seed 000 Fig. 4)"
-             + (", and the final (100% of train) on the eval split" if data.has_finals else ""))
+    head1 = "Per family: validation mAUC over the search's trials (max/min/mean, seed 000 Fig. 4)" + (
+        ", and the final (100% of train) on the eval split" if data.has_finals else ""
+    )
     table1 = search_table(data)
     runtime = data.runtime if data.has_finals else data.runtime.drop(columns="final_train_s")
-    return "\n".join([
-        head1, "", _markdown(table1), "",
-        "Runtime per family (seed 000 Fig. 3): seconds per epoch and per trial",
-        "", _markdown(runtime),
-    ])
+    return "\n".join(
+        [
+            head1,
+            "",
+            _markdown(table1),
+            "",
+            "Runtime per family (seed 000 Fig. 3): seconds per epoch and per trial",
+            "",
+            _markdown(runtime),
+        ]
+    )
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -177,29 +205,47 @@ def dashboard_html(data: ReportData) -> str:
     )
 
     sections = [
-        Section("Per family: search and finals", table=_display(search_table(data)),
-                note="max/min/mean: the trials' best validation mAUC; eval_*: the family's final, "
-                     "retrained on 100% of the training data, on the eval split." if data.has_finals else
-                     "max/min/mean: the trials' best validation mAUC (run `tagtune finalize` for eval scores)."),
+        Section(
+            "Per family: search and finals",
+            table=_display(search_table(data)),
+            note="max/min/mean: the trials' best validation mAUC; eval_*: the family's final, "
+            "retrained on 100% of the training data, on the eval split."
+            if data.has_finals
+            else "max/min/mean: the trials' best validation mAUC (run `tagtune finalize` for eval scores).",
+        ),
         Section("mAUC per family (Fig. 4)", figure=range_figure(data.summary)),
         Section("Runtime per family (Fig. 3)", figure=runtime_figure(data.runtime), table=data.runtime),
         Section("Optimization history", figure=history_figure(data.trials)),
     ]
     if not data.trials.empty:
         for family in dict.fromkeys(data.trials["family"]):
-            sections.append(Section(f"Parallel coordinates: {family}",
-                                    figure=parallel_figure(data.trials, str(family))))
-    sections.append(Section("Hyperparameter importance", figure=importance_figure(param_importances(data.trials)),
-                            note="Optuna's fANOVA on a study rebuilt from the MLflow child runs; conditional "
-                                 "parameters rated on the trials where they are active."))
-    sections.append(Section("Learning curves of the top trials",
-                            figure=learning_curves_figure(data.history, data.trials)))
+            sections.append(
+                Section(f"Parallel coordinates: {family}", figure=parallel_figure(data.trials, str(family)))
+            )
+    sections.append(
+        Section(
+            "Hyperparameter importance",
+            figure=importance_figure(param_importances(data.trials)),
+            note="Optuna's fANOVA on a study rebuilt from the MLflow child runs; conditional "
+            "parameters rated on the trials where they are active.",
+        )
+    )
+    sections.append(
+        Section("Learning curves of the top trials", figure=learning_curves_figure(data.history, data.trials))
+    )
     per_class = data.per_class if data.per_class is not None else pd.DataFrame(columns=["class", "ap", "n_pos"])
-    sections.append(Section("Average precision per class: best and worst 20",
-                            figure=per_class_figure(per_class, 20, data.per_class_source),
-                            note=data.per_class_source))
-    return build_html(f"tagtune report: {data.experiment}", sections,
-                      subtitle=f"search run {data.parent_run_id}; every number is rebuilt from MLflow")
+    sections.append(
+        Section(
+            "Average precision per class: best and worst 20",
+            figure=per_class_figure(per_class, 20, data.per_class_source),
+            note=data.per_class_source,
+        )
+    )
+    return build_html(
+        f"tagtune report: {data.experiment}",
+        sections,
+        subtitle=f"search run {data.parent_run_id}; every number is rebuilt from MLflow",
+    )
 
 
 def write_dashboard(client: MlflowClient, data: ReportData, out: str | os.PathLike[str] | None = None) -> Path | None:

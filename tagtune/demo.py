@@ -26,8 +26,12 @@ def demo(folder: str, tracking_uri: str | None, trials_per_family: int, max_epoc
         say(f"generating an AudioSet-like data set in {data_dir} ...")
         synthesize(data_dir, n_clips=6000, n_classes=64, seed=0, fmt="tfrecord")
     spec = SearchSpec(
-        train=str(data_dir), families=DEMO_FAMILIES, trials_per_family=trials_per_family,
-        max_epochs=max_epochs, experiment="demo", tracking_uri=tracking_uri,
+        train=str(data_dir),
+        families=DEMO_FAMILIES,
+        trials_per_family=trials_per_family,
+        max_epochs=max_epochs,
+        experiment="demo",
+        tracking_uri=tracking_uri,
         storage_path=str(root / "ray"),
     )
     outcome = run_search(spec, echo=say)

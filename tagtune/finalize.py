@@ -47,16 +47,37 @@ from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 
 from tagtune.scoring import SplitUnavailable, evaluate, score_clips, score_trials, validation_split
-from tagtune.tracking import RunKind, Tag, find_experiment, latest_search_run, open_run, open_store
+from tagtune.tracking import (
+    PER_CLASS_ARTIFACT,
+    RunKind,
+    Tag,
+    TrialRow,
+    Trials,
+    child_runs,
+    finals_table,
+    find_experiment,
+    latest_search_run,
+    open_run,
+    open_store,
+    rank_by_family,
+    recorded_spaces_dir,
+    search_trials,
+)
 from tagtune.tracking.registry import log_tagger, registered_model_name
-from tagtune.tracking.tables import PER_CLASS_ARTIFACT, finals_table
-from tagtune.tracking.trials import TrialRow, Trials, child_runs, rank_by_family, recorded_spaces_dir, search_trials
 from tagtune.trainables.ensemble import ENSEMBLE_METHODS, combine_scores, ensemble_weights, greedy_weights
 from tagtune.trainables.errors import InputError
 
 __all__ = [
-    "FIT_SLICE", "FinalizeOutcome", "FinalizeSpec", "Member", "ensemble_weights", "finalize", "fit_slice",
-    "greedy_weights", "ranked", "top_trials",
+    "FIT_SLICE",
+    "FinalizeOutcome",
+    "FinalizeSpec",
+    "Member",
+    "ensemble_weights",
+    "finalize",
+    "fit_slice",
+    "greedy_weights",
+    "ranked",
+    "top_trials",
 ]
 
 FIT_SLICE = 2048
@@ -94,8 +115,10 @@ class FinalizeSpec:
             raise InputError(f"--max-epochs must be at least 1, got {self.max_epochs}")
         for flag, path in (("--train", self.train), ("--eval", self.eval)):
             if not Path(path).exists():
-                raise InputError(f"{flag} {path}: no such file or folder; pass a folder of *.tfrecord, "
-                                 "an .h5 file or a tagtune cache")
+                raise InputError(
+                    f"{flag} {path}: no such file or folder; pass a folder of *.tfrecord, "
+                    "an .h5 file or a tagtune cache"
+                )
 
 
 @dataclass
@@ -197,15 +220,21 @@ def _load(path: str, flag: str) -> Any:
 def _check_data(spec: FinalizeSpec, parent: Any, train_ds: Any, eval_ds: Any) -> None:
     """--eval is the eval split of --train's data set, and --train the search's data."""
     if tuple(train_ds.class_names) != tuple(eval_ds.class_names):
-        raise InputError(f"--eval {spec.eval} has {eval_ds.n_classes} classes that differ from --train's "
-                         f"{train_ds.n_classes}; pass the eval split of the same data set")
+        raise InputError(
+            f"--eval {spec.eval} has {eval_ds.n_classes} classes that differ from --train's "
+            f"{train_ds.n_classes}; pass the eval split of the same data set"
+        )
     if train_ds.x.shape[1:] != eval_ds.x.shape[1:]:
-        raise InputError(f"--eval {spec.eval} clips are {eval_ds.x.shape[1:]} but --train clips are "
-                         f"{train_ds.x.shape[1:]}; pass the eval split of the same data set")
+        raise InputError(
+            f"--eval {spec.eval} clips are {eval_ds.x.shape[1:]} but --train clips are "
+            f"{train_ds.x.shape[1:]}; pass the eval split of the same data set"
+        )
     searched = parent.data.params.get("n_classes")
     if searched is not None and int(searched) != train_ds.n_classes:
-        raise InputError(f"--train {spec.train} has {train_ds.n_classes} classes but the search trained on "
-                         f"{searched}; pass the search's training data")
+        raise InputError(
+            f"--train {spec.train} has {train_ds.n_classes} classes but the search trained on "
+            f"{searched}; pass the search's training data"
+        )
 
 
 def load_finals_data(spec: FinalizeSpec, parent: Any, say: Say) -> FinalsData:
@@ -217,11 +246,16 @@ def load_finals_data(spec: FinalizeSpec, parent: Any, say: Say) -> FinalsData:
     t0 = time.perf_counter()
     train_ds, eval_ds = _load(spec.train, "--train"), _load(spec.eval, "--eval")
     _check_data(spec, parent, train_ds, eval_ds)
-    say(f"data: {train_ds.n_clips} training clips (all of them), {eval_ds.n_clips} eval clips, "
-        f"{train_ds.n_classes} classes ({time.perf_counter() - t0:.1f} s)")
+    say(
+        f"data: {train_ds.n_clips} training clips (all of them), {eval_ds.n_clips} eval clips, "
+        f"{train_ds.n_classes} classes ({time.perf_counter() - t0:.1f} s)"
+    )
     data = TrialData(
-        x=np.asarray(train_ds.x), y=np.asarray(train_ds.y), train_idx=np.arange(train_ds.n_clips),
-        val_idx=fit_slice(train_ds.n_clips, spec.seed), class_names=tuple(train_ds.class_names),
+        x=np.asarray(train_ds.x),
+        y=np.asarray(train_ds.y),
+        train_idx=np.arange(train_ds.n_clips),
+        val_idx=fit_slice(train_ds.n_clips, spec.seed),
+        class_names=tuple(train_ds.class_names),
     )
     eval_x = torch.from_numpy(np.array(eval_ds.x, dtype=np.uint8))
     return FinalsData(train_ds, eval_ds, data, eval_x, np.asarray(eval_ds.y, dtype=bool))
@@ -257,8 +291,15 @@ class Session:
 
     def open(self, kind: RunKind, run_name: str, tags: dict[str, Any], params: dict[str, Any]) -> Any:
         """A final's or ensemble's run under the search (see :func:`tagtune.tracking.open_run`)."""
-        return open_run(self.client, self.experiment_id, kind=kind, run_name=run_name, params=params,
-                        tags={**tags, Tag.FINALIZE_ID: self.finalize_id}, parent_run_id=self.parent_id)
+        return open_run(
+            self.client,
+            self.experiment_id,
+            kind=kind,
+            run_name=run_name,
+            params=params,
+            tags={**tags, Tag.FINALIZE_ID: self.finalize_id},
+            parent_run_id=self.parent_id,
+        )
 
     def model(self, name: str, run_id: str, model_uri: str, metrics: dict[str, float], prefix: str) -> None:
         """Record a logged model: its URI on its run and the parent's tag, its metrics on the parent."""
@@ -271,8 +312,9 @@ class Session:
         self.client.log_batch(self.parent_id, metrics=self.parent_metrics, tags=self.parent_tags)
 
 
-def _log_outputs(client: MlflowClient, run_id: str, checkpoint: Path | None, per_class: pd.DataFrame,
-                 metrics: dict[str, float]) -> None:
+def _log_outputs(
+    client: MlflowClient, run_id: str, checkpoint: Path | None, per_class: pd.DataFrame, metrics: dict[str, float]
+) -> None:
     """A final's or ensemble's eval metrics, per-class table and (for finals) checkpoint."""
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
@@ -296,8 +338,9 @@ class Pick:
     val_map: float
 
 
-def _validation_scores(session: Session, train_ds: Any, rows: list[TrialRow]
-                       ) -> tuple[list[np.ndarray], np.ndarray] | None:
+def _validation_scores(
+    session: Session, train_ds: Any, rows: list[TrialRow]
+) -> tuple[list[np.ndarray], np.ndarray] | None:
     """Each trial's best checkpoint (trained on the search's 80%) scored on the search's
     validation split, with that split's labels: what ensemble members and weights are chosen
     on.  None when the split cannot be rebuilt (other --train data) or a checkpoint is missing;
@@ -321,8 +364,11 @@ def choose_members(session: Session, trials: Trials, train_ds: Any) -> tuple[lis
     """The ensemble pool (each family's ``ensemble_pool`` best multi-label trials) and, per
     method, the members and weights greedy selection picks on validation (none without a split)."""
     spec = session.spec
-    pool = [(f, r, row) for f, r, row in ranked(trials.top(max(spec.top_k, spec.ensemble_pool)))
-            if _full_config(row, f)["target_class"] is None]
+    pool = [
+        (f, r, row)
+        for f, r, row in ranked(trials.top(max(spec.top_k, spec.ensemble_pool)))
+        if _full_config(row, f)["target_class"] is None
+    ]
     val = _validation_scores(session, train_ds, [row for _, _, row in pool]) if len(pool) > 1 else None
     picks: dict[str, Pick] = {}
     if val is not None:
@@ -366,11 +412,17 @@ class EpochLog:
 
     def __call__(self, metrics: dict[str, float], improved: bool, model: Any) -> None:
         step = int(metrics["epoch"])
-        logged = {"train_loss": metrics.get("train_loss"), "fit_mAUC": metrics.get("val_mAUC"),
-                  "fit_mAP": metrics.get("val_mAP"), "epoch_seconds": metrics.get("epoch_seconds")}
+        logged = {
+            "train_loss": metrics.get("train_loss"),
+            "fit_mAUC": metrics.get("val_mAUC"),
+            "fit_mAP": metrics.get("val_mAP"),
+            "epoch_seconds": metrics.get("epoch_seconds"),
+        }
         self.run.log(metrics={k: v for k, v in logged.items() if isinstance(v, (int, float))}, step=step)
-        self.say(f"    {self.family} epoch {step}/{self.epochs}: train_loss {metrics['train_loss']:.4f} "
-                 f"fit_mAUC {metrics['val_mAUC']:.4f} ({metrics['epoch_seconds']:.1f} s)")
+        self.say(
+            f"    {self.family} epoch {step}/{self.epochs}: train_loss {metrics['train_loss']:.4f} "
+            f"fit_mAUC {metrics['val_mAUC']:.4f} ({metrics['epoch_seconds']:.1f} s)"
+        )
         if step == self.epochs:
             self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             self.metrics = dict(metrics)
@@ -384,13 +436,20 @@ def _final_epochs(session: Session, trials: Trials, row: TrialRow) -> int:
 
 def _final_params(session: Session, full: Any, epochs: int, fd: FinalsData, row: TrialRow) -> dict[str, str]:
     spec = session.spec
-    return {**{k: str(v)[:6000] for k, v in sorted(full.items())}, "epochs": str(epochs),
-            "n_train": str(fd.train.n_clips), "n_eval": str(fd.eval.n_clips), "train": os.path.abspath(spec.train),
-            "eval": os.path.abspath(spec.eval), "source_val_mAUC": f"{row.best_mAUC:.6f}"}
+    return {
+        **{k: str(v)[:6000] for k, v in sorted(full.items())},
+        "epochs": str(epochs),
+        "n_train": str(fd.train.n_clips),
+        "n_eval": str(fd.eval.n_clips),
+        "train": os.path.abspath(spec.train),
+        "eval": os.path.abspath(spec.eval),
+        "source_val_mAUC": f"{row.best_mAUC:.6f}",
+    }
 
 
-def _fit_and_score(session: Session, run: Any, full: Any, fd: FinalsData, planned: Planned, epochs: int,
-                   work: str) -> Member:
+def _fit_and_score(
+    session: Session, run: Any, full: Any, fd: FinalsData, planned: Planned, epochs: int, work: str
+) -> Member:
     """Train the final, save and reload its checkpoint, score eval, log the outputs."""
     from tagtune.trainables.loop import fit
     from tagtune.trainables.trial import load_model, model_meta, save_model
@@ -416,9 +475,16 @@ def register_final(session: Session, member: Member, fd: FinalsData) -> None:
     """Log a family's best final as a pyfunc model (registered as ``<experiment>-<family>``)."""
     spec, family = session.spec, member.family
     name = registered_model_name(spec.experiment, family) if spec.register else None
-    logged = log_tagger(session.uri, member.run_id, [member.checkpoint], class_names=fd.class_names,
-                        n_frames=fd.data.shape[0], n_features=fd.data.shape[1], registered_name=name,
-                        extra_metadata={"family": family, "source_run": member.source.run_id})
+    logged = log_tagger(
+        session.uri,
+        member.run_id,
+        [member.checkpoint],
+        class_names=fd.class_names,
+        n_frames=fd.data.shape[0],
+        n_features=fd.data.shape[1],
+        registered_name=name,
+        extra_metadata={"family": family, "source_run": member.source.run_id},
+    )
     member.model_uri = logged.registered_uri or logged.run_uri
     session.model(family, member.run_id, member.model_uri, member.metrics, f"final_{family}")
 
@@ -430,8 +496,10 @@ def train_final(session: Session, trials: Trials, fd: FinalsData, planned: Plann
     family, rank, row = planned
     full = _full_config(row, family)
     epochs = _final_epochs(session, trials, row)
-    session.say(f"final {family} #{rank} (trial run {row.run_id[:8]}, val_mAUC {row.best_mAUC:.4f}): "
-                f"{epochs} epochs on {fd.train.n_clips} clips")
+    session.say(
+        f"final {family} #{rank} (trial run {row.run_id[:8]}, val_mAUC {row.best_mAUC:.4f}): "
+        f"{epochs} epochs on {fd.train.n_clips} clips"
+    )
     tags = {Tag.FAMILY: family, Tag.RANK: str(rank), Tag.SOURCE_RUN: row.run_id}
     run_name = f"final-{family}" + (f"-{rank}" if rank > 1 else "")
     with session.open(RunKind.FINAL, run_name, tags, _final_params(session, full, epochs, fd, row)) as run:
@@ -444,8 +512,10 @@ def train_final(session: Session, trials: Trials, fd: FinalsData, planned: Plann
         if rank == 1 and full.get("target_class") is None:
             register_final(session, member, fd)
     m = member.metrics
-    session.say(f"final {family} #{rank}: eval_mAUC {m['eval_mAUC']:.4f} eval_mAP {m['eval_mAP']:.4f} "
-                f"eval_dprime {m['eval_dprime']:.3f}" + (f" -> {member.model_uri}" if member.model_uri else ""))
+    session.say(
+        f"final {family} #{rank}: eval_mAUC {m['eval_mAUC']:.4f} eval_mAP {m['eval_mAP']:.4f} "
+        f"eval_dprime {m['eval_dprime']:.3f}" + (f" -> {member.model_uri}" if member.model_uri else "")
+    )
     return member
 
 
@@ -476,11 +546,21 @@ def recipes(members: list[Member], picks: dict[str, Pick], n_classes: int) -> li
         if method in picks:
             pick = picks[method]
             ens = [m for m in multi if m.source.run_id in pick.weights]
-            out.append(Recipe(method, ens, [pick.weights[m.source.run_id] for m in ens],
-                              f"chosen on the search's validation split (val mAP {pick.val_map:.4f})", pick.val_map))
+            out.append(
+                Recipe(
+                    method,
+                    ens,
+                    [pick.weights[m.source.run_id] for m in ens],
+                    f"chosen on the search's validation split (val mAP {pick.val_map:.4f})",
+                    pick.val_map,
+                )
+            )
         else:
-            out.append(Recipe(method, multi, ensemble_weights([m.source.best_mAUC for m in multi]),
-                              "from the trials' val_mAUC"))
+            out.append(
+                Recipe(
+                    method, multi, ensemble_weights([m.source.best_mAUC for m in multi]), "from the trials' val_mAUC"
+                )
+            )
     return [r for r in out if r.members]
 
 
@@ -488,9 +568,13 @@ def log_ensemble(session: Session, fd: FinalsData, recipe: Recipe) -> None:
     """Score, log and register one ensemble of the finals."""
     method, members, weights = recipe.method, recipe.members, recipe.weights
     names = [m.name for m in members]
-    params = {"ensemble_method": method, "members": ",".join(names),
-              "member_runs": ",".join(m.run_id for m in members),
-              "member_weights": ",".join(f"{x:.4f}" for x in weights), "weights_from": recipe.how}
+    params = {
+        "ensemble_method": method,
+        "members": ",".join(names),
+        "member_runs": ",".join(m.run_id for m in members),
+        "member_weights": ",".join(f"{x:.4f}" for x in weights),
+        "weights_from": recipe.how,
+    }
     with session.open(RunKind.ENSEMBLE, f"ensemble-{method}", {Tag.ENSEMBLE_METHOD: method}, params) as run:
         scores = combine_scores([m.scores for m in members], weights, method)
         metrics, per_class = evaluate(scores, fd.eval_y, fd.class_names)
@@ -499,14 +583,25 @@ def log_ensemble(session: Session, fd: FinalsData, recipe: Recipe) -> None:
         extra = {"val_mAP": recipe.val_map} if math.isfinite(recipe.val_map) else {}
         _log_outputs(session.client, run.run_id, None, per_class, metrics | extra)
         name = registered_model_name(session.spec.experiment, f"ensemble-{method}") if session.spec.register else None
-        logged = log_tagger(session.uri, run.run_id, [m.checkpoint for m in members], class_names=fd.class_names,
-                            n_frames=fd.data.shape[0], n_features=fd.data.shape[1], weights=weights, method=method,
-                            registered_name=name, extra_metadata={"members": names})
+        logged = log_tagger(
+            session.uri,
+            run.run_id,
+            [m.checkpoint for m in members],
+            class_names=fd.class_names,
+            n_frames=fd.data.shape[0],
+            n_features=fd.data.shape[1],
+            weights=weights,
+            method=method,
+            registered_name=name,
+            extra_metadata={"members": names},
+        )
         model_uri = logged.registered_uri or logged.run_uri
         session.model(f"ensemble-{method}", run.run_id, model_uri, metrics, f"ensemble_{method}")
-    session.say(f"ensemble {method} of {', '.join(f'{n} {x:.2f}' for n, x in zip(names, weights, strict=True))} "
-                f"(weights {recipe.how}): eval_mAUC {metrics['eval_mAUC']:.4f} "
-                f"eval_mAP {metrics['eval_mAP']:.4f} -> {model_uri}")
+    session.say(
+        f"ensemble {method} of {', '.join(f'{n} {x:.2f}' for n, x in zip(names, weights, strict=True))} "
+        f"(weights {recipe.how}): eval_mAUC {metrics['eval_mAUC']:.4f} "
+        f"eval_mAP {metrics['eval_mAP']:.4f} -> {model_uri}"
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -523,8 +618,10 @@ def _open_search(spec: FinalizeSpec, say: Say) -> tuple[Session, Trials]:
     parent = latest_search_run(client, exp, spec.run_id)
     trials = search_trials(client, exp.experiment_id, parent.info.run_id, recorded_spaces_dir(parent))
     if not trials.best():
-        raise InputError(f"search run {parent.info.run_id} of {spec.experiment!r} has no completed trial to "
-                         "finalize; run `tagtune search` first")
+        raise InputError(
+            f"search run {parent.info.run_id} of {spec.experiment!r} has no completed trial to "
+            "finalize; run `tagtune search` first"
+        )
     return Session(spec, client, uri, exp.experiment_id, parent, pick_device(spec.device), say), trials
 
 

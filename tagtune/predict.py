@@ -53,9 +53,9 @@ class _CheckpointScorer:
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         from tagtune.scoring import score_clips
-        from tagtune.tracking.registry import fit_frames
+        from tagtune.tracking.registry import clip_inputs
 
-        clips = fit_frames(x, int(self.meta["n_frames"]), int(self.meta["n_features"]))
+        clips = clip_inputs(x, int(self.meta["n_frames"]), int(self.meta["n_features"]))
         return score_clips(self.model, clips).astype(np.float32)
 
 
@@ -98,8 +98,9 @@ def predictions(uri: str, input_path: str, *, k: int = 5, tracking_uri: str | No
     if k < 1:
         raise InputError(f"--top-k must be at least 1, got {k}")
     if not Path(input_path).exists():
-        raise InputError(f"--input {input_path}: no such file or folder; pass a folder of *.tfrecord, "
-                         "an .h5 file or a tagtune cache")
+        raise InputError(
+            f"--input {input_path}: no such file or folder; pass a folder of *.tfrecord, an .h5 file or a tagtune cache"
+        )
     scorer = load_scorer(uri, tracking_uri)
     try:
         ds = load_dataset(input_path)
@@ -109,14 +110,18 @@ def predictions(uri: str, input_path: str, *, k: int = 5, tracking_uri: str | No
     for start in range(0, len(x), 4096):
         scores = scorer.scores(x[start : start + 4096])
         if scores.shape[1] != len(scorer.class_names):
-            raise InputError(f"--model {uri} gives {scores.shape[1]} scores per clip but names "
-                             f"{len(scorer.class_names)} classes; re-log the model")
+            raise InputError(
+                f"--model {uri} gives {scores.shape[1]} scores per clip but names "
+                f"{len(scorer.class_names)} classes; re-log the model"
+            )
         idx, top = top_k(scores, k)
         for row in range(len(scores)):
             yield {
                 "id": str(ds.ids[start + row]),
-                "labels": [{"rank": r + 1, "index": int(i), "name": scorer.class_names[int(i)], "score": float(s)}
-                           for r, (i, s) in enumerate(zip(idx[row], top[row], strict=True))],
+                "labels": [
+                    {"rank": r + 1, "index": int(i), "name": scorer.class_names[int(i)], "score": float(s)}
+                    for r, (i, s) in enumerate(zip(idx[row], top[row], strict=True))
+                ],
             }
 
 
@@ -126,9 +131,16 @@ def format_predictions(items: Iterator[dict[str, Any]], fmt: str = "json") -> It
         raise InputError(f"--format {fmt!r}: choose json or csv")
     if fmt == "json":
         for item in items:
-            yield json.dumps({"id": item["id"], "labels": [
-                {"name": lab["name"], "index": lab["index"], "score": round(lab["score"], 6)} for lab in item["labels"]
-            ]}, ensure_ascii=False)
+            yield json.dumps(
+                {
+                    "id": item["id"],
+                    "labels": [
+                        {"name": lab["name"], "index": lab["index"], "score": round(lab["score"], 6)}
+                        for lab in item["labels"]
+                    ],
+                },
+                ensure_ascii=False,
+            )
         return
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="")

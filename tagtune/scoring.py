@@ -24,8 +24,14 @@ from tagtune.trainables.ensemble import combine_scores
 from tagtune.trainables.errors import InputError
 
 __all__ = [
-    "SplitUnavailable", "ValidationSplit", "evaluate", "load_trial_checkpoint", "score_clips",
-    "score_ensemble_members", "score_trials", "validation_split",
+    "SplitUnavailable",
+    "ValidationSplit",
+    "evaluate",
+    "load_trial_checkpoint",
+    "score_clips",
+    "score_ensemble_members",
+    "score_trials",
+    "validation_split",
 ]
 
 
@@ -49,8 +55,9 @@ def _search_data(params: dict[str, str], run_id: str) -> Any:
 
     train = params.get("train")
     if not train or not Path(train).exists():
-        raise SplitUnavailable(f"search run {run_id}: its training data {train or '(not recorded)'} is gone; "
-                               "restore it at that path")
+        raise SplitUnavailable(
+            f"search run {run_id}: its training data {train or '(not recorded)'} is gone; restore it at that path"
+        )
     return load_dataset(train)
 
 
@@ -67,11 +74,17 @@ def validation_split(parent: Any, dataset: Any | None = None) -> ValidationSplit
     ds = _search_data(params, run_id) if dataset is None else dataset
     n_searched = int(params.get("n_train", -1)) + int(params.get("n_val", -1))
     if n_searched != ds.n_clips:
-        raise SplitUnavailable(f"the data has {ds.n_clips} clips but search run {run_id} split {n_searched}; "
-                               "pass the search's training data")
+        raise SplitUnavailable(
+            f"the data has {ds.n_clips} clips but search run {run_id} split {n_searched}; "
+            "pass the search's training data"
+        )
     idx = np.sort(split_indices(ds.n_clips, float(params["val_fraction"]), int(params["seed"]))[1])
-    return ValidationSplit(x=np.array(ds.x[idx], dtype=np.uint8), y=np.asarray(ds.y[idx], dtype=bool),
-                           class_names=tuple(ds.class_names), idx=idx)
+    return ValidationSplit(
+        x=np.array(ds.x[idx], dtype=np.uint8),
+        y=np.asarray(ds.y[idx], dtype=bool),
+        class_names=tuple(ds.class_names),
+        idx=idx,
+    )
 
 
 def score_clips(model: Any, x: Any, device: Any = None) -> np.ndarray:
@@ -105,15 +118,17 @@ def score_trials(client: Any, run_ids: Sequence[str], split: ValidationSplit, de
     return out
 
 
-def score_ensemble_members(scores: Sequence[np.ndarray], weights: Sequence[float], method: str,
-                           y: np.ndarray, class_names: tuple[str, ...]) -> tuple[dict[str, float], pd.DataFrame]:
+def score_ensemble_members(
+    scores: Sequence[np.ndarray], weights: Sequence[float], method: str, y: np.ndarray, class_names: tuple[str, ...]
+) -> tuple[dict[str, float], pd.DataFrame]:
     """An ensemble of members' ``scores`` (see :func:`tagtune.trainables.ensemble.combine_scores`)
     scored against ``y`` as :func:`evaluate` does."""
     return evaluate(combine_scores(scores, weights, method), y, class_names)
 
 
-def evaluate(scores: np.ndarray, y: np.ndarray, class_names: tuple[str, ...], prefix: str = "eval_"
-             ) -> tuple[dict[str, float], pd.DataFrame]:
+def evaluate(
+    scores: np.ndarray, y: np.ndarray, class_names: tuple[str, ...], prefix: str = "eval_"
+) -> tuple[dict[str, float], pd.DataFrame]:
     """``<prefix>mAUC/mAP/dprime`` of scores ``[N, C]`` against bool labels, and the per-class
     table (``class, ap, auc, n_pos``)."""
     import torch
@@ -122,10 +137,12 @@ def evaluate(scores: np.ndarray, y: np.ndarray, class_names: tuple[str, ...], pr
 
     s, t = torch.from_numpy(np.array(scores, dtype=np.float32)), torch.from_numpy(np.array(y, dtype=bool))
     summary = tagging_metrics(s, t)
-    per_class = pd.DataFrame({
-        "class": list(class_names),
-        "ap": average_precision(s, t).numpy(),
-        "auc": roc_auc(s, t).numpy(),
-        "n_pos": t.sum(0).numpy().astype(int),
-    })
+    per_class = pd.DataFrame(
+        {
+            "class": list(class_names),
+            "ap": average_precision(s, t).numpy(),
+            "auc": roc_auc(s, t).numpy(),
+            "n_pos": t.sum(0).numpy().astype(int),
+        }
+    )
     return {f"{prefix}{k}": float(v) for k, v in summary.items()}, per_class

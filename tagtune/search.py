@@ -66,6 +66,15 @@ def is_remote_storage(path: str) -> bool:
     return path.startswith(_REMOTE_SCHEMES)
 
 
+def try_open(train: str | os.PathLike) -> DataSource | None:
+    """``train`` opened (format sniffed once), or None when it cannot be told (``SearchSpec.check``
+    then names the problem, after the other flags are checked)."""
+    try:
+        return open_source(train)
+    except InputError:
+        return None
+
+
 def data_inputs(train: str | os.PathLike | DataSource) -> str | None:
     """``audio`` for a folder of audio files with a CSV, ``embeddings`` for AudioSet-like data
     (the kind of an opened source, or of the path, opened here), None when the path cannot be
@@ -186,8 +195,7 @@ def _init_ray(address: str | None) -> bool:
         where = address or "a local Ray instance"
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise InputError(
-            f"cannot connect to Ray at {where}: {first}; check --address "
-            "(the HOST:PORT printed by `ray start --head`)"
+            f"cannot connect to Ray at {where}: {first}; check --address (the HOST:PORT printed by `ray start --head`)"
         ) from None
     return True
 
@@ -259,7 +267,9 @@ def _describe(data: TrialData, seconds: float) -> str:
     )
 
 
-def _start(spec: SearchSpec, say: Callable[[str], None], t0: float) -> tuple[MlflowClient, str, TrialData]:
+def _start(
+    spec: SearchSpec, say: Callable[[str], None], t0: float, source: DataSource | None = None
+) -> tuple[MlflowClient, str, TrialData]:
     """Read the data and start (or join) Ray while the MLflow store opens; the client, its URI
     and the data.
 
@@ -270,7 +280,7 @@ def _start(spec: SearchSpec, say: Callable[[str], None], t0: float) -> tuple[Mlf
     with ThreadPoolExecutor(1) as pool:
         store = pool.submit(open_store, spec.tracking_uri)
         say(f"reading {spec.train} ...")
-        data = prepare_data(spec)
+        data = prepare_data(spec, source)
         say(_describe(data, time.perf_counter() - t0))
         started = _init_ray(spec.address)
         try:
@@ -293,8 +303,11 @@ def _tuner(spec: SearchSpec, data: TrialData, run_name: str, storage: str, searc
     return tune.Tuner(
         _trainable(spec, data),
         tune_config=tune.TuneConfig(
-            search_alg=search_alg, metric=SEARCH_METRIC, mode="max",
-            num_samples=spec.total_trials, max_concurrent_trials=spec.max_concurrent,
+            search_alg=search_alg,
+            metric=SEARCH_METRIC,
+            mode="max",
+            num_samples=spec.total_trials,
+            max_concurrent_trials=spec.max_concurrent,
             # Every trial asks for the same resources, so a finished trial's worker takes
             # the next one: no new process, torch import or data fetch per trial.  (A trial
             # then starts at once, sometimes before Tune's state snapshot records it; after a
@@ -312,8 +325,13 @@ def _tuner(spec: SearchSpec, data: TrialData, run_name: str, storage: str, searc
     )
 
 
-def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> SearchOutcome:
-    """Run the whole search; returns where it was logged.  Raises InputError on bad input."""
+def run_search(
+    spec: SearchSpec, echo: Callable[[str], None] | None = None, source: DataSource | None = None
+) -> SearchOutcome:
+    """Run the whole search; returns where it was logged.  Raises InputError on bad input.
+
+    ``source``: ``spec.train`` already opened (the CLI opens it once to parse ``--families``).
+    """
     import optuna
 
     from tagtune.searcher import FamilySearcher
@@ -325,14 +343,21 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> S
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     spec.check()
     t0 = time.perf_counter()
-    client, uri, data = _start(spec, say, t0)
+    client, uri, data = _start(spec, say, t0, source)
     exp = get_or_create_experiment(client, uri, spec.experiment)
-    params = {**spec.to_params(), "n_train": len(data.train_idx), "n_val": len(data.val_idx),
-              "n_classes": data.shape[2]}
+    params = {
+        **spec.to_params(),
+        "n_train": len(data.train_idx),
+        "n_val": len(data.val_idx),
+        "n_classes": data.shape[2],
+    }
     with open_run(
-        client, exp.experiment_id, kind=RunKind.SEARCH,
+        client,
+        exp.experiment_id,
+        kind=RunKind.SEARCH,
         run_name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",
-        tags={Tag.FAMILIES: ",".join(spec.families)}, params=params,
+        tags={Tag.FAMILIES: ",".join(spec.families)},
+        params=params,
     ) as parent:
         parent_id = parent.run_id
         storage = spec.storage_path if is_remote_storage(spec.storage_path) else str(Path(spec.storage_path).resolve())
@@ -341,9 +366,14 @@ def run_search(spec: SearchSpec, echo: Callable[[str], None] | None = None) -> S
         optuna_url = _optuna_storage(spec.storage_path, run_name)
         parent.log(tags={Tag.RAY_PATH: ray_path, Tag.OPTUNA_STORAGE: optuna_url})
         searcher = FamilySearcher(
-            spec.spaces, spec.trials_per_family, metric=SEARCH_METRIC, mode="max",
-            seed=spec.seed, study_prefix=run_name,
-            storage=optuna.storages.RDBStorage(optuna_url), defaults_first=spec.defaults_first,
+            spec.spaces,
+            spec.trials_per_family,
+            metric=SEARCH_METRIC,
+            mode="max",
+            seed=spec.seed,
+            study_prefix=run_name,
+            storage=optuna.storages.RDBStorage(optuna_url),
+            defaults_first=spec.defaults_first,
         )
         logger = MlflowTrialLogger(uri, exp.experiment_id, parent_id, spec.total_trials, echo=say)
         say(
@@ -391,8 +421,11 @@ def resume_search(
     with reopen_run(client, parent_id):
         say(f"resuming search run {parent_id} from {ray_path}")
         tuner = tune.Tuner.restore(
-            ray_path, trainable=_trainable(spec, data),
-            resume_unfinished=True, resume_errored=False, restart_errored=False,
+            ray_path,
+            trainable=_trainable(spec, data),
+            resume_unfinished=True,
+            resume_errored=False,
+            restart_errored=False,
         )
         results = tuner.fit()
     return SearchOutcome(exp.experiment_id, parent_id, uri, time.perf_counter() - t0, len(results.errors))

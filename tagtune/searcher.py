@@ -54,9 +54,7 @@ class FamilySearcher(Searcher):
                 space=space.sample,
                 metric=metric,
                 mode=mode,
-                sampler=optuna.samplers.TPESampler(
-                    seed=seed + i, n_startup_trials=startup_trials(trials_per_family)
-                ),
+                sampler=optuna.samplers.TPESampler(seed=seed + i, n_startup_trials=startup_trials(trials_per_family)),
                 study_name=f"{study_prefix}/{family}",
                 storage=storage,
             )
@@ -90,9 +88,7 @@ class FamilySearcher(Searcher):
                 # holds (Ray's state was saved before the trial ended); the study keeps that one.
                 pass
 
-    def on_trial_complete(
-        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
-    ) -> None:
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         family = self.assigned.get(trial_id)
         if family is None:
             return

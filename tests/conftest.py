@@ -44,8 +44,7 @@ def tiny_data():
     x = 128 + (y.astype(float) @ proto)[:, None, :] + rng.normal(0, 20, (n, 10, 128))
     x = np.clip(x, 0, 255).astype(np.uint8)
     idx = rng.permutation(n)
-    return TrialData(x=x, y=y, train_idx=idx[:72], val_idx=idx[72:],
-                     class_names=tuple(f"c{i}" for i in range(c)))
+    return TrialData(x=x, y=y, train_idx=idx[:72], val_idx=idx[72:], class_names=tuple(f"c{i}" for i in range(c)))
 
 
 @pytest.fixture
@@ -58,7 +57,10 @@ def workdir(tmp_path, monkeypatch):
 
 
 RAY_OPTIONS: dict[str, Any] = {
-    "num_cpus": 2, "include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",
+    "num_cpus": 2,
+    "include_dashboard": False,
+    "log_to_driver": False,
+    "logging_level": "ERROR",
 }
 
 
@@ -102,8 +104,12 @@ def search_spec(workdir: Path, tiny_train: Path) -> Callable[..., Any]:
 
     def make(**fields: Any) -> SearchSpec:
         values: dict[str, Any] = {
-            "train": str(tiny_train), "families": ["fc1"], "trials_per_family": 1, "max_epochs": 1,
-            "cpus_per_trial": 1.0, "storage_path": str(workdir / "tagtune-runs"),
+            "train": str(tiny_train),
+            "families": ["fc1"],
+            "trials_per_family": 1,
+            "max_epochs": 1,
+            "cpus_per_trial": 1.0,
+            "storage_path": str(workdir / "tagtune-runs"),
         }
         return SearchSpec(**{**values, **fields})
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import SHARED_DATA, require_shared
 
 from tagtune.trainables.audio import (
     audio_trial_data,
@@ -32,11 +33,18 @@ from tagtune.trainables.errors import InputError
 from tagtune.trainables.loop import _batch_loss, build_model, fit
 from tagtune.trainables.metrics import task_metrics
 
-from conftest import SHARED_DATA, require_shared
-
 RATE = 8000
-TINY_MODEL = {"family": "densenet_audio", "n_fft": 256, "hop": 64, "n_mels": 16, "depth": 2,
-              "growth": 4, "low_channels": 3, "crop_samples": 2048, "batch_size": 8}
+TINY_MODEL = {
+    "family": "densenet_audio",
+    "n_fft": 256,
+    "hop": 64,
+    "n_mels": 16,
+    "depth": 2,
+    "growth": 4,
+    "low_channels": 3,
+    "crop_samples": 2048,
+    "batch_size": 8,
+}
 
 
 def tone(freq: float, n: int, rate: int = RATE, amp: float = 0.5) -> np.ndarray:
@@ -236,8 +244,9 @@ def test_log_mel_matches_librosa(rate, n):
 
     rng = np.random.default_rng(2)
     y = (tone(700, n, rate) + rng.normal(0, 0.05, n)).astype(np.float32)
-    ref = librosa.feature.melspectrogram(y=y, sr=rate, n_fft=1024, hop_length=128, n_mels=64,
-                                         center=True, pad_mode="constant", power=2.0)
+    ref = librosa.feature.melspectrogram(
+        y=y, sr=rate, n_fft=1024, hop_length=128, n_mels=64, center=True, pad_mode="constant", power=2.0
+    )
     front = LogMel(rate, n_fft=1024, hop=128, n_mels=64)
     got = front.power_mel(torch.from_numpy(y)[None])[0].numpy()
     assert got.shape == ref.shape == (64, 1 + n // 128)
@@ -260,15 +269,18 @@ def test_waveform_front_end_matches_a_numpy_reference():
     x = np.random.default_rng(3).normal(size=(2, 29)).astype(np.float32)
     h = np.pad(x, ((0, 0), (0, 32 - 29)))[:, None, :]  # padded to a multiple of the hop
     layers = list(front.net)
-    for conv, bn in zip(layers[0::3], layers[1::3]):
+    for conv, bn in zip(layers[0::3], layers[1::3], strict=False):
         w = conv.weight.detach().numpy()  # [out, in, k]
         s, p = conv.stride[0], conv.padding[0]
         hp = np.pad(h, ((0, 0), (0, 0), (p, p)))
         n_out = (hp.shape[2] - w.shape[2]) // s + 1
-        out = np.stack([np.einsum("bik,oik->bo", hp[:, :, t * s : t * s + w.shape[2]], w)
-                        for t in range(n_out)], axis=2)
+        out = np.stack(
+            [np.einsum("bik,oik->bo", hp[:, :, t * s : t * s + w.shape[2]], w) for t in range(n_out)], axis=2
+        )
         scale = bn.weight.detach().numpy() / np.sqrt(bn.running_var.numpy() + bn.eps)
-        out = (out - bn.running_mean.numpy()[None, :, None]) * scale[None, :, None] + bn.bias.detach().numpy()[None, :, None]
+        out = (out - bn.running_mean.numpy()[None, :, None]) * scale[None, :, None] + bn.bias.detach().numpy()[
+            None, :, None
+        ]
         h = np.maximum(out, 0)
     got = front(torch.from_numpy(x)).detach().numpy()
     assert got.shape == (2, 3, 4)
@@ -281,12 +293,14 @@ def test_waveform_front_end_matches_a_numpy_reference():
 
 
 def test_map3_and_accuracy_on_a_hand_worked_example():
-    scores = torch.tensor([
-        [0.6, 0.3, 0.1, 0.0],  # true 0: rank 1 -> 1
-        [0.5, 0.2, 0.3, 0.0],  # true 2: rank 2 -> 1/2
-        [0.1, 0.2, 0.3, 0.4],  # true 1: rank 3 -> 1/3
-        [0.4, 0.3, 0.2, 0.1],  # true 3: rank 4 -> 0
-    ])
+    scores = torch.tensor(
+        [
+            [0.6, 0.3, 0.1, 0.0],  # true 0: rank 1 -> 1
+            [0.5, 0.2, 0.3, 0.0],  # true 2: rank 2 -> 1/2
+            [0.1, 0.2, 0.3, 0.4],  # true 1: rank 3 -> 1/3
+            [0.4, 0.3, 0.2, 0.1],  # true 3: rank 4 -> 0
+        ]
+    )
     y = torch.zeros(4, 4, dtype=torch.bool)
     y[torch.arange(4), torch.tensor([0, 2, 1, 3])] = True
     m = single_label_metrics(scores, y)
@@ -364,8 +378,15 @@ def test_fit_learns_with_seed_003_techniques(tmp_path, cache):
     data = audio_trial_data(load_audio_dataset(make_fsdd_like(tmp_path / "set", 16)), val_fraction=0.25, seed=0)
     data.verified = np.zeros(48, dtype=bool)
     data.verified[::2] = True
-    config = {**TINY_MODEL, "lr": 1e-2, "loss_mask_alpha": 0.8, "mixup_alpha": 0.4,
-              "mixup_lambda_gt_half": True, "mixup_scale": 0.5, "balanced_batches": True}
+    config = {
+        **TINY_MODEL,
+        "lr": 1e-2,
+        "loss_mask_alpha": 0.8,
+        "mixup_alpha": 0.4,
+        "mixup_lambda_gt_half": True,
+        "mixup_scale": 0.5,
+        "balanced_batches": True,
+    }
     result = fit(config, data, max_epochs=5, device="cpu")
     assert result.best["val_accuracy"] >= 0.8  # chance is 1/3
 
@@ -378,8 +399,8 @@ def test_audio_data_needs_an_audio_family(fsdd_like, cache):
 
 
 def test_prepare_data_decodes_the_space_rates_and_refuses_embedding_families(fsdd_like, cache):
-    from tagtune.search_spaces import load_space
     from tagtune.search import SearchSpec, prepare_data
+    from tagtune.search_spaces import load_space
 
     spec = SearchSpec(train=str(fsdd_like), families=["densenet_audio"], val_fraction=0.25)
     spec.spaces = {"densenet_audio": load_space("densenet_audio")}
@@ -395,8 +416,10 @@ def test_prepare_data_decodes_the_space_rates_and_refuses_embedding_families(fsd
 def test_report_columns_for_single_label_trials():
     from tagtune.tracking.summary import TrialRow, family_summary
 
-    rows = [TrialRow("a", "densenet_audio", "FINISHED", 0.9, 0.5, 1.0, {}, best_accuracy=0.8, best_map3=0.85),
-            TrialRow("b", "densenet_audio", "FINISHED", 0.95, 0.6, 1.0, {}, best_accuracy=0.9, best_map3=0.93)]
+    rows = [
+        TrialRow("a", "densenet_audio", "FINISHED", 0.9, 0.5, 1.0, {}, best_accuracy=0.8, best_map3=0.85),
+        TrialRow("b", "densenet_audio", "FINISHED", 0.95, 0.6, 1.0, {}, best_accuracy=0.9, best_map3=0.93),
+    ]
     table = family_summary(rows)
     assert table.loc[0, "best_accuracy"] == 0.9 and table.loc[0, "best_map3"] == 0.93
     assert "best_accuracy" not in family_summary([TrialRow("c", "fc1", "FINISHED", 0.9, 0.5, 1.0, {})]).columns
@@ -439,9 +462,14 @@ def test_bad_audio_input_exits_2_through_the_cli(tmp_path, case, needles):
     folder = _bad_folder(tmp_path, case)
     env = {**os.environ, "TAGTUNE_CACHE_DIR": str(tmp_path / "cache")}
     env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run([sys.executable, "-m", "tagtune", "search", "--train", str(folder),
-                           "--families", "densenet_audio"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tagtune", "search", "--train", str(folder), "--families", "densenet_audio"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]

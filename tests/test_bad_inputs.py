@@ -26,21 +26,33 @@ CORPUS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("empty folder", ("search", "--train", "{empty}"), ("no *.tfrecord files", "empty")),
     ("missing path", ("search", "--train", "{root}/nowhere"), ("--train", "nowhere")),
     ("non-numeric CSV field", ("data", "inspect", "{csv}"), ("non-numeric class index", "class_labels_indices.csv")),
-    ("unknown family", ("search", "--train", "{synth}", "--families", "fc1,resnet"),
-     ("unknown model family 'resnet'",)),
+    (
+        "unknown family",
+        ("search", "--train", "{synth}", "--families", "fc1,resnet"),
+        ("unknown model family 'resnet'",),
+    ),
     ("unknown optimizer", ("train", "--config", "{badopt}", "--train", "{synth}"), ("unknown optimizer 'lbfgs'",)),
-    ("low > high in a space", ("search", "--train", "{synth}", "--spaces", "{badspace}"),
-     ("low 0.9 > high 0.1", "fc1.yaml")),
+    (
+        "low > high in a space",
+        ("search", "--train", "{synth}", "--spaces", "{badspace}"),
+        ("low 0.9 > high 0.1", "fc1.yaml"),
+    ),
     ("zero trials", ("search", "--train", "{synth}", "--trials-per-family", "0"), ("--trials-per-family",)),
     ("negative epochs", ("search", "--train", "{synth}", "--max-epochs", "-3"), ("--max-epochs",)),
     ("unwritable output folder", ("export", "--experiment", "good", "--out", "{afile}/sub"), ("--out", "cannot write")),
     ("unreachable --address", ("search", "--train", "{synth}", "--address", "127.0.0.1:9"), ("--address 127.0.0.1:9",)),
-    ("tracking URI that cannot be opened",
-     ("report", "--experiment", "good", "--tracking-uri", "sqlite:////no/such/dir/m.db"), ("--tracking-uri",)),
+    (
+        "tracking URI that cannot be opened",
+        ("report", "--experiment", "good", "--tracking-uri", "sqlite:////no/such/dir/m.db"),
+        ("--tracking-uri",),
+    ),
     ("tracking URI not a URI", ("search", "--train", "{synth}", "--tracking-uri", "mlflow.db"), ("--tracking-uri",)),
     ("unknown experiment", ("report", "--experiment", "never-ran"), ("no experiment named 'never-ran'",)),
-    ("missing config", ("train", "--config", "{root}/missing.yaml", "--train", "{synth}"),
-     ("--config", "missing.yaml")),
+    (
+        "missing config",
+        ("train", "--config", "{root}/missing.yaml", "--train", "{synth}"),
+        ("--config", "missing.yaml"),
+    ),
     ("invalid YAML config", ("train", "--config", "{badyaml}", "--train", "{synth}"), ("not valid YAML",)),
     ("bad validation fraction", ("search", "--train", "{synth}", "--val-fraction", "0"), ("--val-fraction",)),
     ("zero CPUs per trial", ("search", "--train", "{synth}", "--cpus-per-trial", "0"), ("--cpus-per-trial",)),
@@ -53,8 +65,9 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """The CLI as a user runs it, in a fresh process (used for the search that must succeed)."""
     env = {**os.environ, "TAGTUNE_CACHE_DIR": str(cwd / "cache")}
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "tagtune", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "tagtune", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def _run_in_process(args: list[str], cwd: Path, capsys, monkeypatch) -> tuple[int, str]:
@@ -74,8 +87,14 @@ def _snapshot(client: MlflowClient) -> list[tuple]:
     rows = []
     for exp in client.search_experiments():
         for run in client.search_runs([exp.experiment_id]):
-            rows.append((run.info.run_id, run.info.status, tuple(sorted(run.data.metrics.items())),
-                         tuple(sorted(run.data.params.items()))))
+            rows.append(
+                (
+                    run.info.run_id,
+                    run.info.status,
+                    tuple(sorted(run.data.metrics.items())),
+                    tuple(sorted(run.data.params.items())),
+                )
+            )
     return sorted(rows)
 
 
@@ -83,8 +102,22 @@ def _snapshot(client: MlflowClient) -> list[tuple]:
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad")
     synth = synthesize(root / "synth", n_clips=200, n_classes=8, seed=0)
-    out = _run(["search", "--train", str(synth), "--families", "fc1", "--trials-per-family", "2",
-                "--max-epochs", "1", "--experiment", "good"], cwd=root)
+    out = _run(
+        [
+            "search",
+            "--train",
+            str(synth),
+            "--families",
+            "fc1",
+            "--trials-per-family",
+            "2",
+            "--max-epochs",
+            "1",
+            "--experiment",
+            "good",
+        ],
+        cwd=root,
+    )
     assert out.returncode == 0, out.stderr
     shards = sorted(synth.glob("*.tfrecord"))
 
@@ -99,8 +132,7 @@ def corpus(tmp_path_factory):
     raw[40] ^= 0xFF
     (badcrc / shards[0].name).write_bytes(bytes(raw))
     (root / "width").mkdir()
-    write_record_file(root / "width" / "x.tfrecord",
-                      [encode_sequence_example("w", [1], [bytes(128), bytes(100)])])
+    write_record_file(root / "width" / "x.tfrecord", [encode_sequence_example("w", [1], [bytes(128), bytes(100)])])
     label = copy("label")
     write_record_file(label / "zz.tfrecord", [encode_sequence_example("big", [99], [bytes(128)])])
     (root / "empty").mkdir()
@@ -111,11 +143,20 @@ def corpus(tmp_path_factory):
     (root / "spaces").mkdir()
     (root / "spaces" / "fc1.yaml").write_text("params:\n  dropout: {low: 0.9, high: 0.1}\n")
     (root / "afile").write_text("not a folder")
-    subs = {"{root}": str(root), "{synth}": str(synth), "{truncated}": str(truncated),
-            "{badcrc}": str(badcrc), "{width}": str(root / "width"), "{label}": str(label),
-            "{empty}": str(root / "empty"), "{csv}": str(csvdir), "{badopt}": str(root / "badopt.yaml"),
-            "{badyaml}": str(root / "badyaml.yaml"), "{badspace}": str(root / "spaces"),
-            "{afile}": str(root / "afile")}
+    subs = {
+        "{root}": str(root),
+        "{synth}": str(synth),
+        "{truncated}": str(truncated),
+        "{badcrc}": str(badcrc),
+        "{width}": str(root / "width"),
+        "{label}": str(label),
+        "{empty}": str(root / "empty"),
+        "{csv}": str(csvdir),
+        "{badopt}": str(root / "badopt.yaml"),
+        "{badyaml}": str(root / "badyaml.yaml"),
+        "{badspace}": str(root / "spaces"),
+        "{afile}": str(root / "afile"),
+    }
     client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
     return root, subs, client, _snapshot(client)
 

@@ -32,16 +32,31 @@ def split(tmp_path_factory):
 def _run(script: str, *args: str, cwd: Path) -> str:
     env = {**os.environ, "TAGTUNE_CACHE_DIR": str(cwd / "cache")}
     env.pop("MLFLOW_TRACKING_URI", None)
-    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
 
 def test_bench_quality_prints_the_reports_tables_and_the_targets(split):
     root, train, evald = split
-    out = _run("bench_quality.py", "--train", str(train), "--eval", str(evald), "--families", "fc1,fc2",
-               "--trials-per-family", "2", "--max-epochs", "1", "--out", str(root / "q"), cwd=root)
+    out = _run(
+        "bench_quality.py",
+        "--train",
+        str(train),
+        "--eval",
+        str(evald),
+        "--families",
+        "fc1,fc2",
+        "--trials-per-family",
+        "2",
+        "--max-epochs",
+        "1",
+        "--out",
+        str(root / "q"),
+        cwd=root,
+    )
     for heading in ("## seed 000's Fig. 4 and Fig. 3", "## against the reports", "## targets"):
         assert heading in out
     assert "| tagtune final fc1 |" in out and "| best single model mAP |" in out

@@ -15,8 +15,9 @@ from tagtune.trainables.data import synthesize
 def tagtune(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TAGTUNE_CACHE_DIR": str(cwd / "cache")}
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "tagtune", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "tagtune", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def assert_bad_input(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -87,15 +88,59 @@ def test_search_flags_fill_the_spec_field_by_field():
     from tagtune.cli import build_parser, search_spec_from_args
     from tagtune.search import SearchSpec
 
-    argv = ["search", "--train", "t", "--families", "fc2,fc1", "--trials-per-family", "5", "--max-epochs", "3",
-            "--experiment", "e", "--tracking-uri", "sqlite:///x.db", "--seed", "7", "--val-fraction", "0.3",
-            "--cpus-per-trial", "2", "--gpus-per-trial", "0.5", "--max-concurrent", "2", "--address", "h:1",
-            "--storage-path", "s", "--spaces", "sp", "--max-failures", "0", "--no-defaults-first"]
+    argv = [
+        "search",
+        "--train",
+        "t",
+        "--families",
+        "fc2,fc1",
+        "--trials-per-family",
+        "5",
+        "--max-epochs",
+        "3",
+        "--experiment",
+        "e",
+        "--tracking-uri",
+        "sqlite:///x.db",
+        "--seed",
+        "7",
+        "--val-fraction",
+        "0.3",
+        "--cpus-per-trial",
+        "2",
+        "--gpus-per-trial",
+        "0.5",
+        "--max-concurrent",
+        "2",
+        "--address",
+        "h:1",
+        "--storage-path",
+        "s",
+        "--spaces",
+        "sp",
+        "--max-failures",
+        "0",
+        "--no-defaults-first",
+    ]
     spec = search_spec_from_args(build_parser().parse_args(argv))
-    assert spec == SearchSpec(train="t", families=["fc2", "fc1"], trials_per_family=5, max_epochs=3,
-                              experiment="e", tracking_uri="sqlite:///x.db", seed=7, val_fraction=0.3,
-                              cpus_per_trial=2.0, gpus_per_trial=0.5, max_concurrent=2, address="h:1",
-                              storage_path="s", spaces_dir="sp", max_failures=0, defaults_first=False)
+    assert spec == SearchSpec(
+        train="t",
+        families=["fc2", "fc1"],
+        trials_per_family=5,
+        max_epochs=3,
+        experiment="e",
+        tracking_uri="sqlite:///x.db",
+        seed=7,
+        val_fraction=0.3,
+        cpus_per_trial=2.0,
+        gpus_per_trial=0.5,
+        max_concurrent=2,
+        address="h:1",
+        storage_path="s",
+        spaces_dir="sp",
+        max_failures=0,
+        defaults_first=False,
+    )
     defaults = search_spec_from_args(build_parser().parse_args(["search", "--train", "t"]))
     for f in dataclasses.fields(SearchSpec):  # every field has a flag, and the flags' defaults are the spec's
         if f.name not in ("train", "families", "spaces"):

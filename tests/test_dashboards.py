@@ -37,11 +37,17 @@ NAN = float("nan")
 
 @pytest.fixture
 def summary() -> pd.DataFrame:
-    return pd.DataFrame({
-        "family": ["lstm", "fc1", "gcnn"], "trials": [3, 4, 2], "completed": [3, 4, 0],
-        "max_mAUC": [0.945, 0.927, NAN], "min_mAUC": [0.90, 0.85, NAN], "mean_mAUC": [0.93, 0.90, NAN],
-        "eval_mAUC": [0.944, NAN, NAN],
-    })
+    return pd.DataFrame(
+        {
+            "family": ["lstm", "fc1", "gcnn"],
+            "trials": [3, 4, 2],
+            "completed": [3, 4, 0],
+            "max_mAUC": [0.945, 0.927, NAN],
+            "min_mAUC": [0.90, 0.85, NAN],
+            "mean_mAUC": [0.93, 0.90, NAN],
+            "eval_mAUC": [0.944, NAN, NAN],
+        }
+    )
 
 
 @pytest.fixture
@@ -51,21 +57,63 @@ def trials() -> pd.DataFrame:
     lrs = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 2e-2]
     opts = ["adam", "sgd", "adam", "sgd", "sgd", "adam"]
     for i, (lr, opt) in enumerate(zip(lrs, opts, strict=True)):
-        rows.append({"run_id": f"a{i}", "family": "fc1", "number": i, "trial_id": f"t{i}",
-                     "best_val_mAUC": 0.8 + 0.01 * i - (0.05 if opt == "sgd" else 0.0),
-                     "params_lr": lr, "params_optimizer": opt,
-                     "params_momentum": 0.5 + 0.1 * i if opt == "sgd" else None,
-                     "params_batch_size": 64, "params_hidden": None})
-    rows.append({"run_id": "a6", "family": "fc1", "number": 6, "trial_id": "t6", "best_val_mAUC": NAN,
-                 "params_lr": 5e-3, "params_optimizer": "adam", "params_momentum": None,
-                 "params_batch_size": 64, "params_hidden": None})
+        rows.append(
+            {
+                "run_id": f"a{i}",
+                "family": "fc1",
+                "number": i,
+                "trial_id": f"t{i}",
+                "best_val_mAUC": 0.8 + 0.01 * i - (0.05 if opt == "sgd" else 0.0),
+                "params_lr": lr,
+                "params_optimizer": opt,
+                "params_momentum": 0.5 + 0.1 * i if opt == "sgd" else None,
+                "params_batch_size": 64,
+                "params_hidden": None,
+            }
+        )
+    rows.append(
+        {
+            "run_id": "a6",
+            "family": "fc1",
+            "number": 6,
+            "trial_id": "t6",
+            "best_val_mAUC": NAN,
+            "params_lr": 5e-3,
+            "params_optimizer": "adam",
+            "params_momentum": None,
+            "params_batch_size": 64,
+            "params_hidden": None,
+        }
+    )
     for i in range(2):
-        rows.append({"run_id": f"b{i}", "family": "fc2", "number": i, "trial_id": f"u{i}",
-                     "best_val_mAUC": [0.7, 0.75][i], "params_lr": [1e-3, 2e-3][i], "params_optimizer": "adam",
-                     "params_momentum": None, "params_batch_size": [32, 64][i], "params_hidden": [500, 1024][i]})
-    rows.append({"run_id": "c0", "family": "lstm", "number": 0, "trial_id": "v0", "best_val_mAUC": 0.9,
-                 "params_lr": 1e-3, "params_optimizer": "adam", "params_momentum": None,
-                 "params_batch_size": 64, "params_hidden": None})
+        rows.append(
+            {
+                "run_id": f"b{i}",
+                "family": "fc2",
+                "number": i,
+                "trial_id": f"u{i}",
+                "best_val_mAUC": [0.7, 0.75][i],
+                "params_lr": [1e-3, 2e-3][i],
+                "params_optimizer": "adam",
+                "params_momentum": None,
+                "params_batch_size": [32, 64][i],
+                "params_hidden": [500, 1024][i],
+            }
+        )
+    rows.append(
+        {
+            "run_id": "c0",
+            "family": "lstm",
+            "number": 0,
+            "trial_id": "v0",
+            "best_val_mAUC": 0.9,
+            "params_lr": 1e-3,
+            "params_optimizer": "adam",
+            "params_momentum": None,
+            "params_batch_size": 64,
+            "params_hidden": None,
+        }
+    )
     frame = pd.DataFrame(rows)
     for col in [c for c in frame.columns if c.startswith("params_")]:
         frame[col] = pd.Series(list(frame[col]), dtype=object)
@@ -78,8 +126,16 @@ def history(trials: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, t in trials.iterrows():
         for step in (1, 2, 3):
-            rows.append({"run_id": t["run_id"], "family": t["family"], "step": step,
-                         "val_mAUC": 0.5 + 0.1 * step, "val_loss": 1.0 / step, "train_loss": 1.2 / step})
+            rows.append(
+                {
+                    "run_id": t["run_id"],
+                    "family": t["family"],
+                    "step": step,
+                    "val_mAUC": 0.5 + 0.1 * step,
+                    "val_loss": 1.0 / step,
+                    "train_loss": 1.2 / step,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -107,9 +163,17 @@ def test_range_figure_without_finals_or_trials(summary):
 
 # -- Fig. 3 ------------------------------------------------------------------------------------------
 def test_runtime_data_and_figure():
-    runtime = pd.DataFrame({"family": ["lstm", "fc1"], "trials": [2, 2], "epochs": [6, 6],
-                            "mean_epoch_s": [9.1, 0.2], "mean_trial_s": [27.3, 0.6], "total_trial_s": [54.6, 1.2],
-                            "final_train_s": [NAN, NAN]})
+    runtime = pd.DataFrame(
+        {
+            "family": ["lstm", "fc1"],
+            "trials": [2, 2],
+            "epochs": [6, 6],
+            "mean_epoch_s": [9.1, 0.2],
+            "mean_trial_s": [27.3, 0.6],
+            "total_trial_s": [54.6, 1.2],
+            "final_train_s": [NAN, NAN],
+        }
+    )
     data = runtime_data(runtime)
     assert list(data["family"]) == ["fc1", "lstm"] and list(data["mean_trial_s"]) == [0.6, 27.3]
     fig = runtime_figure(runtime)
@@ -193,8 +257,9 @@ def test_learning_curve_data_takes_each_familys_top_trials(trials, history):
 
 # -- per-class AP ----------------------------------------------------------------------------------
 def test_per_class_data_best_and_worst():
-    per_class = pd.DataFrame({"class": [f"c{i}" for i in range(50)], "ap": np.linspace(0.0, 0.98, 50),
-                              "n_pos": [0] + [3] * 49})
+    per_class = pd.DataFrame(
+        {"class": [f"c{i}" for i in range(50)], "ap": np.linspace(0.0, 0.98, 50), "n_pos": [0] + [3] * 49}
+    )
     per_class.loc[10, "ap"] = NAN
     data = per_class_data(per_class, 20)
     best, worst = data[data["group"] == "best"], data[data["group"] == "worst"]
@@ -210,12 +275,18 @@ def test_per_class_data_best_and_worst():
 
 # -- the page --------------------------------------------------------------------------------------
 def test_build_html_is_self_contained(summary, trials):
-    table = pd.DataFrame({"family": ["fc1"], "trials": [2], "max_mAUC": [0.92345], "mean_epoch_s": [1.234],
-                          "eval_mAP": [NAN]})
+    table = pd.DataFrame(
+        {"family": ["fc1"], "trials": [2], "max_mAUC": [0.92345], "mean_epoch_s": [1.234], "eval_mAP": [NAN]}
+    )
     cell = table_html(table)
     assert "<td>0.9234</td>" in cell and "<td>1.2</td>" in cell and "<td></td>" in cell
-    page = build_html("t <x>", [Section("range", figure=range_figure(summary), table=table, note="n"),
-                                Section("history", figure=history_figure(trials))])
+    page = build_html(
+        "t <x>",
+        [
+            Section("range", figure=range_figure(summary), table=table, note="n"),
+            Section("history", figure=history_figure(trials)),
+        ],
+    )
     assert page.startswith("<!DOCTYPE html>") and "t &lt;x&gt;" in page
     assert "<script src=" not in page and page.count("Plotly.newPlot") == 2
     assert len(page) > 3_000_000  # plotly.js itself is inlined, so the page opens offline

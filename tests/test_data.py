@@ -11,11 +11,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import AUDIOSET, require_shared
 
 from tagtune.trainables.data import (
     Dataset,
     format_inspect,
     inspect,
+    lengths_from_padding,
     load_dataset,
     make_synthetic,
     read_cache,
@@ -25,7 +27,6 @@ from tagtune.trainables.data import (
     write_cache,
     write_tfrecords,
 )
-from tagtune.trainables.data import lengths_from_padding
 from tagtune.trainables.data._synth import write_class_csv
 from tagtune.trainables.data._tfrecord import (
     encode_sequence_example,
@@ -34,8 +35,6 @@ from tagtune.trainables.data._tfrecord import (
     write_record_file,
 )
 from tagtune.trainables.errors import InputError
-
-from conftest import AUDIOSET, require_shared
 
 N_REAL_SHARDS = 12
 
@@ -276,9 +275,7 @@ def test_synthetic_properties() -> None:
 def test_synthetic_parents_co_occur() -> None:
     ds = make_synthetic()
     pairs = [
-        (c, int(m.group(1)))
-        for c, name in enumerate(ds.class_names)
-        if (m := re.search(r"\(parent (\d+)\)", name))
+        (c, int(m.group(1))) for c, name in enumerate(ds.class_names) if (m := re.search(r"\(parent (\d+)\)", name))
     ]
     child, parent = pairs[0]
     assert ds.y[ds.y[:, child], parent].mean() > 0.5 > ds.y[:, parent].mean()
@@ -398,9 +395,7 @@ def test_wrong_embedding_width(tmp_path: Path) -> None:
 
 
 def test_label_index_out_of_range(shard: Path, tmp_path: Path) -> None:
-    extra = write_record_file(
-        shard.parent / "zz.tfrecord", [encode_sequence_example("big", [12], [bytes(128)])]
-    )
+    extra = write_record_file(shard.parent / "zz.tfrecord", [encode_sequence_example("big", [12], [bytes(128)])])
     with _raises_naming(extra, "label index out of range", "record 0", "class_labels_indices.csv"):
         load_dataset(shard.parent, cache_dir=tmp_path / "cache")
     (shard.parent / "class_labels_indices.csv").unlink()
@@ -424,9 +419,7 @@ def test_empty_folder(tmp_path: Path) -> None:
 
 def test_missing_path(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
-    with pytest.raises(
-        InputError, match=f"no such file or folder: {re.escape(str(missing))}; pass --train"
-    ):
+    with pytest.raises(InputError, match=f"no such file or folder: {re.escape(str(missing))}; pass --train"):
         load_dataset(missing)
 
 
@@ -538,8 +531,14 @@ def test_a_new_format_is_one_registered_reader(tmp_path: Path, small: Dataset, m
         def read(self, path: Path, *, n_classes, cache_dir) -> Dataset:
             arrays = np.load(path)
             n = len(arrays["x"])
-            return Dataset(arrays["x"], arrays["y"], lengths_from_padding(arrays["x"]),
-                           np.array([str(i) for i in range(n)]), small.class_names, f"npz:{path}")
+            return Dataset(
+                arrays["x"],
+                arrays["y"],
+                lengths_from_padding(arrays["x"]),
+                np.array([str(i) for i in range(n)]),
+                small.class_names,
+                f"npz:{path}",
+            )
 
     monkeypatch.setattr("tagtune.trainables.data._source.READERS", list(READERS))
     from tagtune.trainables.data import _source
@@ -560,8 +559,10 @@ def test_trial_data_holds_embedding_clips_and_keeps_the_x_constructor(small: Dat
     data = TrialData(small.x, small.y, np.arange(200), np.arange(200, 250), small.class_names)
     assert isinstance(data.clips, EmbeddingClips) and data.x is small.x and data.audio is None
     assert data.kind == "embeddings" and data.shape == (10, 128, 12) and data.n_clips == 250
-    assert TrialData(clips=EmbeddingClips(small.x), y=small.y, train_idx=data.train_idx,
-                     val_idx=data.val_idx).shape == data.shape
+    assert (
+        TrialData(clips=EmbeddingClips(small.x), y=small.y, train_idx=data.train_idx, val_idx=data.val_idx).shape
+        == data.shape
+    )
     with pytest.raises(TypeError, match="either x"):
         TrialData(small.x, small.y, data.train_idx, data.val_idx, clips=EmbeddingClips(small.x))
 

@@ -23,6 +23,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import AUDIOSET, require_shared
 from mlflow import MlflowClient
 
 from tagtune.cli import main
@@ -30,7 +31,7 @@ from tagtune.commands import report
 from tagtune.finalize import FinalizeSpec, finalize, fit_slice, ranked, top_trials
 from tagtune.search import SearchSpec, run_search
 from tagtune.tracking import Tag
-from tagtune.tracking.registry import fit_frames, unique_names
+from tagtune.tracking.registry import clip_inputs, unique_names
 from tagtune.tracking.trials import TrialRow, best_step, search_trials
 from tagtune.trainables.data import load_dataset, make_synthetic, split_indices, write_cache
 from tagtune.trainables.ensemble import combine_scores, ensemble_weights, greedy_weights
@@ -38,8 +39,6 @@ from tagtune.trainables.errors import InputError
 from tagtune.trainables.loop import predict
 from tagtune.trainables.metrics import tagging_metrics
 from tagtune.trainables.trial import load_model
-
-from conftest import AUDIOSET, require_shared
 
 TAG_FAMILY, TAG_KIND, TAG_PARENT, TAG_SOURCE = Tag.FAMILY, Tag.KIND, Tag.PARENT, Tag.SOURCE_RUN
 
@@ -69,13 +68,33 @@ def fin(tmp_path_factory):
     if started:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     try:
-        search = run_search(SearchSpec(train=str(train), families=["fc1", "fc2"], trials_per_family=2, max_epochs=2,
-                                       experiment="fin", tracking_uri=uri, storage_path=str(root / "ray"), seed=0),
-                            echo=lambda line: None)
-        outcome = finalize(FinalizeSpec(experiment="fin", train=str(train), eval=str(evald), top_k=2,
-                                        tracking_uri=uri), echo=lambda line: None)
-        yield SimpleNamespace(root=root, train=train, eval=evald, uri=uri, search=search, outcome=outcome,
-                              client=MlflowClient(uri), class_names=ds.class_names)
+        search = run_search(
+            SearchSpec(
+                train=str(train),
+                families=["fc1", "fc2"],
+                trials_per_family=2,
+                max_epochs=2,
+                experiment="fin",
+                tracking_uri=uri,
+                storage_path=str(root / "ray"),
+                seed=0,
+            ),
+            echo=lambda line: None,
+        )
+        outcome = finalize(
+            FinalizeSpec(experiment="fin", train=str(train), eval=str(evald), top_k=2, tracking_uri=uri),
+            echo=lambda line: None,
+        )
+        yield SimpleNamespace(
+            root=root,
+            train=train,
+            eval=evald,
+            uri=uri,
+            search=search,
+            outcome=outcome,
+            client=MlflowClient(uri),
+            class_names=ds.class_names,
+        )
     finally:
         if started:
             ray.shutdown()
@@ -147,8 +166,13 @@ def test_ensembles_are_the_mean_and_weighted_geomean_with_weights_chosen_on_vali
         weights, _ = greedy_weights(val_scores, np.asarray(train.y[val_idx]), method)
         expect = {row.run_id: w for (_, _, row), w in zip(pool, weights, strict=True) if w > 0}
         run = fin.client.get_run(finals.loc[f"ensemble-{method}", "run_id"])
-        logged = dict(zip(run.data.params["member_runs"].split(","),
-                          (float(x) for x in run.data.params["member_weights"].split(",")), strict=True))
+        logged = dict(
+            zip(
+                run.data.params["member_runs"].split(","),
+                (float(x) for x in run.data.params["member_weights"].split(",")),
+                strict=True,
+            )
+        )
         assert logged == pytest.approx({members[src].run_id: w for src, w in expect.items()}, abs=1e-4)
         assert "validation" in run.data.params["weights_from"]
         ens = [m for m in members.values() if m.run_id in logged]
@@ -195,8 +219,22 @@ def test_registered_model_answers_a_score_for_every_class(fin):
 
 # -- predict ---------------------------------------------------------------------------------------
 def test_predict_prints_top_labels_with_names(fin, capsys):
-    assert main(["predict", "--model", "models:/fin-fc1/1", "--input", str(fin.eval), "--top-k", "3",
-                 "--tracking-uri", fin.uri]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                "models:/fin-fc1/1",
+                "--input",
+                str(fin.eval),
+                "--top-k",
+                "3",
+                "--tracking-uri",
+                fin.uri,
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 100
     first = json.loads(lines[0])
@@ -205,8 +243,24 @@ def test_predict_prints_top_labels_with_names(fin, capsys):
     assert scores == sorted(scores, reverse=True) and len(scores) == 3
 
     final_run = fin.outcome.finals.set_index("name").loc["fc1", "run_id"]
-    assert main(["predict", "--model", f"runs:/{final_run}", "--input", str(fin.eval), "--top-k", "3",
-                 "--format", "csv", "--tracking-uri", fin.uri]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                f"runs:/{final_run}",
+                "--input",
+                str(fin.eval),
+                "--top-k",
+                "3",
+                "--format",
+                "csv",
+                "--tracking-uri",
+                fin.uri,
+            ]
+        )
+        == 0
+    )
     csv_lines = capsys.readouterr().out.strip().splitlines()
     assert csv_lines[0] == "id,rank,index,label,score" and len(csv_lines) == 1 + 300
     cells = csv_lines[1].split(",")
@@ -288,18 +342,38 @@ def test_a_search_with_spaces_is_reported_against_those_spaces(tmp_path):
 
     spaces = tmp_path / "spaces"
     shutil.copytree(DEFAULT_DIR, spaces, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    (spaces / "fc1.yaml").write_text("params:\n  dropout: {low: 0.0, high: 0.5, when: {optimizer: sgd}}\n"
-                                     "  mixup_alpha: {choices: [0.0, 0.2]}\n")
+    (spaces / "fc1.yaml").write_text(
+        "params:\n  dropout: {low: 0.0, high: 0.5, when: {optimizer: sgd}}\n  mixup_alpha: {choices: [0.0, 0.2]}\n"
+    )
     client, uri = open_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = get_or_create_experiment(client, uri, "spaces")
     spec = SearchSpec(train=str(tmp_path / "train"), families=["fc1"], spaces_dir=str(spaces))
-    with open_run(client, exp.experiment_id, kind=RunKind.SEARCH, run_name="search",
-                  params={**spec.to_params(), "n_train": 8, "n_val": 2}) as parent:
+    with open_run(
+        client,
+        exp.experiment_id,
+        kind=RunKind.SEARCH,
+        run_name="search",
+        params={**spec.to_params(), "n_train": 8, "n_val": 2},
+    ) as parent:
         for i, lr in enumerate(("0.001", "0.003")):
-            params = {"family": "fc1", "lr": lr, "optimizer": "adam", "batch_size": "64", "dropout": "0.2",
-                      "mixup_alpha": "0.2", "seed": "0"}
-            with open_run(client, exp.experiment_id, kind=RunKind.TRIAL, run_name=f"fc1-{i}", params=params,
-                          tags={Tag.FAMILY: "fc1", Tag.TRIAL_ID: f"t{i}"}, parent_run_id=parent.run_id) as trial:
+            params = {
+                "family": "fc1",
+                "lr": lr,
+                "optimizer": "adam",
+                "batch_size": "64",
+                "dropout": "0.2",
+                "mixup_alpha": "0.2",
+                "seed": "0",
+            }
+            with open_run(
+                client,
+                exp.experiment_id,
+                kind=RunKind.TRIAL,
+                run_name=f"fc1-{i}",
+                params=params,
+                tags={Tag.FAMILY: "fc1", Tag.TRIAL_ID: f"t{i}"},
+                parent_run_id=parent.run_id,
+            ) as trial:
                 for step in (1, 2):
                     trial.log(metrics={"val_mAUC": 0.7 + 0.1 * step, "epoch_seconds": 1.0}, step=step)
                 trial.log(metrics={"best_val_mAUC": 0.9 - i / 10, "best_val_mAP": 0.3})
@@ -317,12 +391,26 @@ def test_bad_finalize_and_predict_input_exits_2(fin, tmp_path, capsys):
         (base + ["--eval", str(tmp_path / "missing")], "--eval"),
         (base + ["--eval", str(fin.eval), "--top-k", "0"], "--top-k"),
         (base + ["--eval", str(other)], "--eval"),
-        (["finalize", "--experiment", "nope", "--tracking-uri", fin.uri, "--train", str(fin.train),
-          "--eval", str(fin.eval)], "no experiment named 'nope'"),
+        (
+            [
+                "finalize",
+                "--experiment",
+                "nope",
+                "--tracking-uri",
+                fin.uri,
+                "--train",
+                str(fin.train),
+                "--eval",
+                str(fin.eval),
+            ],
+            "no experiment named 'nope'",
+        ),
         (["predict", "--model", "models:/nope/1", "--input", str(fin.eval), "--tracking-uri", fin.uri], "--model"),
         (["predict", "--model", str(tmp_path), "--input", str(fin.eval)], "--model"),
-        (["predict", "--model", "models:/fin-fc1/1", "--input", str(tmp_path / "x"), "--tracking-uri", fin.uri],
-         "--input"),
+        (
+            ["predict", "--model", "models:/fin-fc1/1", "--input", str(tmp_path / "x"), "--tracking-uri", fin.uri],
+            "--input",
+        ),
         (["report", "--experiment", "fin", "--tracking-uri", fin.uri, "--html", "/proc/no/such/r.html"], "--html"),
     ]
     for argv, needle in cases:
@@ -337,8 +425,9 @@ def test_combine_scores_mean_and_weighted_geomean():
     a = np.array([[0.2, 0.9]], np.float32)
     b = np.array([[0.8, 0.1]], np.float32)
     np.testing.assert_allclose(combine_scores([a, b]), [[0.5, 0.5]], rtol=1e-6)
-    np.testing.assert_allclose(combine_scores([a, b], [3, 1], "geomean"),
-                               [[0.2 ** 0.75 * 0.8 ** 0.25, 0.9 ** 0.75 * 0.1 ** 0.25]], rtol=1e-5)
+    np.testing.assert_allclose(
+        combine_scores([a, b], [3, 1], "geomean"), [[0.2**0.75 * 0.8**0.25, 0.9**0.75 * 0.1**0.25]], rtol=1e-5
+    )
     with pytest.raises(InputError, match="method"):
         combine_scores([a], method="median")
     with pytest.raises(InputError, match="weights"):
@@ -363,14 +452,14 @@ def test_fit_slice_best_step_and_top_trials():
     assert [r.best_mAUC for r in top_trials(rows, 2)["a"]] == [0.9, 0.8] and "b" not in top_trials(rows, 2)
 
 
-def test_fit_frames_pads_cuts_rounds_and_reshapes():
+def test_clip_inputs_pads_cuts_rounds_and_reshapes():
     x = np.full((2, 3, 4), 300.0)
-    out = fit_frames(x, 5, 4)
+    out = clip_inputs(x, 5, 4)
     assert out.dtype == np.uint8 and out.shape == (2, 5, 4) and out[:, :3].min() == 255 and out[:, 3:].max() == 0
-    assert fit_frames(np.ones((1, 8, 4)), 5, 4).shape == (1, 5, 4)
-    assert fit_frames(np.arange(20).reshape(1, 20), 5, 4).shape == (1, 5, 4)  # flat rows
+    assert clip_inputs(np.ones((1, 8, 4)), 5, 4).shape == (1, 5, 4)
+    assert clip_inputs(np.arange(20).reshape(1, 20), 5, 4).shape == (1, 5, 4)  # flat rows
     with pytest.raises(InputError, match="input"):
-        fit_frames(np.ones((2, 3, 7)), 5, 4)
+        clip_inputs(np.ones((2, 3, 7)), 5, 4)
     assert unique_names(["a", "b", "a"]) == ["a [0]", "b", "a [2]"]
 
 
@@ -390,17 +479,52 @@ def test_real_data_finals_dashboard_in_chromium_and_served_model(workdir):
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
     train, evald = require_shared(AUDIOSET / "bal_train"), require_shared(AUDIOSET / "eval")
     cmd = [sys.executable, "-m", "tagtune"]
-    subprocess.run(cmd + ["search", "--train", str(train), "--families", "fc1,fc2", "--trials-per-family", "2",
-                          "--max-epochs", "3", "--experiment", "fin"], check=True, capture_output=True)
-    done = subprocess.run(cmd + ["finalize", "--experiment", "fin", "--train", str(train), "--eval", str(evald),
-                                 "--html", "report.html"], check=True, capture_output=True, text=True)
+    subprocess.run(
+        cmd
+        + [
+            "search",
+            "--train",
+            str(train),
+            "--families",
+            "fc1,fc2",
+            "--trials-per-family",
+            "2",
+            "--max-epochs",
+            "3",
+            "--experiment",
+            "fin",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    done = subprocess.run(
+        cmd + ["finalize", "--experiment", "fin", "--train", str(train), "--eval", str(evald), "--html", "report.html"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert "eval_mAUC" in done.stdout and "| ensemble-mean |" in done.stdout and "mean_trial_s" in done.stdout
 
     shot = workdir / "report.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--no-first-run",
-                    f"--user-data-dir={workdir / 'chrome'}", f"--screenshot={shot}", "--window-size=1400,6500",
-                    (workdir / "report.html").as_uri()], check=True, capture_output=True, timeout=180)
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={workdir / 'chrome'}",
+            f"--screenshot={shot}",
+            "--window-size=1400,6500",
+            (workdir / "report.html").as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
     from PIL import Image
 
     img = np.asarray(Image.open(shot).convert("L"), dtype=np.uint8)
@@ -408,19 +532,41 @@ def test_real_data_finals_dashboard_in_chromium_and_served_model(workdir):
     assert coloured_rows.mean() > 0.3, "the screenshot is mostly blank: figures were not drawn"
 
     port = _free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/fin-fc2/1",
-                               "--env-manager", "local", "-p", str(port), "--host", "127.0.0.1"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            "models:/fin-fc2/1",
+            "--env-manager",
+            "local",
+            "-p",
+            str(port),
+            "--host",
+            "127.0.0.1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         clips = load_dataset(evald).x[:2].astype(int).tolist()
         body = json.dumps({"inputs": clips}).encode()
         answer = None
         for _ in range(90):
             try:
-                req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                             headers={"Content-Type": "application/json"})
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}
+                )
                 answer = json.load(urllib.request.urlopen(req, timeout=30))
                 break
             except OSError:
@@ -432,8 +578,12 @@ def test_real_data_finals_dashboard_in_chromium_and_served_model(workdir):
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
 
-    out = subprocess.run(cmd + ["predict", "--model", "models:/fin-fc2/1", "--input", str(evald), "--top-k", "3"],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        cmd + ["predict", "--model", "models:/fin-fc2/1", "--input", str(evald), "--top-k", "3"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     first = json.loads(out.stdout.splitlines()[0])
     names = set(load_dataset(evald).class_names)
     assert len(first["labels"]) == 3 and all(lab["name"] in names for lab in first["labels"])

@@ -41,9 +41,17 @@ def test_four_trials_share_one_gpu(workdir):
     from tagtune.trainables.data import synthesize
 
     synth = synthesize(workdir / "synth", n_clips=400, n_classes=12, seed=1)
-    spec = SearchSpec(train=str(synth), families=["fc2"], trials_per_family=4, max_epochs=2,
-                      experiment="gpu", gpus_per_trial=0.25, cpus_per_trial=0.5)
+    spec = SearchSpec(
+        train=str(synth),
+        families=["fc2"],
+        trials_per_family=4,
+        max_epochs=2,
+        experiment="gpu",
+        gpus_per_trial=0.25,
+        cpus_per_trial=0.5,
+    )
     outcome = run_search(spec, echo=lambda line: None)
     runs = MlflowClient(outcome.tracking_uri).search_runs(
-        [outcome.experiment_id], filter_string="tags.`tagtune.family` = 'fc2'")
+        [outcome.experiment_id], filter_string="tags.`tagtune.family` = 'fc2'"
+    )
     assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)

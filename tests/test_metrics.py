@@ -338,7 +338,7 @@ def test_map_at_k_matches_loop(k: int) -> None:
     scores = np.round(rng.random((300, 7)), 1)  # plenty of ties: broken by class index
     labels = rng.integers(0, 7, 300)
     expected = 0.0
-    for row, label in zip(scores, labels):
+    for row, label in zip(scores, labels, strict=False):
         ranking = np.argsort(-row, kind="stable")
         hits = np.nonzero(ranking[:k] == label)[0]
         expected += 1.0 / (hits[0] + 1) if hits.size else 0.0
@@ -401,12 +401,16 @@ def test_task_metrics_per_task():
     y = torch.from_numpy(rng.random((40, 4)) < 0.4)
     multi = task_metrics(logits, y, "multilabel")
     scores = logits.sigmoid()
-    assert multi == {**tagging_metrics(scores, y), "loss": pytest.approx(
-        float(torch.nn.functional.binary_cross_entropy(scores.double(), y.double())), rel=1e-9)}
+    assert multi == {
+        **tagging_metrics(scores, y),
+        "loss": pytest.approx(float(torch.nn.functional.binary_cross_entropy(scores.double(), y.double())), rel=1e-9),
+    }
     binary = task_metrics(logits[:, :1], y[:, :1], "binary")
     assert binary["f1"] == f1_at_best_threshold(scores[:, 0], y[:, 0])[0]
     one_hot = torch.nn.functional.one_hot(torch.from_numpy(rng.integers(0, 4, 40)), 4).bool()
     single = task_metrics(logits, one_hot, "singlelabel")
-    assert single == {**single_label_metrics(logits.softmax(dim=1), one_hot), "loss": pytest.approx(
-        float(torch.nn.functional.cross_entropy(logits, one_hot.int().argmax(1))))}
+    assert single == {
+        **single_label_metrics(logits.softmax(dim=1), one_hot),
+        "loss": pytest.approx(float(torch.nn.functional.cross_entropy(logits, one_hot.int().argmax(1)))),
+    }
     assert single["accuracy"] == accuracy(logits, one_hot.int().argmax(1))

@@ -87,8 +87,11 @@ def test_nan_loss_raises_training_diverged(tiny_data):
 
     with pytest.raises(TrainingDiverged, match="lower the learning rate"):
         # lr is at most 10 (TrainConfig): weight decay 1 at lr 10 multiplies the weights by -9 a step
-        fit({"family": "fc2", "optimizer": "sgd", "lr": 10.0, "momentum": 0.99, "weight_decay": 1.0,
-             "batch_size": 4}, tiny_data, max_epochs=3)
+        fit(
+            {"family": "fc2", "optimizer": "sgd", "lr": 10.0, "momentum": 0.99, "weight_decay": 1.0, "batch_size": 4},
+            tiny_data,
+            max_epochs=3,
+        )
 
 
 def test_checkpoint_round_trip(tmp_path, tiny_data):
@@ -106,8 +109,9 @@ def test_checkpoint_round_trip(tmp_path, tiny_data):
 def test_attention_ignores_padding_seconds(level, activation):
     """A 4-second clip zero-padded to 10 seconds scores as the 4-second clip itself."""
     torch.manual_seed(0)
-    model = create_model("attention", n_frames=10, n_features=16, n_classes=5, hidden=8,
-                         level=level, att_activation=activation).eval()
+    model = create_model(
+        "attention", n_frames=10, n_features=16, n_classes=5, hidden=8, level=level, att_activation=activation
+    ).eval()
     clip = torch.rand(2, 4, 16) + 0.1
     padded = torch.cat([clip, torch.zeros(2, 6, 16)], dim=1)
     with torch.no_grad():

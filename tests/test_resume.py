@@ -24,9 +24,16 @@ FAMILIES = ("fc2", "gcnn")
 def _cli(*args: str, cwd: Path, **kw) -> subprocess.Popen:
     env = {**os.environ, "TAGTUNE_CACHE_DIR": str(cwd / "cache")}
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.Popen([sys.executable, "-m", "tagtune", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tagtune", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        **kw,
+    )
 
 
 def _children(client: MlflowClient):
@@ -43,9 +50,22 @@ def _children(client: MlflowClient):
 def test_resume_after_sigkill_finishes_budget_without_duplicates(tmp_path):
     synthesize(tmp_path / "synth", n_clips=1500, n_classes=16, seed=2)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    proc = _cli("search", "--train", "synth", "--families", ",".join(FAMILIES),
-                "--trials-per-family", str(BUDGET_PER_FAMILY), "--max-epochs", "4",
-                "--experiment", "r", "--max-concurrent", "1", cwd=tmp_path)
+    proc = _cli(
+        "search",
+        "--train",
+        "synth",
+        "--families",
+        ",".join(FAMILIES),
+        "--trials-per-family",
+        str(BUDGET_PER_FAMILY),
+        "--max-epochs",
+        "4",
+        "--experiment",
+        "r",
+        "--max-concurrent",
+        "1",
+        cwd=tmp_path,
+    )
     deadline = time.time() + 240
     finished_before: set[str] = set()
     while time.time() < deadline:
@@ -85,8 +105,10 @@ def test_resume_after_sigkill_finishes_budget_without_duplicates(tmp_path):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         assert len(complete) >= BUDGET_PER_FAMILY, summary.study_name
-    print(f"resume check: {len(finished_before)} finished before the kill, "
-          f"{budget - len(finished_before)} after, {len(runs)} runs for a budget of {budget}")
+    print(
+        f"resume check: {len(finished_before)} finished before the kill, "
+        f"{budget - len(finished_before)} after, {len(runs)} runs for a budget of {budget}"
+    )
 
 
 def test_resume_rebuilds_the_spec_from_the_parent_run_and_reuses_it(ray_local, search_spec, workdir):

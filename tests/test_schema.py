@@ -84,16 +84,30 @@ def test_paths_are_recorded_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     params = SearchSpec(train="synth", families=["fc1"], spaces_dir="spaces", storage_path="runs").to_params()
     assert (params["train"], params["spaces_dir"], params["storage_path"]) == (
-        str(tmp_path / "synth"), str(tmp_path / "spaces"), str(tmp_path / "runs"))
+        str(tmp_path / "synth"),
+        str(tmp_path / "spaces"),
+        str(tmp_path / "runs"),
+    )
     remote = SearchSpec(train="synth", families=["fc1"], storage_path="s3://bucket/runs").to_params()
     assert remote["storage_path"] == "s3://bucket/runs" and remote["spaces_dir"] == ""
 
 
 def test_search_spec_of_an_older_run_gets_defaults_for_missing_params():
     # what a search logged before max_failures, defaults_first, spaces_dir and storage_path existed
-    old = {"train": "/data/x", "families": "fc1,fc2", "trials_per_family": "2", "max_epochs": "3",
-           "seed": "5", "val_fraction": "0.25", "cpus_per_trial": "1.0", "gpus_per_trial": "0.0",
-           "max_concurrent": "", "n_train": "300", "n_val": "100", "n_classes": "12"}
+    old = {
+        "train": "/data/x",
+        "families": "fc1,fc2",
+        "trials_per_family": "2",
+        "max_epochs": "3",
+        "seed": "5",
+        "val_fraction": "0.25",
+        "cpus_per_trial": "1.0",
+        "gpus_per_trial": "0.0",
+        "max_concurrent": "",
+        "n_train": "300",
+        "n_val": "100",
+        "n_classes": "12",
+    }
     spec = search_spec(_run(old))
     assert (spec.train, spec.families, spec.seed, spec.val_fraction) == ("/data/x", ["fc1", "fc2"], 5, 0.25)
     assert spec.spaces_dir is None and spec.max_concurrent is None
@@ -112,19 +126,33 @@ def test_the_search_side_spec_round_trips_as_itself():
 def test_bad_numbers_are_input_errors_naming_the_flag():
     from tagtune.trainables.errors import InputError
 
-    for field, value, flag in [("trials_per_family", 0, "--trials-per-family"), ("max_epochs", 0, "--max-epochs"),
-                               ("val_fraction", 1.0, "--val-fraction"), ("cpus_per_trial", 0, "--cpus-per-trial"),
-                               ("gpus_per_trial", -1, "--gpus-per-trial"), ("max_concurrent", 0, "--max-concurrent"),
-                               ("max_failures", -1, "--max-failures"), ("families", [], "--families")]:
+    for field, value, flag in [
+        ("trials_per_family", 0, "--trials-per-family"),
+        ("max_epochs", 0, "--max-epochs"),
+        ("val_fraction", 1.0, "--val-fraction"),
+        ("cpus_per_trial", 0, "--cpus-per-trial"),
+        ("gpus_per_trial", -1, "--gpus-per-trial"),
+        ("max_concurrent", 0, "--max-concurrent"),
+        ("max_failures", -1, "--max-failures"),
+        ("families", [], "--families"),
+    ]:
         with pytest.raises(InputError, match=flag):
             SearchSpec(**{"train": "x", "families": ["fc1"], field: value}).validate()
 
 
 def test_tag_keys_and_kinds_keep_the_names_stored_runs_carry():
     assert (Tag.PARENT, Tag.KIND, Tag.FAMILY, Tag.TRIAL_ID) == (
-        "mlflow.parentRunId", "tagtune.kind", "tagtune.family", "tagtune.trial_id")
+        "mlflow.parentRunId",
+        "tagtune.kind",
+        "tagtune.family",
+        "tagtune.trial_id",
+    )
     assert (Tag.RAY_PATH, Tag.OPTUNA_STORAGE, Tag.ERROR, Tag.RETRIES) == (
-        "tagtune.ray_path", "tagtune.optuna_storage", "tagtune.error", "tagtune.retries")
+        "tagtune.ray_path",
+        "tagtune.optuna_storage",
+        "tagtune.error",
+        "tagtune.retries",
+    )
     assert [str(k) for k in RunKind] == ["search", "trial", "lost", "final", "ensemble", "train"]
     from tagtune.tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT, TAG_TRIAL  # the old names
 
@@ -139,8 +167,9 @@ def client(tmp_path: Path) -> tuple[MlflowClient, str]:
 
 def test_open_run_ends_finished_failed_or_killed(client):
     store, exp_id = client
-    with open_run(store, exp_id, kind=RunKind.TRAIN, run_name="ok", tags={Tag.FAMILY: "fc1"},
-                  params={"lr": 0.1}) as run:
+    with open_run(
+        store, exp_id, kind=RunKind.TRAIN, run_name="ok", tags={Tag.FAMILY: "fc1"}, params={"lr": 0.1}
+    ) as run:
         run.log(metrics={"val_mAUC": 0.5}, step=1)
     done = store.get_run(run.run_id)
     assert done.info.status == "FINISHED" and done.data.params == {"lr": "0.1"}

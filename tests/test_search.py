@@ -48,8 +48,12 @@ def test_search_logs_every_trial_and_reports_per_family(ray_local, search_spec, 
         assert artifacts == {"checkpoint/model.pt", "checkpoint/model.json"}
     for family in ("fc1", "gcnn"):  # each family's first trial runs its registered defaults
         defaults = resolve_config({"family": family})
-        firsts = [r for r in runs if r.data.tags[Tag.FAMILY] == family
-                  and all(r.data.params[k] == str(defaults[k]) for k in ("lr", "batch_size", "dropout"))]
+        firsts = [
+            r
+            for r in runs
+            if r.data.tags[Tag.FAMILY] == family
+            and all(r.data.params[k] == str(defaults[k]) for k in ("lr", "batch_size", "dropout"))
+        ]
         assert len(firsts) == 1, family
 
     markdown, table = report("t", None)
@@ -68,8 +72,9 @@ def test_search_logs_every_trial_and_reports_per_family(ray_local, search_spec, 
     best_fc1 = table.set_index("family").loc["fc1", "max_mAUC"]
     assert math.isclose(doc["source"]["val_mAUC"], best_fc1, abs_tol=1e-6)
 
-    run_id, best = train(str(paths[0]), str(tiny_train), max_epochs=1, experiment="retrain",
-                         tracking_uri=None, echo=lambda line: None)
+    run_id, best = train(
+        str(paths[0]), str(tiny_train), max_epochs=1, experiment="retrain", tracking_uri=None, echo=lambda line: None
+    )
     retrained = client.get_run(run_id)
     assert retrained.info.status == "FINISHED" and retrained.data.params["lr"] == str(doc["config"]["lr"])
     assert 0.0 <= best["val_mAUC"] <= 1.0
@@ -111,8 +116,14 @@ def test_two_node_cluster_places_trials_on_both_nodes(search_spec, workdir):
         # trials long enough (seconds) that both nodes' workers are busy at once: with reused
         # actors, a trial shorter than a worker's start-up would all run on the first node
         data = synthesize(workdir / "big", n_clips=3000, n_classes=12, seed=1)
-        spec = search_spec(train=str(data), families=["fc2", "gcnn"], trials_per_family=3,
-                           max_epochs=6, experiment="two-nodes", address=cluster.address)
+        spec = search_spec(
+            train=str(data),
+            families=["fc2", "gcnn"],
+            trials_per_family=3,
+            max_epochs=6,
+            experiment="two-nodes",
+            address=cluster.address,
+        )
         outcome = run_search(spec, echo=lambda line: None)
         client = MlflowClient(outcome.tracking_uri)
         runs = _children(client, outcome.experiment_id, outcome.parent_run_id)
@@ -151,9 +162,10 @@ def test_raising_trial_is_failed_with_reason_and_search_goes_on(ray_local, searc
     import optuna
 
     storage = client.get_run(outcome.parent_run_id).data.tags[Tag.OPTUNA_STORAGE]
-    states = {s.study_name.rsplit("/", 1)[1]:
-              optuna.load_study(study_name=s.study_name, storage=storage).trials[0].state
-              for s in optuna.get_all_study_summaries(storage)}
+    states = {
+        s.study_name.rsplit("/", 1)[1]: optuna.load_study(study_name=s.study_name, storage=storage).trials[0].state
+        for s in optuna.get_all_study_summaries(storage)
+    }
     assert states == {"fc2": optuna.trial.TrialState.FAIL, "fc1": optuna.trial.TrialState.COMPLETE}
 
 
@@ -196,8 +208,13 @@ def test_ray_adapter_reaches_optuna_search_study():
 
     from tagtune._ray_compat import RAY_VERSIONS_CHECKED, optuna_study
 
-    searcher = OptunaSearch(space=lambda trial: {"x": trial.suggest_float("x", 0.0, 1.0)},
-                            metric="m", mode="max", study_name="adapter", storage=None)
+    searcher = OptunaSearch(
+        space=lambda trial: {"x": trial.suggest_float("x", 0.0, 1.0)},
+        metric="m",
+        mode="max",
+        study_name="adapter",
+        storage=None,
+    )
     assert isinstance(optuna_study(searcher), optuna.Study), (
         f"OptunaSearch no longer keeps its study in _ot_study (checked against Ray {RAY_VERSIONS_CHECKED})"
     )

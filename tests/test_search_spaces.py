@@ -62,8 +62,11 @@ def test_invalid_spaces_raise_space_error_naming_the_file(tmp_path, body, messag
 
 
 def test_family_file_can_drop_a_common_param(tmp_path):
-    folder = _write(tmp_path, "params:\n  momentum: null\n",
-                    common="params:\n  momentum: {low: 0.1, high: 0.9}\n  lr: {value: 0.01}\n")
+    folder = _write(
+        tmp_path,
+        "params:\n  momentum: null\n",
+        common="params:\n  momentum: {low: 0.1, high: 0.9}\n  lr: {value: 0.01}\n",
+    )
     names = [p.name for p in load_space("fc2", folder).params]
     assert names == ["lr"]
 
@@ -95,6 +98,9 @@ def test_a_default_outside_the_space_is_left_to_the_sampler(tmp_path):
     # fc2's hidden 1024 is not a choice and lr 3e-4 is out of range: both sampled; adam means
     # momentum is inactive; batch_size 64 lies on the step grid.
     assert fixed == {"optimizer": "adam", "dropout": 0.2, "batch_size": 64}
-    conditioned = _write(tmp_path, "params: {}\n", common="params:\n  optimizer: {choices: [sgd]}\n"
-                         "  momentum: {low: 0.5, high: 0.9, when: {optimizer: sgd}}\n")
+    conditioned = _write(
+        tmp_path,
+        "params: {}\n",
+        common="params:\n  optimizer: {choices: [sgd]}\n  momentum: {low: 0.5, high: 0.9, when: {optimizer: sgd}}\n",
+    )
     assert load_space("fc2", conditioned).fixed_params(resolve_config({"family": "fc2"})) == {}

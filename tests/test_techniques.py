@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from tagtune.trainables.models import get_family
-
 import math
 
 import numpy as np
@@ -16,6 +14,7 @@ from tagtune.trainables.errors import InputError
 from tagtune.trainables.heads import MultiHead, combine_heads, output_layers, replace_output_layer
 from tagtune.trainables.init import init_output_bias
 from tagtune.trainables.loop import TrialData, build_model, fit
+from tagtune.trainables.models import get_family
 from tagtune.trainables.techniques import (
     ClassIndex,
     loss_mask,
@@ -42,8 +41,15 @@ TECHNIQUES = [
     {"positive_mix": 0.5},
     {"ema_decay": 0.9},
     {"target_class": "c2"},
-    {"target_class": "c1", "output_heads": 2, "positive_mix": 0.5, "balanced_batches": True,
-     "shift_augment": 5, "mixup_alpha": 0.2, "loss_mask_alpha": 0.9},
+    {
+        "target_class": "c1",
+        "output_heads": 2,
+        "positive_mix": 0.5,
+        "balanced_batches": True,
+        "shift_augment": 5,
+        "mixup_alpha": 0.2,
+        "loss_mask_alpha": 0.9,
+    },
 ]
 
 
@@ -77,8 +83,17 @@ def test_defaults_keep_the_plain_loop(tiny_data):
     a = fit({"family": "fc1", "batch_size": 16}, tiny_data, max_epochs=2)
     b = fit({"family": "fc1", **plain, "batch_size": 16}, tiny_data, max_epochs=2)
     assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
-    assert set(a.history[0]) == {"epoch", "train_loss", "val_loss", "val_mAUC", "val_mAP", "val_dprime",
-                                 "epoch_seconds", "best_val_mAUC", "best_val_mAP"}
+    assert set(a.history[0]) == {
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "val_mAUC",
+        "val_mAP",
+        "val_dprime",
+        "epoch_seconds",
+        "best_val_mAUC",
+        "best_val_mAP",
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,8 +215,14 @@ def test_masked_mean_of_nothing_is_zero():
 
 def test_verified_flags_are_used_and_checked(tiny_data):
     n = len(tiny_data.x)
-    data = TrialData(tiny_data.x, tiny_data.y, tiny_data.train_idx, tiny_data.val_idx,
-                     tiny_data.class_names, verified=np.arange(n) % 2 == 0)
+    data = TrialData(
+        tiny_data.x,
+        tiny_data.y,
+        tiny_data.train_idx,
+        tiny_data.val_idx,
+        tiny_data.class_names,
+        verified=np.arange(n) % 2 == 0,
+    )
     result = fit({"family": "fc1", "loss_mask_alpha": 0.5, "batch_size": 16}, data, max_epochs=1)
     assert math.isfinite(result.best["train_loss"])
     data.verified = np.ones(n - 1, dtype=bool)
@@ -243,8 +264,13 @@ def test_random_positive_class_and_positive_mix():
     cls, has = random_positive_class(y)
     assert has.tolist() == [True, False] and cls[0].item() in (0, 2)
     x = torch.tensor([[10.0], [20.0]])
-    xm, ym = positive_mix(x, y, torch.tensor([[30.0], [0.0]]), torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]),
-                          torch.tensor([True, False]))
+    xm, ym = positive_mix(
+        x,
+        y,
+        torch.tensor([[30.0], [0.0]]),
+        torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]),
+        torch.tensor([True, False]),
+    )
     assert xm.tolist() == [[20.0], [20.0]]
     assert ym.tolist() == [[1.0, 0.5, 0.5], [0.0, 0.0, 0.0]]
 
@@ -270,8 +296,12 @@ def test_shift_clamps_to_byte_range():
 
 def test_binary_task_reports_f1(tiny_data):
     seen: list[dict[str, float]] = []
-    result = fit({"family": "fc1", "target_class": "c3", "lr": 1e-2, "batch_size": 16}, tiny_data,
-                 max_epochs=3, on_epoch=lambda m, improved, model: seen.append(m))
+    result = fit(
+        {"family": "fc1", "target_class": "c3", "lr": 1e-2, "batch_size": 16},
+        tiny_data,
+        max_epochs=3,
+        on_epoch=lambda m, improved, model: seen.append(m),
+    )
     assert all("val_f1" in m and "best_val_f1" in m for m in seen)
     assert all(0.0 <= m["val_f1"] <= 1.0 for m in seen)
     assert result.best["val_mAUC"] > 0.7  # one learnable class against the rest
@@ -383,14 +413,21 @@ def test_a_new_data_kind_is_one_batches_class(tiny_data, monkeypatch):
             return super().make(idx)
 
     monkeypatch.setitem(loop.BATCHES, "flipped", FlippedBatches)
-    flipped = TrialData(clips=FlippedClips(255 - tiny_data.x), y=tiny_data.y, train_idx=tiny_data.train_idx,
-                        val_idx=tiny_data.val_idx, class_names=tiny_data.class_names)
+    flipped = TrialData(
+        clips=FlippedClips(255 - tiny_data.x),
+        y=tiny_data.y,
+        train_idx=tiny_data.train_idx,
+        val_idx=tiny_data.val_idx,
+        class_names=tiny_data.class_names,
+    )
     config = {"family": "fc1", "batch_size": 16}
     got = fit(config, flipped, max_epochs=2, device="cpu")
     want = fit(config, tiny_data, max_epochs=2, device="cpu")
     assert made == [16] * 4 + [8] + [16] * 4 + [8]
-    for a, b in zip(got.history, want.history):
-        assert {k: v for k, v in a.items() if k != "epoch_seconds"} == {k: v for k, v in b.items() if k != "epoch_seconds"}
+    for a, b in zip(got.history, want.history, strict=False):
+        assert {k: v for k, v in a.items() if k != "epoch_seconds"} == {
+            k: v for k, v in b.items() if k != "epoch_seconds"
+        }
 
 
 def test_the_epoch_order_is_shared_by_every_kind():

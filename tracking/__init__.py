@@ -13,6 +13,7 @@ from tagtune.tracking._store import (
     safe_name,
     ui_command,
 )
+from tagtune.tracking.export import read_config, write_configs
 from tagtune.tracking.schema import (
     NOT_PARAM,
     PATH,
@@ -31,8 +32,37 @@ from tagtune.tracking.schema import (
     search_spec,
     to_params,
 )
+from tagtune.tracking.summary import TASK_COLUMNS, family_summary, to_markdown
+from tagtune.tracking.tables import (
+    EVAL_METRICS,
+    PER_CLASS_ARTIFACT,
+    ensemble_rows,
+    finals_table,
+    per_class_from_run,
+    runtime_table,
+    with_finals,
+)
+from tagtune.tracking.trials import TrialRow, Trials, child_runs, rank_by_family, recorded_spaces_dir, search_trials
 
 __all__ = [
+    "EVAL_METRICS",
+    "PER_CLASS_ARTIFACT",
+    "TASK_COLUMNS",
+    "TrialRow",
+    "Trials",
+    "child_runs",
+    "ensemble_rows",
+    "family_summary",
+    "finals_table",
+    "per_class_from_run",
+    "rank_by_family",
+    "read_config",
+    "recorded_spaces_dir",
+    "runtime_table",
+    "search_trials",
+    "to_markdown",
+    "with_finals",
+    "write_configs",
     "NOT_PARAM",
     "PATH",
     "Metrics",

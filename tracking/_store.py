@@ -29,11 +29,9 @@ def normalize_uri(uri: str | None) -> str:
     """A tracking URI with local paths made absolute (``sqlite:///rel.db`` -> absolute)."""
     uri = uri or default_tracking_uri()
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        uri = f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
+        uri = f"sqlite:///{Path(uri[len('sqlite:///') :]).resolve()}"
     elif "://" not in uri:
-        raise InputError(
-            f"--tracking-uri {uri!r} is not a URI; use e.g. sqlite:///mlflow.db or http://host:5000"
-        )
+        raise InputError(f"--tracking-uri {uri!r} is not a URI; use e.g. sqlite:///mlflow.db or http://host:5000")
     return uri
 
 
@@ -54,9 +52,7 @@ def open_store(uri: str | None) -> tuple[MlflowClient, str]:
     uri = normalize_uri(uri)
     root = _local_root(uri)
     if root is not None and not root.is_dir():
-        raise InputError(
-            f"--tracking-uri {uri}: folder {root} does not exist; create it or pick another path"
-        )
+        raise InputError(f"--tracking-uri {uri}: folder {root} does not exist; create it or pick another path")
     if root is not None and not os.access(root, os.W_OK):
         raise InputError(f"--tracking-uri {uri}: folder {root} is not writable; pick another path")
     client = MlflowClient(tracking_uri=uri)
@@ -64,9 +60,7 @@ def open_store(uri: str | None) -> tuple[MlflowClient, str]:
         client.search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001 - any failure here means "cannot open the store"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(
-            f"cannot open MLflow tracking URI {uri}: {first[:200]}; check --tracking-uri"
-        ) from None
+        raise InputError(f"cannot open MLflow tracking URI {uri}: {first[:200]}; check --tracking-uri") from None
     return client, uri
 
 
@@ -111,7 +105,5 @@ def latest_search_run(client: MlflowClient, experiment: Experiment, run_id: str 
         max_results=1,
     )
     if not runs:
-        raise InputError(
-            f"experiment {experiment.name!r} has no tagtune search run; run `tagtune search` first"
-        )
+        raise InputError(f"experiment {experiment.name!r} has no tagtune search run; run `tagtune search` first")
     return runs[0]

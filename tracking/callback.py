@@ -66,8 +66,9 @@ class MlflowTrialLogger(tune.Callback):
         self.retries: dict[str, int] = {}
         self.done = 0
 
-    def setup(self, stop: Any = None, num_samples: int | None = None,
-              total_num_samples: int | None = None, **info: Any) -> None:
+    def setup(
+        self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None, **info: Any
+    ) -> None:
         """At the start of a search, or of its resumption: find the runs that already exist."""
         self.runs = self._existing_runs()
         self.done = len(self._finished_runs())
@@ -91,11 +92,7 @@ class MlflowTrialLogger(tune.Callback):
         )
 
     def _existing_runs(self) -> dict[str, str]:
-        return {
-            r.data.tags[Tag.TRIAL_ID]: r.info.run_id
-            for r in self._children()
-            if Tag.TRIAL_ID in r.data.tags
-        }
+        return {r.data.tags[Tag.TRIAL_ID]: r.info.run_id for r in self._children() if Tag.TRIAL_ID in r.data.tags}
 
     def _finished_runs(self) -> list[Any]:
         return [r for r in self._children() if r.info.status in ("FINISHED", "FAILED")]
@@ -144,8 +141,7 @@ class MlflowTrialLogger(tune.Callback):
         tags = []
         if trial.trial_id not in self.placed and result.get("node_id"):
             self.placed.add(trial.trial_id)
-            tags = [RunTag(Tag.NODE_ID, str(result["node_id"])),
-                    RunTag(Tag.NODE_IP, str(result.get("node_ip", "")))]
+            tags = [RunTag(Tag.NODE_ID, str(result["node_id"])), RunTag(Tag.NODE_IP, str(result.get("node_ip", "")))]
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         if "val_mAUC" in result:
             self.echo(
@@ -191,35 +187,38 @@ class MlflowTrialLogger(tune.Callback):
         known = {t.trial_id for t in trials}
         for run in self._children():
             tags = run.data.tags
-            if (run.info.status != "RUNNING" or tags.get(Tag.KIND) != RunKind.TRIAL
-                    or tags.get(Tag.TRIAL_ID) in known):
+            if run.info.status != "RUNNING" or tags.get(Tag.KIND) != RunKind.TRIAL or tags.get(Tag.TRIAL_ID) in known:
                 continue
-            self.client.log_batch(run.info.run_id, tags=[
-                RunTag(Tag.KIND, RunKind.LOST.value),
-                RunTag(Tag.ERROR, "the search's driver was killed before Ray saved this trial; "
-                                        "the resumed search ran a replacement trial"),
-            ])
+            self.client.log_batch(
+                run.info.run_id,
+                tags=[
+                    RunTag(Tag.KIND, RunKind.LOST.value),
+                    RunTag(
+                        Tag.ERROR,
+                        "the search's driver was killed before Ray saved this trial; "
+                        "the resumed search ran a replacement trial",
+                    ),
+                ],
+            )
             self.client.set_terminated(run.info.run_id, "KILLED")
-            self.echo(f"    trial {tags.get(Tag.TRIAL_ID)} was lost with the killed driver (its run is kept, "
-                      "marked KILLED; a replacement trial ran)")
+            self.echo(
+                f"    trial {tags.get(Tag.TRIAL_ID)} was lost with the killed driver (its run is kept, "
+                "marked KILLED; a replacement trial ran)"
+            )
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """A trial's worker failed and FailureConfig retries it: the same run goes on."""
         run_id = self._run_for(trial)
         self.retries[trial.trial_id] = self.retries.get(trial.trial_id, 0) + 1
         self.client.set_tag(run_id, Tag.RETRIES, str(self.retries[trial.trial_id]))
-        self.echo(f"    {trial.config.get('family')} {trial.trial_id} failed; retrying "
-                  f"(retry {self.retries[trial.trial_id]})")
+        self.echo(
+            f"    {trial.config.get('family')} {trial.trial_id} failed; retrying (retry {self.retries[trial.trial_id]})"
+        )
 
     def _fail(self, trial: Any, reason: str) -> None:
         """Record the trial's run as FAILED with the reason; the search goes on."""
         run_id = self._run_for(trial)
-        self.client.log_batch(
-            run_id, tags=[RunTag(Tag.ERROR, reason), RunTag(Tag.STATUS, "failed")]
-        )
+        self.client.log_batch(run_id, tags=[RunTag(Tag.ERROR, reason), RunTag(Tag.STATUS, "failed")])
         self.client.set_terminated(run_id, "FAILED")
         self.done += 1
-        self.echo(
-            f"[{self.done}/{self.total_trials}] {trial.config.get('family')} {trial.trial_id} "
-            f"FAILED: {reason}"
-        )
+        self.echo(f"[{self.done}/{self.total_trials}] {trial.config.get('family')} {trial.trial_id} FAILED: {reason}")

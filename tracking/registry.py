@@ -26,13 +26,23 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from tagtune.trainables.data import fit_frames
 from tagtune.trainables.ensemble import ENSEMBLE_METHODS, combine_scores
 from tagtune.trainables.errors import InputError
 
 __all__ = [
-    "ENSEMBLE_METHODS", "LoggedTagger", "TaggerModel", "combine_scores", "fit_frames", "log_tagger",
-    "registered_model_name", "resolve_checkpoint", "tagger_signature", "unique_names",
+    "ENSEMBLE_METHODS",
+    "LoggedTagger",
+    "TaggerModel",
+    "combine_scores",
+    "clip_inputs",
+    "log_tagger",
+    "registered_model_name",
+    "resolve_checkpoint",
+    "tagger_signature",
+    "unique_names",
 ]
+
 
 def unique_names(names: Sequence[str]) -> list[str]:
     """Class names made unique (a repeated name gets `` [index]``), usable as column names."""
@@ -50,7 +60,7 @@ def registered_model_name(experiment: str, name: str) -> str:
     return safe_name(f"{experiment}-{name}")
 
 
-def fit_frames(x: np.ndarray, n_frames: int, n_features: int) -> np.ndarray:
+def clip_inputs(x: np.ndarray, n_frames: int, n_features: int) -> np.ndarray:
     """Clips as uint8 ``[N, n_frames, n_features]``: rounded, clipped to 0..255, zero-padded or cut.
 
     Accepts ``[N, T, F]``, one clip ``[T, F]``, or flat rows ``[N, T * F]``.
@@ -63,18 +73,11 @@ def fit_frames(x: np.ndarray, n_frames: int, n_features: int) -> np.ndarray:
     elif arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3 or arr.shape[2] != n_features:
-        raise InputError(
-            f"model input must be clips [N, frames, {n_features}] of 0..255 values, got shape {arr.shape}"
-        )
+        raise InputError(f"model input must be clips [N, frames, {n_features}] of 0..255 values, got shape {arr.shape}")
     if arr.dtype != np.uint8:
         arr = np.clip(np.rint(arr.astype(np.float32)), 0, 255).astype(np.uint8)
-    n, t = arr.shape[:2]
-    if t == n_frames:
-        return np.array(arr, dtype=np.uint8)  # a writable copy (inputs may be read-only memory maps)
-    out = np.zeros((n, n_frames, n_features), dtype=np.uint8)
-    k = min(t, n_frames)
-    out[:, :k] = arr[:, :k]
-    return out
+    # A writable copy (inputs may be read-only memory maps), padded or cut to the model's frames.
+    return np.array(fit_frames(arr, n_frames), dtype=np.uint8)
 
 
 class TaggerModel(PythonModel):
@@ -104,12 +107,12 @@ class TaggerModel(PythonModel):
         self.columns = unique_names(first.get("class_names") or [str(i) for i in range(first["n_classes"])])
 
     def scores(self, x: Any) -> np.ndarray:
-        """Probabilities ``[N, C]`` (float32) for clips ``x`` (see :func:`fit_frames`)."""
+        """Probabilities ``[N, C]`` (float32) for clips ``x`` (see :func:`clip_inputs`)."""
         import torch
 
         from tagtune.trainables.loop import predict
 
-        clips = torch.from_numpy(fit_frames(x, self.n_frames, self.n_features))
+        clips = torch.from_numpy(clip_inputs(x, self.n_frames, self.n_features))
         member_scores = [predict(m, clips, device=torch.device("cpu")).numpy() for m in self.models]
         if len(member_scores) == 1:
             return member_scores[0].astype(np.float32)
@@ -192,14 +195,21 @@ def log_tagger(
                 python_model=str(Path(__file__).with_name("_tagger_entry.py")),
                 artifacts=artifacts,
                 # MLflow also logs the model config as run params: only ensembles need one.
-                model_config=({"method": method, "weights": [float(w) for w in weights]}
-                              if len(checkpoints) > 1 else None),
+                model_config=(
+                    {"method": method, "weights": [float(w) for w in weights]} if len(checkpoints) > 1 else None
+                ),
                 signature=tagger_signature(class_names, n_features),
                 input_example=example,
                 pip_requirements=_requirements(),
                 registered_model_name=registered_name,
-                metadata={"tagtune": {"class_names": list(class_names), "method": method,
-                                      "weights": [float(w) for w in weights], **dict(extra_metadata or {})}},
+                metadata={
+                    "tagtune": {
+                        "class_names": list(class_names),
+                        "method": method,
+                        "weights": [float(w) for w in weights],
+                        **dict(extra_metadata or {}),
+                    }
+                },
             )
     finally:
         for lg, level in zip(quiet, levels, strict=True):
@@ -221,17 +231,18 @@ def resolve_checkpoint(uri: str, tracking_uri: str | None = None) -> tuple[str, 
     from tagtune.tracking._store import normalize_uri
 
     if uri.startswith("file://"):
-        return _classify(Path(uri[len("file://"):]), f"--model {uri}")
+        return _classify(Path(uri[len("file://") :]), f"--model {uri}")
     if not uri.startswith(("models:/", "runs:/")):
         if "://" in uri:
             raise InputError(f"--model {uri}: use models:/NAME/VERSION, runs:/RUN_ID[/PATH] or a checkpoint folder")
         if not Path(uri).exists():
-            raise InputError(f"--model {uri}: no such folder; use models:/NAME/VERSION, runs:/RUN_ID[/PATH] "
-                             "or a checkpoint folder")
+            raise InputError(
+                f"--model {uri}: no such folder; use models:/NAME/VERSION, runs:/RUN_ID[/PATH] or a checkpoint folder"
+            )
         return _classify(Path(uri), f"--model {uri}")
     store = normalize_uri(tracking_uri)
     if uri.startswith("runs:/"):
-        parts = uri[len("runs:/"):].strip("/").split("/", 1)
+        parts = uri[len("runs:/") :].strip("/").split("/", 1)
         if len(parts) == 1 or not parts[1]:
             candidates = [f"runs:/{parts[0]}/checkpoint", f"runs:/{parts[0]}/model"]
         else:

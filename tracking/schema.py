@@ -111,8 +111,13 @@ class RunHandle:
         self.status = "FAILED"
         self.client.set_tag(self.run_id, Tag.ERROR, reason[:500])
 
-    def log(self, params: Mapping[str, Any] | None = None, metrics: Mapping[str, float] | None = None,
-            tags: Mapping[str, Any] | None = None, step: int = 0) -> None:
+    def log(
+        self,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        step: int = 0,
+    ) -> None:
         """Params, metrics (at ``step``) and tags in one batch."""
         now = int(time.time() * 1000)
         self.client.log_batch(

@@ -57,14 +57,14 @@ def family_summary(rows: list[TrialRow]) -> pd.DataFrame:
     columns = list(SUMMARY_COLUMNS)
     if any(not math.isnan(r.best_f1) for r in rows):  # the binary task (seed 002) reports F1
         for entry in table:
-            entry["best_f1"] = max((r.best_f1 for r in rows if r.family == entry["family"]
-                                    and r.status == "FINISHED"), default=math.nan)
+            entry["best_f1"] = max(
+                (r.best_f1 for r in rows if r.family == entry["family"] and r.status == "FINISHED"), default=math.nan
+            )
         columns.append("best_f1")
     for column in ("best_accuracy", "best_map3"):  # single-label data (seed 003) report these
         if any(not math.isnan(getattr(r, column)) for r in rows):
             for entry in table:
-                values = [getattr(r, column) for r in rows
-                          if r.family == entry["family"] and r.status == "FINISHED"]
+                values = [getattr(r, column) for r in rows if r.family == entry["family"] and r.status == "FINISHED"]
                 entry[column] = max((v for v in values if not math.isnan(v)), default=math.nan)
             columns.append(column)
     frame = pd.DataFrame(table, columns=columns)

@@ -24,15 +24,34 @@ from tagtune.tracking.schema import Metrics, RunKind, Tag, run_kind
 from tagtune.tracking.trials import HISTORY_METRICS
 
 __all__ = [
-    "EVAL_METRICS", "FINAL_COLUMNS", "HISTORY_METRICS", "PER_CLASS_ARTIFACT", "RUNTIME_COLUMNS",
-    "ensemble_rows", "finals_table", "per_class_from_run", "runtime_table", "with_finals",
+    "EVAL_METRICS",
+    "FINAL_COLUMNS",
+    "HISTORY_METRICS",
+    "PER_CLASS_ARTIFACT",
+    "RUNTIME_COLUMNS",
+    "ensemble_rows",
+    "finals_table",
+    "per_class_from_run",
+    "runtime_table",
+    "with_finals",
 ]
 
 EVAL_METRICS = Metrics.EVAL
 PER_CLASS_ARTIFACT = "eval/per_class.csv"
 FINAL_COLUMNS = (
-    "run_id", "kind", "name", "family", "rank", "method", "source_run_id", "epochs", "train_s",
-    *EVAL_METRICS, "model_uri", "finalize_id", "start_time",
+    "run_id",
+    "kind",
+    "name",
+    "family",
+    "rank",
+    "method",
+    "source_run_id",
+    "epochs",
+    "train_s",
+    *EVAL_METRICS,
+    "model_uri",
+    "finalize_id",
+    "start_time",
 )
 RUNTIME_COLUMNS = ("family", "trials", "epochs", "mean_epoch_s", "mean_trial_s", "total_trial_s", "final_train_s")
 _FINAL_KINDS = (RunKind.FINAL.value, RunKind.ENSEMBLE.value)
@@ -47,12 +66,18 @@ def _final_row(run: Any) -> dict[str, Any]:
     rank = int(tags.get(Tag.RANK, "1"))
     name = f"ensemble-{method}" if kind == RunKind.ENSEMBLE.value else (family if rank == 1 else f"{family}#{rank}")
     return {
-        "run_id": run.info.run_id, "kind": kind, "name": name, "family": family, "rank": rank,
-        "method": method, "source_run_id": tags.get(Tag.SOURCE_RUN, ""),
+        "run_id": run.info.run_id,
+        "kind": kind,
+        "name": name,
+        "family": family,
+        "rank": rank,
+        "method": method,
+        "source_run_id": tags.get(Tag.SOURCE_RUN, ""),
         "epochs": float(params.get("epochs", math.nan)) if "epochs" in params else math.nan,
         "train_s": float(metrics.get("train_seconds", math.nan)),
         **{k: float(metrics.get(k, math.nan)) for k in EVAL_METRICS},
-        "model_uri": tags.get(Tag.MODEL_URI, ""), "finalize_id": tags.get(Tag.FINALIZE_ID, ""),
+        "model_uri": tags.get(Tag.MODEL_URI, ""),
+        "finalize_id": tags.get(Tag.FINALIZE_ID, ""),
         "start_time": run.info.start_time or 0,
     }
 
@@ -60,8 +85,7 @@ def _final_row(run: Any) -> dict[str, Any]:
 def finals_table(runs: Sequence[Any]) -> pd.DataFrame:
     """The newest finalize among a search's child ``runs``: final models and ensembles with
     their eval scores."""
-    rows = [_final_row(run) for run in runs
-            if run_kind(run) in _FINAL_KINDS and run.info.status == "FINISHED"]
+    rows = [_final_row(run) for run in runs if run_kind(run) in _FINAL_KINDS and run.info.status == "FINISHED"]
     table = pd.DataFrame(rows, columns=list(FINAL_COLUMNS))
     if table.empty:
         return table
@@ -79,8 +103,9 @@ def with_finals(summary: pd.DataFrame, finals: pd.DataFrame) -> pd.DataFrame:
     if not finals.empty:
         best = finals[(finals["kind"] == RunKind.FINAL.value) & (finals["rank"] == 1)].set_index("family")
     for key in EVAL_METRICS:
-        out[key] = [float(best.loc[f, key]) if best is not None and f in best.index else math.nan
-                    for f in out["family"]]
+        out[key] = [
+            float(best.loc[f, key]) if best is not None and f in best.index else math.nan for f in out["family"]
+        ]
     return out
 
 
@@ -103,19 +128,22 @@ def runtime_table(trials: pd.DataFrame, finals: pd.DataFrame | None = None) -> p
         total = group["trial_s"].sum(min_count=1)
         final_s = math.nan
         if finals is not None and not finals.empty:
-            mine = finals[(finals["kind"] == RunKind.FINAL.value) & (finals["family"] == family)
-                          & (finals["rank"] == 1)]
+            mine = finals[
+                (finals["kind"] == RunKind.FINAL.value) & (finals["family"] == family) & (finals["rank"] == 1)
+            ]
             if not mine.empty:
                 final_s = float(mine["train_s"].iloc[0])
-        rows.append({
-            "family": family,
-            "trials": len(group),
-            "epochs": int(epochs),
-            "mean_epoch_s": float(total / epochs) if epochs and not math.isnan(total) else math.nan,
-            "mean_trial_s": float(group["trial_s"].mean()),
-            "total_trial_s": float(total),
-            "final_train_s": final_s,
-        })
+        rows.append(
+            {
+                "family": family,
+                "trials": len(group),
+                "epochs": int(epochs),
+                "mean_epoch_s": float(total / epochs) if epochs and not math.isnan(total) else math.nan,
+                "mean_trial_s": float(group["trial_s"].mean()),
+                "total_trial_s": float(total),
+                "final_train_s": final_s,
+            }
+        )
     return pd.DataFrame(rows, columns=list(RUNTIME_COLUMNS)).sort_values("mean_epoch_s").reset_index(drop=True)
 
 

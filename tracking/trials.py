@@ -97,8 +97,7 @@ def is_trial(run: Any) -> bool:
 
 def trial_history(client: MlflowClient, run_id: str) -> Curves:
     """The one history fetch of a trial: each of :data:`HISTORY_METRICS`, once."""
-    return {key: [(int(m.step), m.value) for m in client.get_metric_history(run_id, key)]
-            for key in HISTORY_METRICS}
+    return {key: [(int(m.step), m.value) for m in client.get_metric_history(run_id, key)] for key in HISTORY_METRICS}
 
 
 def recorded_spaces_dir(parent: Any) -> str | None:
@@ -213,8 +212,9 @@ def _with_param_columns(trials: pd.DataFrame, spaces_dir: str | None) -> pd.Data
     return trials
 
 
-def trials_tables(runs: list[Any], curves: dict[str, Curves], spaces_dir: str | None = None
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def trials_tables(
+    runs: list[Any], curves: dict[str, Curves], spaces_dir: str | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ``trials`` and ``history`` tables of trial ``runs`` and their ``curves``."""
     ordered = sorted(runs, key=lambda r: (r.info.start_time or 0, r.data.tags.get(Tag.TRIAL_ID, "")))
     rows: list[dict[str, Any]] = []

@@ -43,6 +43,8 @@ class Batches(Protocol):
     y: Tensor
     verified: Tensor | None
 
+    def __init__(self, cfg: Mapping[str, Any], data: TrialData, y_task: np.ndarray, device: torch.device) -> None: ...
+
     @classmethod
     def check_config(cls, cfg: Mapping[str, Any]) -> None: ...
 
@@ -60,7 +62,11 @@ def autocast(device: torch.device) -> Any:
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, x: Tensor, *, batch_size: int = 4096, device: torch.device | None = None,
+    model: nn.Module,
+    x: Tensor,
+    *,
+    batch_size: int = 4096,
+    device: torch.device | None = None,
     activation: str = "sigmoid",
 ) -> Tensor:
     """Sigmoid scores ``[N, C]`` (float32, on ``x``'s device) for uint8 inputs ``x [N, T, F]``
@@ -98,9 +104,7 @@ class TrainBatches:
         self.train_idx = torch.from_numpy(np.array(data.train_idx, dtype=np.int64)).to(device)
         self.verified = verified_flags(data, device)
         binary = cfg.get("target_class") is not None
-        self.balancer = (
-            ClassIndex(balance_labels(self.y[self.train_idx], binary)) if cfg["balanced_batches"] else None
-        )
+        self.balancer = ClassIndex(balance_labels(self.y[self.train_idx], binary)) if cfg["balanced_batches"] else None
 
     @classmethod
     def check_config(cls, cfg: Mapping[str, Any]) -> None:

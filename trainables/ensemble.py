@@ -58,8 +58,9 @@ def normalized_weights(n: int, weights: Sequence[float] | np.ndarray | None) -> 
     return w / w.sum()
 
 
-def weighted_geomean(scores: Sequence[Any], weights: Sequence[float] | np.ndarray | None = None, *,
-                     normalize: bool = False) -> np.ndarray:
+def weighted_geomean(
+    scores: Sequence[Any], weights: Sequence[float] | np.ndarray | None = None, *, normalize: bool = False
+) -> np.ndarray:
     """The weighted geometric mean ``exp(sum_i w_i log p_i)`` of probability matrices ``[N, C]``
     (float64; probabilities clipped to ``[EPS, 1]``), each row divided by its sum with
     ``normalize`` (computed after subtracting the row's max, so it never underflows)."""
@@ -93,27 +94,13 @@ def geometric_mean_ensemble(outputs: Sequence[Any], weights: Sequence[float] | n
     return torch.from_numpy(weighted_geomean(outputs, weights, normalize=True))
 
 
-def single_label_metrics(scores: Any, y: Any) -> dict[str, float]:
-    """accuracy, MAP@3, and one-vs-rest mAP / mAUC / d-prime of scores ``[N, C]`` for one-hot
-    (or multi-hot: the first label counts for accuracy and MAP@3) labels ``y [N, C]``."""
-    import torch
-
-    from tagtune.trainables.metrics import accuracy, map_at_k, tagging_metrics
-
-    scores = torch.as_tensor(scores)
-    y = torch.as_tensor(y).bool()
-    labels = y.to(torch.int8).argmax(dim=1)
-    out = tagging_metrics(scores, y)
-    out["accuracy"] = accuracy(scores, labels)
-    out["map3"] = map_at_k(scores, labels, 3)
-    return out
-
-
 def score_ensemble(
     outputs: Sequence[Any], y: Any, weights: Sequence[float] | np.ndarray | None = None
 ) -> dict[str, float]:
     """:func:`geometric_mean_ensemble` of ``outputs`` scored against ``y`` like one model."""
     import torch
+
+    from tagtune.trainables.metrics import single_label_metrics
 
     return single_label_metrics(geometric_mean_ensemble(outputs, weights), torch.as_tensor(np.asarray(y)))
 

@@ -58,8 +58,9 @@ def combine_heads(outputs: Tensor, task: str = "multilabel") -> Tensor:
 class MultiHead(nn.Module):
     """``n`` linear heads of the same shape whose outputs are averaged by :func:`combine_heads`."""
 
-    def __init__(self, in_features: int, out_features: int, n_heads: int, task: str = "multilabel",
-                 *, bias: bool = True) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, n_heads: int, task: str = "multilabel", *, bias: bool = True
+    ) -> None:
         super().__init__()
         if n_heads < 1:
             raise InputError(f"output_heads must be at least 1, got {n_heads}")
@@ -89,9 +90,7 @@ def output_layers(model: nn.Module, n_outputs: int) -> list[nn.Linear]:
     return linears[-1:]
 
 
-def replace_output_layer(
-    model: nn.Module, n_outputs: int, n_heads: int, task: str = "multilabel"
-) -> nn.Module:
+def replace_output_layer(model: nn.Module, n_outputs: int, n_heads: int, task: str = "multilabel") -> nn.Module:
     """Swap ``model``'s output layer for a :class:`MultiHead` of ``n_heads`` heads (in place).
 
     The first head keeps the original layer's parameters; the others are freshly initialized

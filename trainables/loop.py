@@ -86,21 +86,20 @@ class FitResult:
 def make_optimizer(name: str, params: Any, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
     """Adam, AdamW, SGD with momentum, RMSprop or Adagrad, with the config's lr and weight decay.
 
-    AdamW's weight decay is decoupled from the gradient (Adam's is L2 added to it).
+    AdamW's weight decay is decoupled from the gradient (Adam's is L2 added to it).  ``name`` is
+    one of :data:`OPTIMIZERS`, which the config checked (:func:`resolve_config`).
     """
     lr, wd = float(cfg["lr"]), float(cfg["weight_decay"])
     name = name.lower()
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=float(cfg["momentum"]), weight_decay=wd)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
-    if name == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
-    raise InputError(f"unknown optimizer {name!r}; choose from: {', '.join(OPTIMIZERS)}")
+    optimizers: dict[str, Callable[..., torch.optim.Optimizer]] = {
+        "adam": torch.optim.Adam,
+        "adamw": torch.optim.AdamW,
+        "rmsprop": torch.optim.RMSprop,
+        "adagrad": torch.optim.Adagrad,
+    }
+    return optimizers[name](params, lr=lr, weight_decay=wd)
 
 
 def pick_device(requested: str | None = None) -> torch.device:
@@ -134,7 +133,11 @@ def model_task(config: Mapping[str, Any], single_label: bool = False) -> str:
 
 
 def build_model(
-    config: Mapping[str, Any], *, n_frames: int, n_features: int, n_classes: int,
+    config: Mapping[str, Any],
+    *,
+    n_frames: int,
+    n_features: int,
+    n_classes: int,
     task: str | None = None,
 ) -> nn.Module:
     """The untrained model of ``config`` for data with ``n_classes`` classes.
@@ -232,8 +235,11 @@ def fit(
     ema = make_ema(model, float(cfg["ema_decay"]))
     scored = ema.module if ema is not None else model  # what is validated, kept and reported
     scheduler = make_scheduler(
-        optimizer, str(cfg["lr_schedule"]), max_epochs=max_epochs,
-        step_epochs=int(cfg["lr_step_epochs"]), gamma=float(cfg["lr_gamma"]),
+        optimizer,
+        str(cfg["lr_schedule"]),
+        max_epochs=max_epochs,
+        step_epochs=int(cfg["lr_step_epochs"]),
+        gamma=float(cfg["lr_gamma"]),
     )
 
     batches = kind_batches(cfg, data, y_task, dev)

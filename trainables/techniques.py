@@ -16,7 +16,7 @@ off by default, and vectorized over the batch (no Python loop per item):
 from __future__ import annotations
 
 import difflib
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -59,9 +59,7 @@ def make_scheduler(
 # --------------------------------------------------------------------------------------------
 
 
-def sample_mixup_lambda(
-    n: int, alpha: float, *, gt_half: bool = False, device: torch.device | str = "cpu"
-) -> Tensor:
+def sample_mixup_lambda(n: int, alpha: float, *, gt_half: bool = False, device: torch.device | str = "cpu") -> Tensor:
     """``n`` mixing weights from ``Beta(alpha, alpha)`` (float32 ``[n]``); with ``gt_half`` each
     is ``max(l, 1 - l)``, so the clip it weights dominates its mix (seed 003)."""
     if alpha <= 0:
@@ -136,9 +134,7 @@ class ClassIndex:
         """``n`` row indices: each draws a class uniformly among present classes, then one of
         its rows uniformly (with replacement).  Random numbers come from ``generator`` (CPU)."""
         if self.present.numel() == 0:
-            raise InputError(
-                "balanced_batches needs at least one training clip with a label; the labels are empty"
-            )
+            raise InputError("balanced_batches needs at least one training clip with a label; the labels are empty")
         pick = torch.randint(self.present.numel(), (n,), generator=generator)
         u = torch.rand(n, generator=generator)
         device = self.items.device
@@ -176,9 +172,7 @@ def random_positive_class(y: Tensor) -> tuple[Tensor, Tensor]:
     return scores.argmax(dim=1), positive.any(dim=1)
 
 
-def positive_mix(
-    x: Tensor, y: Tensor, x_partner: Tensor, y_partner: Tensor, mix: Tensor
-) -> tuple[Tensor, Tensor]:
+def positive_mix(x: Tensor, y: Tensor, x_partner: Tensor, y_partner: Tensor, mix: Tensor) -> tuple[Tensor, Tensor]:
     """Where ``mix [B]`` holds, replace an item by the 0.5/0.5 mix of it and its partner.
 
     Labels mix the same way, so a class both clips have stays 1 (seed 002: "label positive").

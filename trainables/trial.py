@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,8 +39,11 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, 
     folder = Path(directory)
     meta = json.loads((folder / CHECKPOINT_META).read_text())
     model = build_model(
-        meta["config"], n_frames=meta["n_frames"], n_features=meta["n_features"],
-        n_classes=meta["n_classes"], task=meta.get("task"),
+        meta["config"],
+        n_frames=meta["n_frames"],
+        n_features=meta["n_features"],
+        n_classes=meta["n_classes"],
+        task=meta.get("task"),
     )
     state = torch.load(folder / CHECKPOINT_WEIGHTS, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
@@ -90,22 +94,21 @@ def _fault_injection() -> None:
 
 def tune_trial(config: dict[str, Any], data: TrialData, max_epochs: int) -> None:
     """Ray Tune function trainable (wrapped with ``tune.with_parameters`` by the driver)."""
-    from ray import tune
-
     import ray
+    from ray import tune
 
     device = _threads_and_device()
     node_id = ray.get_runtime_context().get_node_id()
 
     def report(metrics: dict[str, float], improved: bool, model: nn.Module) -> None:
-        metrics = {**metrics, "node_id": node_id}
+        payload: dict[str, Any] = {**metrics, "node_id": node_id}
         _fault_injection()
         if not improved:
-            tune.report(metrics)
+            tune.report(payload)
             return
         with tempfile.TemporaryDirectory() as tmp:
-            save_model(tmp, model, model_meta(config, data, metrics))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+            save_model(tmp, model, model_meta(config, data, payload))
+            tune.report(payload, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     try:
         fit(config, data, max_epochs=max_epochs, device=device, on_epoch=report)

@@ -14,12 +14,11 @@ Typical use::
 
 The training loop (:func:`tagtune.trainables.loop.fit`) reads such data through
 :class:`tagtune.trainables.audio.batches.AudioBatches`; the ``densenet_audio`` family's front ends live in
-:mod:`tagtune.trainables.audio.frontends`; seed 003's ensemble in :mod:`tagtune.trainables.audio.ensemble`.
+:mod:`tagtune.trainables.audio.frontends`; seed 003's ensemble in :mod:`tagtune.trainables.ensemble`.
 """
 
 from __future__ import annotations
 
-from tagtune.trainables.audio.ensemble import geometric_mean_ensemble, score_ensemble, single_label_metrics
 from tagtune.trainables.data import (
     STYLES,
     AudioClips,
@@ -35,6 +34,8 @@ from tagtune.trainables.data import (
     resample,
     sniff_style,
 )
+from tagtune.trainables.ensemble import geometric_mean_ensemble, score_ensemble
+from tagtune.trainables.metrics import single_label_metrics
 
 __all__ = [
     "STYLES",

@@ -74,7 +74,9 @@ def peak_normalize(x: Tensor, eps: float = 1e-8) -> Tensor:
     return x / x.abs().amax(dim=1, keepdim=True).clamp(min=eps)
 
 
-def scale_mixup(x: Tensor, y: Tensor, lam: Tensor | None, partner: Tensor | None, w: Tensor | None) -> tuple[Tensor, Tensor]:
+def scale_mixup(
+    x: Tensor, y: Tensor, lam: Tensor | None, partner: Tensor | None, w: Tensor | None
+) -> tuple[Tensor, Tensor]:
     """Seed 003's eq. 2: ``w * (lam * x_j / max|x_j| + (1 - lam) * x_k / max|x_k|)``.
 
     ``lam``/``partner`` ``None``: no mixup; ``w`` ``None``: no peak normalization and no scale (eq. 1).

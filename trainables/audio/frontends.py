@@ -33,12 +33,16 @@ def mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "empty filters" for tiny n_fft: the filters are still defined
-        return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0,
-                                   fmax=sample_rate / 2.0, htk=False, norm="slaney").astype(np.float32)
+        return librosa.filters.mel(
+            sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=sample_rate / 2.0, htk=False, norm="slaney"
+        ).astype(np.float32)
 
 
 class LogMel(nn.Module):
     """Log-mel spectrogram ``[B, 1, 1 + L // hop, n_mels]`` of waveforms ``[B, L]``."""
+
+    window: Tensor
+    mel: Tensor
 
     def __init__(self, sample_rate: int, *, n_fft: int = 1024, hop: int = 128, n_mels: int = 64) -> None:
         super().__init__()
@@ -47,14 +51,22 @@ class LogMel(nn.Module):
         self.n_fft, self.hop, self.n_mels = int(n_fft), int(hop), int(n_mels)
         # Rebuilt from the hyperparameters, so not part of the state dict.
         self.register_buffer("window", torch.hann_window(self.n_fft, periodic=True), persistent=False)
-        self.register_buffer("mel", torch.from_numpy(mel_filters(sample_rate, self.n_fft, self.n_mels)),
-                             persistent=False)
+        self.register_buffer(
+            "mel", torch.from_numpy(mel_filters(sample_rate, self.n_fft, self.n_mels)), persistent=False
+        )
 
     def power_mel(self, x: Tensor) -> Tensor:
         """Mel power spectrogram ``[B, n_mels, frames]`` (float32; autocast off)."""
         with torch.autocast(x.device.type, enabled=False):
-            spec = torch.stft(x.float(), self.n_fft, self.hop, window=self.window, center=True,
-                              pad_mode="constant", return_complex=True)
+            spec = torch.stft(
+                x.float(),
+                self.n_fft,
+                self.hop,
+                window=self.window,
+                center=True,
+                pad_mode="constant",
+                return_complex=True,
+            )
             power = spec.real.square() + spec.imag.square()
             return torch.matmul(self.mel, power)
 
@@ -99,8 +111,11 @@ class Waveform(nn.Module):
         layers: list[nn.Module] = []
         width = 1
         for s in strides_for(self.hop):
-            layers += [nn.Conv1d(width, channels, 2 * s - s % 2, stride=s, padding=s // 2, bias=False),
-                       nn.BatchNorm1d(channels), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv1d(width, channels, 2 * s - s % 2, stride=s, padding=s // 2, bias=False),
+                nn.BatchNorm1d(channels),
+                nn.ReLU(inplace=True),
+            ]
             width = channels
         self.net = nn.Sequential(*layers)
 

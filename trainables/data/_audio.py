@@ -94,8 +94,13 @@ class AudioDataset:
                 "validation clips; add clips or change --val-fraction"
             )
         return TrialData(
-            clips=self, y=self.y, train_idx=train_idx, val_idx=val_idx, class_names=self.class_names,
-            verified=self.verified, single_label=self.single_label,
+            clips=self,
+            y=self.y,
+            train_idx=train_idx,
+            val_idx=val_idx,
+            class_names=self.class_names,
+            verified=self.verified,
+            single_label=self.single_label,
         )
 
     def splits(self, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -140,9 +145,7 @@ def load_audio_dataset(
     return ds.preload(sample_rates)
 
 
-def audio_trial_data(
-    ds: AudioDataset, *, val_fraction: float = 0.2, seed: int = 0
-) -> TrialData:
+def audio_trial_data(ds: AudioDataset, *, val_fraction: float = 0.2, seed: int = 0) -> TrialData:
     """A trial's data for ``ds`` (same as ``ds.trial_data(...)``)."""
     return ds.trial_data(val_fraction=val_fraction, seed=seed)
 

@@ -108,7 +108,7 @@ def decode_table(table: AudioTable, rate: int, workers: int | None = None) -> Au
     offsets = np.zeros(len(clips) + 1, dtype=np.int64)
     np.cumsum([len(c) for c in clips], out=offsets[1:])
     samples = np.empty(int(offsets[-1]), dtype=STORE_DTYPE)
-    for clip, start in zip(clips, offsets[:-1]):
+    for clip, start in zip(clips, offsets[:-1], strict=False):
         samples[start : start + len(clip)] = np.clip(clip, -1.0, 1.0)
     return AudioClips(samples, offsets, rate)
 
@@ -169,8 +169,14 @@ def load_clips(table: AudioTable, rate: int, cache_dir: str | os.PathLike | None
     if cached is not None:
         return cached
     clips = decode_table(table, rate)
-    meta = {"format": "tagtune-audio-cache", "version": DECODER_VERSION, "csv": str(table.csv_path),
-            "n_clips": table.n_clips, "sample_rate": rate, "dtype": np.dtype(STORE_DTYPE).str}
+    meta = {
+        "format": "tagtune-audio-cache",
+        "version": DECODER_VERSION,
+        "csv": str(table.csv_path),
+        "n_clips": table.n_clips,
+        "sample_rate": rate,
+        "dtype": np.dtype(STORE_DTYPE).str,
+    }
     try:
         _write(clips, folder, meta)
     except OSError as exc:  # an unwritable cache root costs speed, not correctness

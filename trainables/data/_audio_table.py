@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -36,12 +36,24 @@ EXPECTED = (
     "filename,fold,target,category (ESC-50) or filename,digit,...,split (FSDD)"
 )
 #: CSV files that belong to AudioSet embedding releases, never an audio-file list.
-NOT_AUDIO_CSVS = ("class_labels_indices.csv", "balanced_train_segments.csv",
-                  "unbalanced_train_segments.csv", "eval_segments.csv")
+NOT_AUDIO_CSVS = (
+    "class_labels_indices.csv",
+    "balanced_train_segments.csv",
+    "unbalanced_train_segments.csv",
+    "eval_segments.csv",
+)
 SPLITS = ("train", "val", "test")
-_SPLIT_NAMES = {"train": "train", "training": "train", "dev": "train", "val": "val",
-                "valid": "val", "validation": "val", "test": "test", "eval": "test",
-                "evaluation": "test"}
+_SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "dev": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "eval": "test",
+    "evaluation": "test",
+}
 _AUDIO_SUBFOLDERS = ("audio", "recordings", "wav", "wavs", "clips")
 _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f", ""}
@@ -154,7 +166,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
                         f"line {line} of {path} has {len(row)} fields but the header has "
                         f"{len(header)}; fix the row (quote labels that hold commas)"
                     )
-                rows.append({"_line": str(line), **{h: c.strip() for h, c in zip(header, row)}})
+                rows.append({"_line": str(line), **{h: c.strip() for h, c in zip(header, row, strict=False)}})
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"cannot read {path} ({exc}); fix or replace the CSV") from None
     if not rows:
@@ -181,9 +193,7 @@ def _split_of(row: dict[str, str], path: Path) -> str:
     if not raw:
         return "train"
     if raw not in _SPLIT_NAMES:
-        raise InputError(
-            f"line {row['_line']} of {path}: unknown split {raw!r}; use train, val or test"
-        )
+        raise InputError(f"line {row['_line']} of {path}: unknown split {raw!r}; use train, val or test")
     return _SPLIT_NAMES[raw]
 
 
@@ -275,7 +285,7 @@ def read_table(path: str | os.PathLike) -> AudioTable:
     per_row, class_names = read_labels(rows, csv_path)
     root = _audio_root(csv_path, names, lines)
     files = []
-    for name, line in zip(names, lines):
+    for name, line in zip(names, lines, strict=False):
         file = root / name
         if not file.is_file():
             raise InputError(

@@ -94,9 +94,7 @@ def write_cache(ds: Dataset, out_dir: str | os.PathLike) -> Path:
     except OSError as exc:
         if out_dir.is_dir():  # another process wrote the same folder first
             return out_dir
-        raise InputError(
-            f"cannot write cache folder {out_dir} ({exc}): choose a writable folder"
-        ) from exc
+        raise InputError(f"cannot write cache folder {out_dir} ({exc}): choose a writable folder") from exc
     return out_dir
 
 
@@ -156,8 +154,7 @@ def _check_arrays(folder: Path, meta: dict, arrays: dict[str, np.ndarray]) -> No
 def _broken(folder: Path, why: str) -> InputError:
     """The error for an unreadable cache folder."""
     return InputError(
-        f"tagtune cache {folder} is unreadable ({why}): delete the folder and load the "
-        "original data again"
+        f"tagtune cache {folder} is unreadable ({why}): delete the folder and load the original data again"
     )
 
 

@@ -48,15 +48,11 @@ class Dataset:
         """Check that the arrays agree in shape."""
         n = len(self.x)
         if self.x.ndim != 3 or self.y.ndim != 2:
-            raise ValueError(
-                f"Dataset needs x [N,T,F] and y [N,C], got {self.x.shape}, {self.y.shape}"
-            )
+            raise ValueError(f"Dataset needs x [N,T,F] and y [N,C], got {self.x.shape}, {self.y.shape}")
         if not (len(self.y) == len(self.lengths) == len(self.ids) == n):
             raise ValueError("Dataset arrays x, y, lengths and ids differ in length")
         if self.y.shape[1] != len(self.class_names):
-            raise ValueError(
-                f"y has {self.y.shape[1]} columns but there are {len(self.class_names)} class names"
-            )
+            raise ValueError(f"y has {self.y.shape[1]} columns but there are {len(self.class_names)} class names")
 
     @property
     def n_clips(self) -> int:
@@ -96,7 +92,10 @@ class Dataset:
         """Every clip, split by :func:`split_indices` into (train, validation)."""
         train_idx, val_idx = split_indices(self.n_clips, val_fraction, seed)
         return TrialData(
-            x=np.asarray(self.x), y=np.asarray(self.y), train_idx=train_idx, val_idx=val_idx,
+            x=np.asarray(self.x),
+            y=np.asarray(self.y),
+            train_idx=train_idx,
+            val_idx=val_idx,
             class_names=tuple(self.class_names),
         )
 
@@ -123,17 +122,14 @@ def read_class_names(csv_path: str | os.PathLike) -> tuple[str, ...]:
             continue
         index = _class_row_index(row, line, path)
         if index in names:
-            raise InputError(
-                f"duplicate class index {index} on line {line} of {path}: fix the file"
-            )
+            raise InputError(f"duplicate class index {index} on line {line} of {path}: fix the file")
         names[index] = ",".join(row[2:]).strip() if len(row) >= 3 else row[1].strip()
     if not names:
         raise InputError(f"class list {path} has no rows: fix the file or remove it")
     missing = sorted(set(range(len(names))) - set(names))
     if missing:
         raise InputError(
-            f"class indices in {path} are not 0..{len(names) - 1} (index {missing[0]} is missing): "
-            "fix the file"
+            f"class indices in {path} are not 0..{len(names) - 1} (index {missing[0]} is missing): fix the file"
         )
     return tuple(names[i] for i in range(len(names)))
 
@@ -143,14 +139,10 @@ def _class_row_index(row: list[str], line: int, path: Path) -> int:
     cell = row[0].strip()
     if not cell.isdigit():
         raise InputError(
-            f"non-numeric class index {cell!r} on line {line} of {path}: the first column must be "
-            "0..C-1; fix the file"
+            f"non-numeric class index {cell!r} on line {line} of {path}: the first column must be 0..C-1; fix the file"
         )
     if len(row) < 2:
-        raise InputError(
-            f"line {line} of {path} has no class name: rows must be index,mid,display_name; "
-            "fix the file"
-        )
+        raise InputError(f"line {line} of {path} has no class name: rows must be index,mid,display_name; fix the file")
     return int(cell)
 
 
@@ -177,9 +169,7 @@ def resolve_classes(path: Path, n_classes: int | None, inferred: int) -> Classes
     """Choose the class list: the csv if found, else ``n_classes``, else ``inferred``."""
     valid = isinstance(n_classes, int | np.integer) and not isinstance(n_classes, bool)
     if n_classes is not None and (not valid or n_classes < 1):
-        raise InputError(
-            f"n_classes must be a positive integer, got {n_classes!r}; fix --n-classes"
-        )
+        raise InputError(f"n_classes must be a positive integer, got {n_classes!r}; fix --n-classes")
     csv_path = find_class_csv(path)
     if csv_path is not None:
         names = read_class_names(csv_path)
@@ -205,9 +195,7 @@ def resolve_classes(path: Path, n_classes: int | None, inferred: int) -> Classes
 # --------------------------------------------------------------------------------------------
 
 
-def split_indices(
-    n: int, val_fraction: float = 0.2, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(n: int, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Shuffle ``range(n)`` with ``seed`` and cut it into sorted (train, val) index arrays.
 
     Deterministic for a given ``(n, val_fraction, seed)``.  The validation side gets
@@ -215,8 +203,7 @@ def split_indices(
     """
     if not 0.0 < float(val_fraction) < 1.0:
         raise InputError(
-            f"validation fraction must be between 0 and 1 (exclusive), got {val_fraction}; "
-            "fix --val-fraction"
+            f"validation fraction must be between 0 and 1 (exclusive), got {val_fraction}; fix --val-fraction"
         )
     n_val = round(n * float(val_fraction))
     if n_val < 1 or n - n_val < 1:
@@ -235,7 +222,7 @@ def split_indices(
 
 def lengths_from_padding(x: np.ndarray) -> np.ndarray:
     """Seconds present per clip: frames up to the last non-zero frame (at least 1)."""
-    present = x.any(axis=2)
+    present = np.asarray(x.any(axis=2))
     last = x.shape[1] - np.argmax(present[:, ::-1], axis=1)
     return np.where(present.any(axis=1), last, 1).astype(np.int16)
 
@@ -249,9 +236,7 @@ def fit_frames(x: np.ndarray, n_frames: int, where: str | os.PathLike | None = N
     t = x.shape[1]
     if t > n_frames:
         if where is not None and x[:, n_frames:].any():
-            warnings.warn(
-                f"{where}: clips longer than {n_frames} s were cut to {n_frames} s", stacklevel=3
-            )
+            warnings.warn(f"{where}: clips longer than {n_frames} s were cut to {n_frames} s", stacklevel=3)
         return np.ascontiguousarray(x[:, :n_frames])
     if t < n_frames:
         pad = np.zeros((len(x), n_frames - t, *x.shape[2:]), dtype=x.dtype)

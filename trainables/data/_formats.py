@@ -126,8 +126,7 @@ class CacheReader:
         ds = read_cache(self.cache_entry(path, n_classes=n_classes, cache_dir=cache_dir))
         if n_classes is not None and n_classes != ds.n_classes:
             raise InputError(
-                f"n_classes={n_classes} disagrees with the cache {path} ({ds.n_classes} classes): "
-                "drop --n-classes"
+                f"n_classes={n_classes} disagrees with the cache {path} ({ds.n_classes} classes): drop --n-classes"
             )
         return ds
 
@@ -152,9 +151,7 @@ def _load_tfrecord(path: Path, n_classes: int | None) -> Dataset:
     if not raw.ids:
         raise InputError(f"no records in the *.tfrecord files of {path}: {PASS_DATA}")
     counts = np.fromiter((len(ls) for ls in raw.labels), dtype=np.int64, count=len(raw.labels))
-    flat = np.fromiter(
-        (v for ls in raw.labels for v in ls), dtype=np.int64, count=int(counts.sum())
-    )
+    flat = np.fromiter((v for ls in raw.labels for v in ls), dtype=np.int64, count=int(counts.sum()))
     max_label = int(flat.max()) if flat.size else -1
     inferred = AUDIOSET_CLASSES if max_label < AUDIOSET_CLASSES else max_label + 1
     classes = resolve_classes(path, n_classes, inferred)
@@ -204,15 +201,12 @@ def _read_hdf5_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         handle = h5py.File(path, "r")
     except OSError as exc:
         raise InputError(
-            f"cannot open {path} as HDF5 ({exc}): the file is corrupt or not HDF5; "
-            "re-download or replace it"
+            f"cannot open {path} as HDF5 ({exc}): the file is corrupt or not HDF5; re-download or replace it"
         ) from exc
     with handle:
         for key in ("x", "y", "video_id_list"):
             if key not in handle:
-                raise InputError(
-                    f"{path} has no '{key}' dataset: a packed HDF5 needs {layout}; repack the file"
-                )
+                raise InputError(f"{path} has no '{key}' dataset: a packed HDF5 needs {layout}; repack the file")
         x, y, ids = handle["x"][()], handle["y"][()], handle["video_id_list"][()]
     if x.ndim != 3 or y.ndim != 2 or ids.ndim != 1 or not len(x) == len(y) == len(ids):
         raise InputError(
@@ -225,20 +219,14 @@ def _read_hdf5_arrays(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             f"{FEATURE_DIM}; repack the file with AudioSet embeddings"
         )
     if x.dtype != np.uint8:
-        raise InputError(
-            f"x in {path} is {x.dtype}, expected uint8 (8-bit quantized embeddings); "
-            "repack the file"
-        )
+        raise InputError(f"x in {path} is {x.dtype}, expected uint8 (8-bit quantized embeddings); repack the file")
     return x, y.astype(bool, copy=False), _decode_ids(ids)
 
 
 def _decode_ids(raw: np.ndarray) -> np.ndarray:
     """Turn bytes/str/object ids into a numpy str array."""
     return np.asarray(
-        [
-            v.decode("utf-8", errors="replace") if isinstance(v, bytes | np.bytes_) else str(v)
-            for v in raw
-        ],
+        [v.decode("utf-8", errors="replace") if isinstance(v, bytes | np.bytes_) else str(v) for v in raw],
         dtype=str,
     )
 
@@ -268,9 +256,7 @@ def write_hdf5(path: str | os.PathLike, ds: Dataset) -> Path:
     with h5py.File(path, "w") as fh:
         fh.create_dataset("x", data=np.asarray(ds.x, dtype=np.uint8))
         fh.create_dataset("y", data=np.asarray(ds.y, dtype=bool))
-        fh.create_dataset(
-            "video_id_list", data=np.char.encode(np.asarray(ds.ids, dtype=str), "utf-8")
-        )
+        fh.create_dataset("video_id_list", data=np.char.encode(np.asarray(ds.ids, dtype=str), "utf-8"))
     return path
 
 

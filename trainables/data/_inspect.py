@@ -45,9 +45,7 @@ def summarize(ds: Dataset) -> dict[str, Any]:
     }
 
 
-def inspect(
-    path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None
-) -> dict[str, Any]:
+def inspect(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Load ``path`` (through the cache) and summarize it; ``format`` is the on-disk format."""
     source = open_source(path, cache_dir=cache_dir)
     return {"path": str(Path(path).resolve()), "format": source.format, **summarize(source.embeddings())}
@@ -64,13 +62,8 @@ def format_inspect(d: dict[str, Any]) -> str:
         f"seconds per clip:  min {sec['min']}, mean {sec['mean']:.2f}, max {sec['max']}"
         f" ({sec['full']:,} clips have the full {d['frames']} s)",
         f"classes:           {d['classes']}"
-        + (
-            f" ({d['classes_without_positives']} with no positive clip)"
-            if d["classes_without_positives"]
-            else ""
-        ),
+        + (f" ({d['classes_without_positives']} with no positive clip)" if d["classes_without_positives"] else ""),
         f"labels per clip:   min {lab['min']}, mean {lab['mean']:.2f}, max {lab['max']}",
-        f"rarest class:      {rare['name']!r} (index {rare['index']}), "
-        f"{rare['positives']:,} positive clips",
+        f"rarest class:      {rare['name']!r} (index {rare['index']}), {rare['positives']:,} positive clips",
     ]
     return "\n".join(lines)

@@ -35,13 +35,9 @@ class Reader(Protocol):
 
     def sniff(self, path: Path) -> bool: ...
 
-    def cache_entry(
-        self, path: Path, *, n_classes: int | None, cache_dir: str | os.PathLike | None
-    ) -> Path | None: ...
+    def cache_entry(self, path: Path, *, n_classes: int | None, cache_dir: str | os.PathLike | None) -> Path | None: ...
 
-    def read(
-        self, path: Path, *, n_classes: int | None, cache_dir: str | os.PathLike | None
-    ) -> Any: ...
+    def read(self, path: Path, *, n_classes: int | None, cache_dir: str | os.PathLike | None) -> Any: ...
 
 
 READERS: list[Reader] = [CacheReader(), AudioReader(), TfrecordReader(), Hdf5Reader()]
@@ -134,7 +130,9 @@ class DataSource:
                 f"({PASS_DATA.removeprefix('pass --train with ')}); audio works with `tagtune search` "
                 "and `tagtune train` (family densenet_audio)"
             )
-        return self.read()
+        data = self.read()
+        assert isinstance(data, Dataset)
+        return data
 
 
 def open_source(

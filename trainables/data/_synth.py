@@ -118,9 +118,7 @@ def _top_up(y: np.ndarray, parent: np.ndarray, rng: np.random.Generator, k: _Kno
 
 def _class_names(parent: np.ndarray) -> tuple[str, ...]:
     """Display names like ``synthetic class 5 (parent 3)``."""
-    return tuple(
-        f"synthetic class {c}" + (f" (parent {p})" if p >= 0 else "") for c, p in enumerate(parent)
-    )
+    return tuple(f"synthetic class {c}" + (f" (parent {p})" if p >= 0 else "") for c, p in enumerate(parent))
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,9 +199,7 @@ def make_synthetic(n_clips: int = 4000, n_classes: int = 64, seed: int = 0) -> D
     block = 1024
     x = np.concatenate(
         [
-            _embed(
-                y[i : i + block], lengths[i : i + block], prototypes, distractors, offsets, rng, k
-            )
+            _embed(y[i : i + block], lengths[i : i + block], prototypes, distractors, offsets, rng, k)
             for i in range(0, n_clips, block)
         ]
     )
@@ -267,14 +263,10 @@ def synthesize(
 def _refuse_other_classes(path: Path, names: tuple[str, ...]) -> None:
     """Refuse to replace a different class list already at ``path``."""
     if path.exists() and read_class_names(path) != names:
-        raise InputError(
-            f"{path} already lists other classes: choose a new output folder or remove the file"
-        )
+        raise InputError(f"{path} already lists other classes: choose a new output folder or remove the file")
 
 
 def _refuse_existing(exists: bool, path: Path) -> None:
     """Refuse to overwrite earlier data at ``path``."""
     if exists:
-        raise InputError(
-            f"{path} already holds data: choose a new output path or remove the old files"
-        )
+        raise InputError(f"{path} already holds data: choose a new output path or remove the old files")

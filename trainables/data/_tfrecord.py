@@ -57,9 +57,7 @@ def masked_crc(data: bytes | bytearray | memoryview) -> int:
 def frame_record(payload: bytes) -> bytes:
     """Return ``payload`` wrapped in TFRecord framing (length, CRCs)."""
     length = struct.pack("<Q", len(payload))
-    return b"".join(
-        (length, _U32.pack(masked_crc(length)), payload, _U32.pack(masked_crc(payload)))
-    )
+    return b"".join((length, _U32.pack(masked_crc(length)), payload, _U32.pack(masked_crc(payload))))
 
 
 def write_record_file(path: str | os.PathLike, payloads: Iterable[bytes]) -> Path:
@@ -76,9 +74,7 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise InputError(
-            f"cannot read {path}: {exc.strerror or exc}; check the file exists and is readable"
-        ) from exc
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}; check the file exists and is readable") from exc
 
 
 def split_records(buf: bytes, path: str | os.PathLike) -> Iterator[tuple[int, int, bytes]]:
@@ -363,14 +359,14 @@ def list_shards(folder: str | os.PathLike) -> list[Path]:
 
 def read_shards(files: Sequence[str | os.PathLike]) -> RawClips:
     """Decode every record of the TFRecord ``files`` into padded arrays."""
-    files = [Path(f) for f in files]
+    paths = [Path(f) for f in files]
     parts: list[bytes] = []
     lengths: list[int] = []
     ids: list[str] = []
     labels: list[list[int]] = []
     origin: list[tuple[int, int]] = []
     truncated: list[str] = []
-    for file_index, path in enumerate(files):
+    for file_index, path in enumerate(paths):
         for index, offset, payload in split_records(_read_bytes(path), path):
             clip = _decode_record(payload, index, offset, path)
             if len(clip.frames) > MAX_FRAMES:
@@ -387,7 +383,7 @@ def read_shards(files: Sequence[str | os.PathLike]) -> RawClips:
             f"{MAX_FRAMES} (first: {truncated[0]})",
             stacklevel=2,
         )
-    return _assemble(parts, lengths, ids, labels, files, origin)
+    return _assemble(parts, lengths, ids, labels, paths, origin)
 
 
 def _assemble(
@@ -417,8 +413,7 @@ def _decode_record(payload: bytes, index: int, offset: int, path: Path) -> Clip:
         clip = parse_sequence_example(payload)
     except _Malformed as exc:
         raise InputError(
-            f"record {index} (byte offset {offset}) of {path} is not a valid SequenceExample "
-            f"({exc}): {_CORRUPT_FIX}"
+            f"record {index} (byte offset {offset}) of {path} is not a valid SequenceExample ({exc}): {_CORRUPT_FIX}"
         ) from None
     if not clip.video_id:
         raise InputError(f"no video_id in {where}: {_NOT_AUDIOSET_FIX}")
@@ -474,10 +469,7 @@ def _int64_feature(values: Sequence[int]) -> bytes:
 
 def _map(entries: Sequence[tuple[str, bytes]]) -> bytes:
     """Encode ``map<string, Message>`` entries as repeated field 1."""
-    return b"".join(
-        _len_field(1, _len_field(1, key.encode("utf-8")) + _len_field(2, value))
-        for key, value in entries
-    )
+    return b"".join(_len_field(1, _len_field(1, key.encode("utf-8")) + _len_field(2, value)) for key, value in entries)
 
 
 def encode_sequence_example(

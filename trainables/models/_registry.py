@@ -135,14 +135,10 @@ def get_family(name: str) -> FamilySpec:
         return _REGISTRY[name]
     except KeyError:
         known = ", ".join(_REGISTRY)
-        raise InputError(
-            f"unknown model family {name!r}; choose from: {known} (see `tagtune families`)"
-        ) from None
+        raise InputError(f"unknown model family {name!r}; choose from: {known} (see `tagtune families`)") from None
 
 
-def create_model(
-    name: str, *, n_frames: int, n_features: int, n_classes: int, **hparams: Any
-) -> nn.Module:
+def create_model(name: str, *, n_frames: int, n_features: int, n_classes: int, **hparams: Any) -> nn.Module:
     """Build family ``name`` for inputs ``[B, n_frames, n_features]`` and ``n_classes`` outputs.
 
     ``hparams`` may hold extra keys (the trial's training parameters); only the family's own

@@ -43,11 +43,7 @@ class FrameEmbedding(nn.Module):
         self.layers = nn.ModuleList()
         width = n_features
         for _ in range(layers):
-            self.layers.append(
-                nn.ModuleDict(
-                    {"fc": nn.Linear(width, hidden), "bn": nn.BatchNorm1d(hidden)}
-                )
-            )
+            self.layers.append(nn.ModuleDict({"fc": nn.Linear(width, hidden), "bn": nn.BatchNorm1d(hidden)}))
             width = hidden
         self.drop = nn.Dropout(dropout)
         self.out_features = width
@@ -156,9 +152,7 @@ def attention(
     if level not in ATT_LEVELS:  # configs are checked before (TrainConfig); create_model is not
         raise InputError(f"level must be one of {', '.join(ATT_LEVELS)}, got {level!r}")
     if att_activation not in ATT_ACTIVATIONS:
-        raise InputError(
-            f"att_activation must be one of {', '.join(ATT_ACTIVATIONS)}, got {att_activation!r}"
-        )
+        raise InputError(f"att_activation must be one of {', '.join(ATT_ACTIVATIONS)}, got {att_activation!r}")
     embed = FrameEmbedding(n_features, hidden, layers, dropout)
     if level == "decision":
         return DecisionAttention(embed, n_classes, att_activation)

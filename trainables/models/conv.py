@@ -78,8 +78,7 @@ class FlatConv1d(nn.Module):
 
 @register_family(
     "conv1d",
-    description="seed 002 Conv1d over the flattened clip (1 x 1280): up to 8 conv-ReLU-dropout-"
-    "maxpool layers, FC",
+    description="seed 002 Conv1d over the flattened clip (1 x 1280): up to 8 conv-ReLU-dropout-maxpool layers, FC",
     # bal_train, 2 layers: lr 1e-3 peaks at val mAUC 0.90 (epoch 3) and overfits; 3e-4 reaches
     # 0.91 by epoch 3 and keeps rising.  3 layers at 1e-3: 0.86 after 5 epochs.
     train_defaults={"lr": 3e-4},
@@ -102,9 +101,7 @@ def conv1d(
     hidden: int = 0,
     dropout: float = 0.2,
 ) -> nn.Module:
-    return FlatConv1d(
-        n_frames * n_features, n_classes, layers, channels, kernel_size, hidden, dropout
-    )
+    return FlatConv1d(n_frames * n_features, n_classes, layers, channels, kernel_size, hidden, dropout)
 
 
 class StackedConv2d(nn.Module):
@@ -132,9 +129,7 @@ class StackedConv2d(nn.Module):
             nn.Flatten(),
         )
         flat = channels * (n_frames // pool[0]) * (n_features // pool[1])
-        self.head = nn.Sequential(
-            nn.BatchNorm1d(flat), *_head(flat, hidden, n_classes, dropout)[1:]
-        )
+        self.head = nn.Sequential(nn.BatchNorm1d(flat), *_head(flat, hidden, n_classes, dropout)[1:])
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x.unsqueeze(1)))
@@ -142,8 +137,7 @@ class StackedConv2d(nn.Module):
 
 @register_family(
     "conv2d",
-    description="seed 002 Conv2d over the stacked seconds (1 x 10 x 128): 3 convs, a max-pool, "
-    "BN, FC",
+    description="seed 002 Conv2d over the stacked seconds (1 x 10 x 128): 3 convs, a max-pool, BN, FC",
     constraints={"channels": CHANNELS, "kernel_size": KERNEL, "hidden": HIDDEN, "dropout": DROPOUT},
 )
 def conv2d(

@@ -153,6 +153,15 @@ def densenet_audio(
         front, width = Waveform(hop=hop, channels=wave_channels), wave_channels
     low = LowLevel(ops, width, low_channels)
     growths = growths_for(depth, growth, max_growth)
-    body = DenseNet(ops, low.out_channels, n_classes, growths, [2] * depth, kernel_size=3,
-                    bottleneck=bottleneck, se_reduction=se_reduction, dropout=dropout)
+    body = DenseNet(
+        ops,
+        low.out_channels,
+        n_classes,
+        growths,
+        [2] * depth,
+        kernel_size=3,
+        bottleneck=bottleneck,
+        se_reduction=se_reduction,
+        dropout=dropout,
+    )
     return AudioDenseNet(front, low, body)

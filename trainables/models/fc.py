@@ -47,9 +47,7 @@ def fc1(*, n_frames: int, n_features: int, n_classes: int, dropout: float = 0.0)
     train_defaults={"lr": 3e-4},
     constraints={"hidden": WIDTH, "dropout": DROPOUT},
 )
-def fc2(
-    *, n_frames: int, n_features: int, n_classes: int, hidden: int = 1024, dropout: float = 0.2
-) -> nn.Module:
+def fc2(*, n_frames: int, n_features: int, n_classes: int, hidden: int = 1024, dropout: float = 0.2) -> nn.Module:
     return FC(n_frames * n_features, (hidden,), n_classes, dropout)
 
 

@@ -59,9 +59,7 @@ class GatedCNN(nn.Module):
             ]
             width, steps = conv_channels, steps // pool
         self.down = nn.Sequential(*pools)
-        self.rnn = nn.GRU(
-            conv_channels, rnn_hidden, num_layers=2, batch_first=True, bidirectional=True
-        )
+        self.rnn = nn.GRU(conv_channels, rnn_hidden, num_layers=2, batch_first=True, bidirectional=True)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(2 * rnn_hidden, n_classes)
 
@@ -69,9 +67,6 @@ class GatedCNN(nn.Module):
         h = self.down(self.gated(x.transpose(1, 2)))  # [B, C, T']
         out, _ = self.rnn(h.transpose(1, 2))
         return self.head(self.drop(out.mean(dim=1)))
-
-
-
 
 
 @register_family(
@@ -97,6 +92,4 @@ def gcnn(
     rnn_hidden: int = 128,
     dropout: float = 0.3,
 ) -> nn.Module:
-    return GatedCNN(
-        n_frames, n_features, n_classes, filters, kernel_size, conv_channels, rnn_hidden, dropout
-    )
+    return GatedCNN(n_frames, n_features, n_classes, filters, kernel_size, conv_channels, rnn_hidden, dropout)

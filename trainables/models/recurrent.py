@@ -28,9 +28,7 @@ class StackedLSTM(nn.Module):
     ):
         super().__init__()
         widths = (n_features, *hidden)
-        self.lstms = nn.ModuleList(
-            nn.LSTM(widths[i], widths[i + 1], batch_first=True) for i in range(len(hidden))
-        )
+        self.lstms = nn.ModuleList(nn.LSTM(widths[i], widths[i + 1], batch_first=True) for i in range(len(hidden)))
         self.drop = nn.Dropout(dropout)
         layers: list[nn.Module] = []
         width = n_frames * hidden[-1]
@@ -70,9 +68,7 @@ def lstm(
     fc2: int = 1024,
     dropout: float = 0.2,
 ) -> nn.Module:
-    return StackedLSTM(
-        n_frames, n_features, n_classes, (hidden1, hidden2, hidden3), (fc1, fc2), dropout
-    )
+    return StackedLSTM(n_frames, n_features, n_classes, (hidden1, hidden2, hidden3), (fc1, fc2), dropout)
 
 
 class SkipBiLSTM(nn.Module):

@@ -37,9 +37,7 @@ class FrameTransformer(nn.Module):
         layer = nn.TransformerEncoderLayer(
             n_features, heads, ff, dropout, activation="gelu", batch_first=True, norm_first=True
         )
-        self.encoder = nn.TransformerEncoder(
-            layer, layers, norm=nn.LayerNorm(n_features), enable_nested_tensor=False
-        )
+        self.encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(n_features), enable_nested_tensor=False)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(n_features, n_classes)
 
