@@ -183,9 +183,25 @@ def space_dir(override: str | os.PathLike[str] | None = None) -> Path:
     return Path(chosen) if chosen else DEFAULT_DIR
 
 
+def _check_values(p: Param, constraint: Any, where: str, family: str) -> None:
+    """Every value ``p`` can take must pass the config's check of that key (the range's ends, each
+    choice, the constant), so a bad space fails when it is loaded, before any trial trains."""
+    if p.kind == "categorical":
+        values: tuple[Any, ...] = p.choices
+    elif p.kind == "const":
+        values = (p.value,)
+    else:
+        values = (int(p.low), int(p.high)) if p.kind == "int" else (p.low, p.high)
+    for value in values:
+        try:
+            constraint.check(p.name, value)
+        except InputError as exc:
+            raise SpaceError(f"{where}: {exc} (family {family!r})") from None
+
+
 def load_space(family: str, directory: str | os.PathLike[str] | None = None) -> SearchSpace:
     """Load, merge (common + family) and validate the space of ``family``."""
-    from tagtune.trainables.config import TRAIN_DEFAULTS
+    from tagtune.trainables.config import TRAIN_CONSTRAINTS, TRAIN_DEFAULTS
     from tagtune.trainables.models import get_family
 
     spec = get_family(family)
@@ -210,7 +226,9 @@ def load_space(family: str, directory: str | os.PathLike[str] | None = None) -> 
             raise SpaceError(
                 f"{where}: unknown parameter {name!r} for family {family!r}; allowed: {', '.join(sorted(allowed))}"
             )
-        params.append(_parse_param(name, raw, where))
+        param = _parse_param(name, raw, where)
+        _check_values(param, spec.constraints.get(name) or TRAIN_CONSTRAINTS[name], where, family)
+        params.append(param)
     names = {p.name for p in params}
     for p in params:
         for cond, _ in p.when:

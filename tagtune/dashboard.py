@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 
 from tagtune.tracking import (
     EVAL_METRICS,
+    SUMMARY_COLUMNS,
     TASK_COLUMNS,
     Trials,
     ensemble_rows,
@@ -31,17 +32,7 @@ from tagtune.tracking import (
     with_finals,
 )
 
-SEARCH_COLUMNS = [
-    "family",
-    "trials",
-    "completed",
-    "failed",
-    "max_mAUC",
-    "min_mAUC",
-    "mean_mAUC",
-    "std_mAUC",
-    "best_mAP",
-]
+SEARCH_COLUMNS = [c for c in SUMMARY_COLUMNS if c != "mean_epoch_s"]  # runtime has its own table
 DASHBOARD_ARTIFACT_DIR = "dashboard"
 DASHBOARD_FILE = "dashboard.html"
 

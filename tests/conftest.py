@@ -95,22 +95,28 @@ def tiny_train(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthesize(tmp_path_factory.mktemp("tiny") / "synth", n_clips=400, n_classes=12, seed=1)
 
 
-@pytest.fixture
-def search_spec(workdir: Path, tiny_train: Path) -> Callable[..., Any]:
-    """A factory of real :class:`tagtune.search.SearchSpec` s shrunk to seconds: ``tiny_train``,
-    one ``fc1`` trial of 1 epoch on 1 CPU, the MLflow store (``mlflow.db``), Ray's state and the
-    data cache in tmp_path (``workdir``); keyword arguments override any field."""
+def shrunk_spec(root: Path, train: Path, **fields: Any) -> Any:
+    """A real :class:`tagtune.search.SearchSpec` shrunk to seconds: ``train``, one ``fc1`` trial
+    of 1 epoch on 1 CPU, Ray's state under ``root``; keyword arguments override any field."""
     from tagtune.search import SearchSpec
 
-    def make(**fields: Any) -> SearchSpec:
-        values: dict[str, Any] = {
-            "train": str(tiny_train),
-            "families": ["fc1"],
-            "trials_per_family": 1,
-            "max_epochs": 1,
-            "cpus_per_trial": 1.0,
-            "storage_path": str(workdir / "tagtune-runs"),
-        }
-        return SearchSpec(**{**values, **fields})
+    values: dict[str, Any] = {
+        "train": str(train),
+        "families": ["fc1"],
+        "trials_per_family": 1,
+        "max_epochs": 1,
+        "cpus_per_trial": 1.0,
+        "storage_path": str(root / "tagtune-runs"),
+    }
+    return SearchSpec(**{**values, **fields})
+
+
+@pytest.fixture
+def search_spec(workdir: Path, tiny_train: Path) -> Callable[..., Any]:
+    """A factory of :func:`shrunk_spec` s on ``tiny_train`` with the MLflow store (``mlflow.db``),
+    Ray's state and the data cache in tmp_path (``workdir``)."""
+
+    def make(**fields: Any) -> Any:
+        return shrunk_spec(workdir, tiny_train, **fields)
 
     return make

@@ -23,13 +23,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import AUDIOSET, require_shared
+from conftest import AUDIOSET, require_shared, shrunk_spec, start_local_ray
 from mlflow import MlflowClient
 
 from tagtune.cli import main
 from tagtune.commands import report
 from tagtune.finalize import FinalizeSpec, finalize, fit_slice, ranked, top_trials
-from tagtune.search import SearchSpec, run_search
+from tagtune.search import run_search
 from tagtune.tracking import Tag
 from tagtune.tracking.registry import clip_inputs, unique_names
 from tagtune.tracking.trials import TrialRow, best_step, search_trials
@@ -65,22 +65,12 @@ def fin(tmp_path_factory):
     evald = write_cache(_subset(ds, slice(400, 500)), root / "eval")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    start_local_ray()
     try:
-        search = run_search(
-            SearchSpec(
-                train=str(train),
-                families=["fc1", "fc2"],
-                trials_per_family=2,
-                max_epochs=2,
-                experiment="fin",
-                tracking_uri=uri,
-                storage_path=str(root / "ray"),
-                seed=0,
-            ),
-            echo=lambda line: None,
+        spec = shrunk_spec(
+            root, train, families=["fc1", "fc2"], trials_per_family=2, max_epochs=2, experiment="fin", tracking_uri=uri
         )
+        search = run_search(spec, echo=lambda line: None)
         outcome = finalize(
             FinalizeSpec(experiment="fin", train=str(train), eval=str(evald), top_k=2, tracking_uri=uri),
             echo=lambda line: None,

@@ -34,15 +34,12 @@ def test_metrics_on_cuda_match_cpu():
 
 
 @needs_cuda
-def test_four_trials_share_one_gpu(workdir):
+def test_four_trials_share_one_gpu(search_spec):
     from mlflow import MlflowClient
 
-    from tagtune.search import SearchSpec, run_search
-    from tagtune.trainables.data import synthesize
+    from tagtune.search import run_search
 
-    synth = synthesize(workdir / "synth", n_clips=400, n_classes=12, seed=1)
-    spec = SearchSpec(
-        train=str(synth),
+    spec = search_spec(
         families=["fc2"],
         trials_per_family=4,
         max_epochs=2,

@@ -153,11 +153,13 @@ def test_binary_task_reports_f1(ray_local, search_spec, tiny_train, workdir):
 def test_raising_trial_is_failed_with_reason_and_search_goes_on(ray_local, search_spec, workdir):
     spaces = workdir / "spaces"
     spaces.mkdir()
-    (spaces / "fc2.yaml").write_text("params:\n  init: {value: bogus}\n")  # raises inside the trial
-    spec = search_spec(families=["fc2", "fc1"], experiment="raise", spaces_dir=str(spaces), max_failures=0)
+    # A value the space and the config accept, which only the data refuses: 3 heads do not divide
+    # the 128-d frames, so the trial raises when it builds its model.
+    (spaces / "transformer.yaml").write_text("params:\n  heads: {value: 3}\n  layers: {value: 1}\n")
+    spec = search_spec(families=["transformer", "fc1"], experiment="raise", spaces_dir=str(spaces), max_failures=0)
     outcome, client, runs = _search_by_family(spec)
-    assert runs["fc2"].info.status == "FAILED"
-    assert "unknown init 'bogus'" in runs["fc2"].data.tags[Tag.ERROR]
+    assert runs["transformer"].info.status == "FAILED"
+    assert "heads must divide the frame width 128" in runs["transformer"].data.tags[Tag.ERROR]
     assert runs["fc1"].info.status == "FINISHED"
     import optuna
 
@@ -166,7 +168,7 @@ def test_raising_trial_is_failed_with_reason_and_search_goes_on(ray_local, searc
         s.study_name.rsplit("/", 1)[1]: optuna.load_study(study_name=s.study_name, storage=storage).trials[0].state
         for s in optuna.get_all_study_summaries(storage)
     }
-    assert states == {"fc2": optuna.trial.TrialState.FAIL, "fc1": optuna.trial.TrialState.COMPLETE}
+    assert states == {"transformer": optuna.trial.TrialState.FAIL, "fc1": optuna.trial.TrialState.COMPLETE}
 
 
 def test_killed_worker_gets_the_trial_retried(ray_local, search_spec, workdir, monkeypatch):

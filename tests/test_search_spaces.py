@@ -52,6 +52,11 @@ def _write(tmp_path, family_body: str, common: str = "params: {}\n"):
         ("params:\n  dropout: {lo: 0, high: 1}\n", "unknown key"),
         ("params: [1, 2\n", "not valid YAML"),
         ("params:\n  momentum: {low: 0.1, high: 0.9, when: {solver: sgd}}\n", "depends on 'solver'"),
+        # Values the config refuses are refused when the space loads, before any trial trains.
+        ("params:\n  lr: {low: -1.0, high: 0.1}\n", "lr must be"),
+        ("params:\n  batch_size: {choices: [0, 64]}\n", "batch_size must be"),
+        ("params:\n  optimizer: {choices: [adam, sideways]}\n", "sideways"),
+        ("params:\n  dropout: {value: 1.5}\n", "dropout must be"),
     ],
 )
 def test_invalid_spaces_raise_space_error_naming_the_file(tmp_path, body, message):

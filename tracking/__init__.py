@@ -32,7 +32,7 @@ from tagtune.tracking.schema import (
     search_spec,
     to_params,
 )
-from tagtune.tracking.summary import TASK_COLUMNS, family_summary, to_markdown
+from tagtune.tracking.summary import SUMMARY_COLUMNS, TASK_COLUMNS, family_summary, to_markdown
 from tagtune.tracking.tables import (
     EVAL_METRICS,
     PER_CLASS_ARTIFACT,
@@ -47,6 +47,7 @@ from tagtune.tracking.trials import TrialRow, Trials, child_runs, rank_by_family
 __all__ = [
     "EVAL_METRICS",
     "PER_CLASS_ARTIFACT",
+    "SUMMARY_COLUMNS",
     "TASK_COLUMNS",
     "TrialRow",
     "Trials",

@@ -196,6 +196,130 @@ def make_ema(model: nn.Module, decay: float) -> Any:
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
+@dataclass
+class _Training:
+    """One trial's training state: the model, what is validated (``scored``: the EMA average or
+    the model), the optimizer, schedule and EMA, the batches and the validation split."""
+
+    cfg: Mapping[str, Any]
+    device: torch.device
+    task: str
+    model: nn.Module
+    scored: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    ema: Any
+    batches: Batches
+    val_idx: Tensor
+    y_val: Tensor
+    gen: torch.Generator
+
+
+def _setup(cfg: Mapping[str, Any], data: TrialData, max_epochs: int, dev: torch.device) -> _Training:
+    """Build the model (seeded, initialized, prior output bias), optimizer, schedule, EMA and
+    batches of a trial, in the order that fixes its random numbers."""
+    y_task = task_labels(cfg, data)
+    task = model_task(cfg, data.single_label)
+    kind_batches = BATCHES[data.kind]
+    kind_batches.check_config(cfg)
+    torch.manual_seed(int(cfg["seed"]))
+    n_frames, n_features, n_classes = data.shape
+    model = build_model(cfg, n_frames=n_frames, n_features=n_features, n_classes=n_classes, task=task)
+    apply_init(model, str(cfg["init"]))
+    if cfg["output_bias"] == "prior":
+        rate = torch.from_numpy(y_task[np.asarray(data.train_idx)].mean(axis=0))
+        # Softmax outputs want the bias log(p): the log-odds of p / (1 + p).
+        init_output_bias(model, rate / (1 + rate) if task == "singlelabel" else rate)
+    model.to(dev)
+    optimizer = make_optimizer(str(cfg["optimizer"]), model.parameters(), cfg)
+    ema = make_ema(model, float(cfg["ema_decay"]))
+    scheduler = make_scheduler(
+        optimizer,
+        str(cfg["lr_schedule"]),
+        max_epochs=max_epochs,
+        step_epochs=int(cfg["lr_step_epochs"]),
+        gamma=float(cfg["lr_gamma"]),
+    )
+    batches = kind_batches(cfg, data, y_task, dev)
+    val_idx = torch.from_numpy(np.array(data.val_idx, dtype=np.int64)).to(dev)
+    return _Training(
+        cfg=cfg,
+        device=dev,
+        task=task,
+        model=model,
+        scored=ema.module if ema is not None else model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        ema=ema,
+        batches=batches,
+        val_idx=val_idx,
+        y_val=batches.y[val_idx].bool(),
+        gen=torch.Generator(device="cpu").manual_seed(int(cfg["seed"])),
+    )
+
+
+def _train_epoch(run: _Training, epoch: int) -> float:
+    """One epoch of training; its mean training loss.  Raises :class:`TrainingDiverged`."""
+    cfg, dev, model, batches = run.cfg, run.device, run.model, run.batches
+    batch_size, grad_clip = int(cfg["batch_size"]), float(cfg["grad_clip"])
+    mask_alpha, single = float(cfg["loss_mask_alpha"]), run.task == "singlelabel"
+    model.train()
+    order = batches.order(run.gen)
+    total, count = torch.zeros((), device=dev), 0
+    for b in range(0, len(order), batch_size):
+        idx = order[b : b + batch_size]
+        xb, yb = batches.make(idx)
+        with autocast(dev):
+            logits = model(xb)
+        verified = batches.verified[idx] if batches.verified is not None else None
+        loss, reported = _batch_loss(logits.float(), yb, mask_alpha, verified, single)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        run.optimizer.step()
+        if run.ema is not None:
+            run.ema.update_parameters(model)
+        total += reported * len(idx)
+        count += len(idx)
+    if run.scheduler is not None:
+        run.scheduler.step()
+    train_loss = float(total) / max(count, 1)
+    if not math.isfinite(train_loss):
+        raise TrainingDiverged(
+            f"training loss became {train_loss} in epoch {epoch} "
+            f"(family {cfg['family']}, lr {cfg['lr']}); lower the learning rate or set grad_clip"
+        )
+    return train_loss
+
+
+#: The task's own validation metrics (beyond mAUC, mAP, d-prime and the loss), as logged.
+_TASK_METRICS = {"binary": ("f1",), "singlelabel": ("accuracy", "map3"), "multilabel": ()}
+
+
+def _epoch_metrics(
+    epoch: int, train_loss: float, val: Mapping[str, float], task: str, seconds: float
+) -> dict[str, float]:
+    """An epoch's logged metrics (``val_*`` and the task's own)."""
+    metrics = {
+        "epoch": float(epoch),
+        "train_loss": train_loss,
+        "val_loss": val["loss"],
+        "val_mAUC": val["mAUC"],
+        "val_mAP": val["mAP"],
+        "val_dprime": val["dprime"],
+        "epoch_seconds": seconds,
+    }
+    metrics.update({f"val_{key}": val[key] for key in _TASK_METRICS[task]})
+    return metrics
+
+
+def _best_so_far(best: Mapping[str, float], task: str) -> dict[str, float]:
+    """The ``best_val_*`` metrics of the best epoch so far."""
+    keys = ("mAUC", "mAP", *_TASK_METRICS[task])
+    return {f"best_val_{key}": best[f"val_{key}"] for key in keys}
+
+
 def fit(
     config: Mapping[str, Any],
     data: TrialData,
@@ -216,101 +340,23 @@ def fit(
         raise InputError(f"--max-epochs must be at least 1, got {max_epochs}")
     cfg = resolve_config(config)
     dev = device if isinstance(device, torch.device) else pick_device(device)
-    y_task = task_labels(cfg, data)
-    binary = cfg["target_class"] is not None
-    task = model_task(cfg, data.single_label)
-    single = task == "singlelabel"
-    kind_batches = BATCHES[data.kind]
-    kind_batches.check_config(cfg)
-    torch.manual_seed(int(cfg["seed"]))
-    n_frames, n_features, n_classes = data.shape
-    model = build_model(cfg, n_frames=n_frames, n_features=n_features, n_classes=n_classes, task=task)
-    apply_init(model, str(cfg["init"]))
-    if cfg["output_bias"] == "prior":
-        rate = torch.from_numpy(y_task[np.asarray(data.train_idx)].mean(axis=0))
-        # Softmax outputs want the bias log(p): the log-odds of p / (1 + p).
-        init_output_bias(model, rate / (1 + rate) if single else rate)
-    model.to(dev)
-    optimizer = make_optimizer(str(cfg["optimizer"]), model.parameters(), cfg)
-    ema = make_ema(model, float(cfg["ema_decay"]))
-    scored = ema.module if ema is not None else model  # what is validated, kept and reported
-    scheduler = make_scheduler(
-        optimizer,
-        str(cfg["lr_schedule"]),
-        max_epochs=max_epochs,
-        step_epochs=int(cfg["lr_step_epochs"]),
-        gamma=float(cfg["lr_gamma"]),
-    )
-
-    batches = kind_batches(cfg, data, y_task, dev)
-    val_idx = torch.from_numpy(np.array(data.val_idx, dtype=np.int64)).to(dev)
-    y_val = batches.y[val_idx].bool()
-    batch_size = int(cfg["batch_size"])
-    grad_clip = float(cfg["grad_clip"])
-    mask_alpha = float(cfg["loss_mask_alpha"])
-    gen = torch.Generator(device="cpu").manual_seed(int(cfg["seed"]))
-
+    run = _setup(cfg, data, max_epochs, dev)
     best: dict[str, float] = {}
     best_state: dict[str, Tensor] = {}
     history: list[dict[str, float]] = []
     for epoch in range(1, max_epochs + 1):
         start = time.perf_counter()
-        model.train()
-        order = batches.order(gen)
-        total, count = torch.zeros((), device=dev), 0
-        for b in range(0, len(order), batch_size):
-            idx = order[b : b + batch_size]
-            xb, yb = batches.make(idx)
-            with autocast(dev):
-                logits = model(xb)
-            verified = batches.verified[idx] if batches.verified is not None else None
-            loss, reported = _batch_loss(logits.float(), yb, mask_alpha, verified, single)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            total += reported * len(idx)
-            count += len(idx)
-        if scheduler is not None:
-            scheduler.step()
-        train_loss = float(total) / max(count, 1)
-        if not math.isfinite(train_loss):
-            raise TrainingDiverged(
-                f"training loss became {train_loss} in epoch {epoch} "
-                f"(family {cfg['family']}, lr {cfg['lr']}); lower the learning rate or set grad_clip"
-            )
-        val = task_metrics(batches.predict_logits(scored, val_idx), y_val, task)
+        train_loss = _train_epoch(run, epoch)
+        val = task_metrics(run.batches.predict_logits(run.scored, run.val_idx), run.y_val, run.task)
         if dev.type == "cuda":
             torch.cuda.synchronize()
-        metrics = {
-            "epoch": float(epoch),
-            "train_loss": train_loss,
-            "val_loss": val["loss"],
-            "val_mAUC": val["mAUC"],
-            "val_mAP": val["mAP"],
-            "val_dprime": val["dprime"],
-            "epoch_seconds": time.perf_counter() - start,
-        }
-        if binary:
-            metrics["val_f1"] = val["f1"]
-        if single:
-            metrics["val_accuracy"] = val["accuracy"]
-            metrics["val_map3"] = val["map3"]
+        metrics = _epoch_metrics(epoch, train_loss, val, run.task, time.perf_counter() - start)
         improved = not best or metrics["val_mAUC"] > best["val_mAUC"]
         if improved:
             best = dict(metrics)
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in scored.state_dict().items()}
-        metrics["best_val_mAUC"] = best["val_mAUC"]
-        metrics["best_val_mAP"] = best["val_mAP"]
-        if binary:
-            metrics["best_val_f1"] = best["val_f1"]
-        if single:
-            metrics["best_val_accuracy"] = best["val_accuracy"]
-            metrics["best_val_map3"] = best["val_map3"]
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in run.scored.state_dict().items()}
+        metrics.update(_best_so_far(best, run.task))
         history.append(metrics)
         if on_epoch is not None:
-            on_epoch(metrics, improved, scored)
+            on_epoch(metrics, improved, run.scored)
     return FitResult(best=best, best_state=copy.copy(best_state), history=history)
