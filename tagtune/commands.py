@@ -95,7 +95,10 @@ def train(
     from tagtune.trainables.trial import model_meta, save_model
 
     config = read_config(config_path)
-    full = resolve_config(config)
+    try:
+        full = resolve_config(config)
+    except InputError as exc:
+        raise InputError(f"--config {config_path}: {exc}") from None
     if max_epochs < 1:
         raise InputError(f"--max-epochs must be at least 1, got {max_epochs}")
     if not Path(train_path).exists():

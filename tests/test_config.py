@@ -341,7 +341,8 @@ def _train(tmp_path: Path, monkeypatch, capsys, family: str, line: str, train: P
 def test_train_with_a_bad_config_exits_2_before_the_data(family, line, message, tmp_path, monkeypatch, capsys):
     code, err = _train(tmp_path, monkeypatch, capsys, family, line, tmp_path / "no-such-data")
     assert code == 2
-    assert err == f"tagtune: error: {message}\n"  # one line, the config's error, not the path's
+    # one line naming the file and the config's error (not the missing data path's)
+    assert err == f"tagtune: error: --config {tmp_path / 'bad.yaml'}: {message}\n"
 
 
 def test_train_checks_the_config_before_reading_real_data(tmp_path, monkeypatch, capsys):
