@@ -52,6 +52,8 @@ def _add_store_flags(p: argparse.ArgumentParser, experiment_required: bool = Tru
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tagtune.resources import RULE
+
     parser = argparse.ArgumentParser(
         prog="tagtune",
         description="Hyperparameter search for audio tagging: Ray Tune runs Optuna-guided trials "
@@ -102,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--gpus-per-trial",
         type=float,
-        default=0.0,
-        help="GPUs per trial; fractions share a GPU, e.g. 0.25 = 4 trials per GPU",
+        default=None,
+        metavar="N",
+        help=f"GPUs per trial; fractions share a GPU, e.g. 0.25 = 4 trials per GPU ({RULE})",
     )
     p.add_argument("--max-concurrent", type=int, default=None, help="at most this many trials at once")
     p.add_argument("--address", default=None, help="join a running Ray cluster at HOST:PORT (default: local Ray)")
@@ -302,7 +305,8 @@ def _cmd_families(_: argparse.Namespace) -> None:
 
     for name in list_families():
         spec = get_family(name)
-        print(f"{name} [{spec.inputs}]: {spec.description}")
+        per_gpu = f"{spec.trials_per_gpu} trial{'s' if spec.trials_per_gpu > 1 else ''} per GPU"
+        print(f"{name} [{spec.inputs}, {per_gpu}]: {spec.description}")
         space = load_space(name)
         sampled = {p.name for p in space.params}
         for p in space.params:

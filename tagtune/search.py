@@ -248,7 +248,7 @@ def _trainable(spec: SearchSpec, data: TrialData) -> Any:
 
     return tune.with_resources(
         tune.with_parameters(tune_trial, data=data, max_epochs=spec.max_epochs),
-        {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial},
+        {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial or 0.0},
     )
 
 
@@ -293,7 +293,22 @@ def _start(
             raise
     if spec.address:
         check_storage_for_cluster(spec.storage_path)
+    choose_trial_gpus(spec, say)
     return client, uri, data
+
+
+def choose_trial_gpus(spec: SearchSpec, say: Callable[[str], None]) -> None:
+    """Set ``spec.gpus_per_trial`` from the running Ray cluster's resources when it is None (the
+    flag not given; :func:`tagtune.resources.choose_gpus`) and say what the trials get.  Runs
+    after Ray is up and before the parent run records the spec, so the recorded number is the
+    chosen one (and a resumed search reuses it)."""
+    import ray
+
+    from tagtune.resources import choose_gpus
+
+    choice = choose_gpus(ray.cluster_resources(), spec.families, spec.cpus_per_trial, spec.gpus_per_trial)
+    spec.gpus_per_trial = choice.gpus_per_trial
+    say(choice.line)
 
 
 def _tuner(spec: SearchSpec, data: TrialData, run_name: str, storage: str, search_alg: Any, callback: Any) -> Any:
@@ -379,7 +394,7 @@ def run_search(
         say(
             f"searching {', '.join(spec.families)}: {spec.trials_per_family} trials each, "
             f"up to {spec.max_epochs} epochs, {spec.cpus_per_trial:g} CPU / "
-            f"{spec.gpus_per_trial:g} GPU per trial; MLflow: {uri}"
+            f"{spec.gpus_per_trial or 0:g} GPU per trial; MLflow: {uri}"
         )
         results = _tuner(spec, data, run_name, storage, searcher, logger).fit()
         say(f"Ray Tune state: {ray_path}")
@@ -418,6 +433,8 @@ def resume_search(
     data = prepare_data(spec)
     say(_describe(data, time.perf_counter() - t0))
     _init_ray(address)
+    if spec.gpus_per_trial is None:  # recorded before the search chose it: choose it now
+        choose_trial_gpus(spec, say)
     with reopen_run(client, parent_id):
         say(f"resuming search run {parent_id} from {ray_path}")
         tuner = tune.Tuner.restore(

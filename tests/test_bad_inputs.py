@@ -56,6 +56,7 @@ CORPUS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("invalid YAML config", ("train", "--config", "{badyaml}", "--train", "{synth}"), ("not valid YAML",)),
     ("bad validation fraction", ("search", "--train", "{synth}", "--val-fraction", "0"), ("--val-fraction",)),
     ("zero CPUs per trial", ("search", "--train", "{synth}", "--cpus-per-trial", "0"), ("--cpus-per-trial",)),
+    ("negative GPUs per trial", ("search", "--train", "{synth}", "--gpus-per-trial", "-1"), ("--gpus-per-trial",)),
     ("negative retries", ("search", "--train", "{synth}", "--max-failures", "-1"), ("--max-failures",)),
     ("nothing to resume", ("resume", "--experiment", "never-ran"), ("no experiment named 'never-ran'",)),
 ]

@@ -272,7 +272,9 @@ class SearchSpec:
     seed: int = 0
     val_fraction: float = 0.2
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
+    # None: chosen from the cluster when the search starts (tagtune.resources.choose_gpus); the
+    # parent run records the chosen number, so a resumed search reuses it.
+    gpus_per_trial: float | None = None
     max_concurrent: int | None = None
     address: str | None = dataclasses.field(default=None, metadata=NOT_PARAM)
     storage_path: str = dataclasses.field(default="tagtune-runs", metadata=PATH)
@@ -298,7 +300,7 @@ class SearchSpec:
             raise InputError(f"--val-fraction must be between 0 and 1, got {self.val_fraction}")
         if self.cpus_per_trial <= 0:
             raise InputError(f"--cpus-per-trial must be positive, got {self.cpus_per_trial}")
-        if self.gpus_per_trial < 0:
+        if self.gpus_per_trial is not None and self.gpus_per_trial < 0:
             raise InputError(f"--gpus-per-trial must be 0 or more, got {self.gpus_per_trial}")
         if self.max_concurrent is not None and self.max_concurrent < 1:
             raise InputError(f"--max-concurrent must be at least 1, got {self.max_concurrent}")

@@ -16,6 +16,7 @@ the one bf16 autocast and the one batched forward pass over embeddings.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -56,8 +57,10 @@ class Batches(Protocol):
 
 
 def autocast(device: torch.device) -> Any:
-    """bf16 autocast on CUDA, a no-op elsewhere."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    """bf16 autocast on CUDA, a no-op elsewhere (and on CUDA too with ``TAGTUNE_BF16=0`` in the
+    environment: float32 throughout, e.g. to compare bf16 against float32)."""
+    enabled = device.type == "cuda" and os.environ.get("TAGTUNE_BF16", "1") != "0"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 @torch.no_grad()

@@ -17,11 +17,10 @@ from __future__ import annotations
 import os
 import struct
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import crc32c as _crc32c
 import numpy as np
 
 from tagtune.trainables.errors import InputError
@@ -48,9 +47,22 @@ _WT_VARINT, _WT_I64, _WT_LEN, _WT_I32 = 0, 1, 2, 5
 # --------------------------------------------------------------------------------------------
 
 
+_CRC32C: list[Callable[[bytes | bytearray | memoryview], int]] = []
+
+
+def _crc32c(data: bytes | bytearray | memoryview) -> int:
+    """CRC32C of ``data``; ``crc32c`` is imported on first use, so the training loop (which
+    never reads TFRecords) imports without it (a GPU machine may have only PyTorch)."""
+    if not _CRC32C:
+        from crc32c import crc32c
+
+        _CRC32C.append(crc32c)
+    return int(_CRC32C[0](data))
+
+
 def masked_crc(data: bytes | bytearray | memoryview) -> int:
     """Return TFRecord's masked CRC32C of ``data``."""
-    crc = _crc32c.crc32c(data)
+    crc = _crc32c(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 

@@ -37,6 +37,9 @@ class FamilySpec:
     train_defaults: dict[str, Any] = field(default_factory=dict)
     inputs: str = "embeddings"  # or "audio": what data the family is built for
     declared: dict[str, Constraint] = field(default_factory=dict)  # the registered constraints
+    # How many of its trials share one GPU when --gpus-per-trial is left to tagtune
+    # (tagtune.resources.choose_gpus); a reasoned default, not yet measured on a GPU.
+    trials_per_gpu: int = 2
 
     @property
     def hparams(self) -> dict[str, Any]:
@@ -79,10 +82,15 @@ def register_family(
     train_defaults: dict[str, Any] | None = None,
     inputs: str = "embeddings",
     constraints: dict[str, Constraint] | None = None,
+    trials_per_gpu: int = 2,
 ) -> Callable[[Builder], Builder]:
     """Register ``fn`` as the family ``name``; ``train_defaults`` override training defaults;
     ``inputs`` says which data it is for (``embeddings`` or raw ``audio``); ``constraints`` say
-    what each hyperparameter may be (e.g. ``{"level": choice("feature", "decision")}``)."""
+    what each hyperparameter may be (e.g. ``{"level": choice("feature", "decision")}``);
+    ``trials_per_gpu``: how many of its trials share one GPU by default (see
+    :func:`tagtune.resources.choose_gpus`)."""
+    if trials_per_gpu < 1:
+        raise RuntimeError(f"family {name!r}: trials_per_gpu must be at least 1, got {trials_per_gpu}")
 
     def decorator(fn: Builder) -> Builder:
         if name in _REGISTRY:
@@ -94,6 +102,7 @@ def register_family(
             train_defaults=dict(train_defaults or {}),
             inputs=inputs,
             declared=dict(constraints or {}),
+            trials_per_gpu=trials_per_gpu,
         )
         _REGISTRY[name] = _checked(spec)
         return fn
@@ -109,9 +118,11 @@ def register_variant(
     defaults: dict[str, Any],
     train_defaults: dict[str, Any] | None = None,
     constraints: dict[str, Constraint] | None = None,
+    trials_per_gpu: int | None = None,
 ) -> None:
     """Register ``name`` as ``base`` with other default hyperparameters (not a copy); its
-    ``constraints`` replace the base's for the hyperparameters they name."""
+    ``constraints`` replace the base's for the hyperparameters they name; it inherits the base's
+    ``trials_per_gpu`` unless given."""
     parent = get_family(base)
     unknown = set(defaults) - set(parent.hparams)
     if unknown:
@@ -120,7 +131,16 @@ def register_variant(
     declared = {**parent.declared, **(constraints or {})}
     merged_defaults = {**parent.defaults, **defaults}
     _REGISTRY[name] = _checked(
-        FamilySpec(name, parent.builder, description, merged_defaults, merged_train, parent.inputs, declared)
+        FamilySpec(
+            name,
+            parent.builder,
+            description,
+            merged_defaults,
+            merged_train,
+            parent.inputs,
+            declared,
+            trials_per_gpu=parent.trials_per_gpu if trials_per_gpu is None else trials_per_gpu,
+        )
     )
 
 

@@ -88,6 +88,9 @@ def growths_for(depth: int, growth: int, max_growth: int) -> list[int]:
     description="seed 003 audio DenseNet: log-mel or waveform front end on the device, one dense "
     "block (1x1 + 3x3 conv, SE, max-pool per module), GAP, multi-head softmax; raw audio + CSV",
     inputs="audio",
+    # Raw audio: the whole waveform set sits on the device and the front end runs there, so a
+    # trial gets the GPU's memory and compute to itself.
+    trials_per_gpu=1,
     train_defaults={
         "batch_size": 32,
         "lr": 3e-3,
