@@ -67,3 +67,18 @@ def test_bench_vs_optuna_prints_ratio_and_efficiency(split):
     root, train, _ = split
     out = _run("bench_vs_optuna.py", "--data", str(train), "--trials", "2", "--epochs", "1", cwd=root)
     assert "| wall-time ratio tagtune / Optuna |" in out and "| search efficiency |" in out
+
+
+def test_bench_gpu_packs_the_data_and_runs_end_to_end_on_cpu(split):
+    """The device script's Python part, on CPU (all but CUDA itself): --pack, then --quick."""
+    root, train, _ = split
+    npz = root / "gpu_data" / "train.npz"
+    assert "400 clips" in _run("bench_gpu.py", "--pack", str(npz), "--source", str(train), cwd=root)
+    out = _run("bench_gpu.py", "--data", str(npz), "--device", "cpu", "--quick", "--processes", "2", cwd=root)
+    for row in (
+        "| seconds per epoch | fc2",
+        "| trials per hour | attention, 2 processes",
+        "| bf16 autocast vs float32",
+    ):
+        assert row in out
+    assert "| metrics on the device vs scikit-learn |" in out and "| <= 1e-6 | yes |" in out
