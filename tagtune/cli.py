@@ -194,9 +194,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-register", action="store_true", help="log the models but leave the registry alone")
     p.add_argument("--html", default=None, metavar="OUT", help="also write the dashboard to OUT")
 
-    p = sub.add_parser("predict", help="top K labels (names and scores) for each clip of a data set")
+    p = sub.add_parser(
+        "predict",
+        help="top K labels (names and scores) for each clip of a data set or each audio file",
+        description="Top K labels with names and scores per clip (embedding models) or per audio file "
+        "(densenet_audio models). Audio files are decoded at their own rate and resampled (soxr) to the "
+        "model's; a file longer than the model's crop_samples is cut into windows of crop_samples "
+        "(hop: half of it, the last window ending at the file's end) and the scores are pooled as the "
+        "mean of the windows' probabilities. A file that cannot be tagged (corrupt, empty, silent, a "
+        "sample rate below the model's) gets one error line on stderr and the others are still tagged; "
+        "exit code 2 when no file could be tagged.",
+    )
     p.add_argument("--model", required=True, help="models:/NAME/VERSION, runs:/RUN_ID[/PATH], or a checkpoint folder")
-    p.add_argument("--input", required=True, help="clips: a folder of *.tfrecord, an .h5 file or a tagtune cache")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="embedding model: a folder of *.tfrecord, an .h5 file or a tagtune cache; audio model: a "
+        "wav/flac/ogg file, a folder of them (recursive) or a CSV of files (a path/file/filename/fname "
+        "column, relative to the CSV, or a data set's CSV such as fsdd_meta.csv)",
+    )
     p.add_argument("--top-k", type=int, default=5, help="labels per clip (default: %(default)s)")
     p.add_argument(
         "--format",
@@ -353,7 +369,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     elif args.command == "predict":
         from tagtune.predict import format_predictions, predictions
 
-        items = predictions(args.model, args.input, k=args.top_k, tracking_uri=args.tracking_uri)
+        def file_error(message: str) -> None:  # one line per audio file that could not be tagged
+            sys.stdout.flush()
+            print(f"tagtune: error: {message}", file=sys.stderr, flush=True)
+
+        items = predictions(args.model, args.input, k=args.top_k, tracking_uri=args.tracking_uri, on_error=file_error)
         try:
             for line in format_predictions(items, args.format):
                 print(line)

@@ -8,6 +8,22 @@ integers work); clips are rounded and clipped to 0..255, then zero-padded or cut
 ``T`` frames (seed 001 pads every clip to 10 s).  The output is a table with one float column per
 class, named by the class names, so a serving answer reads
 ``{"predictions": [{"Speech": 0.91, "Music": 0.02, ...}, ...]}``.
+
+A raw-audio checkpoint (``densenet_audio``: its config has a ``sample_rate``) takes audio
+instead (:func:`audio_signature`): a table with one row per clip and the columns ``audio`` (the
+samples, a list of floats in [-1, 1]), ``sample_rate`` (Hz, optional) and ``path`` (a wav, flac
+or ogg file the model reads itself, at the file's rate; optional), or a list/array of samples, a
+2-D array (one clip per row), a path string.  The params ``sample_rate`` (the rate of rows with
+none; default the model's) and ``windows`` (default false: whole clips, scored as validation
+scores them; true: windows of the model's ``crop_samples``, hop half, probabilities averaged).
+Each clip is resampled with soxr to the model's rate and run through the front end and the
+network (:class:`tagtune.trainables.audio.inference.AudioTagger`); a clip the model cannot take (no
+samples, silence, a rate below the model's) is refused with a one-line message, an HTTP 400
+when served.  A serving request::
+
+    {"dataframe_records": [{"audio": [0.0, 0.01, ...], "sample_rate": 8000}], "params": {"windows": true}}
+
+answers ``{"predictions": [{"0": 0.97, "1": 0.001, ...}]}`` (FSDD's classes are the digits).
 """
 
 from __future__ import annotations
@@ -18,7 +34,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import mlflow.pyfunc
@@ -30,12 +46,19 @@ from tagtune.trainables.data import fit_frames
 from tagtune.trainables.ensemble import ENSEMBLE_METHODS, combine_scores
 from tagtune.trainables.errors import InputError
 
+if TYPE_CHECKING:
+    from tagtune.trainables.audio.inference import AudioTagger
+
 __all__ = [
+    "AUDIO_INPUT_COLUMNS",
     "ENSEMBLE_METHODS",
     "LoggedTagger",
     "TaggerModel",
+    "audio_inputs",
+    "audio_signature",
     "combine_scores",
     "clip_inputs",
+    "is_audio_checkpoint",
     "log_tagger",
     "registered_model_name",
     "resolve_checkpoint",
@@ -105,6 +128,12 @@ class TaggerModel(PythonModel):
         first = self.metas[0]
         self.n_frames, self.n_features = int(first["n_frames"]), int(first["n_features"])
         self.columns = unique_names(first.get("class_names") or [str(i) for i in range(first["n_classes"])])
+        from tagtune.trainables.audio.inference import AudioTagger, is_audio_meta
+
+        self.audio: AudioTagger | None = None
+        if is_audio_meta(first):
+            self.audio = AudioTagger(list(zip(self.models, self.metas, strict=True)), self.weights, self.method)
+            self.columns = unique_names(self.audio.class_names)
 
     def scores(self, x: Any) -> np.ndarray:
         """Probabilities ``[N, C]`` (float32) for clips ``x`` (see :func:`clip_inputs`)."""
@@ -121,11 +150,139 @@ class TaggerModel(PythonModel):
     # ``np.ndarray`` is a hint MLflow infers no schema from: the tensor signature stays in charge.
     def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """A table of scores, one column per class (named by the class names)."""
+        if self.audio is not None:
+            return pd.DataFrame(self.audio_scores(model_input, params), columns=self.columns)
         if isinstance(model_input, pd.DataFrame):
             model_input = model_input.to_numpy()
         elif isinstance(model_input, dict):
             model_input = next(iter(model_input.values()))
         return pd.DataFrame(self.scores(model_input), columns=self.columns)
+
+    def audio_scores(self, model_input: Any, params: Mapping[str, Any] | None = None) -> np.ndarray:
+        """Probabilities ``[N, C]`` of audio input (see :func:`audio_inputs`); bad input is an
+        ``MlflowException`` (INVALID_PARAMETER_VALUE: HTTP 400 when served) with the one-line reason."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        assert self.audio is not None
+        params = dict(params or {})
+        try:
+            clips, rates, names = audio_inputs(model_input, params.get("sample_rate") or self.audio.sample_rate)
+            return self.audio.scores(clips, rates, windows=_flag(params.get("windows", False)), names=names)
+        except InputError as exc:
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+
+
+AUDIO_INPUT_COLUMNS = ("audio", "sample_rate", "path")
+"""The columns of an audio model's input table (each optional; a row needs ``audio`` or ``path``)."""
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes")
+    return bool(value)
+
+
+def _missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(np.ndim(value) == 0 and pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def audio_inputs(model_input: Any, default_rate: Any) -> tuple[list[np.ndarray], list[Any], list[str]]:
+    """Clips (float32 sample arrays), their rates (as given: checked when scored) and names (for
+    messages) from an audio model's input.
+
+    ``model_input``: a table with :data:`AUDIO_INPUT_COLUMNS` (a row's ``path`` is read at the
+    file's rate; a row's ``audio`` is at its ``sample_rate``, else at ``default_rate``), a dict of
+    those columns, a path, a list of paths, a list or 1-D array of samples (one clip), or a 2-D
+    array / list of lists (one clip per row).
+    """
+    from tagtune.trainables.audio.inference import load_waveform
+
+    if isinstance(model_input, dict):
+        audio = model_input.get("audio")
+        one_clip = audio is not None and np.ndim(audio) == 1 and all(np.ndim(v) == 0 for v in audio)
+        model_input = pd.DataFrame({k: [v] for k, v in model_input.items()} if one_clip else dict(model_input))
+    if isinstance(model_input, (str, os.PathLike)):
+        model_input = pd.DataFrame({"path": [str(model_input)]})
+    if isinstance(model_input, (list, tuple)):
+        if model_input and all(isinstance(v, (str, os.PathLike)) for v in model_input):
+            model_input = pd.DataFrame({"path": [str(v) for v in model_input]})
+        elif model_input and all(np.ndim(v) == 0 for v in model_input):
+            model_input = np.asarray(model_input, dtype=np.float32)
+        else:
+            model_input = pd.DataFrame({"audio": list(model_input)})
+    if isinstance(model_input, np.ndarray):
+        arr = model_input.astype(np.float32) if model_input.dtype != object else model_input
+        rows = [arr] if arr.ndim == 1 and arr.dtype != object else list(arr)
+        model_input = pd.DataFrame({"audio": rows})
+    if not isinstance(model_input, pd.DataFrame):
+        raise InputError(
+            f"audio model input must be a table with columns audio/sample_rate/path, got {type(model_input).__name__}"
+        )
+    unknown = [str(c) for c in model_input.columns if c not in AUDIO_INPUT_COLUMNS]
+    if unknown or not {"audio", "path"} & set(model_input.columns):
+        raise InputError(
+            f"audio model input has columns {', '.join(map(str, model_input.columns)) or 'none'}; "
+            "give each clip as `audio` (samples) with its `sample_rate`, or as `path` (a wav/flac/ogg file)"
+        )
+    clips: list[np.ndarray] = []
+    rates: list[Any] = []
+    names: list[str] = []
+    for i, row in enumerate(model_input.to_dict("records")):
+        path = row.get("path")
+        if not _missing(path):
+            audio, file_rate = load_waveform(str(path))
+            clips.append(audio)
+            rates.append(file_rate)
+            names.append(str(path))
+            continue
+        audio = row.get("audio")
+        if audio is None or (np.ndim(audio) == 0 and _missing(audio)):
+            raise InputError(f"row {i} of the input has neither audio nor path; give one of them")
+        rate = row.get("sample_rate")
+        clips.append(np.asarray(audio, dtype=np.float32) if np.ndim(audio) else np.zeros(0, np.float32))
+        rates.append(default_rate if _missing(rate) else rate)
+        names.append(f"row {i}")
+    return clips, rates, names
+
+
+def audio_signature(class_names: Sequence[str], sample_rate: int) -> Any:
+    """Input: columns ``audio`` (array of doubles), ``sample_rate`` (long), ``path`` (string), each
+    optional; params ``sample_rate`` (default ``sample_rate``) and ``windows`` (default false);
+    output: one float column per class."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+    from mlflow.types.schema import Array
+
+    inputs = Schema(
+        [
+            ColSpec(Array("double"), "audio", required=False),
+            ColSpec("long", "sample_rate", required=False),
+            ColSpec("string", "path", required=False),
+        ]
+    )
+    outputs = Schema([ColSpec("float", name) for name in unique_names(class_names)])
+    params = ParamSchema([ParamSpec("sample_rate", "long", int(sample_rate)), ParamSpec("windows", "boolean", False)])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
+
+
+def is_audio_checkpoint(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``model.json`` of a raw-audio checkpoint folder, else ``None``."""
+    import json
+
+    from tagtune.trainables.audio.inference import is_audio_meta
+    from tagtune.trainables.trial import CHECKPOINT_META
+
+    try:
+        meta = json.loads((Path(folder) / CHECKPOINT_META).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if is_audio_meta(meta) else None
 
 
 def tagger_signature(class_names: Sequence[str], n_features: int) -> Any:
@@ -178,12 +335,26 @@ def log_tagger(
 
     The model's code is the installed ``trainables``/``tracking`` packages (serve it with
     ``--env-manager local`` from tagtune's environment); the weights travel as artifacts.
+    Raw-audio checkpoints (``densenet_audio``) get the audio signature (:func:`audio_signature`;
+    ``n_frames``/``n_features`` are not used) and their rate and crop in the metadata.
     """
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     artifacts = {f"member{i}": str(Path(c)) for i, c in enumerate(checkpoints)}
     weights = list(weights) if weights is not None else [1.0] * len(checkpoints)
-    example = np.zeros((1, n_frames, n_features), dtype=np.float32)
+    audio_meta = is_audio_checkpoint(checkpoints[0]) if checkpoints else None
+    example: Any = np.zeros((1, n_frames, n_features), dtype=np.float32)
+    signature = tagger_signature(class_names, n_features)
+    extra = dict(extra_metadata or {})
+    if audio_meta is not None:
+        from tagtune.trainables.audio.inference import audio_settings
+
+        rate, crop = audio_settings(audio_meta)
+        signature = audio_signature(class_names, rate)
+        # A 440 Hz tone of one crop: the input example MLflow validates and the UI shows.
+        tone = 0.5 * np.sin(2 * np.pi * 440.0 * np.arange(crop) / rate)
+        example = pd.DataFrame({"audio": [np.round(tone, 4)], "sample_rate": [rate]})
+        extra = {"input": "audio", "sample_rate": rate, "crop_samples": crop, **extra}
     quiet = [logging.getLogger(n) for n in ("mlflow.pyfunc", "mlflow.models")]
     levels = [lg.level for lg in quiet]
     for lg in quiet:  # "Validating input example against model signature" on every model
@@ -198,7 +369,7 @@ def log_tagger(
                 model_config=(
                     {"method": method, "weights": [float(w) for w in weights]} if len(checkpoints) > 1 else None
                 ),
-                signature=tagger_signature(class_names, n_features),
+                signature=signature,
                 input_example=example,
                 pip_requirements=_requirements(),
                 registered_model_name=registered_name,
@@ -207,7 +378,7 @@ def log_tagger(
                         "class_names": list(class_names),
                         "method": method,
                         "weights": [float(w) for w in weights],
-                        **dict(extra_metadata or {}),
+                        **extra,
                     }
                 },
             )

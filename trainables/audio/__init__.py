@@ -14,7 +14,10 @@ Typical use::
 
 The training loop (:func:`tagtune.trainables.loop.fit`) reads such data through
 :class:`tagtune.trainables.audio.batches.AudioBatches`; the ``densenet_audio`` family's front ends live in
-:mod:`tagtune.trainables.audio.frontends`; seed 003's ensemble in :mod:`tagtune.trainables.ensemble`.
+:mod:`tagtune.trainables.audio.frontends`; seed 003's ensemble in :mod:`tagtune.trainables.ensemble`;
+tagging recordings with trained checkpoints (``AudioTagger``, ``load_waveform``, ...) in
+:mod:`tagtune.trainables.audio.inference`, imported from there (it reads configs and checkpoints,
+whose model families import this package).
 """
 
 from __future__ import annotations
