@@ -1,106 +1,99 @@
-"""FSDD quality: train densenet_audio on the train split, score the official test split.
+"""FSDD quality through the commands: `tagtune search` then `tagtune finalize` on seed 003's system.
 
-    python benchmarks/bench_fsdd.py [--config cfg.yaml] [--set key=value ...] [--max-epochs 12]
-                                    [--threads 1] [--seed 0] [--ensemble]
+    python benchmarks/bench_fsdd.py [--max-epochs 12] [--trials-per-family 1] [--top-k 1]
+                                    [--cpus-per-trial 1] [--seed 0] [--out bench-fsdd]
 
-The validation split (20%, seeded) is carved from FSDD's 2700 ``train`` clips and selects the
-best epoch (highest val_mAUC, as in a search); the 300 ``test`` clips (index 0-4 of every
-speaker and digit) are scored once at the end: accuracy, MAP@3, mAUC, mAP.  ``--config`` takes a
-``tagtune export`` YAML (or a flat mapping); without it the family's defaults are used.
-``--ensemble`` also trains the waveform front end and scores seed 003's weighted geometric-mean
-ensemble of the two (log-mel weight 1.5, waveform 1).  Wall and process CPU time are printed.
+The same functions the CLI calls, in process: ``run_search`` searches ``densenet_audio`` on
+FSDD (its first trial runs the family's defaults; the validation split is a seeded 20% of the
+2700 ``train`` clips and picks each trial's best epoch), then ``finalize`` retrains each chosen
+trial on all 2700 train + validation clips for the epochs its trial peaked at and scores the
+official ``test`` split once (300 clips, index 0-4 of every speaker and digit): accuracy, MAP@3,
+mAUC, mAP; with two or more finals (``--trials-per-family 2 --top-k 2``) also seed 003's
+weighted geometric-mean ensemble, its members and weights chosen on the validation split.
+Everything is logged in ``<out>/mlflow.db`` (experiment ``bench-fsdd``); the models are logged
+but not registered (``--register`` registers them).  Wall and process CPU time are printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
+from pathlib import Path
 
-import torch
-import yaml
 from _common import SHARED, machine, print_table
 
-from tagtune.trainables.audio import audio_trial_data, load_audio_dataset, score_ensemble
-from tagtune.trainables.audio.batches import AudioBatches
-from tagtune.trainables.config import resolve_config
-from tagtune.trainables.loop import build_model, fit, model_task, task_labels
-from tagtune.trainables.metrics import task_metrics
+from tagtune.finalize import FinalizeSpec, finalize
+from tagtune.search import SearchSpec, run_search
 
 FSDD = SHARED / "fsdd"
-
-
-def train_and_score(config: dict, ds, args: argparse.Namespace) -> tuple[dict[str, float], torch.Tensor, float, float]:
-    """(test metrics, test softmax scores, wall s, CPU s) of one config."""
-    data = audio_trial_data(ds, val_fraction=0.2, seed=args.seed)
-    cfg = resolve_config(config)
-    wall, cpu = time.perf_counter(), time.process_time()
-
-    def report(m: dict[str, float], improved: bool, _model: object) -> None:
-        print(
-            f"  epoch {int(m['epoch'])}: train_loss {m['train_loss']:.3f} val_acc {m['val_accuracy']:.4f} "
-            f"val_mAUC {m['val_mAUC']:.4f}{' *' if improved else ''} ({m['epoch_seconds']:.1f} s)",
-            flush=True,
-        )
-
-    result = fit(cfg, data, max_epochs=args.max_epochs, device="cpu", on_epoch=report)
-    task = model_task(cfg, data.single_label)
-    model = build_model(cfg, n_frames=0, n_features=1, n_classes=len(ds.class_names), task=task)
-    model.load_state_dict(result.best_state)
-    _, _, test_idx = ds.splits(0.2, args.seed)
-    batches = AudioBatches(cfg, data, task_labels(cfg, data), torch.device("cpu"))
-    idx = torch.from_numpy(test_idx)
-    logits = batches.predict_logits(model, idx)
-    metrics = task_metrics(logits, batches.y[idx].bool(), task)
-    metrics["best_epoch"] = result.best["epoch"]
-    metrics["val_accuracy"] = result.best["val_accuracy"]
-    return metrics, logits.softmax(dim=1), time.perf_counter() - wall, time.process_time() - cpu
+EXPERIMENT = "bench-fsdd"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--data", default=str(FSDD))
-    parser.add_argument("--config", default=None, help="a tagtune export YAML or a flat mapping")
-    parser.add_argument(
-        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="override config values (YAML values)"
-    )
     parser.add_argument("--max-epochs", type=int, default=12)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--trials-per-family", type=int, default=1)
+    parser.add_argument("--top-k", type=int, default=1, help="finals: the search's K best trials")
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--ensemble", action="store_true")
+    parser.add_argument("--spaces", default=None, help="a search-space folder (default: the shipped spaces)")
+    parser.add_argument("--out", default="bench-fsdd", help="folder for the MLflow store and Ray's state")
+    parser.add_argument("--register", action="store_true", help="also register the finals in the model registry")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
 
-    config: dict = {"family": "densenet_audio"}
-    if args.config:
-        from tagtune.tracking.export import read_config
-
-        config = read_config(args.config)
-    for item in args.set:
-        key, _, value = item.partition("=")
-        config[key] = yaml.safe_load(value)
-    ds = load_audio_dataset(args.data, sample_rates=[int(resolve_config(config)["sample_rate"])])
-    runs = [(str(resolve_config(config)["front_end"]), {**config})]
-    if args.ensemble:
-        runs = [("logmel", {**config, "front_end": "logmel"}), ("waveform", {**config, "front_end": "waveform"})]
-    rows, scores = [], []
-    for name, cfg in runs:
-        print(f"{name}: {cfg}", flush=True)
-        m, s, wall, cpu = train_and_score(cfg, ds, args)
-        scores.append(s)
-        rows.append(
-            [name, m["accuracy"], m["map3"], m["mAUC"], m["mAP"], m["val_accuracy"], int(m["best_epoch"]), wall, cpu]
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{out / 'mlflow.db'}"
+    wall, cpu = time.perf_counter(), time.process_time()
+    search = run_search(
+        SearchSpec(
+            train=args.data,
+            families=["densenet_audio"],
+            trials_per_family=args.trials_per_family,
+            max_epochs=args.max_epochs,
+            experiment=EXPERIMENT,
+            tracking_uri=uri,
+            seed=args.seed,
+            cpus_per_trial=args.cpus_per_trial,
+            storage_path=str(out / "tagtune-runs"),
+            spaces_dir=args.spaces,
         )
-    if args.ensemble:
-        y = ds.y[ds.splits(0.2, args.seed)[2]]
-        e = score_ensemble(scores, y, [1.5, 1.0])
-        rows.append(["geomean ensemble", e["accuracy"], e["map3"], e["mAUC"], e["mAP"], "", "", "", ""])
+    )
+    search_s = time.perf_counter() - wall
+    outcome = finalize(
+        FinalizeSpec(
+            experiment=EXPERIMENT,
+            train=args.data,
+            top_k=args.top_k,
+            tracking_uri=uri,
+            run_id=search.parent_run_id,
+            register=args.register,
+            seed=args.seed,
+        )
+    )
+    final_s = time.perf_counter() - wall - search_s
+    rows = []
+    for _, row in outcome.finals.iterrows():
+        rows.append(
+            [
+                row["name"],
+                row["eval_accuracy"],
+                row["eval_map3"],
+                row["eval_mAUC"],
+                row["eval_mAP"],
+                "" if math.isnan(row["epochs"]) else int(row["epochs"]),
+                "" if math.isnan(row["train_s"]) else row["train_s"],
+            ]
+        )
     print(
-        f"\n# FSDD official test split ({len(ds.splits(0.2, args.seed)[2])} clips), {args.max_epochs} epochs, "
-        f"seed {args.seed}\n# {machine()}\n"
+        f"\n# FSDD official test split, densenet_audio, {args.trials_per_family} trial(s) of at most "
+        f"{args.max_epochs} epochs, top {args.top_k}, seed {args.seed}; search {search_s:.0f} s, finalize "
+        f"{final_s:.0f} s, driver CPU {time.process_time() - cpu:.0f} s\n# {machine()}\n"
+        f"# store: {uri}, search run {outcome.parent_run_id}\n"
     )
-    print_table(
-        ["model", "test_acc", "test_MAP@3", "test_mAUC", "test_mAP", "val_acc", "best_epoch", "wall_s", "cpu_s"], rows
-    )
+    print_table(["model", "test_acc", "test_MAP@3", "test_mAUC", "test_mAP", "epochs", "train_s"], rows)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ that computes what it draws (that is what the tests check), as in optuna's visua
 
 from __future__ import annotations
 
+from tagtune.dashboards._confusion import confusion_data, confusion_figure
 from tagtune.dashboards._html import Section, build_html, table_html
 from tagtune.dashboards._importance import importance_figure, infer_distribution, param_importances, rebuild_study
 from tagtune.dashboards._per_class import per_class_data, per_class_figure
@@ -26,6 +27,8 @@ from tagtune.dashboards._search import (
 __all__ = [
     "Section",
     "build_html",
+    "confusion_data",
+    "confusion_figure",
     "history_data",
     "history_figure",
     "importance_figure",

@@ -17,7 +17,6 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from tagtune.tracking import (
-    EVAL_METRICS,
     SUMMARY_COLUMNS,
     TASK_COLUMNS,
     Trials,
@@ -31,6 +30,7 @@ from tagtune.tracking import (
     to_markdown,
     with_finals,
 )
+from tagtune.tracking.tables import confusion_from_run, eval_columns
 
 SEARCH_COLUMNS = [c for c in SUMMARY_COLUMNS if c != "mean_epoch_s"]  # runtime has its own table
 DASHBOARD_ARTIFACT_DIR = "dashboard"
@@ -53,6 +53,9 @@ class ReportData:
     finals: pd.DataFrame
     per_class: pd.DataFrame | None = None
     per_class_source: str = ""
+    confusion: pd.DataFrame | None = None
+    """The best single-label final's confusion matrix on the test split (long form), if any."""
+    confusion_source: str = ""
 
     @property
     def has_finals(self) -> bool:
@@ -87,7 +90,23 @@ def collect(
     )
     if per_class:
         data.per_class, data.per_class_source = best_per_class(client, parent, trials, finals)
+        data.confusion, data.confusion_source = best_confusion(client, finals)
     return data
+
+
+def best_confusion(client: MlflowClient, finals: pd.DataFrame) -> tuple[pd.DataFrame | None, str]:
+    """The confusion matrix of the single-label final (kind ``final``) with the highest
+    ``eval_accuracy`` on the test split, and which final it is; ``(None, "")`` without one."""
+    if finals.empty or "eval_accuracy" not in finals:
+        return None, ""
+    scored = finals[(finals["kind"] == "final") & finals["eval_accuracy"].notna()]
+    if scored.empty:
+        return None, ""
+    final = scored.loc[cast(int, scored["eval_accuracy"].idxmax())]
+    table = confusion_from_run(client, str(final["run_id"]))
+    if table is None:
+        return None, ""
+    return table, f"final {final['name']} on the test split, eval accuracy {final['eval_accuracy']:.4f}"
 
 
 def best_per_class(
@@ -139,7 +158,7 @@ def search_table(data: ReportData) -> pd.DataFrame:
     """Table 1: per family the search's max/min/mean mAUC (Fig. 4) and, when there are finals,
     the final's eval scores; ensembles as extra rows."""
     cols = SEARCH_COLUMNS + [c for c in TASK_COLUMNS if c in data.summary.columns]
-    cols += list(EVAL_METRICS) if data.has_finals else []
+    cols += list(eval_columns(data.finals)) if data.has_finals else []
     table = data.summary.reindex(columns=cols)
     if data.has_finals and not data.ensembles.empty:
         table = pd.concat([table, data.ensembles.reindex(columns=cols)], ignore_index=True)
@@ -185,6 +204,7 @@ def dashboard_html(data: ReportData) -> str:
     from tagtune.dashboards import (
         Section,
         build_html,
+        confusion_figure,
         history_figure,
         importance_figure,
         learning_curves_figure,
@@ -232,6 +252,15 @@ def dashboard_html(data: ReportData) -> str:
             note=data.per_class_source,
         )
     )
+    if data.confusion is not None:
+        sections.append(
+            Section(
+                "Confusion matrix of the best final on the test split",
+                figure=confusion_figure(data.confusion, data.confusion_source),
+                note=data.confusion_source + "; rows: true class, columns: predicted class, colour: the "
+                "share of the true class's clips, text: clip counts.",
+            )
+        )
     return build_html(
         f"tagtune report: {data.experiment}",
         sections,

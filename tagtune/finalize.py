@@ -25,6 +25,16 @@ that is not already a final is retrained as one (rank > 1, not registered on its
 split cannot be rebuilt (--train is not the search's data), every final is a member, weighted
 ``max(val_mAUC - 0.5, 0.01)`` of its trial, normalized.  The parent run gets ``final_<family>_eval_*`` and
 ``ensemble_<method>_eval_*`` metrics and a ``tagtune.final.<name>`` tag with each model URI.
+
+Raw audio (seed 003, ``--train`` an audio CSV or its folder): the finals retrain on the search's
+training and validation clips (the CSV's test clips are never trained on), for the epochs at
+which their trials peaked, and are scored on the data set's held-out test split: the clips the
+CSV marks ``test`` (FSDD's official split), or every clip of ``--eval`` when that is another
+audio CSV of the same classes; without either, finalize refuses (exit 2) and names ``--eval``.
+Single-label data add ``eval_accuracy`` and ``eval_map3`` (MAP@3) to ``eval_mAUC/eval_mAP`` and
+log the test split's confusion matrix (``eval/confusion.csv``).  The ensemble is seed 003's
+weighted geometric mean (rows normalized to a distribution), its members and weights chosen on
+the search's validation split exactly as for embeddings (greedy selection on validation mAP).
 """
 
 from __future__ import annotations
@@ -46,7 +56,16 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 
-from tagtune.scoring import SplitUnavailable, evaluate, score_clips, score_trials, validation_split
+from tagtune.scoring import (
+    SplitUnavailable,
+    audio_validation_split,
+    evaluate,
+    load_trial_checkpoint,
+    score_audio,
+    score_clips,
+    score_trials,
+    validation_split,
+)
 from tagtune.tracking import (
     PER_CLASS_ARTIFACT,
     RunKind,
@@ -64,10 +83,19 @@ from tagtune.tracking import (
     search_trials,
 )
 from tagtune.tracking.registry import log_tagger, registered_model_name
-from tagtune.trainables.ensemble import ENSEMBLE_METHODS, combine_scores, ensemble_weights, greedy_weights
+from tagtune.tracking.tables import CONFUSION_ARTIFACT, confusion_table
+from tagtune.trainables.ensemble import (
+    ENSEMBLE_METHODS,
+    combine_scores,
+    ensemble_weights,
+    greedy_weights,
+    weighted_geomean,
+)
 from tagtune.trainables.errors import InputError
 
 __all__ = [
+    "AUDIO_ENSEMBLE_METHODS",
+    "AUDIO_FIT_SLICE",
     "FIT_SLICE",
     "FinalizeOutcome",
     "FinalizeSpec",
@@ -82,6 +110,10 @@ __all__ = [
 
 FIT_SLICE = 2048
 """At most this many training clips are scored each epoch as ``fit_*`` (not a held-out score)."""
+AUDIO_FIT_SLICE = 512
+"""The same for raw audio, where scoring whole clips costs a good part of an epoch."""
+AUDIO_ENSEMBLE_METHODS = ("geomean",)
+"""Seed 003's ensemble of audio finals: the weighted geometric mean."""
 
 Say = Callable[[str], None]
 Planned = tuple[str, int, TrialRow]
@@ -94,7 +126,9 @@ class FinalizeSpec:
 
     experiment: str
     train: str
-    eval: str
+    eval: str | None = None
+    """Embeddings: the eval split (required).  Audio: optional, another audio CSV of test files;
+    by default the clips --train's CSV marks ``test``."""
     top_k: int = 1
     max_epochs: int | None = None
     tracking_uri: str | None = None
@@ -114,10 +148,10 @@ class FinalizeSpec:
         if self.max_epochs is not None and self.max_epochs < 1:
             raise InputError(f"--max-epochs must be at least 1, got {self.max_epochs}")
         for flag, path in (("--train", self.train), ("--eval", self.eval)):
-            if not Path(path).exists():
+            if path is not None and not Path(path).exists():
                 raise InputError(
                     f"{flag} {path}: no such file or folder; pass a folder of *.tfrecord, "
-                    "an .h5 file or a tagtune cache"
+                    "an .h5 file, a tagtune cache, or an audio CSV (or its folder)"
                 )
 
 
@@ -203,9 +237,100 @@ class FinalsData:
     eval_x: Any  # torch uint8 [N, T, F], a writable copy of the mmap
     eval_y: np.ndarray
 
+    kind = "embeddings"
+    methods = ENSEMBLE_METHODS
+    single_label = False
+    test_from = ""
+
     @property
     def class_names(self) -> tuple[str, ...]:
         return tuple(self.train.class_names)
+
+    @property
+    def n_train(self) -> int:
+        return int(self.train.n_clips)
+
+    @property
+    def n_eval(self) -> int:
+        return int(self.eval.n_clips)
+
+    def score(self, model: Any, config: Any, device: Any) -> np.ndarray:
+        """A final's probabilities on the eval clips."""
+        return score_clips(model, self.eval_x, device)
+
+    def validation(self, session: Session, rows: list[TrialRow]) -> tuple[list[np.ndarray], np.ndarray] | None:
+        """The trials' scores on the search's validation split, and its labels (see
+        :func:`_validation_scores`)."""
+        return _validation_scores(session, self.train, rows)
+
+    def combine(self, scores: list[np.ndarray], weights: list[float], method: str) -> np.ndarray:
+        return combine_scores(scores, weights, method)
+
+
+@dataclass
+class AudioFinalsData:
+    """Raw audio finals: the search's training and validation clips (a fit slice scored each
+    epoch) and the held-out test clips they are scored on."""
+
+    train: Any  # AudioDataset of --train
+    data: Any  # TrialData: train + validation clips, the fit slice as its "validation"
+    test: Any  # TrialData whose clips ``test_idx`` are scored (--train's, or --eval's)
+    test_idx: np.ndarray
+    eval_y: np.ndarray
+    test_from: str
+    """Where the test clips come from, e.g. ``test split of .../fsdd_meta.csv``."""
+
+    kind = "audio"
+    methods = AUDIO_ENSEMBLE_METHODS
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.train.class_names)
+
+    @property
+    def single_label(self) -> bool:
+        return bool(self.train.single_label)
+
+    @property
+    def n_train(self) -> int:
+        return len(self.data.train_idx)
+
+    @property
+    def n_eval(self) -> int:
+        return len(self.test_idx)
+
+    def score(self, model: Any, config: Any, device: Any) -> np.ndarray:
+        """A final's probabilities on the test clips (whole clips, softmax when single-label)."""
+        return score_audio(model, config, self.test, self.test_idx, device)
+
+    def validation(self, session: Session, rows: list[TrialRow]) -> tuple[list[np.ndarray], np.ndarray] | None:
+        """Each trial's best checkpoint scored on the search's validation clips, with their labels;
+        None when the split cannot be rebuilt or a checkpoint is missing."""
+        try:
+            split = audio_validation_split(session.parent, self.train)
+        except SplitUnavailable as exc:
+            session.say(f"ensemble weights: {exc}; they come from the trials' val_mAUC")
+            return None
+        scores = []
+        with tempfile.TemporaryDirectory(prefix="tagtune-sources-") as work:
+            for row in rows:
+                try:
+                    model = load_trial_checkpoint(session.client, row.run_id, Path(work) / row.run_id)
+                except (MlflowException, OSError, ValueError, KeyError) as exc:
+                    session.say(f"ensemble weights: no checkpoint for trial {row.run_id[:8]} ({exc}); using val_mAUC")
+                    return None
+                cfg = _full_config(row, row.family)
+                scores.append(score_audio(model, cfg, split.data, split.idx, session.device))
+        return scores, split.y
+
+    def combine(self, scores: list[np.ndarray], weights: list[float], method: str) -> np.ndarray:
+        """Seed 003's weighted geometric mean, each row a distribution on single-label data."""
+        if method == "geomean" and self.single_label:
+            return weighted_geomean(scores, weights, normalize=True).astype(np.float32)
+        return combine_scores(scores, weights, method)
+
+
+Finals = FinalsData | AudioFinalsData
 
 
 def _load(path: str, flag: str) -> Any:
@@ -244,6 +369,7 @@ def load_finals_data(spec: FinalizeSpec, parent: Any, say: Say) -> FinalsData:
     from tagtune.trainables.loop import TrialData
 
     t0 = time.perf_counter()
+    assert spec.eval is not None  # finalize refuses embeddings without --eval
     train_ds, eval_ds = _load(spec.train, "--train"), _load(spec.eval, "--eval")
     _check_data(spec, parent, train_ds, eval_ds)
     say(
@@ -259,6 +385,101 @@ def load_finals_data(spec: FinalizeSpec, parent: Any, say: Say) -> FinalsData:
     )
     eval_x = torch.from_numpy(np.array(eval_ds.x, dtype=np.uint8))
     return FinalsData(train_ds, eval_ds, data, eval_x, np.asarray(eval_ds.y, dtype=bool))
+
+
+def _audio_test(spec: FinalizeSpec, ds: Any) -> tuple[Any, np.ndarray, str]:
+    """(the dataset the test clips come from, their indices, where from): the clips --train's
+    CSV marks ``test``, or those of --eval when that is another audio CSV (its ``test`` clips
+    where it marks some, else all of them); InputError when there is no test split."""
+    from tagtune.trainables.data import find_csv, open_source
+
+    csv = ds.table.csv_path
+    other: Any = None
+    if spec.eval is not None:
+        try:
+            source = open_source(spec.eval)
+        except InputError as exc:
+            raise InputError(f"--eval {spec.eval}: {exc}") from None
+        if source.kind != "audio":
+            raise InputError(
+                f"--eval {spec.eval} holds embeddings but --train {spec.train} holds audio files; "
+                "pass --eval an audio CSV of test files with the same classes (or leave it out)"
+            )
+        if find_csv(spec.eval).resolve() != csv:
+            other = source.read()
+    if other is None:
+        idx = np.flatnonzero(ds.table.split == "test")
+        if idx.size == 0:
+            raise InputError(
+                f"--train {spec.train}: {csv.name} marks no clip as test (no split column with test rows), "
+                "so nothing is held out to score the finals on; pass --eval a CSV of test files "
+                "with the same classes, or add a split column (train/test)"
+            )
+        return ds, idx, f"test split of {csv}"
+    if tuple(other.class_names) != tuple(ds.class_names):
+        raise InputError(
+            f"--eval {spec.eval} has classes {', '.join(other.class_names[:5])}... that differ from "
+            f"--train's {', '.join(ds.class_names[:5])}...; pass test files of the same classes"
+        )
+    marked = np.flatnonzero(other.table.split == "test")
+    idx = marked if marked.size else np.arange(other.n_clips)
+    return other, idx, f"{'test split' if marked.size else 'all clips'} of {other.table.csv_path}"
+
+
+def load_audio_finals(spec: FinalizeSpec, source: Any, say: Say) -> AudioFinalsData:
+    """--train's audio clips (train + validation for the finals) and the test clips they are
+    scored on; refuses (InputError naming --eval) where there is no held-out test split."""
+    from tagtune.trainables.data import TrialData
+
+    t0 = time.perf_counter()
+    ds = source.read()
+    test_ds, test_idx, test_from = _audio_test(spec, ds)
+    train, val, _ = ds.splits()
+    pool = np.sort(np.concatenate([train, val]))
+    data = TrialData(
+        clips=ds,
+        y=ds.y,
+        train_idx=pool,
+        val_idx=pool[fit_slice(len(pool), spec.seed, AUDIO_FIT_SLICE)],
+        class_names=ds.class_names,
+        verified=ds.verified,
+        single_label=ds.single_label,
+    )
+    test = data
+    if test_ds is not ds:
+        test = TrialData(
+            clips=test_ds,
+            y=test_ds.y,
+            train_idx=test_idx,
+            val_idx=test_idx,
+            class_names=ds.class_names,
+            single_label=ds.single_label,
+        )
+    say(
+        f"data: {len(pool)} training clips (the search's train + validation), {len(test_idx)} test clips "
+        f"({test_from}), {ds.n_classes} classes, {'single' if ds.single_label else 'multi'}-label "
+        f"({time.perf_counter() - t0:.1f} s)"
+    )
+    y = np.asarray(test_ds.y[test_idx], dtype=bool)
+    return AudioFinalsData(ds, data, test, test_idx, y, test_from)
+
+
+def _check_audio_search(spec: FinalizeSpec, parent: Any, fd: AudioFinalsData) -> None:
+    """--train is the audio data the search ran on (its classes and its clip count)."""
+    params = parent.data.params
+    searched = params.get("n_classes")
+    if searched is not None and int(searched) != fd.train.n_classes:
+        raise InputError(
+            f"--train {spec.train} has {fd.train.n_classes} classes but the search trained on "
+            f"{searched}; pass the search's training data"
+        )
+    if "n_train" in params and "n_val" in params:
+        n = int(params["n_train"]) + int(params["n_val"])
+        if n != fd.n_train:
+            raise InputError(
+                f"--train {spec.train} has {fd.n_train} training and validation clips but the search "
+                f"split {n}; pass the search's training data"
+            )
 
 
 # ------------------------------------------------------------------------------------------
@@ -313,13 +534,21 @@ class Session:
 
 
 def _log_outputs(
-    client: MlflowClient, run_id: str, checkpoint: Path | None, per_class: pd.DataFrame, metrics: dict[str, float]
+    client: MlflowClient,
+    run_id: str,
+    checkpoint: Path | None,
+    per_class: pd.DataFrame,
+    metrics: dict[str, float],
+    confusion: pd.DataFrame | None = None,
 ) -> None:
-    """A final's or ensemble's eval metrics, per-class table and (for finals) checkpoint."""
+    """A final's or ensemble's eval metrics, per-class table, confusion matrix (single-label
+    data) and (for finals) checkpoint."""
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
     with tempfile.TemporaryDirectory() as tmp:
         per_class.to_csv(Path(tmp) / Path(PER_CLASS_ARTIFACT).name, index=False)
+        if confusion is not None:
+            confusion.to_csv(Path(tmp) / Path(CONFUSION_ARTIFACT).name, index=False)
         client.log_artifacts(run_id, tmp, str(Path(PER_CLASS_ARTIFACT).parent))
     if checkpoint is not None:
         client.log_artifacts(run_id, str(checkpoint), "checkpoint")
@@ -336,6 +565,19 @@ class Pick:
 
     weights: dict[str, float]
     val_map: float
+
+
+def _scored(
+    fd: Finals, scores: np.ndarray, y: np.ndarray, names: tuple[str, ...]
+) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame | None]:
+    """Eval metrics and per-class table of ``scores``; on single-label data also accuracy,
+    MAP@3 and the confusion matrix."""
+    single = fd.single_label and y.shape[1] == len(fd.class_names)
+    metrics, per_class = evaluate(scores, y, names, single_label=single)
+    confusion = None
+    if single:
+        confusion = confusion_table(y.argmax(axis=1), np.asarray(scores).argmax(axis=1), names)
+    return metrics, per_class, confusion
 
 
 def _validation_scores(
@@ -360,7 +602,7 @@ def _validation_scores(
     return scores, split.y
 
 
-def choose_members(session: Session, trials: Trials, train_ds: Any) -> tuple[list[Planned], dict[str, Pick]]:
+def choose_members(session: Session, trials: Trials, fd: Finals) -> tuple[list[Planned], dict[str, Pick]]:
     """The ensemble pool (each family's ``ensemble_pool`` best multi-label trials) and, per
     method, the members and weights greedy selection picks on validation (none without a split)."""
     spec = session.spec
@@ -369,23 +611,23 @@ def choose_members(session: Session, trials: Trials, train_ds: Any) -> tuple[lis
         for f, r, row in ranked(trials.top(max(spec.top_k, spec.ensemble_pool)))
         if _full_config(row, f)["target_class"] is None
     ]
-    val = _validation_scores(session, train_ds, [row for _, _, row in pool]) if len(pool) > 1 else None
+    val = fd.validation(session, [row for _, _, row in pool]) if len(pool) > 1 else None
     picks: dict[str, Pick] = {}
     if val is not None:
-        for method in ENSEMBLE_METHODS:
+        for method in fd.methods:
             weights, val_map = greedy_weights(val[0], val[1], method)
             chosen = {row.run_id: w for (_, _, row), w in zip(pool, weights, strict=True) if w > 0}
             picks[method] = Pick(chosen, val_map)
     return pool, picks
 
 
-def plan_finals(session: Session, trials: Trials, train_ds: Any) -> tuple[list[Planned], dict[str, Pick]]:
+def plan_finals(session: Session, trials: Trials, fd: Finals) -> tuple[list[Planned], dict[str, Pick]]:
     """The finals to train (each family's ``top_k`` best, then ensemble members beyond them) and
     the ensembles' picks."""
     plan = ranked(trials.top(session.spec.top_k))
     if not session.spec.ensembles:
         return plan, {}
-    pool, picks = choose_members(session, trials, train_ds)
+    pool, picks = choose_members(session, trials, fd)
     planned = {row.run_id for _, _, row in plan}
     extra = [p for p in pool if p[2].run_id not in planned and any(p[2].run_id in pk.weights for pk in picks.values())]
     if extra:
@@ -434,21 +676,21 @@ def _final_epochs(session: Session, trials: Trials, row: TrialRow) -> int:
     return min(epochs, session.spec.max_epochs) if session.spec.max_epochs is not None else epochs
 
 
-def _final_params(session: Session, full: Any, epochs: int, fd: FinalsData, row: TrialRow) -> dict[str, str]:
+def _final_params(session: Session, full: Any, epochs: int, fd: Finals, row: TrialRow) -> dict[str, str]:
     spec = session.spec
     return {
         **{k: str(v)[:6000] for k, v in sorted(full.items())},
         "epochs": str(epochs),
-        "n_train": str(fd.train.n_clips),
-        "n_eval": str(fd.eval.n_clips),
+        "n_train": str(fd.n_train),
+        "n_eval": str(fd.n_eval),
         "train": os.path.abspath(spec.train),
-        "eval": os.path.abspath(spec.eval),
+        "eval": os.path.abspath(spec.eval) if spec.eval is not None else fd.test_from,
         "source_val_mAUC": f"{row.best_mAUC:.6f}",
     }
 
 
 def _fit_and_score(
-    session: Session, run: Any, full: Any, fd: FinalsData, planned: Planned, epochs: int, work: str
+    session: Session, run: Any, full: Any, fd: Finals, planned: Planned, epochs: int, work: str
 ) -> Member:
     """Train the final, save and reload its checkpoint, score eval, log the outputs."""
     from tagtune.trainables.loop import fit
@@ -464,14 +706,14 @@ def _fit_and_score(
     folder = Path(work) / f"{family}-{rank}"
     save_model(folder, log.state, model_meta(full, fd.data, log.metrics))
     model, _ = load_model(folder)
-    scores = score_clips(model, fd.eval_x, session.device)
+    scores = fd.score(model, full, session.device)
     y, names = _labels_for(full, fd.eval_y, fd.class_names)
-    metrics, per_class = evaluate(scores, y, names)
-    _log_outputs(session.client, run.run_id, folder, per_class, metrics | {"train_seconds": train_s})
+    metrics, per_class, confusion = _scored(fd, scores, y, names)
+    _log_outputs(session.client, run.run_id, folder, per_class, metrics | {"train_seconds": train_s}, confusion)
     return Member(family, rank, row, run.run_id, epochs, folder, scores, metrics)
 
 
-def register_final(session: Session, member: Member, fd: FinalsData) -> None:
+def register_final(session: Session, member: Member, fd: Finals) -> None:
     """Log a family's best final as a pyfunc model (registered as ``<experiment>-<family>``)."""
     spec, family = session.spec, member.family
     name = registered_model_name(spec.experiment, family) if spec.register else None
@@ -489,7 +731,7 @@ def register_final(session: Session, member: Member, fd: FinalsData) -> None:
     session.model(family, member.run_id, member.model_uri, member.metrics, f"final_{family}")
 
 
-def train_final(session: Session, trials: Trials, fd: FinalsData, planned: Planned, work: str) -> Member | None:
+def train_final(session: Session, trials: Trials, fd: Finals, planned: Planned, work: str) -> Member | None:
     """Train, score, log and (rank 1) register one final; None when its training diverged."""
     from tagtune.trainables.loop import TrainingDiverged
 
@@ -498,7 +740,7 @@ def train_final(session: Session, trials: Trials, fd: FinalsData, planned: Plann
     epochs = _final_epochs(session, trials, row)
     session.say(
         f"final {family} #{rank} (trial run {row.run_id[:8]}, val_mAUC {row.best_mAUC:.4f}): "
-        f"{epochs} epochs on {fd.train.n_clips} clips"
+        f"{epochs} epochs on {fd.n_train} clips"
     )
     tags = {Tag.FAMILY: family, Tag.RANK: str(rank), Tag.SOURCE_RUN: row.run_id}
     run_name = f"final-{family}" + (f"-{rank}" if rank > 1 else "")
@@ -511,12 +753,16 @@ def train_final(session: Session, trials: Trials, fd: FinalsData, planned: Plann
             return None
         if rank == 1 and full.get("target_class") is None:
             register_final(session, member, fd)
-    m = member.metrics
-    session.say(
-        f"final {family} #{rank}: eval_mAUC {m['eval_mAUC']:.4f} eval_mAP {m['eval_mAP']:.4f} "
-        f"eval_dprime {m['eval_dprime']:.3f}" + (f" -> {member.model_uri}" if member.model_uri else "")
-    )
+    uri = f" -> {member.model_uri}" if member.model_uri else ""
+    session.say(f"final {family} #{rank}: {_scores_line(member.metrics)}{uri}")
     return member
+
+
+def _scores_line(m: dict[str, float]) -> str:
+    """``eval_accuracy 0.9867 eval_map3 ... eval_mAUC ... eval_mAP ...`` (accuracy where scored)."""
+    keys = [k for k in ("eval_accuracy", "eval_map3") if k in m] + ["eval_mAUC", "eval_mAP"]
+    dprime = f" eval_dprime {m['eval_dprime']:.3f}" if "eval_dprime" in m else ""
+    return " ".join(f"{k} {m[k]:.4f}" for k in keys) + dprime
 
 
 # ------------------------------------------------------------------------------------------
@@ -535,14 +781,16 @@ class Recipe:
     val_map: float = math.nan
 
 
-def recipes(members: list[Member], picks: dict[str, Pick], n_classes: int) -> list[Recipe]:
+def recipes(
+    members: list[Member], picks: dict[str, Pick], n_classes: int, methods: tuple[str, ...] = ENSEMBLE_METHODS
+) -> list[Recipe]:
     """Per method, the ensemble of the finals: the members picked on validation, or (no pick)
     every multi-label final weighted by its trial's val_mAUC; none with fewer than two finals."""
     multi = [m for m in members if m.scores.shape[1] == n_classes]
     if len(multi) < 2:
         return []
     out = []
-    for method in ENSEMBLE_METHODS:
+    for method in methods:
         if method in picks:
             pick = picks[method]
             ens = [m for m in multi if m.source.run_id in pick.weights]
@@ -564,7 +812,7 @@ def recipes(members: list[Member], picks: dict[str, Pick], n_classes: int) -> li
     return [r for r in out if r.members]
 
 
-def log_ensemble(session: Session, fd: FinalsData, recipe: Recipe) -> None:
+def log_ensemble(session: Session, fd: Finals, recipe: Recipe) -> None:
     """Score, log and register one ensemble of the finals."""
     method, members, weights = recipe.method, recipe.members, recipe.weights
     names = [m.name for m in members]
@@ -576,12 +824,12 @@ def log_ensemble(session: Session, fd: FinalsData, recipe: Recipe) -> None:
         "weights_from": recipe.how,
     }
     with session.open(RunKind.ENSEMBLE, f"ensemble-{method}", {Tag.ENSEMBLE_METHOD: method}, params) as run:
-        scores = combine_scores([m.scores for m in members], weights, method)
-        metrics, per_class = evaluate(scores, fd.eval_y, fd.class_names)
+        scores = fd.combine([m.scores for m in members], weights, method)
+        metrics, per_class, confusion = _scored(fd, scores, fd.eval_y, fd.class_names)
         # val_mAP: what the member weights reach on the search's validation split (the score to
         # choose between ensembles by; eval is only reported)
         extra = {"val_mAP": recipe.val_map} if math.isfinite(recipe.val_map) else {}
-        _log_outputs(session.client, run.run_id, None, per_class, metrics | extra)
+        _log_outputs(session.client, run.run_id, None, per_class, metrics | extra, confusion)
         name = registered_model_name(session.spec.experiment, f"ensemble-{method}") if session.spec.register else None
         logged = log_tagger(
             session.uri,
@@ -599,14 +847,23 @@ def log_ensemble(session: Session, fd: FinalsData, recipe: Recipe) -> None:
         session.model(f"ensemble-{method}", run.run_id, model_uri, metrics, f"ensemble_{method}")
     session.say(
         f"ensemble {method} of {', '.join(f'{n} {x:.2f}' for n, x in zip(names, weights, strict=True))} "
-        f"(weights {recipe.how}): eval_mAUC {metrics['eval_mAUC']:.4f} "
-        f"eval_mAP {metrics['eval_mAP']:.4f} -> {model_uri}"
+        f"(weights {recipe.how}): {_scores_line(metrics)} -> {model_uri}"
     )
 
 
 # ------------------------------------------------------------------------------------------
 # finalize
 # ------------------------------------------------------------------------------------------
+
+
+def _open_train(spec: FinalizeSpec) -> Any:
+    """--train opened (its format sniffed): embeddings or audio."""
+    from tagtune.trainables.data import open_source
+
+    try:
+        return open_source(spec.train)
+    except InputError as exc:
+        raise InputError(f"--train {spec.train}: {exc}") from None
 
 
 def _open_search(spec: FinalizeSpec, say: Say) -> tuple[Session, Trials]:
@@ -630,9 +887,18 @@ def finalize(spec: FinalizeSpec, echo: Say | None = None) -> FinalizeOutcome:
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     spec.check()
-    session, trials = _open_search(spec, say)
-    fd = load_finals_data(spec, session.parent, say)
-    plan, picks = plan_finals(session, trials, fd.train)
+    fd: Finals
+    source = _open_train(spec)
+    if source.kind == "audio":  # the test split is checked before the store is opened
+        fd = load_audio_finals(spec, source, say)
+        session, trials = _open_search(spec, say)
+        _check_audio_search(spec, session.parent, fd)
+    else:
+        if spec.eval is None:
+            raise InputError(f"--eval is required: --train {spec.train} holds embeddings; pass their eval split")
+        session, trials = _open_search(spec, say)
+        fd = load_finals_data(spec, session.parent, say)
+    plan, picks = plan_finals(session, trials, fd)
     members: list[Member] = []
     with tempfile.TemporaryDirectory(prefix="tagtune-finals-") as work:
         for planned in plan:
@@ -640,7 +906,7 @@ def finalize(spec: FinalizeSpec, echo: Say | None = None) -> FinalizeOutcome:
             if member is not None:
                 members.append(member)
         if spec.ensembles:
-            for recipe in recipes(members, picks, len(fd.class_names)):
+            for recipe in recipes(members, picks, len(fd.class_names), fd.methods):
                 log_ensemble(session, fd, recipe)
     session.flush()
     runs = child_runs(session.client, session.experiment_id, session.parent_id)

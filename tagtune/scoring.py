@@ -24,15 +24,24 @@ from tagtune.trainables.ensemble import combine_scores
 from tagtune.trainables.errors import InputError
 
 __all__ = [
+    "SINGLE_LABEL_EVAL",
+    "AudioSplit",
     "SplitUnavailable",
     "ValidationSplit",
     "evaluate",
     "load_trial_checkpoint",
+    "audio_validation_split",
+    "score_audio",
     "score_clips",
     "score_ensemble_members",
     "score_trials",
     "validation_split",
 ]
+
+
+SINGLE_LABEL_EVAL = ("eval_accuracy", "eval_map3")
+"""The eval metrics single-label (audio) models add to ``eval_mAUC/eval_mAP/eval_dprime``; local
+names until ``tracking.schema.Metrics`` lists them (see :data:`tagtune.tracking.tables.SINGLE_LABEL_EVAL`)."""
 
 
 class SplitUnavailable(InputError):
@@ -127,16 +136,22 @@ def score_ensemble_members(
 
 
 def evaluate(
-    scores: np.ndarray, y: np.ndarray, class_names: tuple[str, ...], prefix: str = "eval_"
+    scores: np.ndarray,
+    y: np.ndarray,
+    class_names: tuple[str, ...],
+    prefix: str = "eval_",
+    *,
+    single_label: bool = False,
 ) -> tuple[dict[str, float], pd.DataFrame]:
-    """``<prefix>mAUC/mAP/dprime`` of scores ``[N, C]`` against bool labels, and the per-class
+    """``<prefix>mAUC/mAP/dprime`` of scores ``[N, C]`` against bool labels (with
+    ``single_label`` also ``<prefix>accuracy`` and ``<prefix>map3``, MAP@3), and the per-class
     table (``class, ap, auc, n_pos``)."""
     import torch
 
-    from tagtune.trainables.metrics import average_precision, roc_auc, tagging_metrics
+    from tagtune.trainables.metrics import average_precision, roc_auc, single_label_metrics, tagging_metrics
 
     s, t = torch.from_numpy(np.array(scores, dtype=np.float32)), torch.from_numpy(np.array(y, dtype=bool))
-    summary = tagging_metrics(s, t)
+    summary = single_label_metrics(s, t) if single_label else tagging_metrics(s, t)
     per_class = pd.DataFrame(
         {
             "class": list(class_names),
@@ -146,3 +161,56 @@ def evaluate(
         }
     )
     return {f"{prefix}{k}": float(v) for k, v in summary.items()}, per_class
+
+
+# ------------------------------------------------------------------------------------------
+# Raw audio (seed 003): whole clips of an AudioDataset through the model's own front end
+# ------------------------------------------------------------------------------------------
+
+
+def score_audio(model: Any, config: Any, data: Any, idx: np.ndarray, device: Any = None) -> np.ndarray:
+    """Probabilities ``[len(idx), C]`` (numpy float32) of a loaded audio model (config
+    ``config``) for the clips ``idx`` of audio ``data`` (a :class:`TrialData` of an
+    :class:`~tagtune.trainables.data.AudioDataset`): whole clips at the config's sample rate, as
+    validation scores them; softmax outputs on single-label data, else sigmoid."""
+    import torch
+
+    from tagtune.trainables.audio.batches import AudioBatches
+    from tagtune.trainables.config import resolve_config
+    from tagtune.trainables.loop import model_task, task_labels
+
+    device = device if device is not None else torch.device("cpu")
+    cfg = resolve_config(config)
+    batches = AudioBatches(cfg, data, task_labels(cfg, data), device)
+    logits = batches.predict_logits(model.to(device), torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(device))
+    probs = logits.softmax(dim=1) if model_task(cfg, data.single_label) == "singlelabel" else logits.sigmoid()
+    return probs.float().cpu().numpy()
+
+
+@dataclass(frozen=True)
+class AudioSplit:
+    """A search's validation clips of audio data: the trial data and the validation indices."""
+
+    data: Any
+    idx: np.ndarray
+    y: np.ndarray
+    class_names: tuple[str, ...]
+
+
+def audio_validation_split(parent: Any, ds: Any) -> AudioSplit:
+    """The validation split of the audio search ``parent`` in the :class:`AudioDataset` ``ds``:
+    :meth:`AudioDataset.splits` with the search's recorded ``val_fraction`` and ``seed`` (the
+    same split the trials validated on); :class:`SplitUnavailable` when the search recorded no
+    split or ``ds`` is not its data (another count of training and validation clips)."""
+    params, run_id = parent.data.params, parent.info.run_id
+    if "val_fraction" not in params or "seed" not in params:
+        raise SplitUnavailable(f"search run {run_id} recorded no validation split (val_fraction, seed)")
+    data = ds.trial_data(val_fraction=float(params["val_fraction"]), seed=int(params["seed"]))
+    searched = (int(params.get("n_train", -1)), int(params.get("n_val", -1)))
+    if (len(data.train_idx), len(data.val_idx)) != searched:
+        raise SplitUnavailable(
+            f"the data split into {len(data.train_idx)} training and {len(data.val_idx)} validation clips "
+            f"but search run {run_id} into {searched[0]} and {searched[1]}; pass the search's training data"
+        )
+    idx = np.sort(np.asarray(data.val_idx))
+    return AudioSplit(data, idx, np.asarray(ds.y[idx], dtype=bool), tuple(ds.class_names))

@@ -82,3 +82,14 @@ def test_bench_gpu_packs_the_data_and_runs_end_to_end_on_cpu(split):
     ):
         assert row in out
     assert "| metrics on the device vs scikit-learn |" in out and "| <= 1e-6 | yes |" in out
+
+
+@pytest.mark.slow
+def test_bench_fsdd_runs_search_and_finalize_and_prints_test_scores(tmp_path):
+    from test_audio import make_fsdd_like
+
+    data = make_fsdd_like(tmp_path / "fsdd", per_class=6)
+    out = _run("bench_fsdd.py", "--data", str(data), "--max-epochs", "1", "--out", str(tmp_path / "b"), cwd=tmp_path)
+    assert "# FSDD official test split" in out and "| model | test_acc | test_MAP@3 |" in out
+    assert "| densenet_audio |" in out
+    assert (tmp_path / "b" / "mlflow.db").is_file()

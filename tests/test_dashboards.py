@@ -290,3 +290,21 @@ def test_build_html_is_self_contained(summary, trials):
     assert page.startswith("<!DOCTYPE html>") and "t &lt;x&gt;" in page
     assert "<script src=" not in page and page.count("Plotly.newPlot") == 2
     assert len(page) > 3_000_000  # plotly.js itself is inlined, so the page opens offline
+
+
+def test_confusion_figure_is_a_pure_function_of_the_long_table_with_class_names():
+    from tagtune.dashboards import confusion_data, confusion_figure
+    from tagtune.tracking.tables import confusion_table
+
+    names = ("zero", "one", "two")
+    table = confusion_table([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 2, 0], names)
+    square = confusion_data(table)
+    assert list(square.index) == list(names) and list(square.columns) == list(names)
+    assert square.loc["zero", "one"] == 1 and square.loc["two", "two"] == 2 and int(square.to_numpy().sum()) == 6
+    fig = confusion_figure(table, "final densenet_audio")
+    heat = fig.data[0]
+    assert list(heat.x) == list(names) and list(heat.y) == list(names)
+    assert abs(heat.z[2][2] - 2 / 3) < 1e-9  # colour: share of the true class
+    assert "accuracy 0.6667 on 6 clips" in fig.layout.title.text
+    empty = confusion_figure(table.iloc[0:0])
+    assert "no single-label final" in empty.layout.annotations[0].text

@@ -8,7 +8,10 @@ pure functions of these tables, see :mod:`tagtune.dashboards`).  Every table is 
 * ``finals``: the newest ``tagtune finalize`` of the search: one row per final model (kind
   ``final``) and ensemble (kind ``ensemble``) with its ``eval_*`` scores, from the same child runs
   (``Trials.runs``);
-* ``runtime``: per family, seconds per epoch and per trial (seed 000's Fig. 3).
+* ``runtime``: per family, seconds per epoch and per trial (seed 000's Fig. 3);
+* ``confusion``: a single-label final's test-split confusion matrix in long form (``true``,
+  ``predicted``, ``count``, every pair of classes), logged by ``tagtune finalize`` as
+  :data:`CONFUSION_ARTIFACT` and read back by :func:`confusion_from_run`.
 """
 
 from __future__ import annotations
@@ -24,12 +27,18 @@ from tagtune.tracking.schema import Metrics, RunKind, Tag, run_kind
 from tagtune.tracking.trials import HISTORY_METRICS
 
 __all__ = [
+    "CONFUSION_ARTIFACT",
+    "CONFUSION_COLUMNS",
     "EVAL_METRICS",
     "FINAL_COLUMNS",
     "HISTORY_METRICS",
     "PER_CLASS_ARTIFACT",
     "RUNTIME_COLUMNS",
+    "SINGLE_LABEL_EVAL",
+    "confusion_from_run",
+    "confusion_table",
     "ensemble_rows",
+    "eval_columns",
     "finals_table",
     "per_class_from_run",
     "runtime_table",
@@ -37,7 +46,12 @@ __all__ = [
 ]
 
 EVAL_METRICS = Metrics.EVAL
+SINGLE_LABEL_EVAL = ("eval_accuracy", "eval_map3")
+"""Single-label (audio) finals' extra eval metrics: accuracy and MAP@3 on the test split.  Local
+names: ``tracking.schema.Metrics`` does not list them yet."""
 PER_CLASS_ARTIFACT = "eval/per_class.csv"
+CONFUSION_ARTIFACT = "eval/confusion.csv"
+CONFUSION_COLUMNS = ("true", "predicted", "count")
 FINAL_COLUMNS = (
     "run_id",
     "kind",
@@ -49,6 +63,7 @@ FINAL_COLUMNS = (
     "epochs",
     "train_s",
     *EVAL_METRICS,
+    *SINGLE_LABEL_EVAL,
     "model_uri",
     "finalize_id",
     "start_time",
@@ -75,7 +90,7 @@ def _final_row(run: Any) -> dict[str, Any]:
         "source_run_id": tags.get(Tag.SOURCE_RUN, ""),
         "epochs": float(params.get("epochs", math.nan)) if "epochs" in params else math.nan,
         "train_s": float(metrics.get("train_seconds", math.nan)),
-        **{k: float(metrics.get(k, math.nan)) for k in EVAL_METRICS},
+        **{k: float(metrics.get(k, math.nan)) for k in (*EVAL_METRICS, *SINGLE_LABEL_EVAL)},
         "model_uri": tags.get(Tag.MODEL_URI, ""),
         "finalize_id": tags.get(Tag.FINALIZE_ID, ""),
         "start_time": run.info.start_time or 0,
@@ -96,13 +111,20 @@ def finals_table(runs: Sequence[Any]) -> pd.DataFrame:
     return table.drop(columns="_o").reset_index(drop=True)
 
 
+def eval_columns(finals: pd.DataFrame) -> tuple[str, ...]:
+    """The eval metrics of ``finals``: ``eval_mAUC/mAP/dprime``, then accuracy and MAP@3 where
+    some final has them (single-label data)."""
+    extra = tuple(k for k in SINGLE_LABEL_EVAL if k in finals and finals[k].notna().any())
+    return extra + tuple(EVAL_METRICS)
+
+
 def with_finals(summary: pd.DataFrame, finals: pd.DataFrame) -> pd.DataFrame:
     """The per-family summary with each family's final (rank 1) eval scores beside it."""
     out = summary.copy()
     best = None
     if not finals.empty:
         best = finals[(finals["kind"] == RunKind.FINAL.value) & (finals["rank"] == 1)].set_index("family")
-    for key in EVAL_METRICS:
+    for key in eval_columns(finals):
         out[key] = [
             float(best.loc[f, key]) if best is not None and f in best.index else math.nan for f in out["family"]
         ]
@@ -114,7 +136,7 @@ def ensemble_rows(finals: pd.DataFrame) -> pd.DataFrame:
     if finals.empty:
         return pd.DataFrame(columns=["family", *EVAL_METRICS])
     ens = finals[finals["kind"] == RunKind.ENSEMBLE.value]
-    return pd.DataFrame({"family": ens["name"], **{k: ens[k] for k in EVAL_METRICS}}).reset_index(drop=True)
+    return pd.DataFrame({"family": ens["name"], **{k: ens[k] for k in eval_columns(finals)}}).reset_index(drop=True)
 
 
 def runtime_table(trials: pd.DataFrame, finals: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -156,4 +178,35 @@ def per_class_from_run(client: MlflowClient, run_id: str) -> pd.DataFrame | None
             path = client.download_artifacts(run_id, PER_CLASS_ARTIFACT, tmp)
             return pd.read_csv(path)
     except Exception:  # noqa: BLE001 - no such artifact
+        return None
+
+
+def confusion_table(true: Any, predicted: Any, class_names: Sequence[str]) -> pd.DataFrame:
+    """The confusion matrix of class indices ``true`` vs ``predicted`` in long form: one row per
+    (true, predicted) pair of class names, every pair listed (zeros too), true classes in order."""
+    import numpy as np
+
+    n = len(class_names)
+    counts = np.zeros((n, n), dtype=np.int64)
+    np.add.at(counts, (np.asarray(true, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1)
+    names = [str(c) for c in class_names]
+    return pd.DataFrame(
+        {
+            "true": np.repeat(names, n),
+            "predicted": np.tile(names, n),
+            "count": counts.reshape(-1),
+        },
+        columns=list(CONFUSION_COLUMNS),
+    )
+
+
+def confusion_from_run(client: MlflowClient, run_id: str) -> pd.DataFrame | None:
+    """The confusion table (``true, predicted, count``) a single-label final logged, if any."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(run_id, CONFUSION_ARTIFACT, tmp)
+            return pd.read_csv(path, dtype={"true": str, "predicted": str})
+    except Exception:  # noqa: BLE001 - no such artifact (multi-label finals log none)
         return None
