@@ -175,7 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_store_flags(p)
     p.add_argument("--train", required=True, help="the search's training data (all of it is used)")
-    p.add_argument("--eval", required=True, help="held-out eval data of the same classes")
+    p.add_argument(
+        "--eval",
+        default=None,
+        help="held-out eval data of the same classes (required for embeddings; for audio the "
+        "default is the CSV's own test rows, e.g. FSDD's official test split, scored with "
+        "eval_accuracy and eval_map3 too)",
+    )
     p.add_argument("--top-k", type=int, default=1, help="finals per family: its K best trials (default: 1)")
     p.add_argument(
         "--ensemble-pool",

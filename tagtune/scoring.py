@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tagtune.tracking import Metrics
 from tagtune.trainables.ensemble import combine_scores
 from tagtune.trainables.errors import InputError
 
@@ -39,9 +40,8 @@ __all__ = [
 ]
 
 
-SINGLE_LABEL_EVAL = ("eval_accuracy", "eval_map3")
-"""The eval metrics single-label (audio) models add to ``eval_mAUC/eval_mAP/eval_dprime``; local
-names until ``tracking.schema.Metrics`` lists them (see :data:`tagtune.tracking.tables.SINGLE_LABEL_EVAL`)."""
+SINGLE_LABEL_EVAL = Metrics.EVAL_SINGLE_LABEL
+"""The eval metrics single-label (audio) models add to ``eval_mAUC/eval_mAP/eval_dprime``."""
 
 
 class SplitUnavailable(InputError):

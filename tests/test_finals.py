@@ -379,6 +379,7 @@ def test_bad_finalize_and_predict_input_exits_2(fin, tmp_path, capsys):
     base = ["finalize", "--experiment", "fin", "--tracking-uri", fin.uri, "--train", str(fin.train)]
     cases = [
         (base + ["--eval", str(tmp_path / "missing")], "--eval"),
+        (base, "--eval is required"),  # embeddings have no test split of their own
         (base + ["--eval", str(fin.eval), "--top-k", "0"], "--top-k"),
         (base + ["--eval", str(other)], "--eval"),
         (

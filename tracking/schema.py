@@ -76,6 +76,7 @@ class Metrics:
     BEST = ("best_val_mAUC", "best_val_mAP", "best_val_f1", "best_val_accuracy", "best_val_map3")
     HISTORY = ("val_mAUC", "val_mAP", "val_loss", "train_loss", "epoch_seconds")
     EVAL = ("eval_mAUC", "eval_mAP", "eval_dprime")
+    EVAL_SINGLE_LABEL = ("eval_accuracy", "eval_map3")  # what single-label (audio) finals add
 
 
 def parent_filter(parent_run_id: str) -> str:

@@ -46,9 +46,8 @@ __all__ = [
 ]
 
 EVAL_METRICS = Metrics.EVAL
-SINGLE_LABEL_EVAL = ("eval_accuracy", "eval_map3")
-"""Single-label (audio) finals' extra eval metrics: accuracy and MAP@3 on the test split.  Local
-names: ``tracking.schema.Metrics`` does not list them yet."""
+SINGLE_LABEL_EVAL = Metrics.EVAL_SINGLE_LABEL
+"""Single-label (audio) finals' extra eval metrics: accuracy and MAP@3 on the test split."""
 PER_CLASS_ARTIFACT = "eval/per_class.csv"
 CONFUSION_ARTIFACT = "eval/confusion.csv"
 CONFUSION_COLUMNS = ("true", "predicted", "count")
