@@ -89,7 +89,6 @@ from tagtune.trainables.ensemble import (
     combine_scores,
     ensemble_weights,
     greedy_weights,
-    weighted_geomean,
 )
 from tagtune.trainables.errors import InputError
 
@@ -325,9 +324,7 @@ class AudioFinalsData:
 
     def combine(self, scores: list[np.ndarray], weights: list[float], method: str) -> np.ndarray:
         """Seed 003's weighted geometric mean, each row a distribution on single-label data."""
-        if method == "geomean" and self.single_label:
-            return weighted_geomean(scores, weights, normalize=True).astype(np.float32)
-        return combine_scores(scores, weights, method)
+        return combine_scores(scores, weights, method, single_label=self.single_label)
 
 
 Finals = FinalsData | AudioFinalsData

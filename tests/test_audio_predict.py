@@ -227,6 +227,7 @@ def test_logged_audio_ensemble_combines_members(trained, tmp_path, tagger):
     one = tagger.scores([x], [RATE])[0]
     assert got.argmax() == one.argmax() == 0
     assert np.allclose(got / got.sum(), one, atol=1e-4)  # geomean of equal members: the member
+    assert got.sum() == pytest.approx(1.0, abs=1e-5)  # single-label: a distribution, as finalize scores it
 
 
 # ---------------------------------------------------------------------------------------------

@@ -74,14 +74,20 @@ def weighted_geomean(
 
 
 def combine_scores(
-    scores: Sequence[np.ndarray], weights: Sequence[float] | np.ndarray | None = None, method: str = "mean"
+    scores: Sequence[np.ndarray],
+    weights: Sequence[float] | np.ndarray | None = None,
+    method: str = "mean",
+    *,
+    single_label: bool = False,
 ) -> np.ndarray:
     """Ensemble probabilities ``[N, C]`` (float32): the (weighted) arithmetic mean, or the weighted
-    geometric mean ``exp(sum_i w_i log p_i)`` (seed 003), with weights normalized to sum 1."""
+    geometric mean ``exp(sum_i w_i log p_i)`` (seed 003), with weights normalized to sum 1.  For
+    ``single_label`` models the geometric mean's rows are renormalized to distributions (seed 003),
+    so finalize's scores and a registered ensemble's answers are the same numbers."""
     if method not in ENSEMBLE_METHODS:
         raise InputError(f"unknown ensemble method {method!r}; choose from: {', '.join(ENSEMBLE_METHODS)}")
     if method == "geomean":
-        return weighted_geomean(scores, weights).astype(np.float32)
+        return weighted_geomean(scores, weights, normalize=single_label).astype(np.float32)
     stack = _stack(scores)
     w = normalized_weights(len(stack), weights)
     return np.tensordot(w, stack, axes=1).astype(np.float32)

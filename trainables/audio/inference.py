@@ -188,6 +188,8 @@ class AudioTagger:
         self.weights = list(weights) if weights is not None else [1.0] * len(self.members)
         self.method = method
         first = members[0][1]
+        self.single_label = first.get("task") == "singlelabel"
+        """Single-label members: a geometric-mean ensemble's rows are distributions, as finalize scored them."""
         cfg = dict(first["config"])
         names = first.get("class_names") or [str(i) for i in range(int(first["n_classes"]))]
         if cfg.get("target_class") not in (None, "None", ""):
@@ -228,7 +230,7 @@ class AudioTagger:
             if len(per_member) == 1:
                 out[i] = per_member[0][0]
             else:
-                out[i] = combine_scores(per_member, self.weights, self.method)[0]
+                out[i] = combine_scores(per_member, self.weights, self.method, single_label=self.single_label)[0]
         return out
 
     def file_scores(self, path: str | os.PathLike[str], *, windows: bool = True) -> np.ndarray:
