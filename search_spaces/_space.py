@@ -114,6 +114,43 @@ class SearchSpace:
         return fixed
 
 
+    def distributions(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+        """An earlier trial's ``values`` in this space (a warm start's ``optuna.create_trial``):
+        the active sampled parameters it has a value for inside their range or choices, their
+        Optuna distributions, and the names it sets that this space leaves out, or whose value
+        lies outside (dropped)."""
+        import optuna.distributions as od
+
+        params: dict[str, Any] = {}
+        dists: dict[str, Any] = {}
+        dropped: list[str] = []
+        known: dict[str, Any] = {}
+        for p in self.params:
+            if not p.active(known):
+                continue
+            if p.kind == "const":
+                known[p.name] = p.value
+                continue
+            if p.name not in values:
+                continue
+            value = values[p.name]
+            if not _within(p, value):
+                dropped.append(p.name)
+                continue
+            dist: od.BaseDistribution
+            if p.kind == "categorical":
+                dist = od.CategoricalDistribution(list(p.choices))
+            elif p.kind == "int":
+                dist = od.IntDistribution(int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
+                value = int(value)
+            else:
+                dist = od.FloatDistribution(p.low, p.high, log=p.log, step=p.step)
+                value = float(value)
+            params[p.name] = known[p.name] = value
+            dists[p.name] = dist
+        return params, dists, dropped
+
+
 def _within(p: Param, value: Any) -> bool:
     """Whether ``value`` is one of ``p``'s choices or inside its range (on its step grid)."""
     if p.kind == "categorical":

@@ -85,9 +85,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--trials-per-family",
         type=int,
-        default=4,
-        help="trials per family (default: %(default)s); the first runs the family's "
-        "tuned defaults, the rest are sampled by TPE",
+        default=None,
+        help="trials per family (default: 4, or no limit with --time-budget); the first runs "
+        "the family's tuned defaults, the rest are sampled by TPE",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="stop the search after this much wall time, e.g. 90s, 45m, 2h: no trial starts after it, "
+        "running trials stop at their next epoch (recorded, report written); families share it round-robin",
+    )
+    p.add_argument(
+        "--scheduler",
+        choices=("asha", "hyperband", "none"),
+        default="asha",
+        help="early stopping, each family against its own trials only: asha (default), hyperband "
+        "(asynchronous, several brackets) or none (every trial runs --max-epochs)",
+    )
+    p.add_argument(
+        "--grace-period", type=int, default=2, help="epochs before a trial can be stopped (default: %(default)s)"
+    )
+    p.add_argument(
+        "--reduction-factor",
+        type=float,
+        default=3.0,
+        help="1 in this many trials goes on at each rung (default: %(default)s)",
+    )
+    p.add_argument(
+        "--milestone-metric",
+        default="best_val_mAUC",
+        help="metric compared at the rungs, higher is better (default: %(default)s; e.g. val_mAUC)",
+    )
+    p.add_argument(
+        "--warm-start",
+        default=None,
+        metavar="EXPERIMENT",
+        help="seed each family's Optuna study with the finished trials of EXPERIMENT's newest search "
+        "(same store, same --train, split and seed); values outside today's space are dropped",
     )
     p.add_argument(
         "--no-defaults-first",
@@ -274,6 +310,17 @@ def _finish(outcome: SearchOutcome, experiment: str) -> None:
     )
 
 
+def _duration(text: str) -> float:
+    """argparse type of --time-budget (its error is argparse's usage error, exit 2)."""
+    from tagtune.tracking import parse_duration
+    from tagtune.trainables.errors import InputError
+
+    try:
+        return parse_duration(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--time-budget ")) from None
+
+
 def search_spec_from_args(args: argparse.Namespace, source: DataSource | None = None) -> SearchSpec:
     """The search spec of ``tagtune search``'s flags: each spec field from the flag of the same
     name (``--spaces`` is ``spaces_dir``), ``--families`` parsed against ``--train`` (``source``:
@@ -282,6 +329,8 @@ def search_spec_from_args(args: argparse.Namespace, source: DataSource | None = 
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchSpec) if f.init and hasattr(args, f.name)}
     values["families"] = parse_families(args.families, source if source is not None else args.train)
+    if values.get("trials_per_family") is None and values.get("time_budget") is None:
+        values["trials_per_family"] = 4
     return SearchSpec(**values)
 
 

@@ -48,6 +48,7 @@ class SearchSpec(tracking.SearchSpec):
     def check(self) -> None:
         """Validate flags and load every family's space, so mistakes surface before Ray starts."""
         self.validate()
+        self.stop_rule()
         self.spaces = {f: load_space(f, self.spaces_dir) for f in self.families}
         if not Path(self.train).exists():
             raise InputError(
@@ -59,6 +60,19 @@ class SearchSpec(tracking.SearchSpec):
             probe = folder if folder.exists() else folder.parent
             if not os.access(probe, os.W_OK):
                 raise InputError(f"--storage-path {folder} is not writable; pick a writable folder")
+
+
+    def stop_rule(self) -> Any:
+        """The early-stopping rule of the spec's scheduler flags (InputError naming a bad one)."""
+        from tagtune.schedulers import StopRule
+
+        return StopRule(
+            kind=self.scheduler,
+            grace_period=self.grace_period,
+            reduction_factor=self.reduction_factor,
+            metric=self.milestone_metric,
+            max_epochs=self.max_epochs,
+        )
 
 
 def is_remote_storage(path: str) -> bool:
@@ -311,8 +325,11 @@ def choose_trial_gpus(spec: SearchSpec, say: Callable[[str], None]) -> None:
     say(choice.line)
 
 
-def _tuner(spec: SearchSpec, data: TrialData, run_name: str, storage: str, search_alg: Any, callback: Any) -> Any:
-    """The Tune run of a search: ``search_alg`` proposes the trials, ``callback`` logs them."""
+def _tuner(
+    spec: SearchSpec, data: TrialData, run_name: str, storage: str, search_alg: Any, callback: Any, scheduler: Any = None
+) -> Any:
+    """The Tune run of a search: ``search_alg`` proposes the trials, ``scheduler`` stops them
+    early (per family) and at the time budget, ``callback`` logs them."""
     from ray import tune
 
     return tune.Tuner(
@@ -322,6 +339,7 @@ def _tuner(spec: SearchSpec, data: TrialData, run_name: str, storage: str, searc
             metric=SEARCH_METRIC,
             mode="max",
             num_samples=spec.total_trials,
+            scheduler=scheduler,
             max_concurrent_trials=spec.max_concurrent,
             # Every trial asks for the same resources, so a finished trial's worker takes
             # the next one: no new process, torch import or data fetch per trial.  (A trial
@@ -349,6 +367,7 @@ def run_search(
     """
     import optuna
 
+    from tagtune.schedulers import FamilyScheduler
     from tagtune.searcher import FamilySearcher
     from tagtune.tracking.callback import MlflowTrialLogger
 
@@ -359,6 +378,12 @@ def run_search(
     spec.check()
     t0 = time.perf_counter()
     client, uri, data = _start(spec, say, t0, source)
+    warm: dict[str, Any] = {}
+    warm_run = ""
+    if spec.warm_start:
+        from tagtune.warmstart import warm_trials
+
+        warm, warm_run = warm_trials(client, uri, spec.warm_start, spec, spec.spaces, say)
     exp = get_or_create_experiment(client, uri, spec.experiment)
     params = {
         **spec.to_params(),
@@ -371,7 +396,10 @@ def run_search(
         exp.experiment_id,
         kind=RunKind.SEARCH,
         run_name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",
-        tags={Tag.FAMILIES: ",".join(spec.families)},
+        tags={
+            Tag.FAMILIES: ",".join(spec.families),
+            **({Tag.WARM_START: f"{spec.warm_start}:{warm_run}"} if spec.warm_start else {}),
+        },
         params=params,
     ) as parent:
         parent_id = parent.run_id
@@ -389,14 +417,22 @@ def run_search(
             study_prefix=run_name,
             storage=optuna.storages.RDBStorage(optuna_url),
             defaults_first=spec.defaults_first,
+            time_budget=spec.time_budget,
+            warm_trials=warm,
         )
-        logger = MlflowTrialLogger(uri, exp.experiment_id, parent_id, spec.total_trials, echo=say)
+        rule = spec.stop_rule()
+        scheduler = FamilyScheduler(searcher, rule)
+        logger = MlflowTrialLogger(
+            uri, exp.experiment_id, parent_id, spec.total_trials, echo=say, stop_info=searcher.stop_info
+        )
+        each = f"{spec.trials_per_family} trials each" if spec.trials_per_family else "trials round-robin"
+        budget = f", time budget {spec.time_budget:g} s" if spec.time_budget else ""
         say(
-            f"searching {', '.join(spec.families)}: {spec.trials_per_family} trials each, "
-            f"up to {spec.max_epochs} epochs, {spec.cpus_per_trial:g} CPU / "
+            f"searching {', '.join(spec.families)}: {each}{budget}, up to {spec.max_epochs} epochs, "
+            f"early stopping {rule.describe()} per family, {spec.cpus_per_trial:g} CPU / "
             f"{spec.gpus_per_trial or 0:g} GPU per trial; MLflow: {uri}"
         )
-        results = _tuner(spec, data, run_name, storage, searcher, logger).fit()
+        results = _tuner(spec, data, run_name, storage, searcher, logger, scheduler).fit()
         say(f"Ray Tune state: {ray_path}")
     return SearchOutcome(exp.experiment_id, parent_id, uri, time.perf_counter() - t0, len(results.errors))
 

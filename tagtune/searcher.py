@@ -3,14 +3,22 @@
 Ray's ``OptunaSearch`` runs one study.  TPE should learn per family (an ``lstm`` learning rate
 says little about ``fc1``'s), and each family has its own define-by-run space, so
 :class:`FamilySearcher` holds one ``OptunaSearch`` per family and hands out trials round-robin
-until every family has had its budget.  Each family's first trial is its registered defaults
-(tuned on bal_train), so even a small budget starts from a config known to train.
+until every family has had its budget (a number of trials, a time budget, or both).  Each
+family's first trial is its registered defaults (tuned on bal_train), so even a small budget
+starts from a config known to train; a warm start seeds each study with an earlier search's
+finished trials instead.
+
+A trial that :class:`tagtune.schedulers.FamilyScheduler` stopped (early-stopping rule or spent
+time budget, recorded in :attr:`FamilySearcher.stops`) is told to Optuna as PRUNED with its
+intermediate values (Ray's ``OptunaSearch`` would record it COMPLETE), so TPE learns from it.
 """
 
 from __future__ import annotations
 
+import math
 import pickle
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -19,13 +27,16 @@ from ray.tune.search.optuna import OptunaSearch
 
 from tagtune._ray_compat import optuna_study
 from tagtune.search_spaces import SearchSpace
+from tagtune.tracking import StopInfo
 from tagtune.trainables.config import resolve_config
 from tagtune.trainables.trial import DIVERGED
 
 
-def startup_trials(trials_per_family: int) -> int:
+def startup_trials(trials_per_family: int | None) -> int:
     """TPE's random start-up trials: Optuna's 10, fewer for small budgets (half of them, at
     least 3) so that TPE still guides the rest."""
+    if trials_per_family is None:
+        return 10
     return min(10, max(3, trials_per_family // 2))
 
 
@@ -35,7 +46,7 @@ class FamilySearcher(Searcher):
     def __init__(
         self,
         spaces: Mapping[str, SearchSpace],
-        trials_per_family: int,
+        trials_per_family: int | None,
         *,
         metric: str,
         mode: str,
@@ -43,10 +54,21 @@ class FamilySearcher(Searcher):
         study_prefix: str = "tagtune",
         storage: optuna.storages.BaseStorage | None = None,
         defaults_first: bool = True,
+        time_budget: float | None = None,
+        warm_trials: Mapping[str, Sequence[optuna.trial.FrozenTrial]] | None = None,
     ) -> None:
         super().__init__(metric=metric, mode=mode)
         self.trials_per_family = trials_per_family
         self.seed = seed
+        # the time budget counts the driver's wall time, across resumes (saved with the state)
+        self.time_budget = time_budget
+        self.elapsed_before = 0.0
+        self.session_start: float | None = time.monotonic()
+        #: trial id -> why the scheduler stopped it (tagtune.schedulers.FamilyScheduler writes it)
+        self.stops: dict[str, StopInfo] = {}
+        #: family -> its early-stopping scheduler (kept here: Ray saves a searcher, not a scheduler)
+        self.stop_state: dict[str, Any] = {}
+        warm_trials = warm_trials or {}
         self.families = list(spaces)
         self.searchers: dict[str, OptunaSearch] = {}
         for i, (family, space) in enumerate(spaces.items()):
@@ -58,7 +80,10 @@ class FamilySearcher(Searcher):
                 study_name=f"{study_prefix}/{family}",
                 storage=storage,
             )
-            if defaults_first:
+            study = optuna_study(self.searchers[family])
+            if warm_trials.get(family) and not study.trials:
+                study.add_trials(list(warm_trials[family]))
+            if defaults_first and not warm_trials.get(family):
                 # The family's tuned defaults are the first trial (Optuna's enqueue_trial:
                 # Ray's points_to_evaluate is ignored with a define-by-run space).  On resume
                 # the study already holds it and skip_if_exists keeps it single.
@@ -67,9 +92,19 @@ class FamilySearcher(Searcher):
         self.assigned: dict[str, str] = {}  # trial_id -> family
         self.suggested = {family: 0 for family in self.families}
 
+    def elapsed(self) -> float:
+        """Seconds of search wall time so far (the driver's, summed over resumes)."""
+        if self.session_start is None:  # the first call after a restore
+            self.session_start = time.monotonic()
+        return self.elapsed_before + time.monotonic() - self.session_start
+
+    def budget_spent(self) -> bool:
+        return self.time_budget is not None and self.elapsed() >= self.time_budget
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        open_families = [f for f in self.families if self.suggested[f] < self.trials_per_family]
-        if not open_families:
+        limit = self.trials_per_family if self.trials_per_family is not None else math.inf
+        open_families = [f for f in self.families if self.suggested[f] < limit]
+        if not open_families or self.budget_spent():
             # Ray's annotation leaves out the FINISHED marker its Searcher protocol documents
             return Searcher.FINISHED  # type: ignore[return-value]
         family = min(open_families, key=lambda f: (self.suggested[f], self.families.index(f)))
@@ -94,15 +129,33 @@ class FamilySearcher(Searcher):
             return
         if result and result.get(DIVERGED):
             result, error = None, True  # Optuna records the trial as FAIL
-        self.searchers[family].on_trial_complete(trial_id, result=result, error=error)
+        searcher = self.searchers[family]
+        if trial_id in self.stops and not error:
+            # Stopped early: its last result never reached on_trial_result (Tune skips the
+            # searcher for a result the scheduler stopped on); report it, then tell PRUNED
+            # (OptunaSearch tells PRUNED when it gets no value and no error).
+            if result and isinstance(result.get(self.metric), (int, float)) and math.isfinite(result[self.metric]):
+                try:
+                    searcher.on_trial_result(trial_id, result)
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    pass
+            searcher.on_trial_complete(trial_id, result=None, error=False)
+            return
+        searcher.on_trial_complete(trial_id, result=result, error=error)
+
+    def stop_info(self, trial_id: str) -> StopInfo | None:
+        """Why the trial was stopped before max_epochs, or None (it ran them all, or failed)."""
+        return self.stops.get(trial_id)
 
     def studies(self) -> dict[str, optuna.Study]:
         """Each family's Optuna study (for importance plots and summaries)."""
         return {f: optuna_study(s) for f, s in self.searchers.items()}
 
     def save(self, checkpoint_path: str) -> None:
+        state = self.__dict__.copy()
+        state["elapsed_before"], state["session_start"] = self.elapsed(), None
         with open(checkpoint_path, "wb") as fh:
-            pickle.dump(self.__dict__.copy(), fh)
+            pickle.dump(state, fh)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as fh:

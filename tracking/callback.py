@@ -3,7 +3,9 @@
 Workers never touch the store (no route to it needed, no SQLite lock contention).  A child run
 per trial under the search's parent run, tagged ``tagtune.family``; params are the trial's full
 config; each epoch's metrics go in one ``log_batch`` call (step = epoch); the best checkpoint is
-logged as an artifact when the trial ends.  Trials restored after a driver restart find their
+logged as an artifact when the trial ends.  A trial the search's scheduler stopped early (an
+early-stopping rule or the spent time budget, told by ``stop_info``) still ends FINISHED, tagged
+with the epoch and the rule (``Tag.STOPPED_*``).  Trials restored after a driver restart find their
 existing run (by the ``tagtune.trial_id`` tag) instead of getting a duplicate.
 """
 
@@ -18,7 +20,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from ray import tune
 
-from tagtune.tracking.schema import Metrics, RunKind, Tag, parent_filter
+from tagtune.tracking.schema import Metrics, RunKind, StopInfo, Tag, parent_filter
 from tagtune.trainables.config import resolve_config
 from tagtune.trainables.trial import DIVERGED
 
@@ -54,7 +56,9 @@ class MlflowTrialLogger(tune.Callback):
         parent_run_id: str,
         total_trials: int,
         echo: Callable[[str], None] | None = None,
+        stop_info: Callable[[str], StopInfo | None] | None = None,
     ):
+        self.stop_info = stop_info or (lambda trial_id: None)
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
@@ -155,18 +159,27 @@ class MlflowTrialLogger(tune.Callback):
         if last.get(DIVERGED):
             self._fail(trial, str(last.get("error", "training diverged")))
             return
+        if trial.trial_id not in self.runs and "epoch" not in last:
+            return  # never started (the search ended first): no run to write
         run_id = self._run_for(trial)
         checkpoint = trial.checkpoint
         if checkpoint is not None:
             with checkpoint.as_directory() as folder:
                 self.client.log_artifacts(run_id, folder, "checkpoint")
+        stop = self.stop_info(trial.trial_id)
+        if stop is not None:
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in stop.tags().items()])
         self.client.set_terminated(run_id, "FINISHED")
         self.done += 1
+        how = f"stopped at epoch {stop.epoch} by {stop.rule}" if stop else f"after {int(last.get('epoch', 0))} epochs"
         self.echo(
-            f"[{self.done}/{self.total_trials}] {trial.config.get('family')} {trial.trial_id} "
-            f"finished: best val_mAUC {last.get('best_val_mAUC', float('nan')):.4f} "
-            f"after {int(last.get('epoch', 0))} epochs"
+            f"{self._count()} {trial.config.get('family')} {trial.trial_id} "
+            f"finished: best val_mAUC {last.get('best_val_mAUC', float('nan')):.4f} {how}"
         )
+
+    def _count(self) -> str:
+        """``[3/8]``, or ``[3]`` when the search has no trial limit (a time budget)."""
+        return f"[{self.done}/{self.total_trials}]" if self.total_trials > 0 else f"[{self.done}]"
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         reason = "unknown error"
@@ -221,4 +234,4 @@ class MlflowTrialLogger(tune.Callback):
         self.client.log_batch(run_id, tags=[RunTag(Tag.ERROR, reason), RunTag(Tag.STATUS, "failed")])
         self.client.set_terminated(run_id, "FAILED")
         self.done += 1
-        self.echo(f"[{self.done}/{self.total_trials}] {trial.config.get('family')} {trial.trial_id} FAILED: {reason}")
+        self.echo(f"{self._count()} {trial.config.get('family')} {trial.trial_id} FAILED: {reason}")

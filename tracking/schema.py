@@ -60,6 +60,12 @@ class Tag:
     RANK = "tagtune.rank"
     ENSEMBLE_METHOD = "tagtune.ensemble"
     MODEL_URI = "tagtune.model_uri"
+    # a trial stopped before max_epochs (early-stopping rule or the spent time budget); its run
+    # still ends FINISHED with the metrics of the epochs it trained
+    STOPPED_EARLY = "tagtune.stopped_early"  # "True"
+    STOPPED_AT_EPOCH = "tagtune.stopped_at_epoch"
+    STOPPED_BY = "tagtune.stopped_by"  # the rule: asha(grace 2, rf 3, best_val_mAUC), time budget
+    WARM_START = "tagtune.warm_start"  # on a search run: the trials it was seeded with
 
     @staticmethod
     def final_model(name: str) -> str:
@@ -77,6 +83,36 @@ class Metrics:
     HISTORY = ("val_mAUC", "val_mAP", "val_loss", "train_loss", "epoch_seconds")
     EVAL = ("eval_mAUC", "eval_mAP", "eval_dprime")
     EVAL_SINGLE_LABEL = ("eval_accuracy", "eval_map3")  # what single-label (audio) finals add
+
+
+@dataclasses.dataclass(frozen=True)
+class StopInfo:
+    """Why a trial ended before ``max_epochs``: the last epoch it trained and the rule."""
+
+    epoch: int
+    rule: str
+
+    def tags(self) -> dict[str, str]:
+        """The run tags that record the stop."""
+        return {Tag.STOPPED_EARLY: "True", Tag.STOPPED_AT_EPOCH: str(self.epoch), Tag.STOPPED_BY: self.rule}
+
+
+def parse_duration(text: str, flag: str = "--time-budget") -> float:
+    """``90s``, ``45m``, ``2h``, ``1h30m`` or a number of seconds -> seconds (InputError naming
+    ``flag`` otherwise)."""
+    import re
+
+    value = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        seconds = float(value)
+    else:
+        parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", value)
+        if not parts or "".join(f"{n}{u}" for n, u in parts) != value.replace(" ", ""):
+            raise InputError(f"{flag} {text!r}: write a duration such as 90s, 45m, 2h or 1h30m")
+        seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+    if seconds <= 0:
+        raise InputError(f"{flag} {text!r} must be a positive duration, e.g. 45m")
+    return seconds
 
 
 def parent_filter(parent_run_id: str) -> str:
@@ -266,7 +302,8 @@ class SearchSpec:
 
     train: str = dataclasses.field(metadata=PATH)
     families: list[str]
-    trials_per_family: int = 4
+    # None: no trial limit (with a time budget: trials start round-robin until it is spent)
+    trials_per_family: int | None = 4
     max_epochs: int = 10
     experiment: str = dataclasses.field(default="tagtune", metadata=NOT_PARAM)
     tracking_uri: str | None = dataclasses.field(default=None, metadata=NOT_PARAM)
@@ -282,19 +319,35 @@ class SearchSpec:
     spaces_dir: str | None = dataclasses.field(default=None, metadata=PATH)
     max_failures: int = 1
     defaults_first: bool = True
+    # early stopping per family (tagtune.schedulers): asha, hyperband or none
+    scheduler: str = "asha"
+    grace_period: int = 2
+    reduction_factor: float = 3.0
+    milestone_metric: str = "best_val_mAUC"
+    # seconds of search wall time (the driver's), None: no budget
+    time_budget: float | None = None
+    # an earlier search (experiment name) whose finished trials seed each family's study
+    warm_start: str | None = None
     # family -> tagtune.search_spaces.SearchSpace, filled by tagtune.search's check()
     spaces: dict[str, Any] = dataclasses.field(default_factory=dict, metadata=NOT_PARAM)
 
     @property
     def total_trials(self) -> int:
-        """The search's trial budget: ``trials_per_family`` for each family."""
+        """The search's trial budget: ``trials_per_family`` for each family (-1: no limit, Tune's
+        ``num_samples`` for "until the time budget is spent")."""
+        if self.trials_per_family is None:
+            return -1
         return self.trials_per_family * len(self.families)
 
     def validate(self) -> None:
         """Check the numbers and the family list (InputError naming the flag); paths and spaces
         are checked by ``tagtune.search``, which knows the data and the cluster."""
-        if self.trials_per_family < 1:
+        if self.trials_per_family is None and self.time_budget is None:
+            raise InputError("--trials-per-family or --time-budget: give at least one, e.g. --time-budget 45m")
+        if self.trials_per_family is not None and self.trials_per_family < 1:
             raise InputError(f"--trials-per-family must be at least 1, got {self.trials_per_family}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise InputError(f"--time-budget must be positive, got {self.time_budget:g} s")
         if self.max_epochs < 1:
             raise InputError(f"--max-epochs must be at least 1, got {self.max_epochs}")
         if not 0.0 < self.val_fraction < 1.0:
