@@ -12,6 +12,8 @@ from tagtune.dashboards._html import Section, build_html, table_html
 from tagtune.dashboards._importance import importance_figure, infer_distribution, param_importances, rebuild_study
 from tagtune.dashboards._per_class import per_class_data, per_class_figure
 from tagtune.dashboards._search import (
+    anytime_data,
+    anytime_figure,
     history_data,
     history_figure,
     learning_curve_data,
@@ -25,6 +27,8 @@ from tagtune.dashboards._search import (
 )
 
 __all__ = [
+    "anytime_data",
+    "anytime_figure",
     "Section",
     "build_html",
     "confusion_data",

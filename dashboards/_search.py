@@ -385,3 +385,39 @@ def learning_curves_figure(history: pd.DataFrame, trials: pd.DataFrame, top: int
     fig.update_yaxes(title_text="BCE loss", type="log", row=1, col=2)
     fig.update_layout(title=f"Learning curves of each family's top {top} trials", height=440)
     return fig
+
+
+# -- anytime view ----------------------------------------------------------------------------------
+def anytime_data(anytime: pd.DataFrame) -> pd.DataFrame:
+    """The step lines of :func:`anytime_figure`: the anytime table in minutes, per family and
+    overall (``all``)."""
+    data = anytime.copy()
+    data["minutes"] = data["seconds"] / 60.0
+    return data
+
+
+def anytime_figure(anytime: pd.DataFrame) -> go.Figure:
+    """Best validation mAUC so far against the search's wall time, per family and overall."""
+    data = anytime_data(anytime)
+    if data.empty:
+        return empty_figure("best validation mAUC so far", "no epoch logged yet")
+    colors = family_colors([f for f in data["family"].unique() if f != "all"])
+    fig = go.Figure()
+    for family, group in data.groupby("family", sort=False):
+        overall = family == "all"
+        fig.add_trace(
+            go.Scatter(
+                x=group["minutes"],
+                y=group["best_val_mAUC"],
+                mode="lines+markers",
+                name="all families" if overall else str(family),
+                line=dict(color="black" if overall else colors[str(family)], shape="hv", width=3 if overall else 2),
+            )
+        )
+    fig.update_layout(
+        title="Anytime view: best validation mAUC so far vs wall time",
+        xaxis_title="minutes since the search started",
+        yaxis_title="best validation mAUC so far",
+        height=420,
+    )
+    return fig

@@ -113,7 +113,6 @@ class SearchSpace:
                 undecided.add(p.name)
         return fixed
 
-
     def distributions(self, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         """An earlier trial's ``values`` in this space (a warm start's ``optuna.create_trial``):
         the active sampled parameters it has a value for inside their range or choices, their

@@ -20,6 +20,8 @@ from tagtune.tracking import (
     SUMMARY_COLUMNS,
     TASK_COLUMNS,
     Trials,
+    anytime_summary,
+    anytime_table,
     ensemble_rows,
     family_summary,
     finals_table,
@@ -56,6 +58,11 @@ class ReportData:
     confusion: pd.DataFrame | None = None
     """The best single-label final's confusion matrix on the test split (long form), if any."""
     confusion_source: str = ""
+    anytime: pd.DataFrame | None = None
+    """Best val_mAUC so far vs wall time (:func:`tagtune.tracking.anytime_table`)."""
+    anytime_summary: pd.DataFrame | None = None
+    """Per family and overall: best at 25/50/100 % of the search's wall time."""
+    wall_seconds: float = 0.0
 
     @property
     def has_finals(self) -> bool:
@@ -88,6 +95,12 @@ def collect(
         history=trials.history,
         finals=finals,
     )
+    start = int(parent.info.start_time or 0)
+    data.anytime = anytime_table(trials, start)
+    end = parent.info.end_time if parent.info.status != "RUNNING" else None
+    last = float(data.anytime["seconds"].max()) if len(data.anytime) else 0.0
+    data.wall_seconds = max(last, (int(end) - start) / 1000.0 if end else 0.0)
+    data.anytime_summary = anytime_summary(data.anytime, data.wall_seconds) if len(data.anytime) else None
     if per_class:
         data.per_class, data.per_class_source = best_per_class(client, parent, trials, finals)
         data.confusion, data.confusion_source = best_confusion(client, finals)
@@ -170,6 +183,11 @@ def report_markdown(data: ReportData) -> str:
     head1 = "Per family: validation mAUC over the search's trials (max/min/mean, seed 000 Fig. 4)" + (
         ", and the final (100% of train) on the eval split" if data.has_finals else ""
     )
+    if "stopped" in data.summary and data.summary["stopped"].fillna(0).sum():
+        head1 += (
+            "; max over every scored trial, min/mean/std over the completed trials only (those that "
+            "ran every epoch; stopped trials are counted in `stopped`, their scores cut at their stop)"
+        )
     table1 = search_table(data)
     runtime = data.runtime if data.has_finals else data.runtime.drop(columns="final_train_s")
     return "\n".join(
@@ -181,8 +199,22 @@ def report_markdown(data: ReportData) -> str:
             "Runtime per family (seed 000 Fig. 3): seconds per epoch and per trial",
             "",
             _markdown(runtime),
+            *_anytime_lines(data),
         ]
     )
+
+
+def _anytime_lines(data: ReportData) -> list[str]:
+    """The anytime table of the report (best val_mAUC at 25/50/100 % of the wall time)."""
+    if data.anytime_summary is None or data.anytime_summary.empty:
+        return []
+    return [
+        "",
+        f"Anytime view: best validation mAUC so far at 25/50/100 % of the search's {data.wall_seconds:.0f} s "
+        "wall time, and the seconds to reach each one's final best",
+        "",
+        _markdown(data.anytime_summary),
+    ]
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -192,7 +224,7 @@ def _markdown(frame: pd.DataFrame) -> str:
 def _display(frame: pd.DataFrame) -> pd.DataFrame:
     """Counts as whole numbers (blank where missing), for tables that mix in ensemble rows."""
     out = frame.copy()
-    for col in ("trials", "completed", "failed", "epochs"):
+    for col in ("trials", "completed", "stopped", "failed", "epochs"):
         if col in out:
             out[col] = pd.Series(["" if pd.isna(v) else str(int(v)) for v in out[col]], dtype=object, index=out.index)
     return out
@@ -203,6 +235,7 @@ def dashboard_html(data: ReportData) -> str:
     coordinates and importance per family, learning curves, per-class AP."""
     from tagtune.dashboards import (
         Section,
+        anytime_figure,
         build_html,
         confusion_figure,
         history_figure,
@@ -222,12 +255,28 @@ def dashboard_html(data: ReportData) -> str:
             note="max/min/mean: the trials' best validation mAUC; eval_*: the family's final, "
             "retrained on 100% of the training data, on the eval split."
             if data.has_finals
-            else "max/min/mean: the trials' best validation mAUC (run `tagtune finalize` for eval scores).",
+            else "max/min/mean: the trials' best validation mAUC (run `tagtune finalize` for eval scores)."
+            + (
+                " max over every scored trial; min/mean over the completed ones (all epochs), the "
+                "stopped ones counted apart."
+                if "stopped" in data.summary and data.summary["stopped"].fillna(0).sum()
+                else ""
+            ),
         ),
         Section("mAUC per family (Fig. 4)", figure=range_figure(data.summary)),
         Section("Runtime per family (Fig. 3)", figure=runtime_figure(data.runtime), table=data.runtime),
         Section("Optimization history", figure=history_figure(data.trials)),
     ]
+    if data.anytime is not None:
+        sections.append(
+            Section(
+                "Anytime view: best validation mAUC so far vs wall time",
+                figure=anytime_figure(data.anytime),
+                table=data.anytime_summary,
+                note="per family and over all families (black); each epoch's val_mAUC at the time "
+                "MLflow logged it, from the search run's start",
+            )
+        )
     if not data.trials.empty:
         for family in dict.fromkeys(data.trials["family"]):
             sections.append(

@@ -89,8 +89,9 @@ class StopRule:
         return f"{self.kind}(grace {self.grace_period}, rf {self.reduction_factor:g}, {self.metric}{extra})"
 
     def family_scheduler(self, seed: int) -> AsyncHyperBandScheduler | None:
-        """A fresh scheduler for one family's trials (None for ``none``)."""
-        if self.kind == "none":
+        """A fresh scheduler for one family's trials (None for ``none``, and when the grace
+        period leaves no epoch to stop at)."""
+        if self.kind == "none" or self.grace_period >= self.max_epochs:
             return None
         return _SeededBrackets(
             seed,

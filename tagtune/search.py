@@ -61,7 +61,6 @@ class SearchSpec(tracking.SearchSpec):
             if not os.access(probe, os.W_OK):
                 raise InputError(f"--storage-path {folder} is not writable; pick a writable folder")
 
-
     def stop_rule(self) -> Any:
         """The early-stopping rule of the spec's scheduler flags (InputError naming a bad one)."""
         from tagtune.schedulers import StopRule
@@ -326,7 +325,13 @@ def choose_trial_gpus(spec: SearchSpec, say: Callable[[str], None]) -> None:
 
 
 def _tuner(
-    spec: SearchSpec, data: TrialData, run_name: str, storage: str, search_alg: Any, callback: Any, scheduler: Any = None
+    spec: SearchSpec,
+    data: TrialData,
+    run_name: str,
+    storage: str,
+    search_alg: Any,
+    callback: Any,
+    scheduler: Any = None,
 ) -> Any:
     """The Tune run of a search: ``search_alg`` proposes the trials, ``scheduler`` stops them
     early (per family) and at the time budget, ``callback`` logs them."""

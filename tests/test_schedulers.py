@@ -66,7 +66,9 @@ def _states(searcher: FamilySearcher, family: str) -> list[tuple[str, dict[int, 
 
 def test_each_family_is_stopped_only_against_its_own_trials_and_optuna_is_told_pruned():
     searcher = _searcher(seed=1)
-    driver = Driver(searcher, FamilyScheduler(searcher, StopRule("asha", grace_period=1, reduction_factor=2, max_epochs=4)))
+    driver = Driver(
+        searcher, FamilyScheduler(searcher, StopRule("asha", grace_period=1, reduction_factor=2, max_epochs=4))
+    )
     # round-robin: fc1, lstm, fc1, lstm; fc1's epochs score far above lstm's
     driver.run("a", [0.90, 0.91, 0.92, 0.93])  # fc1
     driver.run("b", [0.55, 0.56, 0.57, 0.58])  # lstm: first of its family, never compared with fc1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tagtune.tracking._anytime import ANYTIME_COLUMNS, anytime_summary, anytime_table, best_at
 from tagtune.tracking._store import (
     TAG_FAMILY,
     default_tracking_uri,
@@ -47,6 +48,10 @@ from tagtune.tracking.tables import (
 from tagtune.tracking.trials import TrialRow, Trials, child_runs, rank_by_family, recorded_spaces_dir, search_trials
 
 __all__ = [
+    "ANYTIME_COLUMNS",
+    "anytime_summary",
+    "anytime_table",
+    "best_at",
     "EVAL_METRICS",
     "PER_CLASS_ARTIFACT",
     "SUMMARY_COLUMNS",

@@ -49,6 +49,12 @@ class TrialRow:
     best_accuracy: float = math.nan
     best_map3: float = math.nan
     trial_id: str = ""
+    stopped: bool = False  # stopped early (a rule or the time budget): FINISHED, fewer epochs
+
+    @property
+    def full_length(self) -> bool:
+        """Completed and not stopped early: ran every epoch (what min/mean/std cover)."""
+        return self.completed and not self.stopped
 
     @property
     def completed(self) -> bool:
@@ -82,7 +88,10 @@ def best_step(values: Iterable[tuple[int, float]]) -> int | None:
 # ------------------------------------------------------------------------------------------
 
 Curves = dict[str, list[tuple[int, float]]]
-"""One trial's history: metric name -> ``(step, value)`` as logged, in MLflow's order."""
+"""One trial's history: metric name -> ``(step, value)`` as logged, in MLflow's order; and under
+:data:`WALL_KEY` ``(timestamp in ms, val_mAUC)`` per epoch (for the anytime view)."""
+
+WALL_KEY = "val_mAUC@wall"
 
 
 def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[Any]:
@@ -97,7 +106,13 @@ def is_trial(run: Any) -> bool:
 
 def trial_history(client: MlflowClient, run_id: str) -> Curves:
     """The one history fetch of a trial: each of :data:`HISTORY_METRICS`, once."""
-    return {key: [(int(m.step), m.value) for m in client.get_metric_history(run_id, key)] for key in HISTORY_METRICS}
+    curves: Curves = {}
+    for key in HISTORY_METRICS:
+        history = client.get_metric_history(run_id, key)
+        curves[key] = [(int(m.step), m.value) for m in history]
+        if key == "val_mAUC":
+            curves[WALL_KEY] = [(int(m.timestamp), m.value) for m in history]
+    return curves
 
 
 def recorded_spaces_dir(parent: Any) -> str | None:
@@ -138,6 +153,7 @@ def _row(run: Any, curves: Curves) -> TrialRow:
         best_accuracy=float(metrics.get("best_val_accuracy", math.nan)),
         best_map3=float(metrics.get("best_val_map3", math.nan)),
         trial_id=run.data.tags.get(Tag.TRIAL_ID, ""),
+        stopped=run.data.tags.get(Tag.STOPPED_EARLY) == "True",
     )
 
 
@@ -159,6 +175,8 @@ def _table_row(run: Any, steps: list[dict[str, Any]], number: int) -> dict[str, 
         "trial_id": run.data.tags.get(Tag.TRIAL_ID, ""),
         "number": number,
         "status": run.info.status,
+        "stopped": run.data.tags.get(Tag.STOPPED_EARLY) == "True",
+        "stopped_by": run.data.tags.get(Tag.STOPPED_BY, ""),
         "best_val_mAUC": float(metrics.get("best_val_mAUC", math.nan)),
         "best_val_mAP": float(metrics.get("best_val_mAP", math.nan)),
         "best_epoch": best_step((s["step"], s["val_mAUC"]) for s in steps if "val_mAUC" in s),
