@@ -23,6 +23,7 @@ from mlflow import MlflowClient
 from tagtune.commands import report
 from tagtune.finalize import FinalizeSpec, finalize
 from tagtune.search import SearchSpec, run_search
+from tagtune.tracking import parse_duration
 from tagtune.tracking.trials import search_trials
 
 REFERENCES = [
@@ -51,6 +52,10 @@ def main() -> None:
     parser.add_argument("--cpus-per-trial", type=float, default=1.0)
     parser.add_argument("--gpus-per-trial", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--scheduler", default="asha", choices=("asha", "hyperband", "none"), help="early stopping (default: asha)"
+    )
+    parser.add_argument("--time-budget", default=None, help="search wall time, e.g. 90m (then trials are unlimited)")
     parser.add_argument("--out", default="bench-quality")
     parser.add_argument(
         "--finals-only", action="store_true", help="skip the search: finalize the latest search already in --out"
@@ -65,7 +70,9 @@ def main() -> None:
         spec = SearchSpec(
             train=args.train,
             families=args.families.split(","),
-            trials_per_family=args.trials_per_family,
+            trials_per_family=None if args.time_budget else args.trials_per_family,
+            time_budget=parse_duration(args.time_budget) if args.time_budget else None,
+            scheduler=args.scheduler,
             max_epochs=args.max_epochs,
             experiment="quality",
             tracking_uri=uri,

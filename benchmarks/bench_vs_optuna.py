@@ -49,6 +49,7 @@ def main() -> None:
             families=[args.family],
             trials_per_family=args.trials,
             max_epochs=args.epochs,
+            scheduler="none",  # the same configs, each for every epoch, on both sides
             experiment="tagtune",
             tracking_uri=f"sqlite:///{tmp}/tagtune.db",
             storage_path=f"{tmp}/ray",

@@ -91,7 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--time-budget",
-        type=_duration,
         default=None,
         metavar="DURATION",
         help="stop the search after this much wall time, e.g. 90s, 45m, 2h: no trial starts after it, "
@@ -99,7 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--scheduler",
-        choices=("asha", "hyperband", "none"),
         default="asha",
         help="early stopping, each family against its own trials only: asha (default), hyperband "
         "(asynchronous, several brackets) or none (every trial runs --max-epochs)",
@@ -310,24 +308,16 @@ def _finish(outcome: SearchOutcome, experiment: str) -> None:
     )
 
 
-def _duration(text: str) -> float:
-    """argparse type of --time-budget (its error is argparse's usage error, exit 2)."""
-    from tagtune.tracking import parse_duration
-    from tagtune.trainables.errors import InputError
-
-    try:
-        return parse_duration(text)
-    except InputError as exc:
-        raise argparse.ArgumentTypeError(str(exc).removeprefix("--time-budget ")) from None
-
-
 def search_spec_from_args(args: argparse.Namespace, source: DataSource | None = None) -> SearchSpec:
     """The search spec of ``tagtune search``'s flags: each spec field from the flag of the same
     name (``--spaces`` is ``spaces_dir``), ``--families`` parsed against ``--train`` (``source``:
     ``--train`` already opened)."""
     from tagtune.search import SearchSpec, parse_families
+    from tagtune.tracking import parse_duration
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchSpec) if f.init and hasattr(args, f.name)}
+    if values.get("time_budget") is not None:
+        values["time_budget"] = parse_duration(values["time_budget"])
     values["families"] = parse_families(args.families, source if source is not None else args.train)
     if values.get("trials_per_family") is None and values.get("time_budget") is None:
         values["trials_per_family"] = 4

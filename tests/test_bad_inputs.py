@@ -58,6 +58,14 @@ CORPUS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("zero CPUs per trial", ("search", "--train", "{synth}", "--cpus-per-trial", "0"), ("--cpus-per-trial",)),
     ("negative GPUs per trial", ("search", "--train", "{synth}", "--gpus-per-trial", "-1"), ("--gpus-per-trial",)),
     ("negative retries", ("search", "--train", "{synth}", "--max-failures", "-1"), ("--max-failures",)),
+    ("bad time budget", ("search", "--train", "{synth}", "--time-budget", "soon"), ("--time-budget 'soon'", "45m")),
+    ("unknown scheduler", ("search", "--train", "{synth}", "--scheduler", "median"), ("--scheduler 'median'", "asha")),
+    ("zero grace period", ("search", "--train", "{synth}", "--grace-period", "0"), ("--grace-period",)),
+    (
+        "warm start from nothing",
+        ("search", "--train", "{synth}", "--warm-start", "never-ran"),
+        ("--warm-start never-ran", "no experiment named 'never-ran'"),
+    ),
     ("nothing to resume", ("resume", "--experiment", "never-ran"), ("no experiment named 'never-ran'",)),
 ]
 

@@ -93,3 +93,26 @@ def test_bench_fsdd_runs_search_and_finalize_and_prints_test_scores(tmp_path):
     assert "# FSDD official test split" in out and "| model | test_acc | test_MAP@3 |" in out
     assert "| densenet_audio |" in out
     assert (tmp_path / "b" / "mlflow.db").is_file()
+
+
+def test_bench_early_stop_compares_three_runs_on_one_budget(split):
+    root, train, _ = split
+    out = _run(
+        "bench_early_stop.py",
+        "--data",
+        str(train),
+        "--budget",
+        "20s",
+        "--max-epochs",
+        "3",
+        "--families",
+        "fc1",
+        cwd=root,
+    )
+    for row in (
+        "| tagtune, early stopping (asha) |",
+        "| tagtune, no early stopping |",
+        "| Optuna loop, TPE + HyperbandPruner",
+    ):
+        assert row in out
+    assert "trials started" in out and "epochs trained" in out
