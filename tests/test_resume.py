@@ -104,7 +104,9 @@ def test_resume_after_sigkill_finishes_budget_without_duplicates(tmp_path):
     for summary in optuna.get_all_study_summaries(storage):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
         # with the default early stopping some trials end PRUNED (stopped at a rung), not COMPLETE
-        told = [t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+        told = [
+            t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        ]
         assert len(told) >= BUDGET_PER_FAMILY, summary.study_name
     stopped = [r for r in runs if r.data.tags.get(Tag.STOPPED_EARLY) == "True"]
     for run in stopped:  # never run past its stop: its last logged epoch is the stop's
