@@ -121,6 +121,18 @@ def test_search_flags_fill_the_spec_field_by_field():
         "--max-failures",
         "0",
         "--no-defaults-first",
+        "--scheduler",
+        "hyperband",
+        "--grace-period",
+        "1",
+        "--reduction-factor",
+        "2",
+        "--milestone-metric",
+        "val_mAUC",
+        "--time-budget",
+        "1h30m",
+        "--warm-start",
+        "old",
     ]
     spec = search_spec_from_args(build_parser().parse_args(argv))
     assert spec == SearchSpec(
@@ -140,6 +152,12 @@ def test_search_flags_fill_the_spec_field_by_field():
         spaces_dir="sp",
         max_failures=0,
         defaults_first=False,
+        scheduler="hyperband",
+        grace_period=1,
+        reduction_factor=2.0,
+        milestone_metric="val_mAUC",
+        time_budget=5400.0,
+        warm_start="old",
     )
     defaults = search_spec_from_args(build_parser().parse_args(["search", "--train", "t"]))
     for f in dataclasses.fields(SearchSpec):  # every field has a flag, and the flags' defaults are the spec's
