@@ -41,7 +41,7 @@ from tagtune.trainables.loop import fit
 Events = list[tuple[float, float]]  # (seconds since the start, val_mAUC) per epoch trained
 
 
-def _tagtune(args: argparse.Namespace, tmp: str, scheduler: str, budget: float) -> tuple[Events, int, int]:
+def _tagtune(args: argparse.Namespace, tmp: str, scheduler: str, budget: float) -> tuple[Events, int, int, int]:
     spec = SearchSpec(
         train=args.data,
         families=args.families.split(","),
@@ -64,14 +64,15 @@ def _tagtune(args: argparse.Namespace, tmp: str, scheduler: str, budget: float) 
     overall = table[table["family"] == "all"]
     events = list(zip(overall["seconds"], overall["best_val_mAUC"], strict=True))
     epochs = sum(len(trials.curves[r.info.run_id].get("val_mAUC", [])) for r in trials.trial_runs)
-    return events, len(trials.trial_runs), epochs
+    stopped = sum(r.stopped for r in trials.rows)
+    return events, len(trials.trial_runs), epochs, stopped
 
 
 class _BudgetSpent(Exception):
     pass
 
 
-def _peer(args: argparse.Namespace, tmp: str, budget: float) -> tuple[Events, int, int]:
+def _peer(args: argparse.Namespace, tmp: str, budget: float) -> tuple[Events, int, int, int]:
     from optuna_integration.mlflow import MLflowCallback
 
     families = args.families.split(",")
@@ -133,7 +134,8 @@ def _peer(args: argparse.Namespace, tmp: str, budget: float) -> tuple[Events, in
         if value > best:
             best = value
             best_so_far.append((seconds, value))
-    return best_so_far, counts["trials"], counts["epochs"]
+    pruned = sum(t.state == optuna.trial.TrialState.PRUNED for st in studies.values() for t in st.trials)
+    return best_so_far, counts["trials"], counts["epochs"], pruned
 
 
 def _best_at(events: Events, seconds: float) -> float:
@@ -152,25 +154,39 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cpus-per-trial", type=float, default=1.0)
     parser.add_argument("--scheduler", default="asha", choices=("asha", "hyperband"), help="run 1's scheduler")
+    parser.add_argument(
+        "--runs",
+        default="early,none,peer",
+        help="which runs, in order: early (--scheduler), asha, hyperband, none, peer (default: %(default)s)",
+    )
+    parser.add_argument("--target", type=float, default=None, help="the mAUC to reach without a `none` run")
     parser.add_argument("--data", default=str(BAL_TRAIN))
     args = parser.parse_args()
     budget = parse_duration(args.budget, "--budget")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    results: dict[str, tuple[Events, int, int]] = {}
+    results: dict[str, tuple[Events, int, int, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        results[f"tagtune, early stopping ({args.scheduler})"] = _tagtune(args, tmp, args.scheduler, budget)
-        results["tagtune, no early stopping"] = _tagtune(args, tmp, "none", budget)
-        results["Optuna loop, TPE + HyperbandPruner, MLflowCallback"] = _peer(args, tmp, budget)
-    no_stop = results["tagtune, no early stopping"][0]
-    target = max((v for _, v in no_stop), default=math.nan)
+        for run in args.runs.split(","):
+            if run in ("early", "asha", "hyperband"):
+                kind = args.scheduler if run == "early" else run
+                results[f"tagtune, early stopping ({kind})"] = _tagtune(args, tmp, kind, budget)
+            elif run == "none":
+                results["tagtune, no early stopping"] = _tagtune(args, tmp, "none", budget)
+            elif run == "peer":
+                results["Optuna loop, TPE + HyperbandPruner, MLflowCallback"] = _peer(args, tmp, budget)
+            else:
+                parser.error(f"--runs: unknown run {run!r}")
+    no_stop = results.get("tagtune, no early stopping", ([], 0, 0, 0))[0]
+    target = max((v for _, v in no_stop), default=args.target if args.target is not None else math.nan)
     rows = []
-    for name, (events, n_trials, epochs) in results.items():
+    for name, (events, n_trials, epochs, stopped) in results.items():
         reach = _reach(events, target)
         rows.append(
             [
                 name,
                 *(_best_at(events, f * budget) for f in (0.25, 0.5, 1.0)),
                 n_trials,
+                stopped,
                 epochs,
                 f"{reach:.0f} s ({reach / budget:.0%})" if math.isfinite(reach) else "not reached",
             ]
@@ -180,7 +196,16 @@ def main() -> None:
         f"{budget:.0f} s each, seed {args.seed}\n# {machine()}\n"
     )
     print_table(
-        ["run", "best val mAUC @25%", "@50%", "@100%", "trials started", "epochs trained", f"reach {target:.4f}"],
+        [
+            "run",
+            "best val mAUC @25%",
+            "@50%",
+            "@100%",
+            "trials started",
+            "stopped / pruned",
+            "epochs trained",
+            f"reach {target:.4f}",
+        ],
         rows,
     )
 
