@@ -95,6 +95,7 @@ def test_bench_fsdd_runs_search_and_finalize_and_prints_test_scores(tmp_path):
     assert (tmp_path / "b" / "mlflow.db").is_file()
 
 
+@pytest.mark.slow  # three runs of 20 s each, two Ray start-ups
 def test_bench_early_stop_compares_three_runs_on_one_budget(split):
     root, train, _ = split
     out = _run(
