@@ -42,6 +42,12 @@ NON_DEFAULT: dict[str, Any] = {
     "spaces_dir": "/home/me/spaces",
     "max_failures": 3,
     "defaults_first": False,
+    "scheduler": "hyperband",
+    "grace_period": 1,
+    "reduction_factor": 4.0,
+    "milestone_metric": "val_mAUC",
+    "time_budget": 2700.0,
+    "warm_start": "earlier",
     "spaces": {"lstm": object()},
 }
 NOT_RECORDED = {"experiment", "tracking_uri", "address", "spaces"}
