@@ -43,6 +43,12 @@ class Dataset:
     """len C."""
     source: str
     """What it was read from, and the format, e.g. ``tfrecord:/path``."""
+    groups: np.ndarray | None = None
+    """numpy str array [N]: the recording / speaker / source each clip was cut from (clips of one
+    group never sit on both sides of a split), or ``None``."""
+    split: np.ndarray | None = None
+    """numpy str array [N] of the data set's own split per clip (``train``, ``valid``, ``test``),
+    or ``None`` (the seeded split is used)."""
 
     def __post_init__(self) -> None:
         """Check that the arrays agree in shape."""
@@ -53,6 +59,10 @@ class Dataset:
             raise ValueError("Dataset arrays x, y, lengths and ids differ in length")
         if self.y.shape[1] != len(self.class_names):
             raise ValueError(f"y has {self.y.shape[1]} columns but there are {len(self.class_names)} class names")
+        for name in ("groups", "split"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"Dataset {name} has {len(value)} entries for {n} clips")
 
     @property
     def n_clips(self) -> int:
