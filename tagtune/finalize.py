@@ -233,13 +233,19 @@ class FinalsData:
     train: Any
     eval: Any
     data: Any  # TrialData: every training clip, the fit slice as its "validation"
-    eval_x: Any  # torch uint8 [N, T, F], a writable copy of the mmap
+    eval_x: Any  # torch [N, T, F] of the data's dtype, a writable copy of the mmap
     eval_y: np.ndarray
+    searched: Any = None
+    """The search's data set (its validation split picks ensemble members), when ``train`` is
+    only its train + validation part (data with their own test split); else ``train``."""
+    test_from: str = ""
 
     kind = "embeddings"
     methods = ENSEMBLE_METHODS
-    single_label = False
-    test_from = ""
+
+    @property
+    def single_label(self) -> bool:
+        return bool(self.train.single_label)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -254,16 +260,16 @@ class FinalsData:
         return int(self.eval.n_clips)
 
     def score(self, model: Any, config: Any, device: Any) -> np.ndarray:
-        """A final's probabilities on the eval clips."""
-        return score_clips(model, self.eval_x, device)
+        """A final's probabilities on the eval clips (softmax on single-label data)."""
+        return score_clips(model, self.eval_x, device, single_label=self.single_label)
 
     def validation(self, session: Session, rows: list[TrialRow]) -> tuple[list[np.ndarray], np.ndarray] | None:
         """The trials' scores on the search's validation split, and its labels (see
         :func:`_validation_scores`)."""
-        return _validation_scores(session, self.train, rows)
+        return _validation_scores(session, self.searched if self.searched is not None else self.train, rows)
 
     def combine(self, scores: list[np.ndarray], weights: list[float], method: str) -> np.ndarray:
-        return combine_scores(scores, weights, method)
+        return combine_scores(scores, weights, method, single_label=self.single_label)
 
 
 @dataclass
@@ -365,23 +371,65 @@ def load_finals_data(spec: FinalizeSpec, parent: Any, say: Say) -> FinalsData:
 
     from tagtune.trainables.loop import TrialData
 
+    from tagtune.trainables.data import InputScaling
+    from tagtune.trainables.data._split import check_finite
+
     t0 = time.perf_counter()
-    assert spec.eval is not None  # finalize refuses embeddings without --eval
-    train_ds, eval_ds = _load(spec.train, "--train"), _load(spec.eval, "--eval")
+    searched = None
+    if spec.eval is None:  # finalize refuses embeddings without --eval unless they hold a test split
+        searched = _load(spec.train, "--train")
+        parts = own_test_split(searched)
+        assert parts is not None  # finalize checked that --train has a test split
+        train_ds, eval_ds = parts
+        test_from = f"test split of {spec.train}"
+    else:
+        train_ds, eval_ds = _load(spec.train, "--train"), _load(spec.eval, "--eval")
+        test_from = f"--eval {spec.eval}"
     _check_data(spec, parent, train_ds, eval_ds)
+    check_finite(train_ds.x, train_ds.ids, f"--train {spec.train}")
+    check_finite(eval_ds.x, eval_ds.ids, test_from)
     say(
-        f"data: {train_ds.n_clips} training clips (all of them), {eval_ds.n_clips} eval clips, "
-        f"{train_ds.n_classes} classes ({time.perf_counter() - t0:.1f} s)"
+        f"data: {train_ds.n_clips} training clips (all of them), {eval_ds.n_clips} eval clips "
+        f"({test_from}), {train_ds.n_classes} classes ({time.perf_counter() - t0:.1f} s)"
     )
+    x = np.asarray(train_ds.x)
     data = TrialData(
-        x=np.asarray(train_ds.x),
+        x=x,
         y=np.asarray(train_ds.y),
         train_idx=np.arange(train_ds.n_clips),
         val_idx=fit_slice(train_ds.n_clips, spec.seed),
         class_names=tuple(train_ds.class_names),
+        single_label=train_ds.single_label,
+        scaling=InputScaling.fit(x),
     )
-    eval_x = torch.from_numpy(np.array(eval_ds.x, dtype=np.uint8))
-    return FinalsData(train_ds, eval_ds, data, eval_x, np.asarray(eval_ds.y, dtype=bool))
+    eval_x = torch.from_numpy(np.array(eval_ds.x))
+    return FinalsData(train_ds, eval_ds, data, eval_x, np.asarray(eval_ds.y, dtype=bool), searched, test_from)
+
+
+def own_test_split(ds: Any) -> tuple[Any, Any] | None:
+    """(the train + validation clips, the test clips) of an embedding data set with its own
+    split; None when it marks no clip ``test``."""
+    import dataclasses
+
+    from tagtune.trainables.data._split import TEST, split_of
+
+    if getattr(ds, "split", None) is None:
+        return None
+    names = split_of(ds.split, ds.source)
+    test = names == TEST
+    if not test.any() or test.all():
+        return None
+
+    def part(mask: np.ndarray) -> Any:
+        idx = np.flatnonzero(mask)
+        fields = {"x": np.asarray(ds.x[idx]), "y": np.asarray(ds.y[idx]), "lengths": np.asarray(ds.lengths[idx])}
+        fields["ids"] = np.asarray(ds.ids)[idx]
+        for name in ("groups", "split"):
+            value = getattr(ds, name, None)
+            fields[name] = None if value is None else np.asarray(value)[idx]
+        return dataclasses.replace(ds, **fields)
+
+    return part(~test), part(test)
 
 
 def _audio_test(spec: FinalizeSpec, ds: Any) -> tuple[Any, np.ndarray, str]:
@@ -863,6 +911,11 @@ def _open_train(spec: FinalizeSpec) -> Any:
         raise InputError(f"--train {spec.train}: {exc}") from None
 
 
+def _own_test(source: Any) -> Any:
+    """:func:`own_test_split` of an opened embedding source (None without a test split)."""
+    return own_test_split(source.read())
+
+
 def _open_search(spec: FinalizeSpec, say: Say) -> tuple[Session, Trials]:
     """The store, the search and its trials; InputError when there is nothing to finalize."""
     from tagtune.trainables.loop import pick_device
@@ -891,8 +944,11 @@ def finalize(spec: FinalizeSpec, echo: Say | None = None) -> FinalizeOutcome:
         session, trials = _open_search(spec, say)
         _check_audio_search(spec, session.parent, fd)
     else:
-        if spec.eval is None:
-            raise InputError(f"--eval is required: --train {spec.train} holds embeddings; pass their eval split")
+        if spec.eval is None and _own_test(source) is None:
+            raise InputError(
+                f"--eval is required: --train {spec.train} holds embeddings with no test split of their own; "
+                "pass their eval split"
+            )
         session, trials = _open_search(spec, say)
         fd = load_finals_data(spec, session.parent, say)
     plan, picks = plan_finals(session, trials, fd)

@@ -94,6 +94,7 @@ def parse_families(text: str, train: str | os.PathLike | DataSource | None = Non
     from tagtune.trainables.models import get_family
 
     inputs = data_inputs(train) if train else None
+    source = train
     if isinstance(train, DataSource):
         train = train.path
     if text.strip() == "all":
@@ -110,7 +111,32 @@ def parse_families(text: str, train: str | os.PathLike | DataSource | None = Non
             )
         if name not in seen:
             seen.append(name)
+    if inputs == "embeddings" and isinstance(source, DataSource):
+        seen = _fitting_families(seen, source, all_families=text.strip() == "all")
     return seen
+
+
+def _fitting_families(names: list[str], source: DataSource, *, all_families: bool) -> list[str]:
+    """``names`` that take the data's clip shape: with ``all`` those that can (an InputError when
+    none can), else every name must (an InputError naming the shape and the families that can)."""
+    from tagtune.trainables.models import families_for_shape, shape_problem
+
+    n_frames, n_features, _ = source.shape
+    shape = f"{n_frames} x {n_features}"
+    if all_families:
+        fitting = families_for_shape(n_frames, n_features, names)
+        if not fitting:
+            raise InputError(f"--train {source.path}: no model family takes clips of {shape} (frames x features)")
+        return fitting
+    for name in names:
+        problem = shape_problem(name, n_frames, n_features)
+        if problem is not None:
+            can = ", ".join(families_for_shape(n_frames, n_features)) or "none"
+            raise InputError(
+                f"--families: {name!r} cannot take the clips of --train {source.path}, {shape} "
+                f"(frames x features): {problem}; families that can: {can}"
+            )
+    return names
 
 
 def prepare_data(spec: SearchSpec, source: DataSource | None = None) -> TrialData:

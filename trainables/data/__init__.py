@@ -44,7 +44,7 @@ from tagtune.trainables.data._source import (
 )
 from tagtune.trainables.data._synth import make_synthetic, synthesize
 from tagtune.trainables.data._tfrecord import write_tfrecords
-from tagtune.trainables.data._trial import Clips, EmbeddingClips, TrialData
+from tagtune.trainables.data._trial import Clips, EmbeddingClips, InputScaling, TrialData
 
 __all__ = [
     "READERS",
@@ -59,6 +59,7 @@ __all__ = [
     "Dataset",
     "EmbeddingClips",
     "Hdf5Reader",
+    "InputScaling",
     "Reader",
     "TfrecordReader",
     "TrialData",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tagtune.trainables.data._trial import TrialData
+from tagtune.trainables.data._trial import InputScaling, TrialData
 from tagtune.trainables.errors import InputError
 
 CLASS_CSV = "class_labels_indices.csv"
@@ -91,23 +91,38 @@ class Dataset:
 
     @property
     def single_label(self) -> bool:
-        """Always ``False``: embedding data train as multi-label (AudioSet tagging)."""
-        return False
+        """``task == "multiclass"``: one class per clip (softmax cross-entropy, accuracy, top-k)."""
+        return getattr(self, "task", "multilabel") == "multiclass"
 
     def preload(self, sample_rates: Iterable[int] = ()) -> Dataset:
         """Nothing to decode (the arrays are read); returns ``self``."""
         return self
 
     def trial_data(self, *, val_fraction: float = 0.2, seed: int = 0) -> TrialData:
-        """Every clip, split by :func:`split_indices` into (train, validation)."""
-        train_idx, val_idx = split_indices(self.n_clips, val_fraction, seed)
+        """Every clip, split by :meth:`splits` into (train, validation); the data set's own test
+        clips are held out.  Float features are checked for NaN / inf (the error names the clip)
+        and standardized with the training clips' statistics (:class:`InputScaling`)."""
+        from tagtune.trainables.data._split import check_finite
+
+        train_idx, val_idx, _ = self.splits(val_fraction, seed)
+        check_finite(self.x, self.ids, self.source)
+        x = np.asarray(self.x)
         return TrialData(
-            x=np.asarray(self.x),
+            x=x,
             y=np.asarray(self.y),
             train_idx=train_idx,
             val_idx=val_idx,
             class_names=tuple(self.class_names),
+            single_label=self.single_label,
+            scaling=InputScaling.fit(x, train_idx),
         )
+
+    def splits(self, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(train, validation, test) clip indices: the data set's own split where it has one, else
+        the seeded split (grouped by ``groups`` where set); see :mod:`._split`."""
+        from tagtune.trainables.data._split import dataset_splits
+
+        return dataset_splits(self, val_fraction, seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,18 +226,9 @@ def split_indices(n: int, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.
     Deterministic for a given ``(n, val_fraction, seed)``.  The validation side gets
     ``round(n * val_fraction)`` clips.
     """
-    if not 0.0 < float(val_fraction) < 1.0:
-        raise InputError(
-            f"validation fraction must be between 0 and 1 (exclusive), got {val_fraction}; fix --val-fraction"
-        )
-    n_val = round(n * float(val_fraction))
-    if n_val < 1 or n - n_val < 1:
-        raise InputError(
-            f"cannot split {n} clips with validation fraction {val_fraction}: one side would be "
-            "empty; use more clips or change --val-fraction"
-        )
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    from tagtune.trainables.data._split import seeded_split
+
+    return seeded_split(n, val_fraction, seed)
 
 
 # --------------------------------------------------------------------------------------------
