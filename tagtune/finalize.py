@@ -369,10 +369,9 @@ def load_finals_data(spec: FinalizeSpec, parent: Any, say: Say) -> FinalsData:
     """Read --train and --eval, check they fit the search, and say what was read."""
     import torch
 
-    from tagtune.trainables.loop import TrialData
-
     from tagtune.trainables.data import InputScaling
     from tagtune.trainables.data._split import check_finite
+    from tagtune.trainables.loop import TrialData
 
     t0 = time.perf_counter()
     searched = None
@@ -422,7 +421,11 @@ def own_test_split(ds: Any) -> tuple[Any, Any] | None:
 
     def part(mask: np.ndarray) -> Any:
         idx = np.flatnonzero(mask)
-        fields = {"x": np.asarray(ds.x[idx]), "y": np.asarray(ds.y[idx]), "lengths": np.asarray(ds.lengths[idx])}
+        fields: dict[str, np.ndarray | None] = {
+            "x": np.asarray(ds.x[idx]),
+            "y": np.asarray(ds.y[idx]),
+            "lengths": np.asarray(ds.lengths[idx]),
+        }
         fields["ids"] = np.asarray(ds.ids)[idx]
         for name in ("groups", "split"):
             value = getattr(ds, name, None)

@@ -144,7 +144,12 @@ def test_single_label_float_data_train_with_softmax_and_report_accuracy():
     ds = float_dataset(single=True, c=5)
     base = ds.trial_data(val_fraction=0.25, seed=0)
     data = TrialData(
-        x=base.x, y=base.y, train_idx=base.train_idx, val_idx=base.val_idx, class_names=base.class_names, single_label=True
+        x=base.x,
+        y=base.y,
+        train_idx=base.train_idx,
+        val_idx=base.val_idx,
+        class_names=base.class_names,
+        single_label=True,
     )
     res = fit({"family": "fc2", "lr": 1e-3}, data, max_epochs=6, device="cpu")
     assert res.best["val_accuracy"] > 0.6 and "val_map3" in res.best

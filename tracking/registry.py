@@ -155,7 +155,9 @@ class TaggerModel(PythonModel):
         cpu = torch.device("cpu")
         single = self.metas[0].get("task") == "singlelabel"
         if single:  # single-label models answer a distribution over the classes
-            member_scores = [predict(m, clips, device=cpu, activation="none").softmax(dim=1).numpy() for m in self.models]
+            member_scores = [
+                predict(m, clips, device=cpu, activation="none").softmax(dim=1).numpy() for m in self.models
+            ]
         else:
             member_scores = [predict(m, clips, device=cpu).numpy() for m in self.models]
         if len(member_scores) == 1:

@@ -50,7 +50,7 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, 
     model.load_state_dict(state)
     # The checkpoint's input scaling (uint8 / 255, or the training split's standardization):
     # tagtune.trainables.batches.predict applies it to raw clips.
-    model.input_scaling = InputScaling.from_meta(meta)
+    object.__setattr__(model, "input_scaling", InputScaling.from_meta(meta))
     return model.eval(), meta
 
 
