@@ -32,7 +32,7 @@ from tagtune.tracking import (
     open_store,
     reopen_run,
 )
-from tagtune.trainables.data import DataSource, open_source
+from tagtune.trainables.data import DataSource, ReadOptions, open_source
 from tagtune.trainables.errors import InputError
 from tagtune.trainables.loop import TrialData
 from tagtune.trainables.models import list_families
@@ -66,11 +66,11 @@ def is_remote_storage(path: str) -> bool:
     return path.startswith(_REMOTE_SCHEMES)
 
 
-def try_open(train: str | os.PathLike) -> DataSource | None:
-    """``train`` opened (format sniffed once), or None when it cannot be told (``SearchSpec.check``
-    then names the problem, after the other flags are checked)."""
+def try_open(train: str | os.PathLike, options: ReadOptions | None = None) -> DataSource | None:
+    """``train`` opened (format sniffed once) with its read ``options``, or None when it cannot be
+    told (``SearchSpec.check`` then names the problem, after the other flags are checked)."""
     try:
-        return open_source(train)
+        return open_source(train, options=options)
     except InputError:
         return None
 
@@ -148,7 +148,7 @@ def prepare_data(spec: SearchSpec, source: DataSource | None = None) -> TrialDat
     sample (cached; other rates on first use), clips the CSV marks ``test`` are held out, and
     validation uses the CSV's own split or folds where it has them.
     """
-    source = source if source is not None else open_source(spec.train)
+    source = source if source is not None else open_source(spec.train, options=spec.read_options())
     rates = _audio_rates(spec) if source.kind == "audio" else []
     return source.trial_data(val_fraction=spec.val_fraction, seed=spec.seed, sample_rates=rates)
 

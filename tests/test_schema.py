@@ -42,6 +42,10 @@ NON_DEFAULT: dict[str, Any] = {
     "spaces_dir": "/home/me/spaces",
     "max_failures": 3,
     "defaults_first": False,
+    "feature_key": "embedding",
+    "label_key": "target",
+    "group_key": "speaker",
+    "task": "multiclass",
     "spaces": {"lstm": object()},
 }
 NOT_RECORDED = {"experiment", "tracking_uri", "address", "spaces"}

@@ -32,10 +32,12 @@ from tagtune.trainables.data._dataset import (
 )
 from tagtune.trainables.data._formats import CacheReader, Hdf5Reader, TfrecordReader, write_hdf5
 from tagtune.trainables.data._inspect import format_inspect, inspect, summarize
+from tagtune.trainables.data._options import TASKS, ReadOptions, check_single_label
 from tagtune.trainables.data._source import (
     READERS,
     DataSource,
     Reader,
+    apply_task,
     load_dataset,
     open_source,
     reader_for,
@@ -49,6 +51,7 @@ from tagtune.trainables.data._trial import Clips, EmbeddingClips, InputScaling, 
 __all__ = [
     "READERS",
     "STYLES",
+    "TASKS",
     "AudioClips",
     "AudioDataset",
     "AudioReader",
@@ -60,10 +63,13 @@ __all__ = [
     "EmbeddingClips",
     "Hdf5Reader",
     "InputScaling",
+    "ReadOptions",
     "Reader",
     "TfrecordReader",
     "TrialData",
+    "apply_task",
     "audio_trial_data",
+    "check_single_label",
     "check_rate",
     "decode_file",
     "default_cache_dir",

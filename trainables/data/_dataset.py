@@ -32,11 +32,12 @@ class Dataset:
     """
 
     x: np.ndarray
-    """uint8 [N, T, F] (T = 10 seconds max, F = 128), zero-padded at the end for short clips."""
+    """[N, T, F] of any T (1 for per-clip embeddings) and F; uint8 (AudioSet: T = 10 seconds max,
+    F = 128) or float16/32/64 as read; zero-padded at the end for clips shorter than T."""
     y: np.ndarray
-    """bool [N, C]."""
+    """bool [N, C] (multi-hot; one-hot for ``task == "multiclass"``)."""
     lengths: np.ndarray
-    """int16 [N], seconds actually present (1..T)."""
+    """int16 [N], frames actually present (1..T)."""
     ids: np.ndarray
     """numpy str array [N] of clip ids (video ids)."""
     class_names: tuple[str, ...]
@@ -49,6 +50,9 @@ class Dataset:
     split: np.ndarray | None = None
     """numpy str array [N] of the data set's own split per clip (``train``, ``valid``, ``test``),
     or ``None`` (the seeded split is used)."""
+    task: str = "multilabel"
+    """``multilabel`` (sigmoid, any number of classes per clip) or ``multiclass`` (exactly one
+    class per clip: softmax cross-entropy, accuracy and top-k)."""
 
     def __post_init__(self) -> None:
         """Check that the arrays agree in shape."""
@@ -63,6 +67,8 @@ class Dataset:
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise ValueError(f"Dataset {name} has {len(value)} entries for {n} clips")
+        if self.task not in ("multilabel", "multiclass"):
+            raise ValueError(f"Dataset task must be multilabel or multiclass, got {self.task!r}")
 
     @property
     def n_clips(self) -> int:
@@ -92,7 +98,7 @@ class Dataset:
     @property
     def single_label(self) -> bool:
         """``task == "multiclass"``: one class per clip (softmax cross-entropy, accuracy, top-k)."""
-        return getattr(self, "task", "multilabel") == "multiclass"
+        return self.task == "multiclass"
 
     def preload(self, sample_rates: Iterable[int] = ()) -> Dataset:
         """Nothing to decode (the arrays are read); returns ``self``."""

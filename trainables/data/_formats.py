@@ -21,6 +21,7 @@ import numpy as np
 
 from tagtune.trainables.data._cache import CACHE_MARKER, cache_entry, load_or_parse, read_cache, stat_line
 from tagtune.trainables.data._dataset import Classes, Dataset, fit_frames, lengths_from_padding, resolve_classes
+from tagtune.trainables.data._options import DEFAULT_OPTIONS, ReadOptions
 from tagtune.trainables.data._tfrecord import FEATURE_DIM, MAX_FRAMES, list_shards, read_shards
 from tagtune.trainables.errors import InputError
 
@@ -46,19 +47,33 @@ class _ParsedReader:
         """Name, size and mtime of every file the source is read from (for the cache key)."""
         return [stat_line(path, path.name)]
 
-    def parse(self, path: Path, n_classes: int | None) -> Dataset:
+    def parse(self, path: Path, n_classes: int | None, options: ReadOptions = DEFAULT_OPTIONS) -> Dataset:
         """Read the source itself (no cache involved)."""
         raise NotImplementedError
 
-    def cache_entry(self, path: Path, *, n_classes: int | None, cache_dir: str | os.PathLike | None) -> Path:
-        """The cache folder this source is served from."""
+    def cache_entry(
+        self,
+        path: Path,
+        *,
+        n_classes: int | None,
+        cache_dir: str | os.PathLike | None,
+        options: ReadOptions = DEFAULT_OPTIONS,
+    ) -> Path:
+        """The cache folder this source is served from (keyed by the read options too)."""
         path = path.resolve()
-        return cache_entry(path, self.format, n_classes, self.stat_lines(path), cache_dir)
+        return cache_entry(path, self.format, n_classes, self.stat_lines(path), cache_dir, options.key())
 
-    def read(self, path: Path, *, n_classes: int | None, cache_dir: str | os.PathLike | None) -> Dataset:
+    def read(
+        self,
+        path: Path,
+        *,
+        n_classes: int | None,
+        cache_dir: str | os.PathLike | None,
+        options: ReadOptions = DEFAULT_OPTIONS,
+    ) -> Dataset:
         """The cached copy, parsing and caching the source on a miss."""
-        entry = self.cache_entry(path, n_classes=n_classes, cache_dir=cache_dir)
-        return load_or_parse(entry, lambda: self.parse(path.resolve(), n_classes), path)
+        entry = self.cache_entry(path, n_classes=n_classes, cache_dir=cache_dir, options=options)
+        return load_or_parse(entry, lambda: self.parse(path.resolve(), n_classes, options), path)
 
 
 class TfrecordReader(_ParsedReader):
@@ -88,7 +103,7 @@ class TfrecordReader(_ParsedReader):
             list_shards(path)  # raises the InputError that names the empty folder
         return [stat_line(path / name, name, st) for name, st in sorted(entries)]
 
-    def parse(self, path: Path, n_classes: int | None) -> Dataset:
+    def parse(self, path: Path, n_classes: int | None, options: ReadOptions = DEFAULT_OPTIONS) -> Dataset:
         """Parse the shards (both CRCs checked)."""
         return _load_tfrecord(path, n_classes)
 
@@ -102,7 +117,7 @@ class Hdf5Reader(_ParsedReader):
         """A ``.h5``/``.hdf5`` file, or a file that starts with HDF5's signature."""
         return path.is_file() and (path.suffix.lower() in HDF5_SUFFIXES or _starts_with(path, _HDF5_MAGIC))
 
-    def parse(self, path: Path, n_classes: int | None) -> Dataset:
+    def parse(self, path: Path, n_classes: int | None, options: ReadOptions = DEFAULT_OPTIONS) -> Dataset:
         """Read and check the three arrays."""
         return _load_hdf5(path, n_classes)
 
@@ -117,12 +132,27 @@ class CacheReader:
         """A folder holding ``tagtune-cache.json``, or that file."""
         return (path / CACHE_MARKER).is_file() if path.is_dir() else path.name == CACHE_MARKER
 
-    def cache_entry(self, path: Path, *, n_classes: int | None, cache_dir: str | os.PathLike | None) -> Path:
+    def cache_entry(
+        self,
+        path: Path,
+        *,
+        n_classes: int | None,
+        cache_dir: str | os.PathLike | None,
+        options: ReadOptions = DEFAULT_OPTIONS,
+    ) -> Path:
         """The folder itself."""
         return path if path.is_dir() else path.parent
 
-    def read(self, path: Path, *, n_classes: int | None, cache_dir: str | os.PathLike | None) -> Dataset:
-        """Open the folder; ``n_classes``, when given, must match its class count."""
+    def read(
+        self,
+        path: Path,
+        *,
+        n_classes: int | None,
+        cache_dir: str | os.PathLike | None,
+        options: ReadOptions = DEFAULT_OPTIONS,
+    ) -> Dataset:
+        """Open the folder; ``n_classes``, when given, must match its class count (the keys of
+        ``options`` were applied when the cache was written; ``--task`` is applied by the source)."""
         ds = read_cache(self.cache_entry(path, n_classes=n_classes, cache_dir=cache_dir))
         if n_classes is not None and n_classes != ds.n_classes:
             raise InputError(

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from tagtune.trainables.data._dataset import Dataset
+from tagtune.trainables.data._options import ReadOptions
 from tagtune.trainables.data._source import open_source
 
 
@@ -126,10 +127,12 @@ def summarize_audio(ds: Any) -> dict[str, Any]:
     }
 
 
-def inspect(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Load ``path`` (through the cache) and summarize it; ``format`` is the on-disk format
-    (``audio``: :func:`summarize_audio`, nothing decoded)."""
-    source = open_source(path, cache_dir=cache_dir)
+def inspect(
+    path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None, options: ReadOptions | None = None
+) -> dict[str, Any]:
+    """Load ``path`` (through the cache, read with ``options``) and summarize it; ``format`` is
+    the on-disk format (``audio``: :func:`summarize_audio`, nothing decoded)."""
+    source = open_source(path, cache_dir=cache_dir, options=options)
     where = {"path": str(Path(path).resolve()), "format": source.format}
     if source.kind == "audio":
         return {**where, **summarize_audio(source.read())}
