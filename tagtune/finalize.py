@@ -266,7 +266,8 @@ class FinalsData:
     def validation(self, session: Session, rows: list[TrialRow]) -> tuple[list[np.ndarray], np.ndarray] | None:
         """The trials' scores on the search's validation split, and its labels (see
         :func:`_validation_scores`)."""
-        return _validation_scores(session, self.searched if self.searched is not None else self.train, rows)
+        searched = self.searched if self.searched is not None else self.train
+        return _validation_scores(session, searched, rows, single_label=self.single_label)
 
     def combine(self, scores: list[np.ndarray], weights: list[float], method: str) -> np.ndarray:
         return combine_scores(scores, weights, method, single_label=self.single_label)
@@ -629,7 +630,7 @@ def _scored(
 
 
 def _validation_scores(
-    session: Session, train_ds: Any, rows: list[TrialRow]
+    session: Session, train_ds: Any, rows: list[TrialRow], *, single_label: bool = False
 ) -> tuple[list[np.ndarray], np.ndarray] | None:
     """Each trial's best checkpoint (trained on the search's 80%) scored on the search's
     validation split, with that split's labels: what ensemble members and weights are chosen
@@ -643,7 +644,7 @@ def _validation_scores(
     scores = []
     for row in rows:
         try:
-            scores += score_trials(session.client, [row.run_id], split, session.device)
+            scores += score_trials(session.client, [row.run_id], split, session.device, single_label=single_label)
         except (MlflowException, OSError, ValueError, KeyError) as exc:
             session.say(f"ensemble weights: no checkpoint for trial {row.run_id[:8]} ({exc}); using val_mAUC")
             return None

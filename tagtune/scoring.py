@@ -118,14 +118,16 @@ def load_trial_checkpoint(client: Any, run_id: str, folder: str | Path) -> Any:
     return model
 
 
-def score_trials(client: Any, run_ids: Sequence[str], split: ValidationSplit, device: Any = None) -> list[np.ndarray]:
+def score_trials(
+    client: Any, run_ids: Sequence[str], split: ValidationSplit, device: Any = None, *, single_label: bool = False
+) -> list[np.ndarray]:
     """Each trial's best checkpoint (trained on the search's training part) scored on ``split``;
     the download's or load's error propagates (``MlflowException``, ``OSError``, ...)."""
     out = []
     with tempfile.TemporaryDirectory(prefix="tagtune-sources-") as work:
         for run_id in run_ids:
             model = load_trial_checkpoint(client, run_id, Path(work) / run_id)
-            out.append(score_clips(model, split.x, device))
+            out.append(score_clips(model, split.x, device, single_label=single_label))
     return out
 
 

@@ -4,6 +4,8 @@ training, shape refusal of families, and the checkpoint / pyfunc round trip of f
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -53,10 +55,7 @@ def float_dataset(
         split=split,
     )
     if single:
-        try:
-            ds = type(ds)(**{**ds.__dict__, "task": "multiclass"})
-        except TypeError:  # no task field yet: single-label via TrialData below
-            pass
+        ds = dataclasses.replace(ds, task="multiclass")
     return ds
 
 
@@ -142,15 +141,8 @@ def test_grouped_split_keeps_each_group_on_one_side():
 
 def test_single_label_float_data_train_with_softmax_and_report_accuracy():
     ds = float_dataset(single=True, c=5)
-    base = ds.trial_data(val_fraction=0.25, seed=0)
-    data = TrialData(
-        x=base.x,
-        y=base.y,
-        train_idx=base.train_idx,
-        val_idx=base.val_idx,
-        class_names=base.class_names,
-        single_label=True,
-    )
+    data = ds.trial_data(val_fraction=0.25, seed=0)
+    assert data.single_label
     res = fit({"family": "fc2", "lr": 1e-3}, data, max_epochs=6, device="cpu")
     assert res.best["val_accuracy"] > 0.6 and "val_map3" in res.best
 
@@ -211,3 +203,18 @@ def test_float_pyfunc_model_scores_raw_features(tmp_path):
     bad[2, 0, 0] = np.nan
     with pytest.raises(Exception, match="clip 2 has NaN"):
         model.predict(bad)
+
+
+def test_finalize_takes_a_data_sets_own_test_split():
+    from tagtune.finalize import own_test_split
+
+    n = 60
+    split = np.array(["train"] * 40 + ["valid"] * 10 + ["test"] * 10)
+    ds = float_dataset(n=n, split=split, groups=np.array([f"g{i % 7}" for i in range(n)]))
+    parts = own_test_split(ds)
+    assert parts is not None
+    pool, test = parts
+    assert (pool.n_clips, test.n_clips) == (50, 10)
+    assert list(test.ids) == [f"clip{i}" for i in range(50, 60)] and set(test.split) == {"test"}
+    assert np.array_equal(np.asarray(test.x), np.asarray(ds.x)[50:])
+    assert own_test_split(float_dataset(n=n)) is None

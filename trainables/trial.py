@@ -57,6 +57,7 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, 
 def model_meta(config: Mapping[str, Any], data: TrialData, metrics: Mapping[str, float]) -> dict[str, Any]:
     """What a checkpoint records beside the weights."""
     n_frames, n_features, n_classes = data.shape
+    inputs = {"inputs": data.scaling.to_meta()} if data.kind == "embeddings" else {}
     return {
         "config": dict(config),
         "task": model_task(config, data.single_label),
@@ -65,7 +66,7 @@ def model_meta(config: Mapping[str, Any], data: TrialData, metrics: Mapping[str,
         "n_classes": n_classes,
         "class_names": list(data.class_names),
         "metrics": dict(metrics),
-        "inputs": data.scaling.to_meta(),
+        **inputs,
     }
 
 
