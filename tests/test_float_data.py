@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tagtune.trainables.batches import Scaler, predict
-from tagtune.trainables.data import Dataset, InputScaling, TrialData
+from tagtune.trainables.data import Dataset, InputScaling
 from tagtune.trainables.errors import InputError
 from tagtune.trainables.loop import fit
 from tagtune.trainables.trial import load_model, model_meta, save_model
