@@ -298,12 +298,25 @@ def build_parser() -> argparse.ArgumentParser:
     q = dsub.add_parser("inspect", help="format, clips, seconds per clip, classes, labels per clip")
     q.add_argument("path")
     _add_read_flags(q)
-    q = dsub.add_parser("synth", help="write a generated AudioSet-like set (TFRecords, or --format hdf5)")
+    q = dsub.add_parser(
+        "synth",
+        help="write a generated set: AudioSet-like TFRecords by default, or any format, dtype, shape and task",
+    )
     q.add_argument("out")
     q.add_argument("--n-clips", type=int, default=4000, help="clips (default: %(default)s)")
     q.add_argument("--n-classes", type=int, default=64, help="classes (default: %(default)s)")
     q.add_argument("--seed", type=int, default=0, help="generator seed")
-    q.add_argument("--format", choices=("tfrecord", "hdf5"), default="tfrecord")
+    q.add_argument(
+        "--format",
+        choices=("tfrecord", "tfrecord-example", "npz", "npy-csv", "hdf5", "hear"),
+        default="tfrecord",
+        help="tfrecord: SequenceExample shards (AudioSet's layout); tfrecord-example: tf.train.Example "
+        "*.tfrecords; npz; npy-csv: .npy + CSV; hdf5; hear: a HEAR scene-task folder (default: tfrecord)",
+    )
+    q.add_argument("--dtype", choices=("uint8", "float16", "float32", "float64"), default="uint8", help="feature dtype")
+    q.add_argument("--frames", type=int, default=10, help="frames T per clip (1: one embedding per clip)")
+    q.add_argument("--dim", type=int, default=128, help="features D per frame (default: %(default)s)")
+    q.add_argument("--task", choices=("multilabel", "multiclass"), default="multilabel", help="label kind")
     return parser
 
 
@@ -390,7 +403,17 @@ def _cmd_data(args: argparse.Namespace) -> None:
     if args.data_command == "inspect":
         print(format_inspect(inspect(args.path, options=read_options_from_args(args))))
     else:
-        path = synthesize(args.out, n_clips=args.n_clips, n_classes=args.n_classes, seed=args.seed, fmt=args.format)
+        path = synthesize(
+            args.out,
+            n_clips=args.n_clips,
+            n_classes=args.n_classes,
+            seed=args.seed,
+            fmt=args.format,
+            dtype=args.dtype,
+            frames=args.frames,
+            dim=args.dim,
+            task=args.task,
+        )
         print(f"wrote {args.n_clips} clips, {args.n_classes} classes to {path}")
 
 

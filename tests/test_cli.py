@@ -121,6 +121,14 @@ def test_search_flags_fill_the_spec_field_by_field():
         "--max-failures",
         "0",
         "--no-defaults-first",
+        "--feature-key",
+        "emb",
+        "--label-key",
+        "target",
+        "--group-key",
+        "speaker",
+        "--task",
+        "multiclass",
     ]
     spec = search_spec_from_args(build_parser().parse_args(argv))
     assert spec == SearchSpec(
@@ -140,6 +148,10 @@ def test_search_flags_fill_the_spec_field_by_field():
         spaces_dir="sp",
         max_failures=0,
         defaults_first=False,
+        feature_key="emb",
+        label_key="target",
+        group_key="speaker",
+        task="multiclass",
     )
     defaults = search_spec_from_args(build_parser().parse_args(["search", "--train", "t"]))
     for f in dataclasses.fields(SearchSpec):  # every field has a flag, and the flags' defaults are the spec's

@@ -163,7 +163,7 @@ class AudioReader:
         if not path.is_dir():
             return is_audio_csv_name(path)
         with os.scandir(path) as it:  # stops at the first shard (glob lists the whole folder)
-            shards = any(e.name.endswith(".tfrecord") for e in it)
+            shards = any(e.name.endswith((".tfrecord", ".tfrecords")) for e in it)
         return not shards and bool(candidate_csvs(path))
 
     def cache_entry(

@@ -22,6 +22,8 @@ from typing import Any, Protocol
 from tagtune.trainables.data._audio import AudioDataset, AudioReader
 from tagtune.trainables.data._dataset import Dataset
 from tagtune.trainables.data._formats import PASS_DATA, CacheReader, Hdf5Reader, TfrecordReader
+from tagtune.trainables.data._hear import HearReader
+from tagtune.trainables.data._numpy import NpyCsvReader, NpzReader
 from tagtune.trainables.data._options import DEFAULT_OPTIONS, ReadOptions, check_single_label
 from tagtune.trainables.data._trial import TrialData
 from tagtune.trainables.errors import InputError
@@ -43,7 +45,15 @@ class Reader(Protocol):
     def read(self, path: Path, *, n_classes: int | None, cache_dir: str | os.PathLike | None) -> Any: ...
 
 
-READERS: list[Reader] = [CacheReader(), AudioReader(), TfrecordReader(), Hdf5Reader()]
+READERS: list[Reader] = [
+    CacheReader(),
+    HearReader(),
+    AudioReader(),
+    TfrecordReader(),
+    Hdf5Reader(),
+    NpzReader(),
+    NpyCsvReader(),
+]
 """The registered readers in the order they are asked (a folder the cache and audio readers do
 not claim is a TFRecord folder)."""
 

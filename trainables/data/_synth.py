@@ -230,15 +230,29 @@ def synthesize(
     n_classes: int = 64,
     seed: int = 0,
     fmt: str = "tfrecord",
+    *,
+    dtype: str = "uint8",
+    frames: int = MAX_FRAMES,
+    dim: int = FEATURE_DIM,
+    task: str = "multilabel",
 ) -> Path:
     """Generate a synthetic set and write it; return the path to pass to ``load_dataset``.
 
+    AudioSet-like (uint8, 10 x 128, multi-label, the defaults) in ``tfrecord`` / ``hdf5``:
     ``fmt="tfrecord"``: shards of 100 SequenceExamples plus ``class_labels_indices.csv`` in the
     folder ``out_dir``.  ``fmt="hdf5"``: one packed file (``out_dir`` itself if it ends in
-    .h5/.hdf5, else ``out_dir/synthetic.h5``) with the class list next to it.
+    .h5/.hdf5, else ``out_dir/synthetic.h5``) with the class list next to it.  Any other format
+    (``tfrecord-example``, ``npz``, ``npy-csv``, ``hear``), dtype, frames, dim or task: the
+    generated set of ``_writers.make_embeddings`` written by ``_writers.write_format``.
     """
-    if fmt not in ("tfrecord", "hdf5"):
-        raise InputError(f"unknown synthetic format {fmt!r}: choose tfrecord or hdf5 (--format)")
+    from tagtune.trainables.data._writers import FORMATS, make_embeddings, write_format
+
+    if fmt not in FORMATS:
+        raise InputError(f"unknown synthetic format {fmt!r}: choose one of {', '.join(FORMATS)} (--format)")
+    audioset_like = (dtype, frames, dim, task) == ("uint8", MAX_FRAMES, FEATURE_DIM, "multilabel")
+    if fmt not in ("tfrecord", "hdf5") or not audioset_like:
+        ds = make_embeddings(n_clips, n_classes, seed, frames=frames, dim=dim, dtype=dtype, task=task)
+        return write_format(out_dir, ds, fmt, seed)
     out = Path(out_dir)
     if fmt == "hdf5":
         target = out if out.suffix.lower() in HDF5_SUFFIXES else out / HDF5_NAME
