@@ -205,10 +205,24 @@ def write_format(out: str | os.PathLike, ds: Dataset, fmt: str, seed: int = 0) -
             raise InputError(f"{target} already holds data: choose a new output path or remove the old files")
         target.parent.mkdir(parents=True, exist_ok=True)
         writer = {"npz": write_npz, "npy-csv": write_npy_csv, "hdf5": write_hdf5_any}[fmt]
+        if fmt != "npz":  # the npz holds its class names
+            _class_list(target.parent, ds)
         return writer(target, ds)
     if out.exists() and any(out.iterdir()):
         raise InputError(f"{out} already holds data: choose a new output folder or remove the old files")
     if fmt == "hear":
         return write_hear(out, ds, _seeded_split(ds.n_clips, seed))
     out.mkdir(parents=True, exist_ok=True)
+    _class_list(out, ds)
     return write_tfrecord_any(out, ds, example=fmt == "tfrecord-example")
+
+
+def _class_list(folder: Path, ds: Dataset) -> None:
+    """``class_labels_indices.csv`` beside the data (its class names), refusing a different one."""
+    from tagtune.trainables.data._dataset import CLASS_CSV, read_class_names
+    from tagtune.trainables.data._synth import write_class_csv
+
+    path = folder / CLASS_CSV
+    if path.exists() and read_class_names(path) != ds.class_names:
+        raise InputError(f"{path} already lists other classes: choose a new output folder or remove the file")
+    write_class_csv(path, ds.class_names)
