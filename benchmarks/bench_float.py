@@ -70,7 +70,7 @@ def _direct(families: list[str], epochs: int) -> tuple[dict[str, float], dict[st
     from tagtune.trainables.data import Dataset, load_dataset
     from tagtune.trainables.loop import fit
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # 2 threads spin against each other on a shared machine
     ds = load_dataset(BAL_TRAIN)
     fl = Dataset(
         x=np.asarray(ds.x, np.float32) / np.float32(255.0),
@@ -81,8 +81,9 @@ def _direct(families: list[str], epochs: int) -> tuple[dict[str, float], dict[st
         source="memory:bal_train/255",
     )
     out: tuple[dict[str, float], dict[str, float]] = ({}, {})
-    for side, data in zip(out, (ds.trial_data(), fl.trial_data()), strict=True):
-        for family in families:
+    sides = (ds.trial_data(), fl.trial_data())
+    for family in families:
+        for side, data in zip(out, sides, strict=True):
             t0 = time.perf_counter()
             res = fit({"family": family}, data, max_epochs=epochs, device="cpu")
             side[family] = res.best["val_mAUC"]
