@@ -233,9 +233,12 @@ def test_npz_without_y_lists_its_arrays(tmp_path: Path) -> None:
     np.savez(tmp_path / "noy.npz", x=np.ones((2, 3)), labels=np.array([0, 1]))
     with _raises("noy.npz", "no 'y' array", "it has: x, labels", "--label-key"):
         load_dataset(tmp_path / "noy.npz", cache_dir=tmp_path / "cache")
+    with pytest.raises(InputError, match=r"^\S+noy.npz has no 'emb' array"):  # not wrapped in another message
+        load_dataset(tmp_path / "noy.npz", cache_dir=tmp_path / "cache", options=ReadOptions(feature_key="emb"))
 
 
-def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
+def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TAGTUNE_CACHE_DIR", str(tmp_path / "cache"))
     np.savez(tmp_path / "noy.npz", x=np.ones((2, 3)))
     proc = subprocess.run(
         [sys.executable, "-m", "tagtune.cli", "data", "inspect", str(tmp_path / "noy.npz")],
@@ -244,6 +247,10 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
         env={"TAGTUNE_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "no 'y' array" in proc.stderr
+    np.savez(tmp_path / "two.npz", x=np.ones((2, 3)), y=np.array([[1, 1, 0], [0, 1, 0]], bool))
+    from tagtune.cli import main
+
+    assert main(["data", "inspect", str(tmp_path / "two.npz"), "--task", "multiclass"]) == 2
 
 
 def test_synth_and_inspect_from_the_cli(tmp_path: Path) -> None:

@@ -180,7 +180,8 @@ class AudioReader:
         keys = [k for k in ("feature_key", "label_key", "group_key") if getattr(options, k, None) is not None]
         if keys:
             flags = ", ".join("--" + k.replace("_", "-") for k in keys)
-            raise InputError(f"{flags} apply to embedding data, not to the audio CSV {path}; drop them")
+            verb = "applies" if len(keys) == 1 else "apply"
+            raise InputError(f"{flags} {verb} to embedding data, not to the audio CSV {path}; drop it")
         if n_classes is not None:
             raise InputError(f"n_classes applies to embedding data, not to the audio CSV {path}; drop --n-classes")
         return load_audio_dataset(path, cache_dir=cache_dir)

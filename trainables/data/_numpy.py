@@ -81,6 +81,8 @@ class NpzReader(_ParsedReader):
                 if options.group_key is not None and fg not in keys:
                     raise InputError(f"{path} has no {fg!r} array for --group-key (it has: {', '.join(keys)})")
                 arrays = {k: npz[k] for k in keys}
+        except InputError:
+            raise
         except (OSError, ValueError) as exc:
             raise InputError(
                 f"cannot read {path} as npz ({exc}); save plain arrays (no Python objects) with numpy.savez"
