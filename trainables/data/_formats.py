@@ -1,13 +1,17 @@
-"""The embedding formats, one reader each: TFRecord shards, packed HDF5, the tagtune cache.
+"""The embedding formats, one reader each: TFRecord shards, packed HDF5, the tagtune cache (the
+NumPy and HEAR readers, built on the same :class:`_ParsedReader`, live in ``_numpy`` / ``_hear``).
 
 A reader says whether a path is its format (``sniff``) and reads it (``read``) into a
 :class:`Dataset`; TFRecord and HDF5 sources are parsed once and then served from the cache
 (``_cache``), the cache format is the cache folder itself.  The readers are registered in
 ``_readers`` beside the audio one.
 
-* ``tfrecord``: a folder of ``*.tfrecord`` shards as Google released AudioSet (or one shard);
-* ``hdf5``: one packed ``.h5``/``.hdf5`` file as researchers share it (``x`` uint8
-  [N, 10, 128], ``y`` bool [N, 527], ``video_id_list`` [N]);
+* ``tfrecord``: a folder of ``*.tfrecord`` / ``*.tfrecords`` shards (or one shard): Google's
+  AudioSet release by the fast reader of ``_tfrecord``, any other ``Example`` /
+  ``SequenceExample`` layout by ``_tfexample``;
+* ``hdf5``: one packed ``.h5``/``.hdf5`` file as researchers share it (``x`` [N, T, D] or [N, D]
+  of any dtype, AudioSet's uint8 [N, 10, 128] as before; ``y`` multi-hot [N, C] or class indices
+  / names; ``video_id_list`` or ``ids`` [N]; optional ``lengths``, ``groups``, ``split``);
 * ``cache``: tagtune's own memory-mappable cache folder (holds ``tagtune-cache.json``).
 """
 
