@@ -32,12 +32,13 @@ from tagtune.trainables.data._dataset import (
     fit_frames,
     lengths_from_padding,
     read_class_names,
+    read_vocabulary,
     split_indices,
 )
 from tagtune.trainables.data._formats import CacheReader, Hdf5Reader, TfrecordReader, write_hdf5
 from tagtune.trainables.data._hear import HearReader
 from tagtune.trainables.data._inspect import format_inspect, inspect, summarize
-from tagtune.trainables.data._numpy import NpyCsvReader, NpzReader, read_vocabulary
+from tagtune.trainables.data._numpy import NpyCsvReader, NpzReader
 from tagtune.trainables.data._options import TASKS, ReadOptions, check_single_label
 from tagtune.trainables.data._source import (
     READERS,

@@ -187,6 +187,47 @@ def find_class_csv(path: str | os.PathLike) -> Path | None:
     return None
 
 
+HEAR_VOCABULARY = "labelvocabulary.csv"
+
+
+def read_vocabulary(csv_path: Path) -> tuple[str, ...]:
+    """HEAR's ``labelvocabulary.csv`` (``idx,label``, indices 0..C-1) as names in index order."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {csv_path} ({exc}); fix or replace the file") from exc
+    if not rows or "idx" not in rows[0] or "label" not in rows[0]:
+        raise InputError(f"{csv_path} needs the columns idx,label (HEAR's label vocabulary); fix the file")
+    try:
+        names = {int(r["idx"]): str(r["label"]).strip() for r in rows}
+    except ValueError as exc:
+        raise InputError(f"{csv_path}: a non-numeric idx ({exc}); fix the file") from exc
+    if sorted(names) != list(range(len(names))):
+        raise InputError(f"{csv_path}: idx must be 0..{len(names) - 1} with no gaps; fix the file")
+    return tuple(names[i] for i in range(len(names)))
+
+
+def find_vocabulary(path: Path) -> tuple[str, ...] | None:
+    """Class names from a ``labelvocabulary.csv`` or ``class_labels_indices.csv`` next to the data."""
+    folder = path if path.is_dir() else path.parent
+    if (folder / HEAR_VOCABULARY).is_file():
+        return read_vocabulary(folder / HEAR_VOCABULARY)
+    found = find_class_csv(path)
+    return read_class_names(found) if found is not None else None
+
+
+def write_class_csv(path: str | os.PathLike, names: tuple[str, ...]) -> Path:
+    """Write ``index,mid,display_name`` rows like Google's ``class_labels_indices.csv``."""
+    path = Path(path)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["index", "mid", "display_name"])
+        for i, name in enumerate(names):
+            writer.writerow([i, f"/m/synth{i}", name])
+    return path
+
+
 @dataclass(frozen=True)
 class Classes:
     """The class names chosen for a data source, and why (for error messages)."""

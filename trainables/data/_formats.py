@@ -203,7 +203,7 @@ def _first_is_audioset(files: list[Path]) -> bool:
 def _load_general(path: Path, files: list[Path], n_classes: int | None, options: ReadOptions) -> Dataset:
     """Records of any Example / SequenceExample layout (see ``_tfexample``)."""
     from tagtune.trainables.data._arrays import build_dataset
-    from tagtune.trainables.data._numpy import find_vocabulary
+    from tagtune.trainables.data._dataset import find_vocabulary
     from tagtune.trainables.data._tfexample import read_general
 
     raw = read_general(files, options)
@@ -282,7 +282,7 @@ def _load_hdf5(path: Path, n_classes: int | None, options: ReadOptions = DEFAULT
             groups=_decode_ids(arrays["groups"]) if "groups" in arrays else None,
             split=_decode_ids(arrays["split"]) if "split" in arrays else None,
         )
-    from tagtune.trainables.data._numpy import find_vocabulary
+    from tagtune.trainables.data._dataset import find_vocabulary
 
     labels = _decode_ids(y) if y.dtype.kind in "SO" else y
     return build_dataset(

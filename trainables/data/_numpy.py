@@ -21,39 +21,10 @@ from typing import Any
 import numpy as np
 
 from tagtune.trainables.data._arrays import build_dataset
-from tagtune.trainables.data._dataset import find_class_csv, read_class_names
+from tagtune.trainables.data._dataset import HEAR_VOCABULARY, find_vocabulary
 from tagtune.trainables.data._formats import _ParsedReader
 from tagtune.trainables.data._options import DEFAULT_OPTIONS, ReadOptions
 from tagtune.trainables.errors import InputError
-
-HEAR_VOCABULARY = "labelvocabulary.csv"
-
-
-def read_vocabulary(csv_path: Path) -> tuple[str, ...]:
-    """HEAR's ``labelvocabulary.csv`` (``idx,label``, indices 0..C-1) as names in index order."""
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {csv_path} ({exc}); fix or replace the file") from exc
-    if not rows or "idx" not in rows[0] or "label" not in rows[0]:
-        raise InputError(f"{csv_path} needs the columns idx,label (HEAR's label vocabulary); fix the file")
-    try:
-        names = {int(r["idx"]): str(r["label"]).strip() for r in rows}
-    except ValueError as exc:
-        raise InputError(f"{csv_path}: a non-numeric idx ({exc}); fix the file") from exc
-    if sorted(names) != list(range(len(names))):
-        raise InputError(f"{csv_path}: idx must be 0..{len(names) - 1} with no gaps; fix the file")
-    return tuple(names[i] for i in range(len(names)))
-
-
-def find_vocabulary(path: Path) -> tuple[str, ...] | None:
-    """Class names from a ``labelvocabulary.csv`` or ``class_labels_indices.csv`` next to the data."""
-    folder = path if path.is_dir() else path.parent
-    if (folder / HEAR_VOCABULARY).is_file():
-        return read_vocabulary(folder / HEAR_VOCABULARY)
-    found = find_class_csv(path)
-    return read_class_names(found) if found is not None else None
 
 
 class NpzReader(_ParsedReader):

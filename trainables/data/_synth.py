@@ -13,14 +13,13 @@ is strong enough that a linear model reaches a validation mAUC around 0.85, not 
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tagtune.trainables.data._dataset import CLASS_CSV, Dataset, read_class_names
+from tagtune.trainables.data._dataset import CLASS_CSV, Dataset, read_class_names, write_class_csv
 from tagtune.trainables.data._formats import HDF5_SUFFIXES, write_hdf5
 from tagtune.trainables.data._tfrecord import FEATURE_DIM, MAX_FRAMES, write_tfrecords
 from tagtune.trainables.errors import InputError
@@ -211,17 +210,6 @@ def make_synthetic(n_clips: int = 4000, n_classes: int = 64, seed: int = 0) -> D
         class_names=_class_names(parent),
         source=f"synthetic:n_clips={n_clips},n_classes={n_classes},seed={seed}",
     )
-
-
-def write_class_csv(path: str | os.PathLike, names: tuple[str, ...]) -> Path:
-    """Write ``index,mid,display_name`` rows like Google's ``class_labels_indices.csv``."""
-    path = Path(path)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["index", "mid", "display_name"])
-        for i, name in enumerate(names):
-            writer.writerow([i, f"/m/synth{i}", name])
-    return path
 
 
 def synthesize(

@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from tagtune.trainables.data._dataset import Dataset
+from tagtune.trainables.data._dataset import HEAR_VOCABULARY, Dataset
 from tagtune.trainables.data._hear import METADATA
-from tagtune.trainables.data._numpy import HEAR_VOCABULARY
 from tagtune.trainables.errors import InputError
 
 FORMATS = ("tfrecord", "tfrecord-example", "npz", "npy-csv", "hdf5", "hear")
@@ -219,8 +218,7 @@ def write_format(out: str | os.PathLike, ds: Dataset, fmt: str, seed: int = 0) -
 
 def _class_list(folder: Path, ds: Dataset) -> None:
     """``class_labels_indices.csv`` beside the data (its class names), refusing a different one."""
-    from tagtune.trainables.data._dataset import CLASS_CSV, read_class_names
-    from tagtune.trainables.data._synth import write_class_csv
+    from tagtune.trainables.data._dataset import CLASS_CSV, read_class_names, write_class_csv
 
     path = folder / CLASS_CSV
     if path.exists() and read_class_names(path) != ds.class_names:
