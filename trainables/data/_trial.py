@@ -38,8 +38,9 @@ class InputScaling:
 
     ``unit``: uint8 clips divided by 255.  ``standard``: float clips standardized per feature with
     ``mean`` and ``std`` (float32 ``[F]``) computed on the training split's frames, to a spread of
-    :data:`SPREAD`; a frame that is all zeros (the padding of a short clip) stays zero.  Finalize, predict and registered models
-    rebuild it from the checkpoint (:meth:`from_meta`) and apply the same transform.
+    :data:`SPREAD` (``std`` holds the divisor, ``std / SPREAD``); a frame that is all zeros (the
+    padding of a short clip) stays zero.  Finalize, predict and registered models rebuild it from
+    the checkpoint (:meth:`from_meta`) and apply the same transform.
     """
 
     kind: str = UNIT
