@@ -14,7 +14,7 @@ from tagtune.trainables.errors import InputError
 
 if TYPE_CHECKING:
     from tagtune.search import SearchOutcome, SearchSpec
-    from tagtune.trainables.data import DataSource
+    from tagtune.trainables.data import DataSource, ReadOptions
 
 __all__ = ["build_parser", "main", "run", "search_spec_from_args"]
 
@@ -48,6 +48,48 @@ def _add_store_flags(p: argparse.ArgumentParser, experiment_required: bool = Tru
         "--tracking-uri",
         default=None,
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db in the working directory)",
+    )
+
+
+def _add_read_flags(p: argparse.ArgumentParser) -> None:
+    """How the training data is read: non-default feature / label / group names and the task."""
+    g = p.add_argument_group("reading the data (embeddings)")
+    g.add_argument(
+        "--feature-key",
+        default=None,
+        metavar="KEY",
+        help="the features' name where it is not the format's default (TFRecord: audio_embedding; npz / HDF5: x)",
+    )
+    g.add_argument(
+        "--label-key",
+        default=None,
+        metavar="KEY",
+        help="the labels' name where it is not the default (TFRecord: labels; npz / HDF5: y; CSV: labels)",
+    )
+    g.add_argument(
+        "--group-key",
+        default=None,
+        metavar="KEY",
+        help="a per-clip group (recording, speaker, source id): the seeded split keeps each group on one side",
+    )
+    g.add_argument(
+        "--task",
+        choices=("multiclass", "multilabel"),
+        default=None,
+        help="multiclass: exactly one label per clip (softmax; a clip with another count is an error); "
+        "multilabel: any number (sigmoid); default: what the data shows",
+    )
+
+
+def read_options_from_args(args: argparse.Namespace) -> ReadOptions:
+    """The read options of the flags of :func:`_add_read_flags`."""
+    from tagtune.trainables.data import ReadOptions
+
+    return ReadOptions(
+        getattr(args, "feature_key", None),
+        getattr(args, "label_key", None),
+        getattr(args, "group_key", None),
+        getattr(args, "task", None),
     )
 
 
@@ -161,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="retries of a trial whose worker crashed or was killed (default: 1; a "
         "trial whose loss went NaN is failed at once, not retried)",
     )
+    _add_read_flags(p)
     p.add_argument(
         "--resume",
         action="store_true",
@@ -274,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", default="tagtune-train", help="MLflow experiment (default: %(default)s)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI")
     p.add_argument("--seed", type=int, default=0)
+    _add_read_flags(p)
 
     p = sub.add_parser("demo", help="the embedded default end to end on generated data (< 5 min on 2 CPUs)")
     p.add_argument("--dir", default="tagtune-demo", help="folder for the data and exports (default: %(default)s)")
@@ -287,12 +331,26 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     q = dsub.add_parser("inspect", help="format, clips, seconds per clip, classes, labels per clip")
     q.add_argument("path")
-    q = dsub.add_parser("synth", help="write a generated AudioSet-like set (TFRecords, or --format hdf5)")
+    _add_read_flags(q)
+    q = dsub.add_parser(
+        "synth",
+        help="write a generated set: AudioSet-like TFRecords by default, or any format, dtype, shape and task",
+    )
     q.add_argument("out")
     q.add_argument("--n-clips", type=int, default=4000, help="clips (default: %(default)s)")
     q.add_argument("--n-classes", type=int, default=64, help="classes (default: %(default)s)")
     q.add_argument("--seed", type=int, default=0, help="generator seed")
-    q.add_argument("--format", choices=("tfrecord", "hdf5"), default="tfrecord")
+    q.add_argument(
+        "--format",
+        choices=("tfrecord", "tfrecord-example", "npz", "npy-csv", "hdf5", "hear"),
+        default="tfrecord",
+        help="tfrecord: SequenceExample shards (AudioSet's layout); tfrecord-example: tf.train.Example "
+        "*.tfrecords; npz; npy-csv: .npy + CSV; hdf5; hear: a HEAR scene-task folder (default: tfrecord)",
+    )
+    q.add_argument("--dtype", choices=("uint8", "float16", "float32", "float64"), default="uint8", help="feature dtype")
+    q.add_argument("--frames", type=int, default=10, help="frames T per clip (1: one embedding per clip)")
+    q.add_argument("--dim", type=int, default=128, help="features D per frame (default: %(default)s)")
+    q.add_argument("--task", choices=("multilabel", "multiclass"), default="multilabel", help="label kind")
     return parser
 
 
@@ -330,7 +388,8 @@ def _cmd_search(args: argparse.Namespace) -> None:
     if args.resume:
         _finish(resume_search(args.experiment, args.tracking_uri, address=args.address), args.experiment)
         return
-    source = try_open(args.train)  # sniffed once: --families and the search's data share it
+    # sniffed once: --families and the search's data share it
+    source = try_open(args.train, read_options_from_args(args))
     _finish(run_search(search_spec_from_args(args, source), source=source), args.experiment)
 
 
@@ -381,9 +440,19 @@ def _cmd_data(args: argparse.Namespace) -> None:
     from tagtune.trainables.data import format_inspect, inspect, synthesize
 
     if args.data_command == "inspect":
-        print(format_inspect(inspect(args.path)))
+        print(format_inspect(inspect(args.path, options=read_options_from_args(args))))
     else:
-        path = synthesize(args.out, n_clips=args.n_clips, n_classes=args.n_classes, seed=args.seed, fmt=args.format)
+        path = synthesize(
+            args.out,
+            n_clips=args.n_clips,
+            n_classes=args.n_classes,
+            seed=args.seed,
+            fmt=args.format,
+            dtype=args.dtype,
+            frames=args.frames,
+            dim=args.dim,
+            task=args.task,
+        )
         print(f"wrote {args.n_clips} clips, {args.n_classes} classes to {path}")
 
 
@@ -439,6 +508,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             experiment=args.experiment,
             tracking_uri=args.tracking_uri,
             seed=args.seed,
+            options=read_options_from_args(args),
         )
         print(
             f"run {run_id}: best val_mAUC {best['val_mAUC']:.4f}, val_mAP {best['val_mAP']:.4f} "

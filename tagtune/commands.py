@@ -87,8 +87,10 @@ def train(
     val_fraction: float = 0.2,
     seed: int = 0,
     echo: Callable[[str], None] = print,
+    options: Any = None,
 ) -> tuple[str, dict[str, float]]:
-    """Retrain one config on ``train_path`` and log it as an MLflow run; returns (run id, best)."""
+    """Retrain one config on ``train_path`` and log it as an MLflow run; returns (run id, best).
+    ``options``: how ``train_path`` is read (a ``ReadOptions``: ``--feature-key`` ...)."""
     from tagtune.search import SearchSpec, prepare_data
     from tagtune.trainables.config import resolve_config
     from tagtune.trainables.loop import fit
@@ -104,7 +106,12 @@ def train(
     if not Path(train_path).exists():
         raise InputError(f"--train {train_path}: no such file or folder")
     client, uri = open_store(tracking_uri)
-    data = prepare_data(SearchSpec(train=train_path, families=[full["family"]], val_fraction=val_fraction, seed=seed))
+    keys = {}
+    if options is not None:
+        keys = {k: getattr(options, k) for k in ("feature_key", "label_key", "group_key", "task")}
+    data = prepare_data(
+        SearchSpec(train=train_path, families=[full["family"]], val_fraction=val_fraction, seed=seed, **keys)
+    )
     exp = get_or_create_experiment(client, uri, experiment)
     with open_run(
         client,

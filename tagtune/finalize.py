@@ -233,13 +233,19 @@ class FinalsData:
     train: Any
     eval: Any
     data: Any  # TrialData: every training clip, the fit slice as its "validation"
-    eval_x: Any  # torch uint8 [N, T, F], a writable copy of the mmap
+    eval_x: Any  # torch [N, T, F] of the data's dtype, a writable copy of the mmap
     eval_y: np.ndarray
+    searched: Any = None
+    """The search's data set (its validation split picks ensemble members), when ``train`` is
+    only its train + validation part (data with their own test split); else ``train``."""
+    test_from: str = ""
 
     kind = "embeddings"
     methods = ENSEMBLE_METHODS
-    single_label = False
-    test_from = ""
+
+    @property
+    def single_label(self) -> bool:
+        return bool(self.train.single_label)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -254,16 +260,17 @@ class FinalsData:
         return int(self.eval.n_clips)
 
     def score(self, model: Any, config: Any, device: Any) -> np.ndarray:
-        """A final's probabilities on the eval clips."""
-        return score_clips(model, self.eval_x, device)
+        """A final's probabilities on the eval clips (softmax on single-label data)."""
+        return score_clips(model, self.eval_x, device, single_label=self.single_label)
 
     def validation(self, session: Session, rows: list[TrialRow]) -> tuple[list[np.ndarray], np.ndarray] | None:
         """The trials' scores on the search's validation split, and its labels (see
         :func:`_validation_scores`)."""
-        return _validation_scores(session, self.train, rows)
+        searched = self.searched if self.searched is not None else self.train
+        return _validation_scores(session, searched, rows, single_label=self.single_label)
 
     def combine(self, scores: list[np.ndarray], weights: list[float], method: str) -> np.ndarray:
-        return combine_scores(scores, weights, method)
+        return combine_scores(scores, weights, method, single_label=self.single_label)
 
 
 @dataclass
@@ -363,25 +370,70 @@ def load_finals_data(spec: FinalizeSpec, parent: Any, say: Say) -> FinalsData:
     """Read --train and --eval, check they fit the search, and say what was read."""
     import torch
 
+    from tagtune.trainables.data import InputScaling
+    from tagtune.trainables.data._split import check_finite
     from tagtune.trainables.loop import TrialData
 
     t0 = time.perf_counter()
-    assert spec.eval is not None  # finalize refuses embeddings without --eval
-    train_ds, eval_ds = _load(spec.train, "--train"), _load(spec.eval, "--eval")
+    searched = None
+    if spec.eval is None:  # finalize refuses embeddings without --eval unless they hold a test split
+        searched = _load(spec.train, "--train")
+        parts = own_test_split(searched)
+        assert parts is not None  # finalize checked that --train has a test split
+        train_ds, eval_ds = parts
+        test_from = f"test split of {spec.train}"
+    else:
+        train_ds, eval_ds = _load(spec.train, "--train"), _load(spec.eval, "--eval")
+        test_from = f"--eval {spec.eval}"
     _check_data(spec, parent, train_ds, eval_ds)
+    check_finite(train_ds.x, train_ds.ids, f"--train {spec.train}")
+    check_finite(eval_ds.x, eval_ds.ids, test_from)
     say(
-        f"data: {train_ds.n_clips} training clips (all of them), {eval_ds.n_clips} eval clips, "
-        f"{train_ds.n_classes} classes ({time.perf_counter() - t0:.1f} s)"
+        f"data: {train_ds.n_clips} training clips (all of them), {eval_ds.n_clips} eval clips "
+        f"({test_from}), {train_ds.n_classes} classes ({time.perf_counter() - t0:.1f} s)"
     )
+    x = np.asarray(train_ds.x)
     data = TrialData(
-        x=np.asarray(train_ds.x),
+        x=x,
         y=np.asarray(train_ds.y),
         train_idx=np.arange(train_ds.n_clips),
         val_idx=fit_slice(train_ds.n_clips, spec.seed),
         class_names=tuple(train_ds.class_names),
+        single_label=train_ds.single_label,
+        scaling=InputScaling.fit(x),
     )
-    eval_x = torch.from_numpy(np.array(eval_ds.x, dtype=np.uint8))
-    return FinalsData(train_ds, eval_ds, data, eval_x, np.asarray(eval_ds.y, dtype=bool))
+    eval_x = torch.from_numpy(np.array(eval_ds.x))
+    return FinalsData(train_ds, eval_ds, data, eval_x, np.asarray(eval_ds.y, dtype=bool), searched, test_from)
+
+
+def own_test_split(ds: Any) -> tuple[Any, Any] | None:
+    """(the train + validation clips, the test clips) of an embedding data set with its own
+    split; None when it marks no clip ``test``."""
+    import dataclasses
+
+    from tagtune.trainables.data._split import TEST, split_of
+
+    if getattr(ds, "split", None) is None:
+        return None
+    names = split_of(ds.split, ds.source)
+    test = names == TEST
+    if not test.any() or test.all():
+        return None
+
+    def part(mask: np.ndarray) -> Any:
+        idx = np.flatnonzero(mask)
+        fields: dict[str, np.ndarray | None] = {
+            "x": np.asarray(ds.x[idx]),
+            "y": np.asarray(ds.y[idx]),
+            "lengths": np.asarray(ds.lengths[idx]),
+        }
+        fields["ids"] = np.asarray(ds.ids)[idx]
+        for name in ("groups", "split"):
+            value = getattr(ds, name, None)
+            fields[name] = None if value is None else np.asarray(value)[idx]
+        return dataclasses.replace(ds, **fields)
+
+    return part(~test), part(test)
 
 
 def _audio_test(spec: FinalizeSpec, ds: Any) -> tuple[Any, np.ndarray, str]:
@@ -578,7 +630,7 @@ def _scored(
 
 
 def _validation_scores(
-    session: Session, train_ds: Any, rows: list[TrialRow]
+    session: Session, train_ds: Any, rows: list[TrialRow], *, single_label: bool = False
 ) -> tuple[list[np.ndarray], np.ndarray] | None:
     """Each trial's best checkpoint (trained on the search's 80%) scored on the search's
     validation split, with that split's labels: what ensemble members and weights are chosen
@@ -592,7 +644,7 @@ def _validation_scores(
     scores = []
     for row in rows:
         try:
-            scores += score_trials(session.client, [row.run_id], split, session.device)
+            scores += score_trials(session.client, [row.run_id], split, session.device, single_label=single_label)
         except (MlflowException, OSError, ValueError, KeyError) as exc:
             session.say(f"ensemble weights: no checkpoint for trial {row.run_id[:8]} ({exc}); using val_mAUC")
             return None
@@ -863,6 +915,11 @@ def _open_train(spec: FinalizeSpec) -> Any:
         raise InputError(f"--train {spec.train}: {exc}") from None
 
 
+def _own_test(source: Any) -> Any:
+    """:func:`own_test_split` of an opened embedding source (None without a test split)."""
+    return own_test_split(source.read())
+
+
 def _open_search(spec: FinalizeSpec, say: Say) -> tuple[Session, Trials]:
     """The store, the search and its trials; InputError when there is nothing to finalize."""
     from tagtune.trainables.loop import pick_device
@@ -891,8 +948,11 @@ def finalize(spec: FinalizeSpec, echo: Say | None = None) -> FinalizeOutcome:
         session, trials = _open_search(spec, say)
         _check_audio_search(spec, session.parent, fd)
     else:
-        if spec.eval is None:
-            raise InputError(f"--eval is required: --train {spec.train} holds embeddings; pass their eval split")
+        if spec.eval is None and _own_test(source) is None:
+            raise InputError(
+                f"--eval is required: --train {spec.train} holds embeddings with no test split of their own; "
+                "pass their eval split"
+            )
         session, trials = _open_search(spec, say)
         fd = load_finals_data(spec, session.parent, say)
     plan, picks = plan_finals(session, trials, fd)

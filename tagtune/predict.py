@@ -35,7 +35,8 @@ PATH_COLUMNS = ("path", "file", "filename", "fname", "file_path")
 
 @dataclass
 class Scorer:
-    """Scores clips with a loaded model: ``scores(x uint8 [N, T, F]) -> float32 [N, C]``."""
+    """Scores clips with a loaded model: ``scores(x [N, T, F]) -> float32 [N, C]`` (uint8 or
+    float clips, as the model was trained on)."""
 
     class_names: list[str]
     model: Any
@@ -65,7 +66,8 @@ class _CheckpointScorer:
         from tagtune.scoring import score_clips
         from tagtune.tracking.registry import clip_inputs
 
-        clips = clip_inputs(x, int(self.meta["n_frames"]), int(self.meta["n_features"]))
+        dtype = str((self.meta.get("inputs") or {}).get("dtype", "uint8"))
+        clips = clip_inputs(x, int(self.meta["n_frames"]), int(self.meta["n_features"]), dtype)
         return score_clips(self.model, clips).astype(np.float32)
 
 

@@ -50,7 +50,7 @@ class SplitUnavailable(InputError):
 
 @dataclass(frozen=True)
 class ValidationSplit:
-    """A search's validation clips (uint8 ``[N, T, F]``, a writable copy), labels and classes."""
+    """A search's validation clips (``[N, T, F]`` of the data's dtype, a writable copy), labels and classes."""
 
     x: np.ndarray
     y: np.ndarray
@@ -75,35 +75,37 @@ def validation_split(parent: Any, dataset: Any | None = None) -> ValidationSplit
     the training data at the path the search recorded), rebuilt from the search's recorded
     ``val_fraction`` and ``seed``; :class:`SplitUnavailable` when the search recorded no split or
     ``dataset`` is not the data it searched on (another clip count)."""
-    from tagtune.trainables.data import split_indices
-
     params, run_id = parent.data.params, parent.info.run_id
     if "val_fraction" not in params or "seed" not in params:
         raise SplitUnavailable(f"search run {run_id} recorded no validation split (val_fraction, seed)")
     ds = _search_data(params, run_id) if dataset is None else dataset
-    n_searched = int(params.get("n_train", -1)) + int(params.get("n_val", -1))
-    if n_searched != ds.n_clips:
+    train_idx, val_idx, _ = ds.splits(float(params["val_fraction"]), int(params["seed"]))
+    searched = (int(params.get("n_train", -1)), int(params.get("n_val", -1)))
+    if (len(train_idx), len(val_idx)) != searched:
         raise SplitUnavailable(
-            f"the data has {ds.n_clips} clips but search run {run_id} split {n_searched}; "
-            "pass the search's training data"
+            f"the data split into {len(train_idx)} training and {len(val_idx)} validation clips but search "
+            f"run {run_id} into {searched[0]} and {searched[1]}; pass the search's training data"
         )
-    idx = np.sort(split_indices(ds.n_clips, float(params["val_fraction"]), int(params["seed"]))[1])
+    idx = np.sort(val_idx)
     return ValidationSplit(
-        x=np.array(ds.x[idx], dtype=np.uint8),
+        x=np.array(ds.x[idx]),
         y=np.asarray(ds.y[idx], dtype=bool),
         class_names=tuple(ds.class_names),
         idx=idx,
     )
 
 
-def score_clips(model: Any, x: Any, device: Any = None) -> np.ndarray:
-    """Probabilities ``[N, C]`` (numpy) of a loaded model for uint8 clips ``x`` ``[N, T, F]``."""
+def score_clips(model: Any, x: Any, device: Any = None, *, single_label: bool = False) -> np.ndarray:
+    """Probabilities ``[N, C]`` (numpy) of a loaded model for raw clips ``x`` ``[N, T, F]`` (scaled
+    as its checkpoint records: :func:`tagtune.trainables.trial.load_model`)."""
     import torch
 
     from tagtune.trainables.loop import predict
 
     device = device if device is not None else torch.device("cpu")
     clips = x if isinstance(x, torch.Tensor) else torch.from_numpy(x)
+    if single_label:
+        return predict(model.to(device), clips, device=device, activation="none").softmax(dim=1).cpu().numpy()
     return predict(model.to(device), clips, device=device).cpu().numpy()
 
 
@@ -116,14 +118,16 @@ def load_trial_checkpoint(client: Any, run_id: str, folder: str | Path) -> Any:
     return model
 
 
-def score_trials(client: Any, run_ids: Sequence[str], split: ValidationSplit, device: Any = None) -> list[np.ndarray]:
+def score_trials(
+    client: Any, run_ids: Sequence[str], split: ValidationSplit, device: Any = None, *, single_label: bool = False
+) -> list[np.ndarray]:
     """Each trial's best checkpoint (trained on the search's training part) scored on ``split``;
     the download's or load's error propagates (``MlflowException``, ``OSError``, ...)."""
     out = []
     with tempfile.TemporaryDirectory(prefix="tagtune-sources-") as work:
         for run_id in run_ids:
             model = load_trial_checkpoint(client, run_id, Path(work) / run_id)
-            out.append(score_clips(model, split.x, device))
+            out.append(score_clips(model, split.x, device, single_label=single_label))
     return out
 
 

@@ -32,7 +32,7 @@ from tagtune.tracking import (
     open_store,
     reopen_run,
 )
-from tagtune.trainables.data import DataSource, open_source
+from tagtune.trainables.data import DataSource, ReadOptions, open_source
 from tagtune.trainables.errors import InputError
 from tagtune.trainables.loop import TrialData
 from tagtune.trainables.models import list_families
@@ -79,11 +79,11 @@ def is_remote_storage(path: str) -> bool:
     return path.startswith(_REMOTE_SCHEMES)
 
 
-def try_open(train: str | os.PathLike) -> DataSource | None:
-    """``train`` opened (format sniffed once), or None when it cannot be told (``SearchSpec.check``
-    then names the problem, after the other flags are checked)."""
+def try_open(train: str | os.PathLike, options: ReadOptions | None = None) -> DataSource | None:
+    """``train`` opened (format sniffed once) with its read ``options``, or None when it cannot be
+    told (``SearchSpec.check`` then names the problem, after the other flags are checked)."""
     try:
-        return open_source(train)
+        return open_source(train, options=options)
     except InputError:
         return None
 
@@ -107,6 +107,7 @@ def parse_families(text: str, train: str | os.PathLike | DataSource | None = Non
     from tagtune.trainables.models import get_family
 
     inputs = data_inputs(train) if train else None
+    source = train
     if isinstance(train, DataSource):
         train = train.path
     if text.strip() == "all":
@@ -123,7 +124,32 @@ def parse_families(text: str, train: str | os.PathLike | DataSource | None = Non
             )
         if name not in seen:
             seen.append(name)
+    if inputs == "embeddings" and isinstance(source, DataSource):
+        seen = _fitting_families(seen, source, all_families=text.strip() == "all")
     return seen
+
+
+def _fitting_families(names: list[str], source: DataSource, *, all_families: bool) -> list[str]:
+    """``names`` that take the data's clip shape: with ``all`` those that can (an InputError when
+    none can), else every name must (an InputError naming the shape and the families that can)."""
+    from tagtune.trainables.models import families_for_shape, shape_problem
+
+    n_frames, n_features, _ = source.shape
+    shape = f"{n_frames} x {n_features}"
+    if all_families:
+        fitting = families_for_shape(n_frames, n_features, names)
+        if not fitting:
+            raise InputError(f"--train {source.path}: no model family takes clips of {shape} (frames x features)")
+        return fitting
+    for name in names:
+        problem = shape_problem(name, n_frames, n_features)
+        if problem is not None:
+            can = ", ".join(families_for_shape(n_frames, n_features)) or "none"
+            raise InputError(
+                f"--families: {name!r} cannot take the clips of --train {source.path}, {shape} "
+                f"(frames x features): {problem}; families that can: {can}"
+            )
+    return names
 
 
 def prepare_data(spec: SearchSpec, source: DataSource | None = None) -> TrialData:
@@ -135,7 +161,7 @@ def prepare_data(spec: SearchSpec, source: DataSource | None = None) -> TrialDat
     sample (cached; other rates on first use), clips the CSV marks ``test`` are held out, and
     validation uses the CSV's own split or folds where it has them.
     """
-    source = source if source is not None else open_source(spec.train)
+    source = source if source is not None else open_source(spec.train, options=spec.read_options())
     rates = _audio_rates(spec) if source.kind == "audio" else []
     return source.trial_data(val_fraction=spec.val_fraction, seed=spec.seed, sample_rates=rates)
 

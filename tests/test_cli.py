@@ -133,6 +133,14 @@ def test_search_flags_fill_the_spec_field_by_field():
         "1h30m",
         "--warm-start",
         "old",
+        "--feature-key",
+        "emb",
+        "--label-key",
+        "target",
+        "--group-key",
+        "speaker",
+        "--task",
+        "multiclass",
     ]
     spec = search_spec_from_args(build_parser().parse_args(argv))
     assert spec == SearchSpec(
@@ -158,6 +166,10 @@ def test_search_flags_fill_the_spec_field_by_field():
         milestone_metric="val_mAUC",
         time_budget=5400.0,
         warm_start="old",
+        feature_key="emb",
+        label_key="target",
+        group_key="speaker",
+        task="multiclass",
     )
     defaults = search_spec_from_args(build_parser().parse_args(["search", "--train", "t"]))
     for f in dataclasses.fields(SearchSpec):  # every field has a flag, and the flags' defaults are the spec's

@@ -490,7 +490,7 @@ def test_open_source_knows_format_kind_shape_and_cache_entry(tmp_path: Path, sma
     np.testing.assert_array_equal(data.train_idx, train)
     np.testing.assert_array_equal(data.val_idx, val)
     np.testing.assert_array_equal(data.x, small.x)
-    assert len(asked) == sniffs == 3  # cache, audio, tfrecord: asked once each, at open
+    assert len(asked) == sniffs == 4  # cache, hear, audio, tfrecord: asked once each, at open
     cached = open_source(source.cache_entry)
     assert cached.format == "cache" and cached.cache_entry == source.cache_entry
     _assert_same(cached.embeddings(), small)
@@ -506,7 +506,7 @@ def test_search_opens_the_source_once(tmp_path: Path, small: Dataset, monkeypatc
     source = open_source(tmp_path / "set")
     families = parse_families("fc1,fc2", source)
     data = prepare_data(SearchSpec(train=str(tmp_path / "set"), families=families), source)
-    assert asked == ["cache", "audio", "tfrecord"] and data.shape == (10, 128, 12)
+    assert asked == ["cache", "hear", "audio", "tfrecord"] and data.shape == (10, 128, 12)
     with pytest.raises(InputError, match="'densenet_audio' is built for audio"):
         parse_families("densenet_audio", source)
     again = prepare_data(SearchSpec(train=str(tmp_path / "set"), families=families))  # opens its own
@@ -519,7 +519,7 @@ def test_a_new_format_is_one_registered_reader(tmp_path: Path, small: Dataset, m
     class NpzReader:
         """x, y in one .npz file."""
 
-        format = "npz"
+        format = "npz-own"
         kind = "embeddings"
 
         def sniff(self, path: Path) -> bool:
@@ -544,12 +544,12 @@ def test_a_new_format_is_one_registered_reader(tmp_path: Path, small: Dataset, m
     from tagtune.trainables.data import _source
 
     register_reader(NpzReader(), before="hdf5")
-    assert [r.format for r in _source.READERS] == ["cache", "audio", "tfrecord", "npz", "hdf5"]
+    assert [r.format for r in _source.READERS][:6] == ["cache", "hear", "audio", "tfrecord", "npz-own", "hdf5"]
     with pytest.raises(ValueError, match="registered already"):
         register_reader(NpzReader())
     np.savez(tmp_path / "set.npz", x=small.x, y=small.y)
     source = open_source(tmp_path / "set.npz")
-    assert source.format == "npz" and source.shape == (10, 128, 12)
+    assert source.format == "npz-own" and source.shape == (10, 128, 12)
     assert len(source.trial_data(val_fraction=0.5, seed=0).val_idx) == small.n_clips // 2
 
 

@@ -48,6 +48,10 @@ NON_DEFAULT: dict[str, Any] = {
     "milestone_metric": "val_mAUC",
     "time_budget": 2700.0,
     "warm_start": "earlier",
+    "feature_key": "embedding",
+    "label_key": "target",
+    "group_key": "speaker",
+    "task": "multiclass",
     "spaces": {"lstm": object()},
 }
 NOT_RECORDED = {"experiment", "tracking_uri", "address", "spaces"}

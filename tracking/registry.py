@@ -83,8 +83,9 @@ def registered_model_name(experiment: str, name: str) -> str:
     return safe_name(f"{experiment}-{name}")
 
 
-def clip_inputs(x: np.ndarray, n_frames: int, n_features: int) -> np.ndarray:
-    """Clips as uint8 ``[N, n_frames, n_features]``: rounded, clipped to 0..255, zero-padded or cut.
+def clip_inputs(x: np.ndarray, n_frames: int, n_features: int, dtype: str = "uint8") -> np.ndarray:
+    """Clips as ``[N, n_frames, n_features]``, zero-padded or cut: for a uint8 model rounded,
+    clipped to 0..255 and uint8; for a float model float32 (refused when not finite).
 
     Accepts ``[N, T, F]``, one clip ``[T, F]``, or flat rows ``[N, T * F]``.
     """
@@ -95,6 +96,14 @@ def clip_inputs(x: np.ndarray, n_frames: int, n_features: int) -> np.ndarray:
         arr = arr.reshape(len(arr), -1, n_features)
     elif arr.ndim == 2:
         arr = arr[None]
+    if np.dtype(dtype) != np.uint8:
+        if arr.ndim != 3 or arr.shape[2] != n_features:
+            raise InputError(f"model input must be clips [N, frames, {n_features}] of floats, got shape {arr.shape}")
+        arr = np.asarray(arr, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            row = int(np.argmin(np.isfinite(arr).reshape(len(arr), -1).all(axis=1)))
+            raise InputError(f"model input clip {row} has NaN or inf features; send finite values")
+        return np.array(fit_frames(arr, n_frames), dtype=np.float32)
     if arr.ndim != 3 or arr.shape[2] != n_features:
         raise InputError(f"model input must be clips [N, frames, {n_features}] of 0..255 values, got shape {arr.shape}")
     if arr.dtype != np.uint8:
@@ -127,6 +136,7 @@ class TaggerModel(PythonModel):
         self.method = str(config.get("method", "mean"))
         first = self.metas[0]
         self.n_frames, self.n_features = int(first["n_frames"]), int(first["n_features"])
+        self.dtype = str((first.get("inputs") or {}).get("dtype", "uint8"))
         self.columns = unique_names(first.get("class_names") or [str(i) for i in range(first["n_classes"])])
         from tagtune.trainables.audio.inference import AudioTagger, is_audio_meta
 
@@ -141,11 +151,18 @@ class TaggerModel(PythonModel):
 
         from tagtune.trainables.loop import predict
 
-        clips = torch.from_numpy(clip_inputs(x, self.n_frames, self.n_features))
-        member_scores = [predict(m, clips, device=torch.device("cpu")).numpy() for m in self.models]
+        clips = torch.from_numpy(clip_inputs(x, self.n_frames, self.n_features, self.dtype))
+        cpu = torch.device("cpu")
+        single = self.metas[0].get("task") == "singlelabel"
+        if single:  # single-label models answer a distribution over the classes
+            member_scores = [
+                predict(m, clips, device=cpu, activation="none").softmax(dim=1).numpy() for m in self.models
+            ]
+        else:
+            member_scores = [predict(m, clips, device=cpu).numpy() for m in self.models]
         if len(member_scores) == 1:
             return member_scores[0].astype(np.float32)
-        return combine_scores(member_scores, self.weights, self.method)
+        return combine_scores(member_scores, self.weights, self.method, single_label=single)
 
     # ``np.ndarray`` is a hint MLflow infers no schema from: the tensor signature stays in charge.
     def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -285,11 +302,27 @@ def is_audio_checkpoint(folder: str | os.PathLike[str]) -> dict[str, Any] | None
     return meta if is_audio_meta(meta) else None
 
 
-def tagger_signature(class_names: Sequence[str], n_features: int) -> Any:
-    """Input: float32 tensor ``[-1, -1, n_features]``; output: one float column per class."""
+def _checkpoint_dtype(folder: str | os.PathLike[str]) -> str:
+    """The raw clips' dtype a checkpoint was trained on (``uint8`` when it records none)."""
+    import json
+
+    from tagtune.trainables.trial import CHECKPOINT_META
+
+    try:
+        meta = json.loads((Path(folder) / CHECKPOINT_META).read_text())
+    except (OSError, ValueError):
+        return "uint8"
+    return str((meta.get("inputs") or {}).get("dtype", "uint8"))
+
+
+def tagger_signature(class_names: Sequence[str], n_features: int, dtype: str = "uint8") -> Any:
+    """Input: a float32 tensor ``[-1, -1, n_features]`` (``T`` may vary: clips are zero-padded or
+    cut to the model's): 0..255 byte values for uint8 data, the raw features for float data
+    (``dtype``; float64 features are scored in float32 as trained); output: one float column per class."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
+    del dtype  # every dtype is sent as float32 (JSON numbers)
     inputs = Schema([TensorSpec(np.dtype(np.float32), (-1, -1, n_features))])
     outputs = Schema([ColSpec("float", name) for name in unique_names(class_names)])
     return ModelSignature(inputs=inputs, outputs=outputs)
@@ -343,9 +376,11 @@ def log_tagger(
     artifacts = {f"member{i}": str(Path(c)) for i, c in enumerate(checkpoints)}
     weights = list(weights) if weights is not None else [1.0] * len(checkpoints)
     audio_meta = is_audio_checkpoint(checkpoints[0]) if checkpoints else None
+    dtype = _checkpoint_dtype(checkpoints[0]) if checkpoints else "uint8"
     example: Any = np.zeros((1, n_frames, n_features), dtype=np.float32)
-    signature = tagger_signature(class_names, n_features)
+    signature = tagger_signature(class_names, n_features, dtype)
     extra = dict(extra_metadata or {})
+    extra.setdefault("inputs", {"n_frames": int(n_frames), "n_features": int(n_features), "dtype": dtype})
     if audio_meta is not None:
         from tagtune.trainables.audio.inference import audio_settings
 

@@ -328,6 +328,12 @@ class SearchSpec:
     time_budget: float | None = None
     # an earlier search (experiment name) whose finished trials seed each family's study
     warm_start: str | None = None
+    # how --train is read (--feature-key, --label-key, --group-key, --task; None = the format's
+    # default / what the labels show): recorded, so trials, resume and finalize read it the same way
+    feature_key: str | None = None
+    label_key: str | None = None
+    group_key: str | None = None
+    task: str | None = None
     # family -> tagtune.search_spaces.SearchSpace, filled by tagtune.search's check()
     spaces: dict[str, Any] = dataclasses.field(default_factory=dict, metadata=NOT_PARAM)
 
@@ -362,6 +368,14 @@ class SearchSpec:
             raise InputError(f"--max-failures must be 0 or more, got {self.max_failures}")
         if not self.families:
             raise InputError("--families is empty; name at least one family or `all`")
+        self.read_options()  # an unknown --task or an empty key names its flag
+
+    def read_options(self) -> Any:
+        """The :class:`tagtune.trainables.data.ReadOptions` of ``--train`` (``--feature-key``,
+        ``--label-key``, ``--group-key``, ``--task``)."""
+        from tagtune.trainables.data import ReadOptions
+
+        return ReadOptions(self.feature_key, self.label_key, self.group_key, self.task)
 
     def to_params(self) -> dict[str, str]:
         """The run params of this spec: every param field, paths absolute."""

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from tagtune.trainables.data import TrialData
+from tagtune.trainables.data import InputScaling, TrialData
 from tagtune.trainables.errors import InputError
 from tagtune.trainables.techniques import (
     ClassIndex,
@@ -63,6 +63,28 @@ def autocast(device: torch.device) -> Any:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+class Scaler:
+    """An :class:`InputScaling` as tensors on one device: ``scaler(x)`` is the float model input."""
+
+    def __init__(self, scaling: InputScaling | None, device: torch.device) -> None:
+        self.scaling = scaling or InputScaling()
+        self.unit = self.scaling.kind == "unit"
+        self.mean = self.std = None
+        if not self.unit:
+            assert self.scaling.mean is not None and self.scaling.std is not None
+            self.mean = torch.from_numpy(np.asarray(self.scaling.mean, np.float32)).to(device)
+            self.std = torch.from_numpy(np.asarray(self.scaling.std, np.float32)).to(device)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """``x`` (raw clips on the scaler's device) as float model inputs."""
+        if self.unit:
+            return x.float().div_(255.0)
+        assert self.mean is not None and self.std is not None
+        raw = x.float()
+        present = (raw != 0).any(dim=-1, keepdim=True)
+        return ((raw - self.mean) / self.std).mul_(present)
+
+
 @torch.no_grad()
 def predict(
     model: nn.Module,
@@ -71,14 +93,18 @@ def predict(
     batch_size: int = 4096,
     device: torch.device | None = None,
     activation: str = "sigmoid",
+    scaling: InputScaling | None = None,
 ) -> Tensor:
-    """Sigmoid scores ``[N, C]`` (float32, on ``x``'s device) for uint8 inputs ``x [N, T, F]``
-    (the raw logits with ``activation="none"``)."""
+    """Sigmoid scores ``[N, C]`` (float32, on ``x``'s device) for raw clips ``x [N, T, F]``
+    (the raw logits with ``activation="none"``), scaled by ``scaling`` (default: the model's
+    ``input_scaling`` where :func:`tagtune.trainables.trial.load_model` set one, else uint8 / 255)."""
     device = device or x.device
     model.eval()
+    # A model rebuilt by tagtune.trainables.trial.load_model carries its checkpoint's scaling.
+    scale = Scaler(scaling if scaling is not None else getattr(model, "input_scaling", None), device)
     outs = []
     for i in range(0, x.shape[0], batch_size):
-        xb = x[i : i + batch_size].to(device, non_blocking=True).float().div_(255.0)
+        xb = scale(x[i : i + batch_size].to(device, non_blocking=True))
         with autocast(device):
             out = model(xb).float()
             outs.append(out.sigmoid() if activation == "sigmoid" else out)
@@ -122,30 +148,42 @@ class TrainBatches:
 
 
 class EmbeddingBatches(TrainBatches):
-    """Batches of uint8 embedding sequences (``data.x``), the whole set held on the device.
+    """Batches of embedding sequences (``data.x``), the whole set held on the device: uint8 as
+    they are, float ones as float32 (float16 stays float16).
 
-    :meth:`make` gives one batch's float inputs in [0, 1] and float labels after positive mixes,
-    shifts and mixup; :meth:`predict_logits` the logits of clips as :func:`predict` gives them.
+    :meth:`make` gives one batch's float inputs (uint8 in [0, 1], float standardized: the data's
+    :class:`InputScaling`) and float labels after positive mixes, shifts and mixup;
+    :meth:`predict_logits` the logits of clips as :func:`predict` gives them.
     """
 
     def __init__(self, cfg: Mapping[str, Any], data: TrialData, y_task: np.ndarray, device: torch.device) -> None:
-        self.x = torch.from_numpy(np.array(data.x, dtype=np.uint8)).to(device)  # a private copy
+        raw = np.asarray(data.x)
+        keep = np.uint8 if raw.dtype == np.uint8 else (np.float16 if raw.dtype == np.float16 else np.float32)
+        self.x = torch.from_numpy(np.array(raw, dtype=keep)).to(device)  # a private copy
+        self.scaling = data.scaling
+        self.scale = Scaler(self.scaling, device)
         super().__init__(cfg, data, y_task, device)
         self.shift = int(cfg["shift_augment"])
+        if self.shift > 0 and self.x.dtype != torch.uint8:
+            raise InputError(
+                f"shift_augment={self.shift} shifts 0..255 byte values, but the clips are {raw.dtype}; "
+                "set shift_augment to 0 for float features (in the config or the search space)"
+            )
         self.positive_mix = float(cfg["positive_mix"])
         self.mixup_alpha = float(cfg["mixup_alpha"])
         self.mixup_gt_half = bool(cfg["mixup_lambda_gt_half"])
         self.partners = ClassIndex(self.y[self.train_idx]) if self.positive_mix > 0 else None
 
     def make(self, idx: Tensor) -> tuple[Tensor, Tensor]:
-        """Inputs ``[B, T, F]`` (float, [0, 1]) and labels ``[B, C]`` (float) of the clips ``idx``."""
+        """Inputs ``[B, T, F]`` (float: uint8 in [0, 1], float standardized) and labels ``[B, C]``
+        (float) of the clips ``idx``."""
         x: Tensor = self.x[idx]
         y = self.y[idx].float()
         if self.positive_mix > 0:
             x, y = self._positive_mix(x.float(), y)
         if self.shift > 0:
             x = shift_clamp(x, random_shifts(len(idx), self.shift, self.device))
-        x = x.float().div_(255.0)
+        x = self.scale(x)
         if self.mixup_alpha > 0:
             n = len(idx)
             lam = sample_mixup_lambda(n, self.mixup_alpha, gt_half=self.mixup_gt_half, device=self.device)
@@ -163,4 +201,4 @@ class EmbeddingBatches(TrainBatches):
 
     def predict_logits(self, model: nn.Module, idx: Tensor) -> Tensor:
         """Logits ``[len(idx), C]`` (float32) of the clips ``idx``."""
-        return predict(model, self.x[idx], activation="none")
+        return predict(model, self.x[idx], activation="none", scaling=self.scaling)

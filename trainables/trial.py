@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tagtune.trainables.data import TrialData
+from tagtune.trainables.data import InputScaling, TrialData
 from tagtune.trainables.loop import TrainingDiverged, build_model, fit, model_task, pick_device
 
 CHECKPOINT_WEIGHTS = "model.pt"
@@ -35,7 +35,8 @@ def save_model(directory: str | os.PathLike[str], model: nn.Module | dict, meta:
 
 
 def load_model(directory: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a model saved by :func:`save_model` (weights loaded with ``weights_only=True``)."""
+    """Rebuild a model saved by :func:`save_model` (weights loaded with ``weights_only=True``);
+    its ``input_scaling`` is the checkpoint's :class:`InputScaling`."""
     folder = Path(directory)
     meta = json.loads((folder / CHECKPOINT_META).read_text())
     model = build_model(
@@ -47,12 +48,16 @@ def load_model(directory: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, 
     )
     state = torch.load(folder / CHECKPOINT_WEIGHTS, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
+    # The checkpoint's input scaling (uint8 / 255, or the training split's standardization):
+    # tagtune.trainables.batches.predict applies it to raw clips.
+    object.__setattr__(model, "input_scaling", InputScaling.from_meta(meta))
     return model.eval(), meta
 
 
 def model_meta(config: Mapping[str, Any], data: TrialData, metrics: Mapping[str, float]) -> dict[str, Any]:
     """What a checkpoint records beside the weights."""
     n_frames, n_features, n_classes = data.shape
+    inputs = {"inputs": data.scaling.to_meta()} if data.kind == "embeddings" else {}
     return {
         "config": dict(config),
         "task": model_task(config, data.single_label),
@@ -61,6 +66,7 @@ def model_meta(config: Mapping[str, Any], data: TrialData, metrics: Mapping[str,
         "n_classes": n_classes,
         "class_names": list(data.class_names),
         "metrics": dict(metrics),
+        **inputs,
     }
 
 

@@ -1,8 +1,11 @@
 """Clip data: every on-disk format as one registered reader, the cache, the trial data types, a
 synthetic generator and summaries.
 
-Formats: AudioSet embeddings as TFRecord shards, packed HDF5 or tagtune's own cache (parsed
-once, memory-mapped after), and audio files listed by a CSV (decoded once per sample rate).
+Formats: embeddings of any shape [N, T, D] and dtype as TFRecord shards (AudioSet's
+``SequenceExample`` or any ``Example`` layout), packed HDF5, NumPy (``.npz``, or ``.npy`` with a
+CSV), HEAR scene-task folders or tagtune's own cache (parsed once, memory-mapped after), and
+audio files listed by a CSV (decoded once per sample rate).  :class:`ReadOptions` names
+non-default keys and the task (``--feature-key``, ``--label-key``, ``--group-key``, ``--task``).
 
 Typical use::
 
@@ -18,6 +21,7 @@ Typical use::
 
 from __future__ import annotations
 
+from tagtune.trainables.data._arrays import build_dataset, encode_labels
 from tagtune.trainables.data._audio import AudioDataset, AudioReader, audio_trial_data, load_audio_dataset
 from tagtune.trainables.data._audio_decode import AudioClips, check_rate, decode_file, load_clips, resample
 from tagtune.trainables.data._audio_table import STYLES, AudioTable, find_csv, read_table, sniff_style
@@ -28,14 +32,19 @@ from tagtune.trainables.data._dataset import (
     fit_frames,
     lengths_from_padding,
     read_class_names,
+    read_vocabulary,
     split_indices,
 )
 from tagtune.trainables.data._formats import CacheReader, Hdf5Reader, TfrecordReader, write_hdf5
+from tagtune.trainables.data._hear import HearReader
 from tagtune.trainables.data._inspect import format_inspect, inspect, summarize
+from tagtune.trainables.data._numpy import NpyCsvReader, NpzReader
+from tagtune.trainables.data._options import TASKS, ReadOptions, check_single_label
 from tagtune.trainables.data._source import (
     READERS,
     DataSource,
     Reader,
+    apply_task,
     load_dataset,
     open_source,
     reader_for,
@@ -44,11 +53,13 @@ from tagtune.trainables.data._source import (
 )
 from tagtune.trainables.data._synth import make_synthetic, synthesize
 from tagtune.trainables.data._tfrecord import write_tfrecords
-from tagtune.trainables.data._trial import Clips, EmbeddingClips, TrialData
+from tagtune.trainables.data._trial import Clips, EmbeddingClips, InputScaling, TrialData
+from tagtune.trainables.data._writers import FORMATS, make_embeddings, write_format
 
 __all__ = [
     "READERS",
     "STYLES",
+    "TASKS",
     "AudioClips",
     "AudioDataset",
     "AudioReader",
@@ -58,11 +69,24 @@ __all__ = [
     "DataSource",
     "Dataset",
     "EmbeddingClips",
+    "FORMATS",
+    "HearReader",
+    "NpyCsvReader",
+    "NpzReader",
     "Hdf5Reader",
+    "InputScaling",
+    "ReadOptions",
     "Reader",
     "TfrecordReader",
     "TrialData",
+    "apply_task",
     "audio_trial_data",
+    "build_dataset",
+    "encode_labels",
+    "make_embeddings",
+    "read_vocabulary",
+    "write_format",
+    "check_single_label",
     "check_rate",
     "decode_file",
     "default_cache_dir",

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -162,15 +163,25 @@ class AudioReader:
         if not path.is_dir():
             return is_audio_csv_name(path)
         with os.scandir(path) as it:  # stops at the first shard (glob lists the whole folder)
-            shards = any(e.name.endswith(".tfrecord") for e in it)
+            shards = any(e.name.endswith((".tfrecord", ".tfrecords")) for e in it)
         return not shards and bool(candidate_csvs(path))
 
-    def cache_entry(self, path: Path, *, n_classes: int | None, cache_dir: str | os.PathLike | None) -> Path | None:
+    def cache_entry(
+        self, path: Path, *, n_classes: int | None, cache_dir: str | os.PathLike | None, options: Any = None
+    ) -> Path | None:
         """``None``: decoded audio is cached per sample rate (see ``load_clips``)."""
         return None
 
-    def read(self, path: Path, *, n_classes: int | None, cache_dir: str | os.PathLike | None) -> AudioDataset:
-        """The table (labels, splits, files checked); clips are decoded per rate on use."""
+    def read(
+        self, path: Path, *, n_classes: int | None, cache_dir: str | os.PathLike | None, options: Any = None
+    ) -> AudioDataset:
+        """The table (labels, splits, files checked); clips are decoded per rate on use.  Of the
+        read options only ``--task`` applies (audio CSVs are single-label)."""
+        keys = [k for k in ("feature_key", "label_key", "group_key") if getattr(options, k, None) is not None]
+        if keys:
+            flags = ", ".join("--" + k.replace("_", "-") for k in keys)
+            verb = "applies" if len(keys) == 1 else "apply"
+            raise InputError(f"{flags} {verb} to embedding data, not to the audio CSV {path}; drop it")
         if n_classes is not None:
             raise InputError(f"n_classes applies to embedding data, not to the audio CSV {path}; drop --n-classes")
         return load_audio_dataset(path, cache_dir=cache_dir)

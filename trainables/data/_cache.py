@@ -1,7 +1,8 @@
 """tagtune's own dataset cache: written once, memory-mapped after.
 
-A cache is a folder holding ``x.npy``, ``y.npy``, ``lengths.npy``, ``ids.npy`` and
-``tagtune-cache.json`` (format version, class names, source, clip count).  The readers that
+A cache is a folder holding ``x.npy`` (uint8 or float16/32/64 as read), ``y.npy``,
+``lengths.npy``, ``ids.npy``, optionally ``groups.npy`` and ``split.npy``, and
+``tagtune-cache.json`` (format version, class names, source, clip count, task).  The readers that
 parse (TFRecord, HDF5) keep one such folder per source under the cache root
 (:func:`cache_entry`), named by a key hashed from the source's absolute path and the (name,
 size, mtime_ns) of its files, so edited data is re-parsed; :func:`load_or_parse` serves it.
@@ -32,6 +33,10 @@ CACHE_VERSION = 1
 READER_VERSION = 1
 """Bumped when parsing changes, so older cache entries are not reused."""
 _ARRAYS = ("x", "y", "lengths", "ids")
+_OPTIONAL = ("groups", "split")
+"""Per-clip str arrays a Dataset may have; stored as ``<name>.npy`` when it has them."""
+X_DTYPES = (np.uint8, np.float16, np.float32, np.float64)
+"""Feature dtypes kept as they are (other integer or float types are stored as float32)."""
 _WARNED: set[str] = set()
 
 
@@ -56,17 +61,24 @@ def _metadata(ds: Dataset) -> dict[str, object]:
         "n_frames": ds.n_frames,
         "n_features": ds.n_features,
         "class_names": list(ds.class_names),
+        "task": ds.task,
+        "optional": [name for name in _OPTIONAL if getattr(ds, name) is not None],
     }
 
 
 def _write_contents(ds: Dataset, folder: Path) -> None:
     """Write the arrays, then the marker file, into the existing ``folder``."""
+    x = np.asarray(ds.x)
     arrays = {
-        "x": np.asarray(ds.x, dtype=np.uint8),
+        "x": x if x.dtype in X_DTYPES else x.astype(np.float32),
         "y": np.asarray(ds.y, dtype=bool),
         "lengths": np.asarray(ds.lengths, dtype=np.int16),
         "ids": np.asarray(ds.ids, dtype=str),
     }
+    for name in _OPTIONAL:
+        value = getattr(ds, name)
+        if value is not None:
+            arrays[name] = np.asarray(value, dtype=str)
     for name, array in arrays.items():
         np.save(folder / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
     (folder / CACHE_MARKER).write_text(json.dumps(_metadata(ds), indent=1), encoding="utf-8")
@@ -102,11 +114,15 @@ def read_cache(folder: str | os.PathLike) -> Dataset:
     """Open a tagtune cache folder; the arrays are memory-mapped read-only."""
     folder = Path(folder)
     meta = _read_metadata(folder)
+    names = (*_ARRAYS, *(n for n in _OPTIONAL if n in meta.get("optional", [])))
     try:
-        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in names}
     except (OSError, ValueError) as exc:
         raise _broken(folder, str(exc)) from exc
     _check_arrays(folder, meta, arrays)
+    task = meta.get("task", "multilabel")
+    if task not in ("multilabel", "multiclass"):
+        raise _broken(folder, f"task {task!r} is neither multilabel nor multiclass")
     return Dataset(
         x=arrays["x"],
         y=arrays["y"],
@@ -114,6 +130,9 @@ def read_cache(folder: str | os.PathLike) -> Dataset:
         ids=arrays["ids"],
         class_names=tuple(meta["class_names"]),
         source=f"cache:{folder} (from {meta['source']})",
+        groups=arrays.get("groups"),
+        split=arrays.get("split"),
+        task=task,
     )
 
 
@@ -141,11 +160,15 @@ def _check_arrays(folder: Path, meta: dict, arrays: dict[str, np.ndarray]) -> No
     n, c = meta.get("n_clips"), len(meta["class_names"])
     x, y, lengths, ids = (arrays[k] for k in _ARRAYS)
     problems = [
-        (x.dtype != np.uint8 or x.ndim != 3 or len(x) != n, f"x is {x.dtype} {x.shape}"),
+        (x.dtype not in X_DTYPES or x.ndim != 3 or len(x) != n, f"x is {x.dtype} {x.shape}"),
         (y.dtype != bool or y.shape != (n, c), f"y is {y.dtype} {y.shape}, expected ({n}, {c})"),
         (lengths.shape != (n,), f"lengths has shape {lengths.shape}"),
         (ids.shape != (n,) or ids.dtype.kind != "U", f"ids is {ids.dtype} {ids.shape}"),
     ]
+    for name in _OPTIONAL:
+        if name in arrays:
+            a = arrays[name]
+            problems.append((a.shape != (n,) or a.dtype.kind != "U", f"{name} is {a.dtype} {a.shape}"))
     for bad, what in problems:
         if bad:
             raise _broken(folder, what)
@@ -168,12 +191,17 @@ def cache_root(cache_dir: str | os.PathLike | None) -> Path:
     return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
 
 
-def cache_key(path: str | os.PathLike, fmt: str, n_classes: int | None, stat_lines: list[bytes]) -> str:
+def cache_key(
+    path: str | os.PathLike, fmt: str, n_classes: int | None, stat_lines: list[bytes], options: str = ""
+) -> str:
     """Key of a source: its format, name and a hash of its absolute path, ``n_classes``, the
-    ``stat_lines`` of its files (see :func:`stat_line`) and those of its class list."""
+    ``stat_lines`` of its files (see :func:`stat_line`), those of its class list and the read
+    ``options`` (``ReadOptions.key()``; ``""``, the default, leaves older keys as they were)."""
     path = Path(path).resolve()
     digest = hashlib.sha256()
     digest.update(f"{fmt}\0{path}\0{n_classes}\0{READER_VERSION}\0".encode())
+    if options:
+        digest.update(f"options\0{options}\0".encode())
     digest.update(b"".join(stat_lines))
     csv_path = find_class_csv(path)
     if csv_path is not None:
@@ -194,9 +222,10 @@ def cache_entry(
     n_classes: int | None,
     stat_lines: list[bytes],
     cache_dir: str | os.PathLike | None,
+    options: str = "",
 ) -> Path:
     """The cache folder of a source under the cache root (it may not exist yet)."""
-    return cache_root(cache_dir) / cache_key(path, fmt, n_classes, stat_lines)
+    return cache_root(cache_dir) / cache_key(path, fmt, n_classes, stat_lines, options)
 
 
 def load_or_parse(entry: Path, parse: Callable[[], Dataset], source: str | os.PathLike) -> Dataset:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tagtune.trainables.data._trial import TrialData
+from tagtune.trainables.data._trial import InputScaling, TrialData
 from tagtune.trainables.errors import InputError
 
 CLASS_CSV = "class_labels_indices.csv"
@@ -32,17 +32,27 @@ class Dataset:
     """
 
     x: np.ndarray
-    """uint8 [N, T, F] (T = 10 seconds max, F = 128), zero-padded at the end for short clips."""
+    """[N, T, F] of any T (1 for per-clip embeddings) and F; uint8 (AudioSet: T = 10 seconds max,
+    F = 128) or float16/32/64 as read; zero-padded at the end for clips shorter than T."""
     y: np.ndarray
-    """bool [N, C]."""
+    """bool [N, C] (multi-hot; one-hot for ``task == "multiclass"``)."""
     lengths: np.ndarray
-    """int16 [N], seconds actually present (1..T)."""
+    """int16 [N], frames actually present (1..T)."""
     ids: np.ndarray
     """numpy str array [N] of clip ids (video ids)."""
     class_names: tuple[str, ...]
     """len C."""
     source: str
     """What it was read from, and the format, e.g. ``tfrecord:/path``."""
+    groups: np.ndarray | None = None
+    """numpy str array [N]: the recording / speaker / source each clip was cut from (clips of one
+    group never sit on both sides of a split), or ``None``."""
+    split: np.ndarray | None = None
+    """numpy str array [N] of the data set's own split per clip (``train``, ``valid``, ``test``),
+    or ``None`` (the seeded split is used)."""
+    task: str = "multilabel"
+    """``multilabel`` (sigmoid, any number of classes per clip) or ``multiclass`` (exactly one
+    class per clip: softmax cross-entropy, accuracy and top-k)."""
 
     def __post_init__(self) -> None:
         """Check that the arrays agree in shape."""
@@ -53,6 +63,12 @@ class Dataset:
             raise ValueError("Dataset arrays x, y, lengths and ids differ in length")
         if self.y.shape[1] != len(self.class_names):
             raise ValueError(f"y has {self.y.shape[1]} columns but there are {len(self.class_names)} class names")
+        for name in ("groups", "split"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"Dataset {name} has {len(value)} entries for {n} clips")
+        if self.task not in ("multilabel", "multiclass"):
+            raise ValueError(f"Dataset task must be multilabel or multiclass, got {self.task!r}")
 
     @property
     def n_clips(self) -> int:
@@ -81,23 +97,38 @@ class Dataset:
 
     @property
     def single_label(self) -> bool:
-        """Always ``False``: embedding data train as multi-label (AudioSet tagging)."""
-        return False
+        """``task == "multiclass"``: one class per clip (softmax cross-entropy, accuracy, top-k)."""
+        return self.task == "multiclass"
 
     def preload(self, sample_rates: Iterable[int] = ()) -> Dataset:
         """Nothing to decode (the arrays are read); returns ``self``."""
         return self
 
     def trial_data(self, *, val_fraction: float = 0.2, seed: int = 0) -> TrialData:
-        """Every clip, split by :func:`split_indices` into (train, validation)."""
-        train_idx, val_idx = split_indices(self.n_clips, val_fraction, seed)
+        """Every clip, split by :meth:`splits` into (train, validation); the data set's own test
+        clips are held out.  Float features are checked for NaN / inf (the error names the clip)
+        and standardized with the training clips' statistics (:class:`InputScaling`)."""
+        from tagtune.trainables.data._split import check_finite
+
+        train_idx, val_idx, _ = self.splits(val_fraction, seed)
+        check_finite(self.x, self.ids, self.source)
+        x = np.asarray(self.x)
         return TrialData(
-            x=np.asarray(self.x),
+            x=x,
             y=np.asarray(self.y),
             train_idx=train_idx,
             val_idx=val_idx,
             class_names=tuple(self.class_names),
+            single_label=self.single_label,
+            scaling=InputScaling.fit(x, train_idx),
         )
+
+    def splits(self, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(train, validation, test) clip indices: the data set's own split where it has one, else
+        the seeded split (grouped by ``groups`` where set); see :mod:`._split`."""
+        from tagtune.trainables.data._split import dataset_splits
+
+        return dataset_splits(self, val_fraction, seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,6 +187,47 @@ def find_class_csv(path: str | os.PathLike) -> Path | None:
     return None
 
 
+HEAR_VOCABULARY = "labelvocabulary.csv"
+
+
+def read_vocabulary(csv_path: Path) -> tuple[str, ...]:
+    """HEAR's ``labelvocabulary.csv`` (``idx,label``, indices 0..C-1) as names in index order."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {csv_path} ({exc}); fix or replace the file") from exc
+    if not rows or "idx" not in rows[0] or "label" not in rows[0]:
+        raise InputError(f"{csv_path} needs the columns idx,label (HEAR's label vocabulary); fix the file")
+    try:
+        names = {int(r["idx"]): str(r["label"]).strip() for r in rows}
+    except ValueError as exc:
+        raise InputError(f"{csv_path}: a non-numeric idx ({exc}); fix the file") from exc
+    if sorted(names) != list(range(len(names))):
+        raise InputError(f"{csv_path}: idx must be 0..{len(names) - 1} with no gaps; fix the file")
+    return tuple(names[i] for i in range(len(names)))
+
+
+def find_vocabulary(path: Path) -> tuple[str, ...] | None:
+    """Class names from a ``labelvocabulary.csv`` or ``class_labels_indices.csv`` next to the data."""
+    folder = path if path.is_dir() else path.parent
+    if (folder / HEAR_VOCABULARY).is_file():
+        return read_vocabulary(folder / HEAR_VOCABULARY)
+    found = find_class_csv(path)
+    return read_class_names(found) if found is not None else None
+
+
+def write_class_csv(path: str | os.PathLike, names: tuple[str, ...]) -> Path:
+    """Write ``index,mid,display_name`` rows like Google's ``class_labels_indices.csv``."""
+    path = Path(path)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["index", "mid", "display_name"])
+        for i, name in enumerate(names):
+            writer.writerow([i, f"/m/synth{i}", name])
+    return path
+
+
 @dataclass(frozen=True)
 class Classes:
     """The class names chosen for a data source, and why (for error messages)."""
@@ -201,18 +273,9 @@ def split_indices(n: int, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.
     Deterministic for a given ``(n, val_fraction, seed)``.  The validation side gets
     ``round(n * val_fraction)`` clips.
     """
-    if not 0.0 < float(val_fraction) < 1.0:
-        raise InputError(
-            f"validation fraction must be between 0 and 1 (exclusive), got {val_fraction}; fix --val-fraction"
-        )
-    n_val = round(n * float(val_fraction))
-    if n_val < 1 or n - n_val < 1:
-        raise InputError(
-            f"cannot split {n} clips with validation fraction {val_fraction}: one side would be "
-            "empty; use more clips or change --val-fraction"
-        )
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    from tagtune.trainables.data._split import seeded_split
+
+    return seeded_split(n, val_fraction, seed)
 
 
 # --------------------------------------------------------------------------------------------

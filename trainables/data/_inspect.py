@@ -1,6 +1,7 @@
 """Summaries of a data source: what ``tagtune data inspect`` prints.
 
-Embeddings: clips, seconds, classes, labels per clip, the rarest class.  Audio (a CSV of audio
+Embeddings: clips, frames, features, dtype, value range, NaN / inf count, classes, labels per
+clip, the rarest class, the label kind, the data set's own split and its groups.  Audio (a CSV of audio
 files): files and their formats, sample rates, durations (min / median / max, from the files'
 headers, nothing decoded), classes and clips per class, verified flags, the split a search and
 ``tagtune finalize`` will use, and the files that cannot be read.
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from tagtune.trainables.data._dataset import Dataset
+from tagtune.trainables.data._options import ReadOptions
 from tagtune.trainables.data._source import open_source
 
 
@@ -48,7 +50,36 @@ def summarize(ds: Dataset) -> dict[str, Any]:
             "name": ds.class_names[rarest],
             "positives": int(positives[rarest]),
         },
+        **_values(ds),
+        "label_kind": "single-label (multiclass)" if ds.single_label else "multi-label",
+        "split": _own_split(ds),
+        "groups": None if ds.groups is None else int(len(np.unique(np.asarray(ds.groups)))),
     }
+
+
+def _values(ds: Dataset, chunk: int = 8192) -> dict[str, Any]:
+    """dtype, value range and NaN / inf count of the features (read in chunks)."""
+    x = ds.x
+    lo, hi, nan, inf = np.inf, -np.inf, 0, 0
+    for start in range(0, len(x), chunk):
+        part = np.asarray(x[start : start + chunk])
+        if part.dtype.kind == "f":
+            nan += int(np.isnan(part).sum())
+            inf += int(np.isinf(part).sum())
+            finite = part[np.isfinite(part)]
+        else:
+            finite = part
+        if finite.size:
+            lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+    return {"dtype": str(np.dtype(x.dtype)), "value_range": [lo, hi], "nan": nan, "inf": inf}
+
+
+def _own_split(ds: Dataset) -> dict[str, int] | None:
+    """Clips per split of the data set's own split (``None``: the seeded split is used)."""
+    if ds.split is None:
+        return None
+    names, counts = np.unique(np.asarray(ds.split), return_counts=True)
+    return {str(n): int(c) for n, c in zip(names, counts, strict=True)}
 
 
 def _file_info(path: Path) -> tuple[str, int, int] | str:
@@ -126,10 +157,12 @@ def summarize_audio(ds: Any) -> dict[str, Any]:
     }
 
 
-def inspect(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Load ``path`` (through the cache) and summarize it; ``format`` is the on-disk format
-    (``audio``: :func:`summarize_audio`, nothing decoded)."""
-    source = open_source(path, cache_dir=cache_dir)
+def inspect(
+    path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None, options: ReadOptions | None = None
+) -> dict[str, Any]:
+    """Load ``path`` (through the cache, read with ``options``) and summarize it; ``format`` is
+    the on-disk format (``audio``: :func:`summarize_audio`, nothing decoded)."""
+    source = open_source(path, cache_dir=cache_dir, options=options)
     where = {"path": str(Path(path).resolve()), "format": source.format}
     if source.kind == "audio":
         return {**where, **summarize_audio(source.read())}
@@ -177,12 +210,24 @@ def format_inspect(d: dict[str, Any]) -> str:
         f"path:              {d.get('path', d['source'])}",
         f"format:            {d.get('format', d['source'].split(':', 1)[0])}",
         f"clips:             {d['clips']:,}",
-        f"shape per clip:    {d['frames']} s x {d['features']} features (uint8)",
+        f"shape per clip:    {d['frames']} frames x {d['features']} features ({d['dtype']})",
+        f"values:            min {d['value_range'][0]:.4g}, max {d['value_range'][1]:.4g}; "
+        f"{d['nan']:,} NaN, {d['inf']:,} inf",
         f"seconds per clip:  min {sec['min']}, mean {sec['mean']:.2f}, max {sec['max']}"
         f" ({sec['full']:,} clips have the full {d['frames']} s)",
         f"classes:           {d['classes']}"
         + (f" ({d['classes_without_positives']} with no positive clip)" if d["classes_without_positives"] else ""),
         f"labels per clip:   min {lab['min']}, mean {lab['mean']:.2f}, max {lab['max']}",
         f"rarest class:      {rare['name']!r} (index {rare['index']}), {rare['positives']:,} positive clips",
+        f"label kind:        {d['label_kind']}",
+        "split:             "
+        + (
+            ", ".join(f"{k} {v:,}" for k, v in d["split"].items()) + " (the data set's own)"
+            if d["split"]
+            else "seeded (--val-fraction of the clips; none held out as test)"
+        ),
+        f"groups:            {d['groups']:,} (the seeded split keeps each on one side)"
+        if d["groups"]
+        else "groups:            none",
     ]
     return "\n".join(lines)

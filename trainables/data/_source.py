@@ -3,7 +3,8 @@
 Every on-disk format is one reader in :data:`READERS`, asked in order (the first whose ``sniff``
 says yes reads the path); a new format is one class passed to :func:`register_reader`.  A reader
 has ``format`` (its name), ``kind`` (``"embeddings"`` or ``"audio"``), ``sniff(path)``,
-``cache_entry(path, n_classes=, cache_dir=)`` and ``read(path, n_classes=, cache_dir=)``, which
+``cache_entry(path, n_classes=, cache_dir=)`` and ``read(path, n_classes=, cache_dir=)`` (both
+also given ``options=`` (a :class:`ReadOptions`) when any read option is set), which
 returns a clip set: a :class:`Dataset` or an :class:`AudioDataset`, each with ``n_clips``,
 ``class_names``, ``single_label``, ``frame_shape``, ``preload(sample_rates)`` and
 ``trial_data(val_fraction=, seed=)``.
@@ -11,6 +12,7 @@ returns a clip set: a :class:`Dataset` or an :class:`AudioDataset`, each with ``
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -20,6 +22,9 @@ from typing import Any, Protocol
 from tagtune.trainables.data._audio import AudioDataset, AudioReader
 from tagtune.trainables.data._dataset import Dataset
 from tagtune.trainables.data._formats import PASS_DATA, CacheReader, Hdf5Reader, TfrecordReader
+from tagtune.trainables.data._hear import HearReader
+from tagtune.trainables.data._numpy import NpyCsvReader, NpzReader
+from tagtune.trainables.data._options import DEFAULT_OPTIONS, ReadOptions, check_single_label
 from tagtune.trainables.data._trial import TrialData
 from tagtune.trainables.errors import InputError
 
@@ -40,7 +45,15 @@ class Reader(Protocol):
     def read(self, path: Path, *, n_classes: int | None, cache_dir: str | os.PathLike | None) -> Any: ...
 
 
-READERS: list[Reader] = [CacheReader(), AudioReader(), TfrecordReader(), Hdf5Reader()]
+READERS: list[Reader] = [
+    CacheReader(),
+    HearReader(),
+    AudioReader(),
+    TfrecordReader(),
+    Hdf5Reader(),
+    NpzReader(),
+    NpyCsvReader(),
+]
 """The registered readers in the order they are asked (a folder the cache and audio readers do
 not claim is a TFRecord folder)."""
 
@@ -78,6 +91,7 @@ class DataSource:
     reader: Reader
     cache_dir: str | os.PathLike | None = None
     n_classes: int | None = None
+    options: ReadOptions = DEFAULT_OPTIONS
     _clips: Any = field(default=None, repr=False)
 
     @property
@@ -93,12 +107,26 @@ class DataSource:
     @property
     def cache_entry(self) -> Path | None:
         """The cache folder the clips are served from (``None`` for audio: cached per sample rate)."""
-        return self.reader.cache_entry(self.path, n_classes=self.n_classes, cache_dir=self.cache_dir)
+        return self.reader.cache_entry(self.path, n_classes=self.n_classes, cache_dir=self.cache_dir, **self._extra())
+
+    def _extra(self) -> dict[str, Any]:
+        """``options=`` for the reader when any read option is set (readers that know no
+        options are called as before)."""
+        return {} if self.options.is_default else {"options": self.options}
 
     def read(self) -> Dataset | AudioDataset:
-        """The clip set (read on the first call, through the cache; the same object after)."""
+        """The clip set (read on the first call, through the cache; the same object after),
+        with ``--task`` applied (``multiclass`` checks that every clip has exactly one label)."""
         if self._clips is None:
-            self._clips = self.reader.read(self.path, n_classes=self.n_classes, cache_dir=self.cache_dir)
+            try:
+                clips = self.reader.read(self.path, n_classes=self.n_classes, cache_dir=self.cache_dir, **self._extra())
+            except TypeError as exc:
+                if "options" not in str(exc):
+                    raise
+                raise InputError(
+                    f"{self.path} ({self.format}) takes no read options: drop {self.options.flags()}"
+                ) from exc
+            self._clips = apply_task(clips, self.options.task)
         return self._clips
 
     @property
@@ -135,18 +163,30 @@ class DataSource:
         return data
 
 
+def apply_task(clips: Any, task: str | None) -> Any:
+    """``clips`` with ``task`` (``--task``) in force: ``None`` keeps what the reader detected;
+    ``multiclass`` refuses a clip without exactly one label (naming it)."""
+    if task is None or not isinstance(clips, Dataset) or task == clips.task:
+        return clips
+    if task == "multiclass":
+        check_single_label(clips.y, clips.ids, clips.source)
+    return dataclasses.replace(clips, task=task)
+
+
 def open_source(
     path: str | os.PathLike,
     *,
     cache_dir: str | os.PathLike | None = None,
     n_classes: int | None = None,
+    options: ReadOptions | None = None,
 ) -> DataSource:
     """Open a data source: its format is sniffed now, its clips are read on first use.
 
-    Cache root: ``cache_dir``, else ``$TAGTUNE_CACHE_DIR`` or ``~/.cache/tagtune``.
+    Cache root: ``cache_dir``, else ``$TAGTUNE_CACHE_DIR`` or ``~/.cache/tagtune``.  ``options``:
+    the feature / label / group keys and the task (``--feature-key`` ..., part of the cache key).
     """
     path = Path(path)
-    return DataSource(path, reader_for(path), cache_dir, n_classes)
+    return DataSource(path, reader_for(path), cache_dir, n_classes, options or DEFAULT_OPTIONS)
 
 
 def load_dataset(
@@ -154,6 +194,7 @@ def load_dataset(
     *,
     cache_dir: str | os.PathLike | None = None,
     n_classes: int | None = None,
+    options: ReadOptions | None = None,
 ) -> Dataset:
     """Load clips from a TFRecord folder, a packed HDF5 file or a tagtune cache folder.
 
@@ -164,4 +205,4 @@ def load_dataset(
     one they are ``class_0..class_{C-1}`` with C = ``n_classes``, else the label columns of an
     HDF5 file, else 527 for AudioSet-shaped TFRecords (labels < 527), else max label + 1.
     """
-    return open_source(path, cache_dir=cache_dir, n_classes=n_classes).embeddings()
+    return open_source(path, cache_dir=cache_dir, n_classes=n_classes, options=options).embeddings()

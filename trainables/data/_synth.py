@@ -13,14 +13,13 @@ is strong enough that a linear model reaches a validation mAUC around 0.85, not 
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tagtune.trainables.data._dataset import CLASS_CSV, Dataset, read_class_names
+from tagtune.trainables.data._dataset import CLASS_CSV, Dataset, read_class_names, write_class_csv
 from tagtune.trainables.data._formats import HDF5_SUFFIXES, write_hdf5
 from tagtune.trainables.data._tfrecord import FEATURE_DIM, MAX_FRAMES, write_tfrecords
 from tagtune.trainables.errors import InputError
@@ -213,32 +212,35 @@ def make_synthetic(n_clips: int = 4000, n_classes: int = 64, seed: int = 0) -> D
     )
 
 
-def write_class_csv(path: str | os.PathLike, names: tuple[str, ...]) -> Path:
-    """Write ``index,mid,display_name`` rows like Google's ``class_labels_indices.csv``."""
-    path = Path(path)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["index", "mid", "display_name"])
-        for i, name in enumerate(names):
-            writer.writerow([i, f"/m/synth{i}", name])
-    return path
-
-
 def synthesize(
     out_dir: str | os.PathLike,
     n_clips: int = 4000,
     n_classes: int = 64,
     seed: int = 0,
     fmt: str = "tfrecord",
+    *,
+    dtype: str = "uint8",
+    frames: int = MAX_FRAMES,
+    dim: int = FEATURE_DIM,
+    task: str = "multilabel",
 ) -> Path:
     """Generate a synthetic set and write it; return the path to pass to ``load_dataset``.
 
+    AudioSet-like (uint8, 10 x 128, multi-label, the defaults) in ``tfrecord`` / ``hdf5``:
     ``fmt="tfrecord"``: shards of 100 SequenceExamples plus ``class_labels_indices.csv`` in the
     folder ``out_dir``.  ``fmt="hdf5"``: one packed file (``out_dir`` itself if it ends in
-    .h5/.hdf5, else ``out_dir/synthetic.h5``) with the class list next to it.
+    .h5/.hdf5, else ``out_dir/synthetic.h5``) with the class list next to it.  Any other format
+    (``tfrecord-example``, ``npz``, ``npy-csv``, ``hear``), dtype, frames, dim or task: the
+    generated set of ``_writers.make_embeddings`` written by ``_writers.write_format``.
     """
-    if fmt not in ("tfrecord", "hdf5"):
-        raise InputError(f"unknown synthetic format {fmt!r}: choose tfrecord or hdf5 (--format)")
+    from tagtune.trainables.data._writers import FORMATS, make_embeddings, write_format
+
+    if fmt not in FORMATS:
+        raise InputError(f"unknown synthetic format {fmt!r}: choose one of {', '.join(FORMATS)} (--format)")
+    audioset_like = (dtype, frames, dim, task) == ("uint8", MAX_FRAMES, FEATURE_DIM, "multilabel")
+    if fmt not in ("tfrecord", "hdf5") or not audioset_like:
+        ds = make_embeddings(n_clips, n_classes, seed, frames=frames, dim=dim, dtype=dtype, task=task)
+        return write_format(out_dir, ds, fmt, seed)
     out = Path(out_dir)
     if fmt == "hdf5":
         target = out if out.suffix.lower() in HDF5_SUFFIXES else out / HDF5_NAME

@@ -357,14 +357,18 @@ class RawClips:
     """int64 [N, 2]: (index into ``files``, record index) of each clip, for error messages."""
 
 
+SHARD_SUFFIXES = (".tfrecord", ".tfrecords")
+"""File name endings of TFRecord shards."""
+
+
 def list_shards(folder: str | os.PathLike) -> list[Path]:
-    """Return the sorted ``*.tfrecord`` files of ``folder``; :class:`InputError` if none."""
+    """Return the sorted ``*.tfrecord`` / ``*.tfrecords`` files of ``folder``; :class:`InputError` if none."""
     folder = Path(folder)
-    shards = sorted(p for p in folder.glob("*.tfrecord") if p.is_file())
+    shards = sorted(p for p in folder.iterdir() if p.name.endswith(SHARD_SUFFIXES) and p.is_file())
     if not shards:
         raise InputError(
-            f"no *.tfrecord files in folder {folder}; pass --train with a folder of *.tfrecord, "
-            "an .h5 file or a tagtune cache"
+            f"no *.tfrecord files in folder {folder}; pass --train with a folder of *.tfrecord(s), "
+            "an .h5, .npz or .npy file, a HEAR task folder or a tagtune cache"
         )
     return shards
 

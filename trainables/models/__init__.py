@@ -5,10 +5,12 @@ from __future__ import annotations
 from tagtune.trainables.models._registry import (
     FamilySpec,
     create_model,
+    families_for_shape,
     get_family,
     list_families,
     register_family,
     register_variant,
+    shape_problem,
 )
 
 # Importing a module registers its families; the order is the order `tagtune families` lists.
@@ -21,8 +23,10 @@ from tagtune.trainables.models import densenet_audio  # noqa: F401  (raw audio, 
 __all__ = [
     "FamilySpec",
     "create_model",
+    "families_for_shape",
     "get_family",
     "list_families",
     "register_family",
     "register_variant",
+    "shape_problem",
 ]

@@ -168,3 +168,29 @@ def create_model(name: str, *, n_frames: int, n_features: int, n_classes: int, *
     accepted = spec.hparams
     kwargs = {k: hparams.get(k, default) for k, default in accepted.items()}
     return spec.builder(n_frames=n_frames, n_features=n_features, n_classes=n_classes, **kwargs)
+
+
+def shape_problem(name: str, n_frames: int, n_features: int, n_classes: int = 2) -> str | None:
+    """Why family ``name`` with its default hyperparameters cannot take clips ``[n_frames,
+    n_features]`` (the builder's or the forward pass's refusal, in one line), or ``None`` when it
+    can.  Built and run on PyTorch's ``meta`` device: no memory, no arithmetic."""
+    import torch
+
+    spec = get_family(name)
+    try:
+        with torch.device("meta"):
+            model = create_model(name, n_frames=n_frames, n_features=n_features, n_classes=n_classes)
+            if spec.inputs == "embeddings":
+                out = model(torch.zeros(2, n_frames, n_features))
+                if tuple(out.shape) != (2, n_classes):
+                    return f"its output is {tuple(out.shape)}, not (2, {n_classes})"
+    except (InputError, RuntimeError, ValueError, IndexError, TypeError, NotImplementedError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return first[:200]
+    return None
+
+
+def families_for_shape(n_frames: int, n_features: int, names: list[str] | None = None) -> list[str]:
+    """The embedding families (of ``names``, default all) that take clips ``[n_frames, n_features]``."""
+    pool = names if names is not None else list_families("embeddings")
+    return [n for n in pool if shape_problem(n, n_frames, n_features) is None]
