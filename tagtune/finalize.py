@@ -370,8 +370,7 @@ def load_finals_data(spec: FinalizeSpec, parent: Any, say: Say) -> FinalsData:
     """Read --train and --eval, check they fit the search, and say what was read."""
     import torch
 
-    from tagtune.trainables.data import InputScaling
-    from tagtune.trainables.data._split import check_finite
+    from tagtune.trainables.data import InputScaling, check_finite
     from tagtune.trainables.loop import TrialData
 
     t0 = time.perf_counter()
@@ -411,7 +410,7 @@ def own_test_split(ds: Any) -> tuple[Any, Any] | None:
     split; None when it marks no clip ``test``."""
     import dataclasses
 
-    from tagtune.trainables.data._split import TEST, split_of
+    from tagtune.trainables.data import TEST, split_of
 
     if getattr(ds, "split", None) is None:
         return None

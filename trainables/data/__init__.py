@@ -51,6 +51,7 @@ from tagtune.trainables.data._source import (
     register_reader,
     sniff_format,
 )
+from tagtune.trainables.data._split import TEST, check_finite, split_of
 from tagtune.trainables.data._synth import make_synthetic, synthesize
 from tagtune.trainables.data._tfrecord import write_tfrecords
 from tagtune.trainables.data._trial import Clips, EmbeddingClips, InputScaling, TrialData
@@ -58,6 +59,9 @@ from tagtune.trainables.data._writers import FORMATS, make_embeddings, write_for
 
 __all__ = [
     "READERS",
+    "TEST",
+    "check_finite",
+    "split_of",
     "STYLES",
     "TASKS",
     "AudioClips",
