@@ -80,6 +80,7 @@ from tagtune.tracking import (
     open_store,
     rank_by_family,
     recorded_spaces_dir,
+    search_spec,
     search_trials,
 )
 from tagtune.tracking.registry import log_tagger, registered_model_name
@@ -337,11 +338,11 @@ class AudioFinalsData:
 Finals = FinalsData | AudioFinalsData
 
 
-def _load(path: str, flag: str) -> Any:
+def _load(path: str, flag: str, options: Any = None) -> Any:
     from tagtune.trainables.data import load_dataset
 
     try:
-        return load_dataset(path)
+        return load_dataset(path, options=options)
     except InputError as exc:
         raise InputError(f"{flag} {path}: {exc}") from None
 
@@ -375,14 +376,15 @@ def load_finals_data(spec: FinalizeSpec, parent: Any, say: Say) -> FinalsData:
 
     t0 = time.perf_counter()
     searched = None
+    options = search_spec(parent).read_options()  # --train read as the search read it
     if spec.eval is None:  # finalize refuses embeddings without --eval unless they hold a test split
-        searched = _load(spec.train, "--train")
+        searched = _load(spec.train, "--train", options)
         parts = own_test_split(searched)
         assert parts is not None  # finalize checked that --train has a test split
         train_ds, eval_ds = parts
         test_from = f"test split of {spec.train}"
     else:
-        train_ds, eval_ds = _load(spec.train, "--train"), _load(spec.eval, "--eval")
+        train_ds, eval_ds = _load(spec.train, "--train", options), _load(spec.eval, "--eval", options)
         test_from = f"--eval {spec.eval}"
     _check_data(spec, parent, train_ds, eval_ds)
     check_finite(train_ds.x, train_ds.ids, f"--train {spec.train}")
@@ -904,12 +906,12 @@ def log_ensemble(session: Session, fd: Finals, recipe: Recipe) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-def _open_train(spec: FinalizeSpec) -> Any:
-    """--train opened (its format sniffed): embeddings or audio."""
+def _open_train(spec: FinalizeSpec, options: Any = None) -> Any:
+    """--train opened (its format sniffed): embeddings or audio; ``options``: how the search read it."""
     from tagtune.trainables.data import open_source
 
     try:
-        return open_source(spec.train)
+        return open_source(spec.train, options=options)
     except InputError as exc:
         raise InputError(f"--train {spec.train}: {exc}") from None
 
@@ -947,12 +949,14 @@ def finalize(spec: FinalizeSpec, echo: Say | None = None) -> FinalizeOutcome:
         session, trials = _open_search(spec, say)
         _check_audio_search(spec, session.parent, fd)
     else:
-        if spec.eval is None and _own_test(source) is None:
-            raise InputError(
-                f"--eval is required: --train {spec.train} holds embeddings with no test split of their own; "
-                "pass their eval split"
-            )
         session, trials = _open_search(spec, say)
+        if spec.eval is None:  # read as the search read it (--feature-key, --label-key, --task, ...)
+            source = _open_train(spec, search_spec(session.parent).read_options())
+            if _own_test(source) is None:
+                raise InputError(
+                    f"--eval is required: --train {spec.train} holds embeddings with no test split of their own; "
+                    "pass their eval split"
+                )
         fd = load_finals_data(spec, session.parent, say)
     plan, picks = plan_finals(session, trials, fd)
     members: list[Member] = []

@@ -67,7 +67,9 @@ def _search_data(params: dict[str, str], run_id: str) -> Any:
         raise SplitUnavailable(
             f"search run {run_id}: its training data {train or '(not recorded)'} is gone; restore it at that path"
         )
-    return load_dataset(train)
+    from tagtune.tracking import SearchSpec
+
+    return load_dataset(train, options=SearchSpec.from_params(params).read_options())
 
 
 def validation_split(parent: Any, dataset: Any | None = None) -> ValidationSplit:
