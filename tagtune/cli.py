@@ -152,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--port", type=int, default=5000)
 
+    from tagtune.server import add_server_parser
+
+    add_server_parser(sub)
+
     p = sub.add_parser("report", help="per-family table of a search, rebuilt from MLflow")
     _add_store_flags(p)
     p.add_argument("--run-id", default=None, help="the search's parent run (default: the newest search)")
@@ -363,6 +367,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         cmd = ["mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
         print(" ".join(cmd), file=sys.stderr)
         os.execvp(cmd[0], cmd)
+    elif args.command == "server":
+        from tagtune.server import run_server_command
+
+        return run_server_command(args)
     elif args.command == "report":
         from tagtune.commands import report
 
@@ -379,6 +387,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             sys.stdout.flush()
             print(f"tagtune: error: {message}", file=sys.stderr, flush=True)
 
+        if args.model.startswith(("models:/", "runs:/")):
+            from tagtune.tracking import check_tracking_uri
+
+            check_tracking_uri(args.tracking_uri)
         items = predictions(args.model, args.input, k=args.top_k, tracking_uri=args.tracking_uri, on_error=file_error)
         try:
             for line in format_predictions(items, args.format):
@@ -428,6 +440,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(argv)
     except InputError as exc:
         print(f"tagtune: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from tagtune.tracking import access_error
+
+        message = access_error(exc, list(argv) if argv is not None else sys.argv[1:])
+        if message is None:
+            raise
+        print(f"tagtune: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tagtune: interrupted", file=sys.stderr)

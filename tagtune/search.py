@@ -278,7 +278,7 @@ def _start(
     stops the Ray this call started.
     """
     with ThreadPoolExecutor(1) as pool:
-        store = pool.submit(open_store, spec.tracking_uri)
+        store = pool.submit(open_store, spec.tracking_uri, spec.experiment)
         say(f"reading {spec.train} ...")
         data = prepare_data(spec, source)
         say(_describe(data, time.perf_counter() - t0))
@@ -413,7 +413,7 @@ def resume_search(
 
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # as in run_search: no Tune banner
-    client, uri = open_store(tracking_uri)
+    client, uri = open_store(tracking_uri, experiment)
     exp = find_experiment(client, uri, experiment)
     parent = latest_search_run(client, exp, run_id)
     parent_id = parent.info.run_id

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from tagtune.tracking._store import (
     TAG_FAMILY,
+    access_error,
+    check_tracking_uri,
     default_tracking_uri,
     find_experiment,
     get_or_create_experiment,
@@ -81,6 +83,8 @@ __all__ = [
     "search_spec",
     "to_params",
     "TAG_FAMILY",
+    "access_error",
+    "check_tracking_uri",
     "default_tracking_uri",
     "find_experiment",
     "get_or_create_experiment",
