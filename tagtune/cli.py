@@ -128,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
         "trial whose loss went NaN is failed at once, not retried)",
     )
     p.add_argument(
+        "--optuna-storage",
+        default=None,
+        metavar="URL",
+        help="database of the Optuna studies, e.g. postgresql://USER@HOST:PORT/DB (a team's, see "
+        "`tagtune server`; a password belongs in PGPASSWORD or ~/.pgpass, not the URL); default: a "
+        "SQLite file beside Ray's state. `tagtune resume` continues from it",
+    )
+    p.add_argument(
         "--resume",
         action="store_true",
         help="finish the newest interrupted search of --experiment instead of starting one (same as `tagtune resume`)",

@@ -54,11 +54,47 @@ class SearchSpec(tracking.SearchSpec):
                 f"--train {self.train}: no such file or folder; pass a folder of *.tfrecord, "
                 "an .h5 file or a tagtune cache (make one with `tagtune data synth OUT`)"
             )
+        if self.optuna_storage:
+            check_optuna_storage(self.optuna_storage)
         if not is_remote_storage(self.storage_path):
             folder = Path(self.storage_path).resolve()
             probe = folder if folder.exists() else folder.parent
             if not os.access(probe, os.W_OK):
                 raise InputError(f"--storage-path {folder} is not writable; pick a writable folder")
+
+
+def hide_password(url: str) -> str:
+    """A database URL with its password (if any) shown as ``***``."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a database URL: nothing to hide
+        return url
+
+
+def check_optuna_storage(url: str) -> None:
+    """``--optuna-storage`` is a database URL that answers within seconds, else InputError."""
+    import sqlalchemy
+
+    from tagtune.server import sqlalchemy_url
+
+    if not url.startswith(("postgresql", "sqlite:///", "mysql")):
+        raise InputError(
+            f"--optuna-storage {hide_password(url)!r}: use postgresql://USER@HOST:PORT/DB or sqlite:///FILE.db"
+        )
+    full = sqlalchemy_url(url)
+    args = {"connect_timeout": 5} if full.startswith("postgresql") else {}
+    try:
+        engine = sqlalchemy.create_engine(full, connect_args=args)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any failure means the studies cannot be stored
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError(
+            f"--optuna-storage {hide_password(url)}: cannot connect ({first}); start the database or fix the URL"
+        ) from None
 
 
 def is_remote_storage(path: str) -> bool:
@@ -221,9 +257,15 @@ def check_storage_for_cluster(storage_path: str) -> None:
         )
 
 
-def _optuna_storage(spec_storage: str, run_name: str) -> str:
-    """Each search's Optuna studies persist in SQLite next to Ray's state (or locally when
-    Ray's state lives in an object store), written by the driver only."""
+def _optuna_storage(spec_storage: str, run_name: str, url: str | None = None) -> str:
+    """Each search's Optuna studies persist in ``url`` (``--optuna-storage``, e.g. the team's
+    PostgreSQL; studies are named ``<experiment>-<run>/<family>`` so searches share it), else in
+    SQLite next to Ray's state (or locally when Ray's state lives in an object store), written
+    by the driver only."""
+    if url:
+        from tagtune.server import sqlalchemy_url
+
+        return sqlalchemy_url(url)
     if is_remote_storage(spec_storage):
         folder = Path("tagtune-runs").resolve()
     else:
@@ -312,7 +354,8 @@ def choose_trial_gpus(spec: SearchSpec, say: Callable[[str], None]) -> None:
 
 
 def _tuner(spec: SearchSpec, data: TrialData, run_name: str, storage: str, search_alg: Any, callback: Any) -> Any:
-    """The Tune run of a search: ``search_alg`` proposes the trials, ``callback`` logs them."""
+    """The Tune run of a search: ``search_alg`` proposes the trials, ``callback`` (one Tune
+    callback or a list) logs them."""
     from ray import tune
 
     return tune.Tuner(
@@ -332,7 +375,7 @@ def _tuner(spec: SearchSpec, data: TrialData, run_name: str, storage: str, searc
         run_config=tune.RunConfig(
             name=run_name,
             storage_path=storage,
-            callbacks=[callback],
+            callbacks=callback if isinstance(callback, list) else [callback],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             verbose=0,
@@ -349,6 +392,7 @@ def run_search(
     """
     import optuna
 
+    from tagtune.progress import SearchProgress
     from tagtune.searcher import FamilySearcher
     from tagtune.tracking.callback import MlflowTrialLogger
 
@@ -378,8 +422,8 @@ def run_search(
         storage = spec.storage_path if is_remote_storage(spec.storage_path) else str(Path(spec.storage_path).resolve())
         run_name = f"{spec.experiment}-{parent_id[:8]}"
         ray_path = f"{storage.rstrip('/')}/{run_name}"
-        optuna_url = _optuna_storage(spec.storage_path, run_name)
-        parent.log(tags={Tag.RAY_PATH: ray_path, Tag.OPTUNA_STORAGE: optuna_url})
+        optuna_url = _optuna_storage(spec.storage_path, run_name, spec.optuna_storage)
+        parent.log(tags={Tag.RAY_PATH: ray_path, Tag.OPTUNA_STORAGE: hide_password(optuna_url)})
         searcher = FamilySearcher(
             spec.spaces,
             spec.trials_per_family,
@@ -390,13 +434,26 @@ def run_search(
             storage=optuna.storages.RDBStorage(optuna_url),
             defaults_first=spec.defaults_first,
         )
-        logger = MlflowTrialLogger(uri, exp.experiment_id, parent_id, spec.total_trials, echo=say)
+        datasets = [tracking.dataset_input(spec.train, data)]
+        client.log_inputs(parent_id, datasets=datasets)
+        progress = SearchProgress(spec.total_trials, spec.max_epochs) if echo is None else None
+        logger = MlflowTrialLogger(
+            uri,
+            exp.experiment_id,
+            parent_id,
+            spec.total_trials,
+            echo=progress.say if progress else say,
+            datasets=datasets,
+            searcher=searcher,
+            epoch_echo=progress.detail if progress else None,
+        )
         say(
             f"searching {', '.join(spec.families)}: {spec.trials_per_family} trials each, "
             f"up to {spec.max_epochs} epochs, {spec.cpus_per_trial:g} CPU / "
             f"{spec.gpus_per_trial or 0:g} GPU per trial; MLflow: {uri}"
         )
-        results = _tuner(spec, data, run_name, storage, searcher, logger).fit()
+        callbacks = [logger, progress] if progress else [logger]
+        results = _tuner(spec, data, run_name, storage, searcher, callbacks).fit()
         say(f"Ray Tune state: {ray_path}")
     return SearchOutcome(exp.experiment_id, parent_id, uri, time.perf_counter() - t0, len(results.errors))
 

@@ -17,10 +17,12 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from tagtune._ray_compat import optuna_study
+from tagtune._ray_compat import optuna_study, optuna_trial
 from tagtune.search_spaces import SearchSpace
 from tagtune.trainables.config import resolve_config
 from tagtune.trainables.trial import DIVERGED
+
+OBJECTIVE_NAME = "val_mAUC"  # what each study maximizes: a trial's best validation mAUC
 
 
 def startup_trials(trials_per_family: int) -> int:
@@ -58,6 +60,8 @@ class FamilySearcher(Searcher):
                 study_name=f"{study_prefix}/{family}",
                 storage=storage,
             )
+            # optuna-dashboard and Optuna's plots name the objective (not "Objective 0")
+            optuna_study(self.searchers[family]).set_metric_names([OBJECTIVE_NAME])
             if defaults_first:
                 # The family's tuned defaults are the first trial (Optuna's enqueue_trial:
                 # Ray's points_to_evaluate is ignored with a define-by-run space).  On resume
@@ -65,6 +69,7 @@ class FamilySearcher(Searcher):
                 fixed = space.fixed_params(resolve_config({"family": family}))
                 optuna_study(self.searchers[family]).enqueue_trial(fixed, skip_if_exists=True)
         self.assigned: dict[str, str] = {}  # trial_id -> family
+        self.optuna_ids: dict[str, tuple[str, int]] = {}  # trial_id -> (study name, trial number)
         self.suggested = {family: 0 for family in self.families}
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
@@ -76,6 +81,10 @@ class FamilySearcher(Searcher):
         config = self.searchers[family].suggest(trial_id)
         self.suggested[family] += 1
         self.assigned[trial_id] = family
+        ot = optuna_trial(self.searchers[family], trial_id)
+        if ot is not None:
+            self.optuna_ids[trial_id] = (optuna_study(self.searchers[family]).study_name, ot.number)
+            ot.set_user_attr("ray_trial_id", trial_id)
         return {"family": family, "seed": self.seed, **(config or {})}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
@@ -95,6 +104,19 @@ class FamilySearcher(Searcher):
         if result and result.get(DIVERGED):
             result, error = None, True  # Optuna records the trial as FAIL
         self.searchers[family].on_trial_complete(trial_id, result=result, error=error)
+
+    def optuna_identity(self, trial_id: str) -> tuple[str, int] | None:
+        """The Optuna study and trial number of Ray's ``trial_id`` (None when unknown)."""
+        return self.optuna_ids.get(trial_id)
+
+    def name_run(self, trial_id: str, run_id: str, run_name: str) -> None:
+        """Record on the Optuna trial which MLflow run logs it (user attrs ``mlflow_run_id``,
+        ``mlflow_run_name``, shown by optuna-dashboard)."""
+        family = self.assigned.get(trial_id)
+        ot = optuna_trial(self.searchers[family], trial_id) if family else None
+        if ot is not None:
+            ot.set_user_attr("mlflow_run_id", run_id)
+            ot.set_user_attr("mlflow_run_name", run_name)
 
     def studies(self) -> dict[str, optuna.Study]:
         """Each family's Optuna study (for importance plots and summaries)."""

@@ -121,6 +121,8 @@ def test_search_flags_fill_the_spec_field_by_field():
         "--max-failures",
         "0",
         "--no-defaults-first",
+        "--optuna-storage",
+        "sqlite:///o.db",
     ]
     spec = search_spec_from_args(build_parser().parse_args(argv))
     assert spec == SearchSpec(
@@ -140,6 +142,7 @@ def test_search_flags_fill_the_spec_field_by_field():
         spaces_dir="sp",
         max_failures=0,
         defaults_first=False,
+        optuna_storage="sqlite:///o.db",
     )
     defaults = search_spec_from_args(build_parser().parse_args(["search", "--train", "t"]))
     for f in dataclasses.fields(SearchSpec):  # every field has a flag, and the flags' defaults are the spec's

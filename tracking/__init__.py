@@ -15,6 +15,7 @@ from tagtune.tracking._store import (
     safe_name,
     ui_command,
 )
+from tagtune.tracking._ui import EXPERIMENT_KIND, dataset_input, hide_secrets, source_tags
 from tagtune.tracking.export import read_config, write_configs
 from tagtune.tracking.schema import (
     NOT_PARAM,
@@ -47,6 +48,10 @@ from tagtune.tracking.tables import (
 from tagtune.tracking.trials import TrialRow, Trials, child_runs, rank_by_family, recorded_spaces_dir, search_trials
 
 __all__ = [
+    "EXPERIMENT_KIND",
+    "dataset_input",
+    "hide_secrets",
+    "source_tags",
     "EVAL_METRICS",
     "PER_CLASS_ARTIFACT",
     "SUMMARY_COLUMNS",

@@ -16,7 +16,7 @@ from typing import Any
 from tagtune.trainables.errors import InputError
 
 PROBE_PATH = "/api/2.0/mlflow/experiments/search"
-PROBE_TIMEOUT = 5.0  # seconds; TAGTUNE_PROBE_TIMEOUT overrides
+PROBE_TIMEOUT = 15.0  # seconds (a refused connection fails at once); TAGTUNE_PROBE_TIMEOUT overrides
 # MLflow client defaults tagtune sets unless the user set them: a stopped server costs seconds
 # per call, not minutes (the search's callback buffers and retries on its own, see _buffer.py).
 CLIENT_DEFAULTS = {

@@ -111,12 +111,20 @@ _safe = safe_name  # the old name, kept for its importers
 
 def get_or_create_experiment(client: MlflowClient, uri: str, name: str) -> Experiment:
     """The experiment ``name``, created with artifacts beside a local SQLite store."""
+    from tagtune.tracking._ui import EXPERIMENT_KIND
+
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if Tag.EXPERIMENT_KIND not in exp.tags:  # made before tagtune set it: best effort
+            try:
+                client.set_experiment_tag(exp.experiment_id, Tag.EXPERIMENT_KIND, EXPERIMENT_KIND)
+            except Exception:  # noqa: BLE001 - a user who may only log runs keeps the UI's default view
+                pass
         return exp
     root = _local_root(uri)
     location = (root / "mlartifacts" / safe_name(name)).as_uri() if root is not None else None
-    exp_id = client.create_experiment(name, artifact_location=location)
+    # the kind makes MLflow 3's UI open the experiment on its runs, not the GenAI view
+    exp_id = client.create_experiment(name, artifact_location=location, tags={Tag.EXPERIMENT_KIND: EXPERIMENT_KIND})
     return client.get_experiment(exp_id)
 
 
