@@ -183,7 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
         "search run, registered as <experiment>-<family> in MLflow's model "
         "registry; plus weighted mean and geometric-mean ensembles whose members "
         "and weights are chosen on the search's validation split (greedy "
-        "forward selection among each family's --ensemble-pool best trials).",
+        "forward selection among each family's --ensemble-pool best trials). Running it again on the same "
+        "search versions its runs: they are tagged tagtune.finalize_version (1, 2, ...) and named "
+        "'final-fc1 v2' and so on, the earlier ones are kept, the registered models get a new "
+        "version, and the report shows the newest finalize.",
     )
     _add_store_flags(p)
     p.add_argument("--train", required=True, help="the search's training data (all of it is used)")

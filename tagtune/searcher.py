@@ -10,6 +10,7 @@ until every family has had its budget.  Each family's first trial is its registe
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,7 +62,9 @@ class FamilySearcher(Searcher):
                 storage=storage,
             )
             # optuna-dashboard and Optuna's plots name the objective (not "Objective 0")
-            optuna_study(self.searchers[family]).set_metric_names([OBJECTIVE_NAME])
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna_study(self.searchers[family]).set_metric_names([OBJECTIVE_NAME])
             if defaults_first:
                 # The family's tuned defaults are the first trial (Optuna's enqueue_trial:
                 # Ray's points_to_evaluate is ignored with a define-by-run space).  On resume

@@ -279,7 +279,12 @@ def serve(
         if not (pg.data_dir / "postmaster.pid").exists():
             pg.start()
         spec.backend_store_uri = pg.create_database(database)
-        print(f"PostgreSQL: {pg.uri(database)} (data in {pg.data_dir})", file=sys.stderr)
+        studies = pg.create_database("optuna")
+        print(
+            f"PostgreSQL on 127.0.0.1:{postgres_port} (data in {pg.data_dir}): runs in {pg.uri(database)}; "
+            f"for the Optuna studies pass --optuna-storage {studies}",
+            file=sys.stderr,
+        )
     elif not spec.backend_store_uri:
         raise InputError("tagtune server: pass --backend-store-uri postgresql://... or --postgres-dir DIR")
     folder = Path(spec.artifacts_destination).resolve()

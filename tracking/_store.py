@@ -124,7 +124,14 @@ def get_or_create_experiment(client: MlflowClient, uri: str, name: str) -> Exper
     root = _local_root(uri)
     location = (root / "mlartifacts" / safe_name(name)).as_uri() if root is not None else None
     # the kind makes MLflow 3's UI open the experiment on its runs, not the GenAI view
-    exp_id = client.create_experiment(name, artifact_location=location, tags={Tag.EXPERIMENT_KIND: EXPERIMENT_KIND})
+    try:
+        exp_id = client.create_experiment(name, artifact_location=location, tags={Tag.EXPERIMENT_KIND: EXPERIMENT_KIND})
+    except Exception:
+        # another driver created it a moment ago (two searches started at once): use that one
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp
     return client.get_experiment(exp_id)
 
 

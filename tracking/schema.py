@@ -56,6 +56,7 @@ class Tag:
     STATUS = "tagtune.status"
     CONFIG_FILE = "tagtune.config_file"
     FINALIZE_ID = "tagtune.finalize_id"
+    FINALIZE_VERSION = "tagtune.finalize_version"  # 1 for a search's first finalize, 2 for a re-run...
     SOURCE_RUN = "tagtune.source_run"
     RANK = "tagtune.rank"
     ENSEMBLE_METHOD = "tagtune.ensemble"
