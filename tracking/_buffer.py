@@ -93,17 +93,44 @@ class BufferedWrites:
     def set_terminated(self, run_id: str, status: str = "FINISHED") -> None:
         self._submit(_Op("set_terminated", run_id, (status,)))
 
-    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str | None = None) -> None:
-        op = _Op("log_artifacts", run_id, (local_dir, artifact_path))
+    def log_artifacts(
+        self,
+        run_id: str,
+        local_dir: str,
+        artifact_path: str | None = None,
+        _method: str = "log_artifacts",
+        _extra: tuple[Any, ...] = (),
+    ) -> None:
+        op = _Op(_method, run_id, (local_dir, artifact_path, *_extra))
         if self.queue:  # the server is away: keep a copy (Ray's folder is temporary)
-            copy = tempfile.mkdtemp(prefix="tagtune-pending-")
-            shutil.copytree(local_dir, copy, dirs_exist_ok=True)
-            op.args, op.cleanup = (copy, artifact_path), copy
+            self._keep_copy(op)
         self.queue.append(op)
         if not self.flush() and op.cleanup is None:  # failed just now: copy before Ray removes it
-            copy = tempfile.mkdtemp(prefix="tagtune-pending-")
-            shutil.copytree(local_dir, copy, dirs_exist_ok=True)
-            op.args, op.cleanup = (copy, artifact_path), copy
+            self._keep_copy(op)
+
+    @staticmethod
+    def _keep_copy(op: _Op) -> None:
+        copy = tempfile.mkdtemp(prefix="tagtune-pending-")
+        shutil.copytree(op.args[0], copy, dirs_exist_ok=True)
+        op.args, op.cleanup = (copy, *op.args[1:]), copy
+
+    def log_checkpoint_model(
+        self, run_id: str, experiment_id: str, name: str, local_dir: str, tags: dict[str, str]
+    ) -> None:
+        """The checkpoint as an MLflow 3 logged model of ``run_id`` (the UI's Models tab and
+        the run's "Logged models" list it): created, its files uploaded, marked READY."""
+        self.log_artifacts(run_id, local_dir, None, _method="_logged_model", _extra=(experiment_id, name, tags))
+
+    def _logged_model(
+        self, run_id: str, local_dir: str, _: Any, experiment_id: str, name: str, tags: dict[str, str]
+    ) -> None:
+        from mlflow.entities import LoggedModelStatus
+
+        model = self.client.create_logged_model(
+            experiment_id, name=name, source_run_id=run_id, tags=tags, model_type="tagtune-checkpoint"
+        )
+        self.client.log_model_artifacts(model.model_id, local_dir)
+        self.client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
 
     def _submit(self, op: _Op) -> None:
         self.queue.append(op)
@@ -118,7 +145,8 @@ class BufferedWrites:
             return
         if run_id.startswith("pending-"):
             raise RuntimeError(f"run {run_id} was never created")  # cannot happen: ops run in order
-        getattr(self.client, op.method)(run_id, *op.args, **op.kwargs)
+        target = self if op.method.startswith("_") else self.client
+        getattr(target, op.method)(run_id, *op.args, **op.kwargs)
         if op.cleanup:
             shutil.rmtree(op.cleanup, ignore_errors=True)
 

@@ -9,6 +9,7 @@ existing run (by the ``tagtune.trial_id`` tag) instead of getting a duplicate.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +27,9 @@ from tagtune.trainables.trial import DIVERGED
 
 # What a trial's run records of each result (those the result has), in the schema's names.
 LOGGED_METRICS = tuple(dict.fromkeys(Metrics.EPOCH + Metrics.BEST + Metrics.TASK))
+# Each trial's checkpoint is also an MLflow 3 logged model (the UI's model views list it); it
+# uploads the checkpoint a second time: TAGTUNE_LOG_MODELS=0 turns it off.
+LOG_MODELS = os.environ.get("TAGTUNE_LOG_MODELS", "1") != "0"
 _SECRET_WORDS = ("password", "secret", "token", "apikey", "api_key", "credential")
 
 
@@ -181,6 +185,11 @@ class MlflowTrialLogger(tune.Callback):
         if checkpoint is not None:
             with checkpoint.as_directory() as folder:
                 self.client.log_artifacts(run_id, folder, "checkpoint")
+                if LOG_MODELS:
+                    family = str(trial.config.get("family", "unknown"))
+                    self.client.log_checkpoint_model(
+                        run_id, self.experiment_id, f"{family}-{trial.trial_id}", folder, {Tag.FAMILY: family}
+                    )
         self.client.set_terminated(run_id, "FINISHED")
         self.done += 1
         self.echo(
