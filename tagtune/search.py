@@ -324,6 +324,8 @@ def _start(
         say(f"reading {spec.train} ...")
         data = prepare_data(spec, source)
         say(_describe(data, time.perf_counter() - t0))
+        if tracking.is_http(spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+            store.result()  # a server's answer (or its fault) before Ray starts: it costs no start-up
         started = _init_ray(spec.address)
         try:
             client, uri = store.result()

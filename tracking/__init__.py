@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tagtune.tracking._http import is_http
 from tagtune.tracking._store import (
     TAG_FAMILY,
     access_error,
@@ -51,6 +52,7 @@ __all__ = [
     "EXPERIMENT_KIND",
     "dataset_input",
     "hide_secrets",
+    "is_http",
     "source_tags",
     "EVAL_METRICS",
     "PER_CLASS_ARTIFACT",
