@@ -215,8 +215,9 @@ def server_env(spec: ServerSpec, folder: Path) -> dict[str, str]:
     return env
 
 
-def start_server(spec: ServerSpec, folder: Path, log: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start ``mlflow server`` (in its own process group) and wait until it answers."""
+def start_server(spec: ServerSpec, folder: Path, log: Path | None = None, wait: float = 90) -> subprocess.Popen[bytes]:
+    """Start ``mlflow server`` (in its own process group) and wait until it answers (``wait``
+    seconds at most)."""
     Path(spec.artifacts_destination).mkdir(parents=True, exist_ok=True)
     env = server_env(spec, folder)
     out = open(log, "ab") if log else None  # noqa: SIM115 - the child keeps it; None: our stderr
@@ -228,11 +229,11 @@ def start_server(spec: ServerSpec, folder: Path, log: Path | None = None) -> sub
         start_new_session=True,
     )
     url = f"http://{'127.0.0.1' if spec.host in ('0.0.0.0', '::') else spec.host}:{spec.port}"
-    if not wait_http(url + "/health", 90, proc):
+    if not wait_http(url + "/health", wait, proc):
         code = proc.poll()
         stop_process(proc)
         where = f"; see {log}" if log else "; see its log above"
-        what = f"exited with code {code}" if code is not None else "did not answer within 90 s"
+        what = f"exited with code {code}" if code is not None else f"did not answer within {wait:g} s"
         raise InputError(f"mlflow server on {url} {what}{where}")
     return proc
 

@@ -45,7 +45,8 @@ class Server:
         os.environ.update({"MLFLOW_TRACKING_USERNAME": ADMIN[0], "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN[1]})
         os.environ.update(self.env)
         try:
-            self.proc = start_server(self.spec, self.folder, log=self.folder / "server.log")
+            # generous: the test machine's 2 cores are shared by other jobs
+            self.proc = start_server(self.spec, self.folder, log=self.folder / "server.log", wait=300)
             import requests  # warm the workers up (first requests import the app's handlers)
 
             for _ in range(4):

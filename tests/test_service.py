@@ -174,7 +174,7 @@ def test_user_without_access(mlflow_server: Server, tiny_train: Path, tmp_path: 
     assert alice.search_runs([exp_id]) == []  # no run was created
 
     client_as("alice", mlflow_server.url)  # alice owns (MANAGE) the experiment: she can lock bob out
-    AuthServiceClient(mlflow_server.url).create_experiment_permission(exp_id, "bob", "NO_PERMISSIONS")
+    AuthServiceClient(mlflow_server.url).grant_user_permission("bob", "experiment", exp_id, "NO_PERMISSIONS")
     for args in (
         _search_args(tiny_train, "alice-private", mlflow_server.url, tmp_path),
         ["report", "--experiment", "alice-private", "--tracking-uri", mlflow_server.url],
