@@ -292,6 +292,11 @@ def serve(
     folder.mkdir(parents=True, exist_ok=True)
     spec.artifacts_destination = str(folder)
     proc = None
+
+    def _stop(signum: int, frame: Any) -> None:  # `kill PID` (systemd, a shell): stop both cleanly
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
     try:
         proc = start_server(spec, folder.parent if folder.parent.is_dir() else folder)
         auth = " with basic auth" if spec.auth else ""
