@@ -150,6 +150,7 @@ class ServerSpec:
     auth: bool = False
     default_permission: str = "READ"
     workers: int = 2
+    allowed_hosts: str = ""  # MLflow's Host-header allow list, needed when bound beyond localhost
 
 
 def _auth_config(spec: ServerSpec, folder: Path) -> Path:
@@ -194,6 +195,8 @@ def mlflow_server_command(spec: ServerSpec) -> list[str]:
     ]
     if spec.auth:
         cmd += ["--app-name", "basic-auth"]
+    if spec.allowed_hosts:
+        cmd += ["--allowed-hosts", spec.allowed_hosts]
     return cmd
 
 
@@ -343,6 +346,13 @@ def add_server_parser(sub: Any) -> None:
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0 exposes it to the network)"
     )
     p.add_argument("--port", type=int, default=5000)
+    p.add_argument(
+        "--allowed-hosts",
+        default="",
+        metavar="HOSTS",
+        help="with --host 0.0.0.0: the host names clients use, e.g. 'mlflow.lab:5000,10.0.0.5:5000' "
+        "(MLflow's security middleware refuses other Host headers)",
+    )
     p.add_argument("--workers", type=int, default=2, help="server worker processes (default: %(default)s)")
     p.add_argument("--auth", action="store_true", help="MLflow's basic-auth app (users and permissions)")
     p.add_argument(
@@ -363,5 +373,6 @@ def run_server_command(args: argparse.Namespace) -> int:
         auth=args.auth,
         default_permission=args.default_permission,
         workers=args.workers,
+        allowed_hosts=args.allowed_hosts,
     )
     return serve(spec, args.postgres_dir, args.postgres_port, args.database)
