@@ -105,3 +105,24 @@ def test_progress_redraws_in_place_on_a_terminal():
     assert text.count("\r\x1b[K") >= 3 and "epoch 1: ..." not in text
     assert text.endswith("[search] trials 0 done / 1 running / 1 left | best val_mAUC: fc1 0.7500 | 0s elapsed, ETA 0s")
     assert format_seconds(3700) == "1h01m" and format_seconds(75) == "1m15s"
+
+
+def test_server_command_binds_localhost_and_keeps_the_password_off_it(tmp_path, monkeypatch):
+    from tagtune.server import ServerSpec, mlflow_server_command, server_env
+    from tagtune.trainables.errors import InputError
+
+    spec = ServerSpec("postgresql://u@127.0.0.1:5433/mlflow", str(tmp_path / "art"), auth=True)
+    cmd = mlflow_server_command(spec)
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1" and "--serve-artifacts" in cmd
+    assert cmd[cmd.index("--app-name") + 1] == "basic-auth"
+    assert cmd[cmd.index("--backend-store-uri") + 1].startswith("postgresql+psycopg2://")
+    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    with pytest.raises(InputError, match="MLFLOW_AUTH_ADMIN_PASSWORD"):
+        server_env(spec, tmp_path)
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "a-secret-of-12+")
+    env = server_env(spec, tmp_path)
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == "a-secret-of-12+"
+    assert "a-secret-of-12+" not in " ".join(cmd) + (tmp_path / "basic_auth.ini").read_text()
+    with pytest.raises(InputError, match="--backend-store-uri"):
+        mlflow_server_command(ServerSpec("http://x", "a"))
