@@ -126,3 +126,26 @@ def test_server_command_binds_localhost_and_keeps_the_password_off_it(tmp_path, 
     assert "a-secret-of-12+" not in " ".join(cmd) + (tmp_path / "basic_auth.ini").read_text()
     with pytest.raises(InputError, match="--backend-store-uri"):
         mlflow_server_command(ServerSpec("http://x", "a"))
+
+
+def test_writes_are_kept_in_order_while_the_server_is_away(monkeypatch):
+    """Nothing listens: the callback's writes queue up (a run gets a placeholder id) instead of
+    failing the search; what is still queued at the end is counted and said."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    from tagtune.tracking._buffer import BufferedWrites
+    from tagtune.tracking._http import use_short_retries
+
+    use_short_retries()
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    url = f"http://127.0.0.1:{free_port()}"
+    said: list[str] = []
+    writes = BufferedWrites(MlflowClient(url), said.append, url)
+    run = writes.create_run("1", run_name="fc1-x", tags={})
+    assert run.info.run_id == "pending-1"
+    writes.log_batch(run.info.run_id, metrics=[Metric("val_mAUC", 0.6, 0, 1)])
+    writes.set_terminated(run.info.run_id, "FINISHED")
+    assert [op.method for op in writes.queue] == ["create_run", "log_batch", "set_terminated"]
+    assert len(said) == 1 and said[0].startswith(f"MLflow at {url} does not answer; training goes on")
+    assert writes.drain(wait=0) == 3 and "waiting up to 0 s" in said[-1]
