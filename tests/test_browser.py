@@ -81,14 +81,17 @@ def test_mlflow_ui_shows_a_finished_search(mlflow_server: Server, finished) -> N
             viewport={"width": 1600, "height": 1000},
         )
         page = browser.new_page()
-        page.set_default_timeout(60_000)
+        page.set_default_timeout(120_000)
+        expect.set_options(timeout=120_000)  # 2 shared cores: the UI can take a while
 
         def shot(name: str) -> None:
             page.wait_for_timeout(1500)
             page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
-        # 1. the experiment opens on its training runs (not the GenAI traces view)
-        page.goto(f"{base}/#/experiments/{exp.experiment_id}")
+        # 1. the experiment on its training runs (not the GenAI traces view).  MLflow 3.17's UI
+        # picks the view from its GenAI / Model training switch (default GenAI), not from the
+        # experiment's mlflow.experimentKind tag: tagtune's links carry the switch's URL value.
+        page.goto(f"{base}/#/experiments/{exp.experiment_id}?workflowType=machine_learning")
         expect(page.get_by_text(search.info.run_name).first).to_be_visible()
         shot("01-experiment-runs")
         assert page.get_by_text("No data available").count() == 0

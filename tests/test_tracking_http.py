@@ -62,8 +62,9 @@ def test_secrets_hidden_and_source_recorded(monkeypatch):
     monkeypatch.setattr("sys.argv", ["tagtune", "search", "--optuna-storage", "postgresql://bob:s3cret@db/o"])
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bob")
     tags = source_tags()
-    assert tags["mlflow.user"] == "bob" and "s3cret" not in tags["mlflow.source.name"]
-    assert tags["mlflow.source.name"].startswith("tagtune search")
+    assert tags["mlflow.user"] == "bob" and "s3cret" not in tags["tagtune.command"]
+    assert tags["mlflow.source.name"] == "tagtune search"
+    assert tags["tagtune.command"].startswith("tagtune search --optuna-storage postgresql://bob:***@")
     assert len(tags.get("mlflow.source.git.commit", "0" * 40)) == 40
 
 

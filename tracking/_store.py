@@ -66,7 +66,8 @@ def access_error(exc: BaseException, argv: object = None) -> str | None:
 def ui_command(uri: str) -> str:
     """The command that opens the MLflow UI on ``uri`` (bound to 127.0.0.1); a server's own URL."""
     if is_http(uri):
-        return f"open {uri} in a browser (the server's UI)"
+        # MLflow 3.17's UI opens experiments in its GenAI view unless told (its switch's URL value)
+        return f"open {uri.rstrip('/')}/#/experiments?workflowType=machine_learning in a browser (the server's UI)"
     return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
 
 

@@ -60,10 +60,15 @@ def run_user() -> str:
 
 
 def source_tags() -> dict[str, str]:
-    """``mlflow.source.name`` (the command), ``.type``, ``.git.commit`` and ``mlflow.user``."""
+    """``mlflow.source.name`` (``tagtune search``), ``.type``, ``.git.commit``, ``mlflow.user``
+    and ``tagtune.command`` (the command line)."""
     command = "tagtune " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    sub = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
     tags = {
-        "mlflow.source.name": hide_secrets(command)[:500],
+        # the UI shows the source name's last path segment: the subcommand; the whole command
+        # line is tagtune.command
+        "mlflow.source.name": f"tagtune {sub}".strip(),
+        "tagtune.command": hide_secrets(command)[:5000],
         "mlflow.source.type": "LOCAL",
         "mlflow.user": run_user(),
     }
