@@ -42,9 +42,11 @@ NON_DEFAULT: dict[str, Any] = {
     "spaces_dir": "/home/me/spaces",
     "max_failures": 3,
     "defaults_first": False,
+    "optuna_storage": "postgresql://u@db:5432/optuna",
     "spaces": {"lstm": object()},
 }
-NOT_RECORDED = {"experiment", "tracking_uri", "address", "spaces"}
+# optuna_storage: a tag with any password hidden (tagtune.optuna_storage), not a param
+NOT_RECORDED = {"experiment", "tracking_uri", "address", "spaces", "optuna_storage"}
 
 
 def _run(params: dict[str, str]) -> Any:
