@@ -27,6 +27,10 @@ from tagtune.dashboards._style import empty_figure, family_colors
 
 PARAM_PREFIX = "params_"
 IMPORTANCE_COLUMNS = ["family", "param", "importance", "conditional", "n_trials"]
+# fANOVA over fewer trials rates noise: a family needs this many finished trials to be rated,
+# a conditional parameter this many trials where it is active.
+MIN_IMPORTANCE_TRIALS = 5
+MIN_CONDITIONAL_TRIALS = 3
 
 
 def _missing(v: Any) -> bool:
@@ -108,7 +112,8 @@ def _evaluate(study: optuna.Study, params: list[str], evaluator: Any) -> dict[st
 def param_importances(trials: pd.DataFrame, evaluator: Any | None = None) -> pd.DataFrame:
     """Per family and parameter: importance (Optuna's fANOVA evaluator, seeded, unless
     ``evaluator`` is given), whether it is ``conditional``, and on how many trials it was rated.
-    Families with fewer than two finished trials, or no varying parameter, have no rows."""
+    Families with fewer than ``MIN_IMPORTANCE_TRIALS`` finished trials, or no varying
+    parameter, have no rows (too few trials to mean anything)."""
     rows: list[dict[str, Any]] = []
     if trials.empty:
         return pd.DataFrame(columns=IMPORTANCE_COLUMNS)
@@ -120,7 +125,7 @@ def param_importances(trials: pd.DataFrame, evaluator: Any | None = None) -> pd.
         )
         study = rebuild_study(trials, str(family))
         done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if len(done) < 2:
+        if len(done) < MIN_IMPORTANCE_TRIALS:
             continue
         names = sorted({n for t in done for n in t.params})
         always = [n for n in names if all(n in t.params for t in done)]
@@ -138,7 +143,7 @@ def param_importances(trials: pd.DataFrame, evaluator: Any | None = None) -> pd.
                 )
         for name in conditional:
             subset = [t for t in done if name in t.params]
-            if len(subset) < 2 or len({repr(t.params[name]) for t in subset}) < 2:
+            if len(subset) < MIN_CONDITIONAL_TRIALS or len({repr(t.params[name]) for t in subset}) < 2:
                 continue
             share = _evaluate(study, [*always, name], make_eval()).get(name)
             if share is not None:
@@ -155,19 +160,27 @@ def param_importances(trials: pd.DataFrame, evaluator: Any | None = None) -> pd.
     return table.sort_values(["family", "importance"], ascending=[True, False], kind="stable").reset_index(drop=True)
 
 
+def _panel_title(importances: pd.DataFrame, family: str) -> str:
+    """``fc1 (rated on 6 trials)``: how many trials the family's importances rest on."""
+    plain = importances[(importances["family"] == family) & ~importances["conditional"].astype(bool)]
+    return f"{family} (rated on {int(plain['n_trials'].max())} trials)" if len(plain) else family
+
+
 def importance_figure(importances: pd.DataFrame) -> go.Figure:
     """Horizontal bars per family (one panel each): each hyperparameter's importance for the
     trials' best val_mAUC; conditional parameters hatched and labelled with their trial count."""
     if importances.empty:
         return empty_figure(
-            "hyperparameter importance", "needs at least two finished trials per family with differing hyperparameters"
+            "hyperparameter importance",
+            f"needs at least {MIN_IMPORTANCE_TRIALS} finished trials per family with differing hyperparameters "
+            "(fewer rate noise)",
         )
     families = list(dict.fromkeys(importances["family"]))
     colors = family_colors(families)
     fig = make_subplots(
         rows=len(families),
         cols=1,
-        subplot_titles=[f"{f}" for f in families],
+        subplot_titles=[_panel_title(importances, f) for f in families],
         vertical_spacing=min(0.12, 0.5 / max(len(families), 1)),
     )
     for i, family in enumerate(families, start=1):

@@ -31,3 +31,13 @@ def optuna_study(searcher: OptunaSearch) -> optuna.Study:
             "tagtune/_ray_compat.py for this Ray version"
         )
     return study
+
+
+def optuna_trial(searcher: OptunaSearch, trial_id: str) -> optuna.Trial | None:
+    """The Optuna trial :meth:`OptunaSearch.suggest` asked for Ray's ``trial_id`` (its private
+    ``_ot_trials``), or None when it has none."""
+    trials = getattr(searcher, "_ot_trials", None)
+    if not isinstance(trials, dict):
+        return None
+    trial = trials.get(trial_id)
+    return trial if isinstance(trial, optuna.Trial) else None

@@ -205,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_read_flags(p)
     p.add_argument(
+        "--optuna-storage",
+        default=None,
+        metavar="URL",
+        help="database of the Optuna studies, e.g. postgresql://USER@HOST:PORT/DB (a team's, see "
+        "`tagtune server`; a password belongs in PGPASSWORD or ~/.pgpass, not the URL); default: a "
+        "SQLite file beside Ray's state. `tagtune resume` continues from it",
+    )
+    p.add_argument(
         "--resume",
         action="store_true",
         help="finish the newest interrupted search of --experiment instead of starting one (same as `tagtune resume`)",
@@ -229,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--port", type=int, default=5000)
 
+    from tagtune.server import add_server_parser
+
+    add_server_parser(sub)
+
     p = sub.add_parser("report", help="per-family table of a search, rebuilt from MLflow")
     _add_store_flags(p)
     p.add_argument("--run-id", default=None, help="the search's parent run (default: the newest search)")
@@ -248,7 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
         "search run, registered as <experiment>-<family> in MLflow's model "
         "registry; plus weighted mean and geometric-mean ensembles whose members "
         "and weights are chosen on the search's validation split (greedy "
-        "forward selection among each family's --ensemble-pool best trials).",
+        "forward selection among each family's --ensemble-pool best trials). Running it again on the same "
+        "search versions its runs: they are tagged tagtune.finalize_version (1, 2, ...) and named "
+        "'final-fc1 v2' and so on, the earlier ones are kept, the registered models get a new "
+        "version, and the report shows the newest finalize.",
     )
     _add_store_flags(p)
     p.add_argument("--train", required=True, help="the search's training data (all of it is used)")
@@ -471,6 +486,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         cmd = ["mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
         print(" ".join(cmd), file=sys.stderr)
         os.execvp(cmd[0], cmd)
+    elif args.command == "server":
+        from tagtune.server import run_server_command
+
+        return run_server_command(args)
     elif args.command == "report":
         from tagtune.commands import report
 
@@ -487,6 +506,10 @@ def run(argv: Sequence[str] | None = None) -> int:
             sys.stdout.flush()
             print(f"tagtune: error: {message}", file=sys.stderr, flush=True)
 
+        if args.model.startswith(("models:/", "runs:/")):
+            from tagtune.tracking import check_tracking_uri
+
+            check_tracking_uri(args.tracking_uri)
         items = predictions(args.model, args.input, k=args.top_k, tracking_uri=args.tracking_uri, on_error=file_error)
         try:
             for line in format_predictions(items, args.format):
@@ -537,6 +560,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(argv)
     except InputError as exc:
         print(f"tagtune: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from tagtune.tracking import access_error
+
+        message = access_error(exc, list(argv) if argv is not None else sys.argv[1:])
+        if message is None:
+            raise
+        print(f"tagtune: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tagtune: interrupted", file=sys.stderr)

@@ -178,8 +178,33 @@ def search_table(data: ReportData) -> pd.DataFrame:
     return table
 
 
+CHANCE_MAUC = 0.55  # a trial whose best val_mAUC stayed below this never left chance level (0.5)
+
+
+def chance_level_trials(trials: pd.DataFrame, threshold: float = CHANCE_MAUC) -> pd.DataFrame:
+    """The completed trials whose best validation mAUC never left chance level (below
+    ``threshold``; chance is 0.5): a learning rate too small to train, an optimizer that
+    diverged quietly.  Columns ``family, trial_id, run_id, best_val_mAUC``."""
+    cols = ["family", "trial_id", "run_id", "best_val_mAUC"]
+    if trials.empty or "best_val_mAUC" not in trials:
+        return pd.DataFrame(columns=cols)
+    done = trials[trials["status"] == "FINISHED"] if "status" in trials else trials
+    return done[done["best_val_mAUC"] < threshold][cols].reset_index(drop=True)
+
+
+def _chance_line(data: ReportData) -> list[str]:
+    flat = chance_level_trials(data.trials)
+    if flat.empty:
+        return []
+    names = ", ".join(
+        f"{r.family} {r.trial_id} ({r.best_val_mAUC:.3f}, run {str(r.run_id)[:8]})" for r in flat.itertuples()
+    )
+    return ["", f"Never left chance level (best val_mAUC < {CHANCE_MAUC}; chance is 0.5): {names}"]
+
+
 def report_markdown(data: ReportData) -> str:
-    """The two tables of ``tagtune report`` as Markdown, each under a one-line heading."""
+    """The two tables of ``tagtune report`` as Markdown, each under a one-line heading, and the
+    trials that never left chance level, if any."""
     head1 = "Per family: validation mAUC over the search's trials (max/min/mean, seed 000 Fig. 4)" + (
         ", and the final (100% of train) on the eval split" if data.has_finals else ""
     )
@@ -195,6 +220,7 @@ def report_markdown(data: ReportData) -> str:
             head1,
             "",
             _markdown(table1),
+            *_chance_line(data),
             "",
             "Runtime per family (seed 000 Fig. 3): seconds per epoch and per trial",
             "",

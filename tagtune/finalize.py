@@ -552,9 +552,11 @@ class Session:
     finalize_id: str = field(default_factory=lambda: f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}")
     parent_metrics: list[Metric] = field(default_factory=list)
     parent_tags: list[RunTag] = field(default_factory=list)
+    version: int = 1  # this finalize's number among the search's finalizes (1, 2, ...)
 
     def __post_init__(self) -> None:
         self.parent_tags.append(RunTag(Tag.FINALIZE_ID, self.finalize_id))
+        self.parent_tags.append(RunTag(Tag.FINALIZE_VERSION, str(self.version)))
 
     @property
     def parent_id(self) -> str:
@@ -566,9 +568,10 @@ class Session:
             self.client,
             self.experiment_id,
             kind=kind,
-            run_name=run_name,
+            # a re-run's runs are told apart from the earlier ones' in the UI: "final-fc1 v2"
+            run_name=run_name if self.version == 1 else f"{run_name} v{self.version}",
             params=params,
-            tags={**tags, Tag.FINALIZE_ID: self.finalize_id},
+            tags={**tags, Tag.FINALIZE_ID: self.finalize_id, Tag.FINALIZE_VERSION: str(self.version)},
             parent_run_id=self.parent_id,
         )
 
@@ -934,7 +937,15 @@ def _open_search(spec: FinalizeSpec, say: Say) -> tuple[Session, Trials]:
             f"search run {parent.info.run_id} of {spec.experiment!r} has no completed trial to "
             "finalize; run `tagtune search` first"
         )
-    return Session(spec, client, uri, exp.experiment_id, parent, pick_device(spec.device), say), trials
+    earlier = {
+        run.data.tags.get(Tag.FINALIZE_ID)
+        for run in trials.runs
+        if run.data.tags.get(Tag.KIND) in (RunKind.FINAL, RunKind.ENSEMBLE)
+    }
+    session = Session(spec, client, uri, exp.experiment_id, parent, pick_device(spec.device), say)
+    session.version = len(earlier - {None}) + 1
+    session.parent_tags[-1] = RunTag(Tag.FINALIZE_VERSION, str(session.version))
+    return session, trials
 
 
 def finalize(spec: FinalizeSpec, echo: Say | None = None) -> FinalizeOutcome:

@@ -55,6 +55,8 @@ class SearchSpec(tracking.SearchSpec):
                 f"--train {self.train}: no such file or folder; pass a folder of *.tfrecord, "
                 "an .h5 file or a tagtune cache (make one with `tagtune data synth OUT`)"
             )
+        if self.optuna_storage:
+            check_optuna_storage(self.optuna_storage)
         if not is_remote_storage(self.storage_path):
             folder = Path(self.storage_path).resolve()
             probe = folder if folder.exists() else folder.parent
@@ -72,6 +74,40 @@ class SearchSpec(tracking.SearchSpec):
             metric=self.milestone_metric,
             max_epochs=self.max_epochs,
         )
+
+
+def hide_password(url: str) -> str:
+    """A database URL with its password (if any) shown as ``***``."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a database URL: nothing to hide
+        return url
+
+
+def check_optuna_storage(url: str) -> None:
+    """``--optuna-storage`` is a database URL that answers within seconds, else InputError."""
+    import sqlalchemy
+
+    from tagtune.server import sqlalchemy_url
+
+    if not url.startswith(("postgresql", "sqlite:///", "mysql")):
+        raise InputError(
+            f"--optuna-storage {hide_password(url)!r}: use postgresql://USER@HOST:PORT/DB or sqlite:///FILE.db"
+        )
+    full = sqlalchemy_url(url)
+    args = {"connect_timeout": 5} if full.startswith("postgresql") else {}
+    try:
+        engine = sqlalchemy.create_engine(full, connect_args=args)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any failure means the studies cannot be stored
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError(
+            f"--optuna-storage {hide_password(url)}: cannot connect ({first}); start the database or fix the URL"
+        ) from None
 
 
 def is_remote_storage(path: str) -> bool:
@@ -260,9 +296,15 @@ def check_storage_for_cluster(storage_path: str) -> None:
         )
 
 
-def _optuna_storage(spec_storage: str, run_name: str) -> str:
-    """Each search's Optuna studies persist in SQLite next to Ray's state (or locally when
-    Ray's state lives in an object store), written by the driver only."""
+def _optuna_storage(spec_storage: str, run_name: str, url: str | None = None) -> str:
+    """Each search's Optuna studies persist in ``url`` (``--optuna-storage``, e.g. the team's
+    PostgreSQL; studies are named ``<experiment>-<run>/<family>`` so searches share it), else in
+    SQLite next to Ray's state (or locally when Ray's state lives in an object store), written
+    by the driver only."""
+    if url:
+        from tagtune.server import sqlalchemy_url
+
+        return sqlalchemy_url(url)
     if is_remote_storage(spec_storage):
         folder = Path("tagtune-runs").resolve()
     else:
@@ -317,10 +359,12 @@ def _start(
     stops the Ray this call started.
     """
     with ThreadPoolExecutor(1) as pool:
-        store = pool.submit(open_store, spec.tracking_uri)
+        store = pool.submit(open_store, spec.tracking_uri, spec.experiment)
         say(f"reading {spec.train} ...")
         data = prepare_data(spec, source)
         say(_describe(data, time.perf_counter() - t0))
+        if tracking.is_http(spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+            store.result()  # a server's answer (or its fault) before Ray starts: it costs no start-up
         started = _init_ray(spec.address)
         try:
             client, uri = store.result()
@@ -360,7 +404,8 @@ def _tuner(
     scheduler: Any = None,
 ) -> Any:
     """The Tune run of a search: ``search_alg`` proposes the trials, ``scheduler`` stops them
-    early (per family) and at the time budget, ``callback`` logs them."""
+    early (per family) and at the time budget, ``callback`` (one Tune
+    callback or a list) logs them."""
     from ray import tune
 
     return tune.Tuner(
@@ -381,7 +426,7 @@ def _tuner(
         run_config=tune.RunConfig(
             name=run_name,
             storage_path=storage,
-            callbacks=[callback],
+            callbacks=callback if isinstance(callback, list) else [callback],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=spec.max_failures),
             verbose=0,
@@ -398,6 +443,7 @@ def run_search(
     """
     import optuna
 
+    from tagtune.progress import SearchProgress
     from tagtune.schedulers import FamilyScheduler
     from tagtune.searcher import FamilySearcher
     from tagtune.tracking.callback import MlflowTrialLogger
@@ -437,8 +483,8 @@ def run_search(
         storage = spec.storage_path if is_remote_storage(spec.storage_path) else str(Path(spec.storage_path).resolve())
         run_name = f"{spec.experiment}-{parent_id[:8]}"
         ray_path = f"{storage.rstrip('/')}/{run_name}"
-        optuna_url = _optuna_storage(spec.storage_path, run_name)
-        parent.log(tags={Tag.RAY_PATH: ray_path, Tag.OPTUNA_STORAGE: optuna_url})
+        optuna_url = _optuna_storage(spec.storage_path, run_name, spec.optuna_storage)
+        parent.log(tags={Tag.RAY_PATH: ray_path, Tag.OPTUNA_STORAGE: hide_password(optuna_url)})
         searcher = FamilySearcher(
             spec.spaces,
             spec.trials_per_family,
@@ -453,8 +499,21 @@ def run_search(
         )
         rule = spec.stop_rule()
         scheduler = FamilyScheduler(searcher, rule)
+        datasets = [tracking.dataset_input(spec.train, data)]
+        client.log_inputs(parent_id, datasets=datasets)
+        progress = (
+            SearchProgress(spec.total_trials, spec.max_epochs, time_budget=spec.time_budget) if echo is None else None
+        )
         logger = MlflowTrialLogger(
-            uri, exp.experiment_id, parent_id, spec.total_trials, echo=say, stop_info=searcher.stop_info
+            uri,
+            exp.experiment_id,
+            parent_id,
+            spec.total_trials,
+            echo=progress.say if progress else say,
+            datasets=datasets,
+            searcher=searcher,
+            epoch_echo=progress.detail if progress else None,
+            stop_info=searcher.stop_info,
         )
         each = f"{spec.trials_per_family} trials each" if spec.trials_per_family else "trials round-robin"
         budget = f", time budget {spec.time_budget:g} s" if spec.time_budget else ""
@@ -463,7 +522,8 @@ def run_search(
             f"early stopping {rule.describe()} per family, {spec.cpus_per_trial:g} CPU / "
             f"{spec.gpus_per_trial or 0:g} GPU per trial; MLflow: {uri}"
         )
-        results = _tuner(spec, data, run_name, storage, searcher, logger, scheduler).fit()
+        callbacks = [logger, progress] if progress else [logger]
+        results = _tuner(spec, data, run_name, storage, searcher, callbacks, scheduler).fit()
         say(f"Ray Tune state: {ray_path}")
     return SearchOutcome(exp.experiment_id, parent_id, uri, time.perf_counter() - t0, len(results.errors))
 
@@ -480,7 +540,7 @@ def resume_search(
 
     say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # as in run_search: no Tune banner
-    client, uri = open_store(tracking_uri)
+    client, uri = open_store(tracking_uri, experiment)
     exp = find_experiment(client, uri, experiment)
     parent = latest_search_run(client, exp, run_id)
     parent_id = parent.info.run_id

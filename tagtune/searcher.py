@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import pickle
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,11 +26,13 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from tagtune._ray_compat import optuna_study
+from tagtune._ray_compat import optuna_study, optuna_trial
 from tagtune.search_spaces import SearchSpace
 from tagtune.tracking import StopInfo
 from tagtune.trainables.config import resolve_config
 from tagtune.trainables.trial import DIVERGED
+
+OBJECTIVE_NAME = "val_mAUC"  # what each study maximizes: a trial's best validation mAUC
 
 
 def startup_trials(trials_per_family: int | None) -> int:
@@ -80,6 +83,10 @@ class FamilySearcher(Searcher):
                 study_name=f"{study_prefix}/{family}",
                 storage=storage,
             )
+            # optuna-dashboard and Optuna's plots name the objective (not "Objective 0")
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna_study(self.searchers[family]).set_metric_names([OBJECTIVE_NAME])
             study = optuna_study(self.searchers[family])
             if warm_trials.get(family) and not study.trials:
                 study.add_trials(list(warm_trials[family]))
@@ -90,6 +97,7 @@ class FamilySearcher(Searcher):
                 fixed = space.fixed_params(resolve_config({"family": family}))
                 optuna_study(self.searchers[family]).enqueue_trial(fixed, skip_if_exists=True)
         self.assigned: dict[str, str] = {}  # trial_id -> family
+        self.optuna_ids: dict[str, tuple[str, int]] = {}  # trial_id -> (study name, trial number)
         self.suggested = {family: 0 for family in self.families}
 
     def elapsed(self) -> float:
@@ -111,6 +119,10 @@ class FamilySearcher(Searcher):
         config = self.searchers[family].suggest(trial_id)
         self.suggested[family] += 1
         self.assigned[trial_id] = family
+        ot = optuna_trial(self.searchers[family], trial_id)
+        if ot is not None:
+            self.optuna_ids[trial_id] = (optuna_study(self.searchers[family]).study_name, ot.number)
+            ot.set_user_attr("ray_trial_id", trial_id)
         return {"family": family, "seed": self.seed, **(config or {})}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
@@ -146,6 +158,19 @@ class FamilySearcher(Searcher):
     def stop_info(self, trial_id: str) -> StopInfo | None:
         """Why the trial was stopped before max_epochs, or None (it ran them all, or failed)."""
         return self.stops.get(trial_id)
+
+    def optuna_identity(self, trial_id: str) -> tuple[str, int] | None:
+        """The Optuna study and trial number of Ray's ``trial_id`` (None when unknown)."""
+        return self.optuna_ids.get(trial_id)
+
+    def name_run(self, trial_id: str, run_id: str, run_name: str) -> None:
+        """Record on the Optuna trial which MLflow run logs it (user attrs ``mlflow_run_id``,
+        ``mlflow_run_name``, shown by optuna-dashboard)."""
+        family = self.assigned.get(trial_id)
+        ot = optuna_trial(self.searchers[family], trial_id) if family else None
+        if ot is not None:
+            ot.set_user_attr("mlflow_run_id", run_id)
+            ot.set_user_attr("mlflow_run_name", run_name)
 
     def studies(self) -> dict[str, optuna.Study]:
         """Each family's Optuna study (for importance plots and summaries)."""

@@ -120,3 +120,7 @@ def search_spec(workdir: Path, tiny_train: Path) -> Callable[..., Any]:
         return shrunk_spec(workdir, tiny_train, **fields)
 
     return make
+
+
+# The service tests' PostgreSQL and MLflow server (tests/service.py), shared by their modules.
+from service import mlflow_server, postgres  # noqa: E402, F401

@@ -141,6 +141,8 @@ def test_search_flags_fill_the_spec_field_by_field():
         "speaker",
         "--task",
         "multiclass",
+        "--optuna-storage",
+        "sqlite:///o.db",
     ]
     spec = search_spec_from_args(build_parser().parse_args(argv))
     assert spec == SearchSpec(
@@ -170,6 +172,7 @@ def test_search_flags_fill_the_spec_field_by_field():
         label_key="target",
         group_key="speaker",
         task="multiclass",
+        optuna_storage="sqlite:///o.db",
     )
     defaults = search_spec_from_args(build_parser().parse_args(["search", "--train", "t"]))
     for f in dataclasses.fields(SearchSpec):  # every field has a flag, and the flags' defaults are the spec's

@@ -241,7 +241,8 @@ def test_param_importances_per_family_with_conditional_rows(trials):
     fig = importance_figure(table)
     labels = [y for trace in fig.data for y in trace.y]
     assert "momentum (conditional, 3 trials)" in labels and len(fig.data) == len(set(table["family"]))
-    assert "needs at least two" in importance_figure(table.iloc[:0]).layout.annotations[0].text
+    assert "fc1 (rated on 6 trials)" in [a.text for a in fig.layout.annotations]
+    assert "needs at least 5 finished trials" in importance_figure(table.iloc[:0]).layout.annotations[0].text
 
 
 # -- learning curves --------------------------------------------------------------------------------
@@ -308,3 +309,14 @@ def test_confusion_figure_is_a_pure_function_of_the_long_table_with_class_names(
     assert "accuracy 0.6667 on 6 clips" in fig.layout.title.text
     empty = confusion_figure(table.iloc[0:0])
     assert "no single-label final" in empty.layout.annotations[0].text
+
+
+def test_trials_that_never_left_chance_level_are_flagged(trials):
+    from tagtune.dashboard import chance_level_trials
+
+    assert chance_level_trials(trials).empty
+    flat = trials.assign(status="FINISHED")
+    flat.loc[2, "best_val_mAUC"] = 0.51
+    flat.loc[3, ["best_val_mAUC", "status"]] = [0.50, "FAILED"]  # failed: counted elsewhere
+    out = chance_level_trials(flat)
+    assert list(out["trial_id"]) == [flat.loc[2, "trial_id"]] and out["best_val_mAUC"].iloc[0] == 0.51

@@ -578,3 +578,26 @@ def test_real_data_finals_dashboard_in_chromium_and_served_model(workdir):
     first = json.loads(out.stdout.splitlines()[0])
     names = set(load_dataset(evald).class_names)
     assert len(first["labels"]) == 3 and all(lab["name"] in names for lab in first["labels"])
+
+
+def test_finalize_again_versions_its_runs(fin):
+    """A second finalize on the same search: its runs are version 2 (tag and name), the first
+    finalize's runs are kept as version 1, and the report's finals are the newest ones.  (Last
+    in this module: it adds finals to the shared search.)"""
+    from tagtune.tracking import child_runs
+
+    again = finalize(
+        FinalizeSpec(
+            experiment="fin", train=str(fin.train), eval=str(fin.eval), top_k=1, tracking_uri=fin.uri, register=False
+        ),
+        echo=lambda line: None,
+    )
+    runs = child_runs(fin.client, fin.search.experiment_id, fin.search.parent_run_id)
+    finals = [r for r in runs if r.data.tags.get(Tag.KIND) in ("final", "ensemble")]
+    versions = {r.data.tags[Tag.FINALIZE_VERSION] for r in finals}
+    assert versions == {"1", "2"}
+    second = [r for r in finals if r.data.tags[Tag.FINALIZE_VERSION] == "2"]
+    assert second and all(r.info.run_name.endswith(" v2") for r in second)
+    assert set(again.finals["run_id"]) == {r.info.run_id for r in second if r.info.status == "FINISHED"}
+    parent = fin.client.get_run(fin.search.parent_run_id)
+    assert parent.data.tags[Tag.FINALIZE_VERSION] == "2"

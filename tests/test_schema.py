@@ -52,9 +52,11 @@ NON_DEFAULT: dict[str, Any] = {
     "label_key": "target",
     "group_key": "speaker",
     "task": "multiclass",
+    "optuna_storage": "postgresql://u@db:5432/optuna",
     "spaces": {"lstm": object()},
 }
-NOT_RECORDED = {"experiment", "tracking_uri", "address", "spaces"}
+# optuna_storage: a tag with any password hidden (tagtune.optuna_storage), not a param
+NOT_RECORDED = {"experiment", "tracking_uri", "address", "spaces", "optuna_storage"}
 
 
 def _run(params: dict[str, str]) -> Any:

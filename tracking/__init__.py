@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from tagtune.tracking._anytime import ANYTIME_COLUMNS, anytime_summary, anytime_table, best_at
+from tagtune.tracking._http import is_http
 from tagtune.tracking._store import (
     TAG_FAMILY,
+    access_error,
+    check_tracking_uri,
     default_tracking_uri,
     find_experiment,
     get_or_create_experiment,
@@ -14,6 +17,7 @@ from tagtune.tracking._store import (
     safe_name,
     ui_command,
 )
+from tagtune.tracking._ui import EXPERIMENT_KIND, dataset_input, hide_secrets, source_tags
 from tagtune.tracking.export import read_config, write_configs
 from tagtune.tracking.schema import (
     NOT_PARAM,
@@ -52,6 +56,11 @@ __all__ = [
     "anytime_summary",
     "anytime_table",
     "best_at",
+    "EXPERIMENT_KIND",
+    "dataset_input",
+    "hide_secrets",
+    "is_http",
+    "source_tags",
     "EVAL_METRICS",
     "PER_CLASS_ARTIFACT",
     "SUMMARY_COLUMNS",
@@ -90,6 +99,8 @@ __all__ = [
     "search_spec",
     "to_params",
     "TAG_FAMILY",
+    "access_error",
+    "check_tracking_uri",
     "default_tracking_uri",
     "find_experiment",
     "get_or_create_experiment",

@@ -9,6 +9,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Experiment, Run
 
+from tagtune.tracking._http import is_http, permission_message, probe, use_short_retries
 from tagtune.tracking.schema import RunKind, Tag, kind_filter
 from tagtune.trainables.errors import InputError
 
@@ -35,8 +36,38 @@ def normalize_uri(uri: str | None) -> str:
     return uri
 
 
+def check_tracking_uri(uri: str | None, experiment: str | None = None) -> str:
+    """``uri`` (or the default) normalized; an HTTP server probed as :func:`open_store` does."""
+    uri = normalize_uri(uri)
+    if is_http(uri):
+        use_short_retries()
+        probe(uri, experiment)
+    return uri
+
+
+def access_error(exc: BaseException, argv: object = None) -> str | None:
+    """One line for an MLflow error about access (HTTP 401/403) raised mid-command, else None:
+    e.g. a user who may read an experiment but not log runs in it."""
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(exc, MlflowException):
+        return None
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or "the tracking server"
+    args = list(argv) if isinstance(argv, (list, tuple)) else []
+    experiment = None
+    for flag, value in zip(args, args[1:], strict=False):
+        if flag == "--tracking-uri":
+            uri = str(value)
+        elif flag == "--experiment":
+            experiment = str(value)
+    return permission_message(uri, exc, experiment)
+
+
 def ui_command(uri: str) -> str:
-    """The command that opens the MLflow UI on ``uri`` (bound to 127.0.0.1)."""
+    """The command that opens the MLflow UI on ``uri`` (bound to 127.0.0.1); a server's own URL."""
+    if is_http(uri):
+        # MLflow 3.17's UI opens experiments in its GenAI view unless told (its switch's URL value)
+        return f"open {uri.rstrip('/')}/#/experiments?workflowType=machine_learning in a browser (the server's UI)"
     return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
 
 
@@ -47,9 +78,15 @@ def _local_root(uri: str) -> Path | None:
     return None
 
 
-def open_store(uri: str | None) -> tuple[MlflowClient, str]:
-    """A client on ``uri`` that has been checked to answer; InputError when it cannot be opened."""
+def open_store(uri: str | None, experiment: str | None = None) -> tuple[MlflowClient, str]:
+    """A client on ``uri`` that has been checked to answer; InputError when it cannot be opened.
+
+    An HTTP server is probed first with a short timeout (nothing listening, not MLflow, a wrong
+    password, no permission on ``experiment``: one line within seconds, see ``_http.probe``)."""
     uri = normalize_uri(uri)
+    if is_http(uri):
+        use_short_retries()
+        probe(uri, experiment)
     root = _local_root(uri)
     if root is not None and not root.is_dir():
         raise InputError(f"--tracking-uri {uri}: folder {root} does not exist; create it or pick another path")
@@ -75,12 +112,27 @@ _safe = safe_name  # the old name, kept for its importers
 
 def get_or_create_experiment(client: MlflowClient, uri: str, name: str) -> Experiment:
     """The experiment ``name``, created with artifacts beside a local SQLite store."""
+    from tagtune.tracking._ui import EXPERIMENT_KIND
+
     exp = client.get_experiment_by_name(name)
     if exp is not None:
+        if Tag.EXPERIMENT_KIND not in exp.tags:  # made before tagtune set it: best effort
+            try:
+                client.set_experiment_tag(exp.experiment_id, Tag.EXPERIMENT_KIND, EXPERIMENT_KIND)
+            except Exception:  # noqa: BLE001 - a user who may only log runs keeps the UI's default view
+                pass
         return exp
     root = _local_root(uri)
     location = (root / "mlartifacts" / safe_name(name)).as_uri() if root is not None else None
-    exp_id = client.create_experiment(name, artifact_location=location)
+    # the kind makes MLflow 3's UI open the experiment on its runs, not the GenAI view
+    try:
+        exp_id = client.create_experiment(name, artifact_location=location, tags={Tag.EXPERIMENT_KIND: EXPERIMENT_KIND})
+    except Exception:
+        # another driver created it a moment ago (two searches started at once): use that one
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp
     return client.get_experiment(exp_id)
 
 

@@ -11,21 +11,27 @@ existing run (by the ``tagtune.trial_id`` tag) instead of getting a duplicate.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from ray import tune
 
+from tagtune.tracking._buffer import BufferedWrites
+from tagtune.tracking._ui import source_tags
 from tagtune.tracking.schema import Metrics, RunKind, StopInfo, Tag, parent_filter
 from tagtune.trainables.config import resolve_config
 from tagtune.trainables.trial import DIVERGED
 
 # What a trial's run records of each result (those the result has), in the schema's names.
 LOGGED_METRICS = tuple(dict.fromkeys(Metrics.EPOCH + Metrics.BEST + Metrics.TASK))
+# Each trial's checkpoint is also an MLflow 3 logged model (the UI's model views list it); it
+# uploads the checkpoint a second time: TAGTUNE_LOG_MODELS=0 turns it off.
+LOG_MODELS = os.environ.get("TAGTUNE_LOG_MODELS", "1") != "0"
 _SECRET_WORDS = ("password", "secret", "token", "apikey", "api_key", "credential")
 
 
@@ -57,18 +63,29 @@ class MlflowTrialLogger(tune.Callback):
         total_trials: int,
         echo: Callable[[str], None] | None = None,
         stop_info: Callable[[str], StopInfo | None] | None = None,
+        datasets: Sequence[Any] = (),
+        searcher: Any = None,
+        epoch_echo: Callable[[str], None] | None = None,
     ):
+        """``datasets``: MLflow dataset inputs logged on every trial's run; ``searcher``: the
+        search's :class:`tagtune.searcher.FamilySearcher` (each run is tagged with its Optuna
+        study and trial number, each Optuna trial gets its run's id and name); ``epoch_echo``:
+        where the per-epoch lines go (default ``echo``; the progress line drops them in a terminal);
+        ``stop_info``: why a trial was stopped early (None: it was not)."""
         self.stop_info = stop_info or (lambda trial_id: None)
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.total_trials = total_trials
         self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.client = MlflowClient(tracking_uri)
+        self.client = BufferedWrites(MlflowClient(tracking_uri), self.echo, tracking_uri)
         self.runs: dict[str, str] = {}
         self.placed: set[str] = set()  # trials whose node is already tagged
         self.retries: dict[str, int] = {}
         self.done = 0
+        self.datasets = list(datasets)
+        self.epoch_echo = epoch_echo
+        self.searcher = searcher
 
     def setup(
         self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None, **info: Any
@@ -81,11 +98,14 @@ class MlflowTrialLogger(tune.Callback):
         # Ray pickles the callback into its experiment state; the client is rebuilt on restore.
         state = self.__dict__.copy()
         state.pop("client", None)
+        state["searcher"] = None  # Ray saves the searcher itself; a resumed run tags what it can
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # a callback pickled by an older tagtune lacks the newer attributes
+        state = {"datasets": [], "searcher": None, "epoch_echo": None, **state}
         self.__dict__.update(state)
-        self.client = MlflowClient(self.tracking_uri)
+        self.client = BufferedWrites(MlflowClient(self.tracking_uri), self.echo, self.tracking_uri)
 
     # -- bookkeeping -------------------------------------------------------------------------
     def _children(self) -> list[Any]:
@@ -106,18 +126,24 @@ class MlflowTrialLogger(tune.Callback):
         if run_id is not None:
             return run_id
         family = str(trial.config.get("family", "unknown"))
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=f"{family}-{trial.trial_id}",
-            tags={
-                Tag.PARENT: self.parent_run_id,
-                Tag.FAMILY: family,
-                Tag.TRIAL_ID: trial.trial_id,
-                Tag.KIND: RunKind.TRIAL.value,
-            },
-        )
+        tags = {
+            **source_tags(),
+            Tag.PARENT: self.parent_run_id,
+            Tag.FAMILY: family,
+            Tag.TRIAL_ID: trial.trial_id,
+            Tag.KIND: RunKind.TRIAL.value,
+        }
+        optuna_id = self.searcher.optuna_identity(trial.trial_id) if self.searcher is not None else None
+        if optuna_id is not None:
+            tags[Tag.OPTUNA_STUDY], tags[Tag.OPTUNA_TRIAL] = optuna_id[0], str(optuna_id[1])
+        run_name = f"{family}-{trial.trial_id}"
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         run_id = run.info.run_id
         self.runs[trial.trial_id] = run_id
+        if self.datasets:
+            self.client.log_inputs(run_id, datasets=self.datasets)
+        if self.searcher is not None and not run_id.startswith("pending-"):
+            self.searcher.name_run(trial.trial_id, run_id, run_name)
         full: Mapping[str, Any]
         try:
             full = resolve_config(trial.config)
@@ -148,7 +174,7 @@ class MlflowTrialLogger(tune.Callback):
             tags = [RunTag(Tag.NODE_ID, str(result["node_id"])), RunTag(Tag.NODE_IP, str(result.get("node_ip", "")))]
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         if "val_mAUC" in result:
-            self.echo(
+            (self.epoch_echo or self.echo)(
                 f"    {trial.config.get('family')} {trial.trial_id} epoch {step}: "
                 f"val_mAUC {result['val_mAUC']:.4f} val_mAP {result.get('val_mAP', 0):.4f} "
                 f"({result.get('epoch_seconds', 0):.1f} s)"
@@ -166,6 +192,11 @@ class MlflowTrialLogger(tune.Callback):
         if checkpoint is not None:
             with checkpoint.as_directory() as folder:
                 self.client.log_artifacts(run_id, folder, "checkpoint")
+                if LOG_MODELS:
+                    family = str(trial.config.get("family", "unknown"))
+                    self.client.log_checkpoint_model(
+                        run_id, self.experiment_id, f"{family}-{trial.trial_id}", folder, {Tag.FAMILY: family}
+                    )
         stop = self.stop_info(trial.trial_id)
         if stop is not None:
             self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in stop.tags().items()])
@@ -196,7 +227,16 @@ class MlflowTrialLogger(tune.Callback):
         """Runs still RUNNING once the search is over belong to trials Ray never restored: the
         driver was killed after the trial started but before Ray's state snapshot recorded it,
         so the resumed search ran a replacement.  Such a run keeps what it logged, is marked
-        KILLED and of kind ``lost`` (out of the trial counts), with the reason."""
+        KILLED and of kind ``lost`` (out of the trial counts), with the reason.
+
+        Writes kept while the tracking server was away are logged first (waiting for it)."""
+        left = self.client.drain()
+        if left:
+            self.echo(
+                f"tagtune: MLflow at {self.tracking_uri} did not come back: {left} writes of this search "
+                "were not logged (what was logged before is kept); the trials' results are in Ray's state"
+            )
+            return
         known = {t.trial_id for t in trials}
         for run in self._children():
             tags = run.data.tags
@@ -218,6 +258,24 @@ class MlflowTrialLogger(tune.Callback):
                 f"    trial {tags.get(Tag.TRIAL_ID)} was lost with the killed driver (its run is kept, "
                 "marked KILLED; a replacement trial ran)"
             )
+
+    def _log_bests(self) -> None:
+        """The search run's best validation mAUC, overall and per family (``best_val_mAUC``,
+        ``best_val_mAUC_<family>``), so searches sort and compare in the runs table."""
+        best: dict[str, float] = {}
+        for run in self._finished_runs():
+            value = run.data.metrics.get(Metrics.SEARCH)
+            family = run.data.tags.get(Tag.FAMILY)
+            if value is None or family is None or run.data.tags.get(Tag.KIND) != RunKind.TRIAL:
+                continue
+            best[family] = max(best.get(family, value), value)
+        if not best:
+            return
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"{Metrics.SEARCH}_{f}", v, now, 0) for f, v in sorted(best.items())]
+        metrics.append(Metric(Metrics.SEARCH, max(best.values()), now, 0))
+        self.client.log_batch(self.parent_run_id, metrics=metrics)
+        self.client.flush(force=True)
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """A trial's worker failed and FailureConfig retries it: the same run goes on."""

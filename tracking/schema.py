@@ -56,6 +56,7 @@ class Tag:
     STATUS = "tagtune.status"
     CONFIG_FILE = "tagtune.config_file"
     FINALIZE_ID = "tagtune.finalize_id"
+    FINALIZE_VERSION = "tagtune.finalize_version"  # 1 for a search's first finalize, 2 for a re-run...
     SOURCE_RUN = "tagtune.source_run"
     RANK = "tagtune.rank"
     ENSEMBLE_METHOD = "tagtune.ensemble"
@@ -66,6 +67,14 @@ class Tag:
     STOPPED_AT_EPOCH = "tagtune.stopped_at_epoch"
     STOPPED_BY = "tagtune.stopped_by"  # the rule: asha(grace 2, rf 3, best_val_mAUC), time budget
     WARM_START = "tagtune.warm_start"  # on a search run: the trials it was seeded with
+    OPTUNA_STUDY = "tagtune.optuna_study"  # a trial run's Optuna study and trial number
+    OPTUNA_TRIAL = "tagtune.optuna_trial"
+    # MLflow's own keys that its UI shows (source, user, experiment kind)
+    SOURCE_NAME = "mlflow.source.name"
+    SOURCE_TYPE = "mlflow.source.type"
+    SOURCE_COMMIT = "mlflow.source.git.commit"
+    USER = "mlflow.user"
+    EXPERIMENT_KIND = "mlflow.experimentKind"
 
     @staticmethod
     def final_model(name: str) -> str:
@@ -195,7 +204,9 @@ def open_run(
 ) -> Iterator[RunHandle]:
     """Create a run of ``kind`` (a child of ``parent_run_id`` if given) with its tags and params,
     and end it when the block ends (see :func:`ended`)."""
-    all_tags = {Tag.KIND: kind.value, **{k: str(v) for k, v in (tags or {}).items()}}
+    from tagtune.tracking._ui import source_tags
+
+    all_tags = {**source_tags(), Tag.KIND: kind.value, **{k: str(v) for k, v in (tags or {}).items()}}
     if parent_run_id:
         all_tags[Tag.PARENT] = parent_run_id
     run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
@@ -334,6 +345,10 @@ class SearchSpec:
     label_key: str | None = None
     group_key: str | None = None
     task: str | None = None
+    # The Optuna studies' database (postgresql://..., sqlite:///...); None: a SQLite file beside
+    # Ray's state.  Not a param (it may name a host and user); the parent run's
+    # tagtune.optuna_storage tag records it with any password hidden.
+    optuna_storage: str | None = dataclasses.field(default=None, metadata=NOT_PARAM)
     # family -> tagtune.search_spaces.SearchSpace, filled by tagtune.search's check()
     spaces: dict[str, Any] = dataclasses.field(default_factory=dict, metadata=NOT_PARAM)
 
