@@ -17,7 +17,9 @@ from service import USERS, Server, client_as, tagtune, user_env
 from tagtune.server import free_port
 from tagtune.tracking import RunKind, Tag, kind_filter, parent_filter
 
-pytestmark = pytest.mark.service
+# minutes each (a PostgreSQL cluster and an MLflow server per test): out of the default run,
+# run them with `pytest -m service`
+pytestmark = [pytest.mark.service, pytest.mark.slow]
 
 
 def _search_args(train: Path, experiment: str, url: str, root: Path, *extra: str) -> list[str]:
