@@ -12,7 +12,7 @@ arrays to :func:`build_dataset`, so shapes, dtypes, labels and bad input are han
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import Any
 
 import numpy as np
@@ -66,6 +66,30 @@ def _dtype(x: np.ndarray, where: str) -> np.ndarray:
     if x.dtype.kind not in "biuf":
         raise InputError(f"{where}: features are {x.dtype}; expected numbers (uint8 or float)")
     return x.astype(np.float32)
+
+
+def require_keys(
+    path: Any,
+    keys: Sequence[str],
+    wanted: tuple[str, str, str | None],
+    *,
+    noun: str,
+    need: str,
+    present: Container[str] | None = None,
+) -> None:
+    """The feature and label keys (``wanted[:2]``, named by --feature-key / --label-key) and the
+    --group-key one (``wanted[2]``, None when not asked for) are in the file (``present``,
+    default ``keys``), else InputError listing ``keys``, the keys the file has; ``need`` ends the
+    message (what the format needs, the fix; ``{flag}`` names the flag)."""
+    fx, fy, fg = wanted
+    has = keys if present is None else present
+    for key, flag in ((fx, "--feature-key"), (fy, "--label-key")):
+        if key not in has:
+            raise InputError(
+                f"{path} has no '{key}' {noun} (it has: {', '.join(keys) or 'none'}){need.format(flag=flag)}"
+            )
+    if fg is not None and fg not in has:
+        raise InputError(f"{path} has no '{fg}' {noun} for --group-key (it has: {', '.join(keys)})")
 
 
 def check_lengths(lengths: Any, n: int, t: int, where: str) -> np.ndarray:

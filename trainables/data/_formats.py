@@ -302,6 +302,8 @@ def _read_hdf5_arrays(path: Path, options: ReadOptions = DEFAULT_OPTIONS) -> dic
     """Read and check the arrays of a packed HDF5 file (``x``, ``y``, the ids and optional extras)."""
     import h5py
 
+    from tagtune.trainables.data._arrays import require_keys
+
     fx, fy, fg = options.feature_key or "x", options.label_key or "y", options.group_key or "groups"
     layout = f"{fx} [N, T, D] or [N, D], {fy} [N, C] and video_id_list (or ids) [N]"
     try:
@@ -312,14 +314,9 @@ def _read_hdf5_arrays(path: Path, options: ReadOptions = DEFAULT_OPTIONS) -> dic
         ) from exc
     with handle:
         keys = sorted(handle.keys())
-        for key, flag in ((fx, "--feature-key"), (fy, "--label-key")):
-            if key not in handle:
-                raise InputError(
-                    f"{path} has no '{key}' dataset (it has: {', '.join(keys) or 'none'}): a packed HDF5 "
-                    f"needs {layout}; repack the file or name it with {flag}"
-                )
-        if options.group_key is not None and fg not in handle:
-            raise InputError(f"{path} has no '{fg}' dataset for --group-key (it has: {', '.join(keys)})")
+        wanted = (fx, fy, fg if options.group_key is not None else None)
+        need = f": a packed HDF5 needs {layout}; repack the file or name it with {{flag}}"
+        require_keys(path, keys, wanted, noun="dataset", need=need, present=handle)
         x, y = handle[fx][()], handle[fy][()]
         id_key = "video_id_list" if "video_id_list" in handle else "ids" if "ids" in handle else None
         ids = handle[id_key][()] if id_key else np.array([str(i) for i in range(len(x))])

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tagtune.trainables.data._arrays import build_dataset
+from tagtune.trainables.data._arrays import build_dataset, require_keys
 from tagtune.trainables.data._dataset import HEAR_VOCABULARY, find_vocabulary
 from tagtune.trainables.data._formats import _ParsedReader
 from tagtune.trainables.data._options import DEFAULT_OPTIONS, ReadOptions
@@ -43,14 +43,9 @@ class NpzReader(_ParsedReader):
         try:
             with np.load(path, allow_pickle=False) as npz:
                 keys = list(npz.files)
-                for key, flag in ((fx, "--feature-key"), (fy, "--label-key")):
-                    if key not in keys:
-                        raise InputError(
-                            f"{path} has no {key!r} array (it has: {', '.join(keys) or 'none'}); an npz needs "
-                            f"x (features) and y (labels), or name them with {flag}"
-                        )
-                if options.group_key is not None and fg not in keys:
-                    raise InputError(f"{path} has no {fg!r} array for --group-key (it has: {', '.join(keys)})")
+                wanted = (fx, fy, fg if options.group_key is not None else None)
+                need = "; an npz needs x (features) and y (labels), or name them with {flag}"
+                require_keys(path, keys, wanted, noun="array", need=need)
                 arrays = {k: npz[k] for k in keys}
         except InputError:
             raise
