@@ -313,6 +313,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--top-k", type=int, default=5, help="labels per clip (default: %(default)s)")
     p.add_argument(
+        "--feature-key",
+        default=None,
+        metavar="KEY",
+        help="the features' name in --input (default: the key the model's training data were read with, "
+        "recorded in its checkpoint, else the format's default)",
+    )
+    p.add_argument(
+        "--label-key",
+        default=None,
+        metavar="KEY",
+        help="the labels' name in --input (default: as recorded with the model, else the format's default)",
+    )
+    p.add_argument(
         "--format",
         choices=("json", "csv"),
         default="json",
@@ -510,7 +523,15 @@ def run(argv: Sequence[str] | None = None) -> int:
             from tagtune.tracking import check_tracking_uri
 
             check_tracking_uri(args.tracking_uri)
-        items = predictions(args.model, args.input, k=args.top_k, tracking_uri=args.tracking_uri, on_error=file_error)
+        items = predictions(
+            args.model,
+            args.input,
+            k=args.top_k,
+            tracking_uri=args.tracking_uri,
+            on_error=file_error,
+            feature_key=args.feature_key,
+            label_key=args.label_key,
+        )
         try:
             for line in format_predictions(items, args.format):
                 print(line)

@@ -402,6 +402,7 @@ def load_finals_data(spec: FinalizeSpec, parent: Any, say: Say) -> FinalsData:
         class_names=tuple(train_ds.class_names),
         single_label=train_ds.single_label,
         scaling=InputScaling.fit(x),
+        read_keys=train_ds.read_keys,
     )
     eval_x = torch.from_numpy(np.array(eval_ds.x))
     return FinalsData(train_ds, eval_ds, data, eval_x, np.asarray(eval_ds.y, dtype=bool), searched, test_from)

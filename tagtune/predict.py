@@ -41,6 +41,8 @@ class Scorer:
     class_names: list[str]
     model: Any
     kind: str
+    read_keys: dict[str, str] | None = None
+    """The ``--feature-key`` / ``--label-key`` the model's training data were read with."""
 
     def scores(self, x: np.ndarray, batch: int = 4096) -> np.ndarray:
         """Probabilities ``[N, C]`` for clips ``x``."""
@@ -88,7 +90,7 @@ def load_scorer(uri: str, tracking_uri: str | None = None) -> Scorer | AudioScor
         names = scorer.meta.get("class_names") or [str(i) for i in range(int(scorer.meta["n_classes"]))]
         if cfg.get("target_class") not in (None, "None", ""):
             names = [str(cfg["target_class"])]
-        return Scorer(unique_names(names), scorer, kind)
+        return Scorer(unique_names(names), scorer, kind, scorer.meta.get("read"))
     try:
         model = mlflow.pyfunc.load_model(str(folder))
     except Exception as exc:  # noqa: BLE001 - a folder that is not a loadable model
@@ -99,7 +101,8 @@ def load_scorer(uri: str, tracking_uri: str | None = None) -> Scorer | AudioScor
         return audio
     outputs = model.metadata.get_output_schema()
     names = outputs.input_names() if outputs is not None else []
-    return Scorer(list(names), model, kind)
+    recorded = ((model.metadata.metadata or {}).get("tagtune") or {}).get("read")
+    return Scorer(list(names), model, kind, recorded)
 
 
 class AudioScorer:
@@ -256,12 +259,16 @@ def predictions(
     k: int = 5,
     tracking_uri: str | None = None,
     on_error: Callable[[str], None] | None = None,
+    feature_key: str | None = None,
+    label_key: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """For each clip of ``input_path``: ``{"id", "labels": [{"rank", "index", "name", "score"}]}``.
 
+    Embeddings are read with ``feature_key`` / ``label_key`` where given, else with the keys the
+    model's training data were read with (recorded in its checkpoint), else the format's defaults.
     A raw-audio model tags audio files (see the module docstring; ``on_error`` gets the line of
     each file that could not be tagged)."""
-    from tagtune.trainables.data import load_dataset
+    from tagtune.trainables.data import ReadOptions, load_dataset
 
     if k < 1:
         raise InputError(f"--top-k must be at least 1, got {k}")
@@ -279,8 +286,10 @@ def predictions(
             f"--model {uri} reads AudioSet embeddings, not audio files; pass a densenet_audio model for "
             f"--input {input_path}, or embeddings (TFRecord folder, .h5, cache) for this model"
         )
+    recorded = scorer.read_keys or {}
+    options = ReadOptions(feature_key or recorded.get("feature_key"), label_key or recorded.get("label_key"))
     try:
-        ds = load_dataset(input_path)
+        ds = load_dataset(input_path, options=options)
     except InputError as exc:
         raise InputError(f"--input {input_path}: {exc}") from None
     x = np.asarray(ds.x)

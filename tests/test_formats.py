@@ -163,6 +163,51 @@ def test_tfrecord_example_with_other_keys(tmp_path: Path) -> None:
         )
 
 
+def test_predict_reads_new_data_with_the_keys_the_model_was_trained_with(tmp_path: Path, monkeypatch) -> None:
+    import mlflow
+
+    from tagtune.predict import predictions
+    from tagtune.tracking.registry import log_tagger
+    from tagtune.trainables.loop import fit
+    from tagtune.trainables.trial import model_meta, save_model
+
+    monkeypatch.setenv("TAGTUNE_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    labels = [["dog"] if i % 2 else ["cat"] for i in range(40)]
+    payloads = [
+        encode_example(
+            f"c{i}",
+            lab,
+            rng.normal(3.0 * (i % 2), 1, (1, 8)).astype(np.float32),
+            sequence=False,
+            feature_key="clap",
+            label_key="tags",
+        )
+        for i, lab in enumerate(labels)
+    ]
+    write_examples(tmp_path / "ex", payloads)
+    keys = ReadOptions(feature_key="clap", label_key="tags")
+    ds = open_source(tmp_path / "ex", options=keys).read()
+    assert ds.read_keys == {"feature_key": "clap", "label_key": "tags"}
+    data = ds.trial_data(val_fraction=0.25)
+    res = fit({"family": "fc1"}, data, max_epochs=2, device="cpu")
+    ckpt = tmp_path / "ckpt"
+    save_model(ckpt, res.best_state, model_meta({"family": "fc1"}, data, res.best))
+    # No --feature-key / --label-key: the checkpoint's recorded keys read the folder.
+    out = list(predictions(str(ckpt), str(tmp_path / "ex"), k=1))
+    assert len(out) == 40 and out[0]["id"] == "c0"
+    with _raises("has no feature", "'emb'", "clap"):  # a flag overrides what was recorded
+        list(predictions(str(ckpt), str(tmp_path / "ex"), k=1, feature_key="emb"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("keys")
+    with mlflow.start_run() as run:
+        pass
+    logged = log_tagger(uri, run.info.run_id, [ckpt], class_names=ds.class_names, n_frames=1, n_features=8)
+    via_model = list(predictions(logged.run_uri, str(tmp_path / "ex"), k=1, tracking_uri=uri))
+    assert [o["labels"][0]["name"] for o in via_model] == [o["labels"][0]["name"] for o in out]
+
+
 # ------------------------------------------------------------------------------------------
 # Bad input: one line naming the file / clip and the fix
 # ------------------------------------------------------------------------------------------

@@ -302,8 +302,8 @@ def is_audio_checkpoint(folder: str | os.PathLike[str]) -> dict[str, Any] | None
     return meta if is_audio_meta(meta) else None
 
 
-def _checkpoint_dtype(folder: str | os.PathLike[str]) -> str:
-    """The raw clips' dtype a checkpoint was trained on (``uint8`` when it records none)."""
+def _checkpoint_meta(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """A checkpoint's ``model.json`` (empty when it cannot be read)."""
     import json
 
     from tagtune.trainables.trial import CHECKPOINT_META
@@ -311,8 +311,13 @@ def _checkpoint_dtype(folder: str | os.PathLike[str]) -> str:
     try:
         meta = json.loads((Path(folder) / CHECKPOINT_META).read_text())
     except (OSError, ValueError):
-        return "uint8"
-    return str((meta.get("inputs") or {}).get("dtype", "uint8"))
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _checkpoint_dtype(folder: str | os.PathLike[str]) -> str:
+    """The raw clips' dtype a checkpoint was trained on (``uint8`` when it records none)."""
+    return str((_checkpoint_meta(folder).get("inputs") or {}).get("dtype", "uint8"))
 
 
 def tagger_signature(class_names: Sequence[str], n_features: int, dtype: str = "uint8") -> Any:
@@ -381,6 +386,9 @@ def log_tagger(
     signature = tagger_signature(class_names, n_features, dtype)
     extra = dict(extra_metadata or {})
     extra.setdefault("inputs", {"n_frames": int(n_frames), "n_features": int(n_features), "dtype": dtype})
+    read = _checkpoint_meta(checkpoints[0]).get("read") if checkpoints else None
+    if read:  # --feature-key / --label-key of the training data: predict reads new data alike
+        extra.setdefault("read", dict(read))
     if audio_meta is not None:
         from tagtune.trainables.audio.inference import audio_settings
 

@@ -58,6 +58,7 @@ def model_meta(config: Mapping[str, Any], data: TrialData, metrics: Mapping[str,
     """What a checkpoint records beside the weights."""
     n_frames, n_features, n_classes = data.shape
     inputs = {"inputs": data.scaling.to_meta()} if data.kind == "embeddings" else {}
+    read = {"read": dict(data.read_keys)} if data.read_keys else {}
     return {
         "config": dict(config),
         "task": model_task(config, data.single_label),
@@ -67,6 +68,7 @@ def model_meta(config: Mapping[str, Any], data: TrialData, metrics: Mapping[str,
         "class_names": list(data.class_names),
         "metrics": dict(metrics),
         **inputs,
+        **read,
     }
 
 

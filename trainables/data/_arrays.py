@@ -251,7 +251,7 @@ def build_dataset(
     multi_hot, names, detected = encode_labels(
         y, vocabulary=vocabulary, n_classes=n_classes, where=source, ids=list(clip_ids)
     )
-    extra = {}
+    extra: dict[str, np.ndarray] = {}
     for name, value in (("groups", groups), ("split", split)):
         if value is not None:
             arr = np.asarray([_text(v) for v in value], dtype=str)
@@ -266,5 +266,6 @@ def build_dataset(
         class_names=names,
         source=source,
         task=task or detected,
-        **extra,
+        groups=extra.get("groups"),
+        split=extra.get("split"),
     )

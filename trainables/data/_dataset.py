@@ -53,6 +53,9 @@ class Dataset:
     task: str = "multilabel"
     """``multilabel`` (sigmoid, any number of classes per clip) or ``multiclass`` (exactly one
     class per clip: softmax cross-entropy, accuracy and top-k)."""
+    read_keys: dict[str, str] | None = None
+    """The non-default ``feature_key`` / ``label_key`` it was read with (``--feature-key`` ...):
+    checkpoints record them, so ``tagtune predict`` reads new data of the same layout alike."""
 
     def __post_init__(self) -> None:
         """Check that the arrays agree in shape."""
@@ -121,6 +124,7 @@ class Dataset:
             class_names=tuple(self.class_names),
             single_label=self.single_label,
             scaling=InputScaling.fit(x, train_idx),
+            read_keys=self.read_keys,
         )
 
     def splits(self, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -126,7 +126,11 @@ class DataSource:
                 raise InputError(
                     f"{self.path} ({self.format}) takes no read options: drop {self.options.flags()}"
                 ) from exc
-            self._clips = apply_task(clips, self.options.task)
+            clips = apply_task(clips, self.options.task)
+            keys = {k: v for k in ("feature_key", "label_key") if (v := getattr(self.options, k)) is not None}
+            if keys and isinstance(clips, Dataset):
+                clips = dataclasses.replace(clips, read_keys=keys)
+            self._clips = clips
         return self._clips
 
     @property

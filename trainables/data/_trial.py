@@ -171,6 +171,7 @@ class TrialData:
     class_names: tuple[str, ...]
     verified: np.ndarray | None
     single_label: bool
+    read_keys: dict[str, str]
 
     def __init__(
         self,
@@ -184,6 +185,7 @@ class TrialData:
         *,
         clips: Clips | None = None,
         scaling: InputScaling | None = None,
+        read_keys: dict[str, str] | None = None,
     ) -> None:
         if (x is None) == (clips is None):
             raise TypeError("TrialData needs either x (embedding arrays) or clips, not both")
@@ -199,6 +201,7 @@ class TrialData:
         self.class_names = tuple(class_names)
         self.verified = verified
         self.single_label = bool(single_label)
+        self.read_keys = dict(read_keys or {})  # --feature-key / --label-key, for the checkpoint
 
     @property
     def kind(self) -> str:
