@@ -175,8 +175,10 @@ def test_user_without_access(mlflow_server: Server, tiny_train: Path, tmp_path: 
     assert "'bob' has no permission" in out and "Traceback" not in out, out
     assert alice.search_runs([exp_id]) == []  # no run was created
 
-    client_as("alice", mlflow_server.url)  # alice owns (MANAGE) the experiment: she can lock bob out
-    AuthServiceClient(mlflow_server.url).grant_user_permission("bob", "experiment", exp_id, "NO_PERMISSIONS")
+    # alice owns (MANAGE) the experiment: she can lock bob out.  MLflow 3.17's "no access" grant
+    # on one resource is DENY (NO_PERMISSIONS is no longer grantable, see auth/permissions.py).
+    client_as("alice", mlflow_server.url)
+    AuthServiceClient(mlflow_server.url).grant_user_permission("bob", "experiment", exp_id, "DENY")
     for args in (
         _search_args(tiny_train, "alice-private", mlflow_server.url, tmp_path),
         ["report", "--experiment", "alice-private", "--tracking-uri", mlflow_server.url],
@@ -191,13 +193,14 @@ def test_user_without_access(mlflow_server: Server, tiny_train: Path, tmp_path: 
 
 def test_server_stopped_and_restarted_mid_search(mlflow_server: Server, tiny_train: Path, tmp_path: Path):
     """The server goes away for a while during a search: training goes on, the writes are kept
-    and logged when it is back; every trial has every epoch and its checkpoint."""
+    and logged when it is back; every trial has every epoch and its checkpoint (no early
+    stopping: with the default ASHA rule trials stop at the grace period, 2 epochs, on this data)."""
     env = user_env("alice", cwd=tmp_path)
     args = _search_args(tiny_train, "alice-outage", mlflow_server.url, tmp_path)
     args[args.index("--families") + 1] = "fc2"
     args[args.index("--trials-per-family") + 1] = "3"
     args[args.index("--max-epochs") + 1] = "12"
-    proc = tagtune(*args, "--max-concurrent", "1", env=env, cwd=tmp_path)
+    proc = tagtune(*args, "--max-concurrent", "1", "--scheduler", "none", env=env, cwd=tmp_path)
     seen: list[str] = []
     assert proc.stdout is not None
     for line in proc.stdout:

@@ -70,6 +70,9 @@ class BufferedWrites:
     def search_runs(self, *args: Any, **kwargs: Any) -> Any:
         return self.client.search_runs(*args, **kwargs)
 
+    def get_metric_history(self, run_id: str, key: str) -> Any:
+        return self.client.get_metric_history(run_id, key)
+
     @property
     def tracking_uri(self) -> str:
         return str(self.client.tracking_uri)

@@ -7,6 +7,13 @@ logged as an artifact when the trial ends.  A trial the search's scheduler stopp
 early-stopping rule or the spent time budget, told by ``stop_info``) still ends FINISHED, tagged
 with the epoch and the rule (``Tag.STOPPED_*``).  Trials restored after a driver restart find their
 existing run (by the ``tagtune.trial_id`` tag) instead of getting a duplicate.
+
+A trial the driver was killed in is trained again from its first epoch on resume (the trainable
+keeps no training state; its checkpoint is the best model so far).  Ray's last state snapshot
+may name a checkpoint of it that is gone (``num_to_keep=1`` removed it when a better one came
+after the snapshot): such a trial is started afresh instead of failing to restore, and the
+epochs its run already has are not logged a second time.  A trial whose run had ended before
+the kill but after the snapshot is trained again by Ray; its run is left as it was.
 """
 
 from __future__ import annotations
@@ -86,13 +93,32 @@ class MlflowTrialLogger(tune.Callback):
         self.datasets = list(datasets)
         self.epoch_echo = epoch_echo
         self.searcher = searcher
+        self.logged_upto: dict[str, int] = {}  # trial id -> last epoch its run has (a resumed search)
+        self.recorded: set[str] = set()  # trials whose run had ended when this (resumed) search began
+        self.restores_checked = False
 
     def setup(
         self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None, **info: Any
     ) -> None:
         """At the start of a search, or of its resumption: find the runs that already exist."""
-        self.runs = self._existing_runs()
-        self.done = len(self._finished_runs())
+        children = self._children()
+        self.runs = {r.data.tags[Tag.TRIAL_ID]: r.info.run_id for r in children if Tag.TRIAL_ID in r.data.tags}
+        self.done = len([r for r in children if r.info.status in ("FINISHED", "FAILED")])
+        self.restores_checked = False
+        self.logged_upto = {}
+        # A trial whose run ended after Ray's last state snapshot is trained again by a resumed
+        # search (Ray still has it running): its run is complete, nothing of the rerun is logged.
+        self.recorded = {
+            r.data.tags[Tag.TRIAL_ID]
+            for r in children
+            if Tag.TRIAL_ID in r.data.tags and r.info.status in ("FINISHED", "FAILED")
+        }
+        for run in children:  # a trial the driver was killed in: the epochs its run already has
+            trial_id = run.data.tags.get(Tag.TRIAL_ID)
+            if run.info.status == "RUNNING" and trial_id and run.data.tags.get(Tag.KIND) == RunKind.TRIAL:
+                steps = [m.step for m in self.client.get_metric_history(run.info.run_id, "val_mAUC")]
+                if steps:
+                    self.logged_upto[trial_id] = max(steps)
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray pickles the callback into its experiment state; the client is rebuilt on restore.
@@ -103,7 +129,15 @@ class MlflowTrialLogger(tune.Callback):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # a callback pickled by an older tagtune lacks the newer attributes
-        state = {"datasets": [], "searcher": None, "epoch_echo": None, **state}
+        state = {
+            "datasets": [],
+            "searcher": None,
+            "epoch_echo": None,
+            "logged_upto": {},
+            "recorded": set(),
+            **state,
+            "restores_checked": False,
+        }
         self.__dict__.update(state)
         self.client = BufferedWrites(MlflowClient(self.tracking_uri), self.echo, self.tracking_uri)
 
@@ -114,9 +148,6 @@ class MlflowTrialLogger(tune.Callback):
             filter_string=parent_filter(self.parent_run_id),
             max_results=5000,
         )
-
-    def _existing_runs(self) -> dict[str, str]:
-        return {r.data.tags[Tag.TRIAL_ID]: r.info.run_id for r in self._children() if Tag.TRIAL_ID in r.data.tags}
 
     def _finished_runs(self) -> list[Any]:
         return [r for r in self._children() if r.info.status in ("FINISHED", "FAILED")]
@@ -154,12 +185,38 @@ class MlflowTrialLogger(tune.Callback):
         return run_id
 
     # -- Tune hooks --------------------------------------------------------------------------
+    def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        """Once per start or resumption, before any trial is scheduled: a restored trial whose
+        recorded checkpoint is gone from storage starts afresh (same trial id, same run) rather
+        than failing in Ray's restore (see the module's docstring)."""
+        if self.restores_checked:
+            return
+        self.restores_checked = True
+        for trial in trials:
+            if trial.status not in ("PENDING", "PAUSED") or trial.checkpoint is None:
+                continue
+            checkpoint = trial.checkpoint
+            try:
+                gone = checkpoint.filesystem.get_file_info(checkpoint.path).type.name == "NotFound"
+            except Exception:  # noqa: BLE001 - cannot tell: leave it to Ray
+                gone = False
+            if gone:
+                manager = trial.run_metadata.checkpoint_manager
+                trial.run_metadata.checkpoint_manager = type(manager)(manager.checkpoint_config)
+                trial.invalidate_json_state()
+                self.echo(
+                    f"    {trial.config.get('family')} {trial.trial_id}: its checkpoint in Ray's last state "
+                    "is gone (a newer one replaced it); the trial trains again from its first epoch"
+                )
+
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._run_for(trial)
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
     ) -> None:
+        if trial.trial_id in self.recorded:
+            return
         run_id = self._run_for(trial)
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         now = int(time.time() * 1000)
@@ -172,7 +229,11 @@ class MlflowTrialLogger(tune.Callback):
         if trial.trial_id not in self.placed and result.get("node_id"):
             self.placed.add(trial.trial_id)
             tags = [RunTag(Tag.NODE_ID, str(result["node_id"])), RunTag(Tag.NODE_IP, str(result.get("node_ip", "")))]
-        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        if step > self.logged_upto.get(trial.trial_id, 0) or tags:
+            # a trial trained again after a killed driver: its run keeps the epochs it has
+            self.client.log_batch(
+                run_id, metrics=metrics if step > self.logged_upto.get(trial.trial_id, 0) else [], tags=tags
+            )
         if "val_mAUC" in result:
             (self.epoch_echo or self.echo)(
                 f"    {trial.config.get('family')} {trial.trial_id} epoch {step}: "
@@ -181,6 +242,9 @@ class MlflowTrialLogger(tune.Callback):
             )
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if trial.trial_id in self.recorded:
+            self.echo(f"    {trial.config.get('family')} {trial.trial_id}: its run was already complete, kept")
+            return
         last = trial.last_result or {}
         if last.get(DIVERGED):
             self._fail(trial, str(last.get("error", "training diverged")))
@@ -288,6 +352,8 @@ class MlflowTrialLogger(tune.Callback):
 
     def _fail(self, trial: Any, reason: str) -> None:
         """Record the trial's run as FAILED with the reason; the search goes on."""
+        if trial.trial_id in self.recorded:
+            return
         run_id = self._run_for(trial)
         self.client.log_batch(run_id, tags=[RunTag(Tag.ERROR, reason), RunTag(Tag.STATUS, "failed")])
         self.client.set_terminated(run_id, "FAILED")
