@@ -28,7 +28,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from tagtune._ray_compat import optuna_study, optuna_trial
 from tagtune.search_spaces import SearchSpace
-from tagtune.tracking import StopInfo
+from tagtune.tracking import StopInfo, searcher_restored
 from tagtune.trainables.config import resolve_config
 from tagtune.trainables.trial import DIVERGED
 
@@ -185,3 +185,4 @@ class FamilySearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as fh:
             self.__dict__.update(pickle.load(fh))
+        searcher_restored(self)  # the resumed search's MLflow callback tags trials from it

@@ -108,6 +108,12 @@ def test_resume_after_sigkill_finishes_budget_without_duplicates(tmp_path):
             t for t in study.trials if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         ]
         assert len(told) >= BUDGET_PER_FAMILY, summary.study_name
+        # every run names its Optuna trial, and that trial names the run, resumed ones included
+        named = {t.user_attrs.get("mlflow_run_id"): t.number for t in study.trials}
+        for run in runs:
+            if run.data.tags[Tag.OPTUNA_STUDY] == summary.study_name:
+                assert named.get(run.info.run_id) == int(run.data.tags[Tag.OPTUNA_TRIAL]), run.data.tags
+    assert all(Tag.OPTUNA_STUDY in r.data.tags and Tag.OPTUNA_TRIAL in r.data.tags for r in runs)
     stopped = [r for r in runs if r.data.tags.get(Tag.STOPPED_EARLY) == "True"]
     for run in stopped:  # never run past its stop: its last logged epoch is the stop's
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_mAUC")]

@@ -46,6 +46,10 @@ def test_search_logs_every_trial_and_reports_per_family(ray_local, search_spec, 
             assert [m.step for m in history] == [1, 2], key
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")}
         assert artifacts == {"checkpoint/model.pt", "checkpoint/model.json"}
+        # the checkpoint is a logged model the run names as its output (the run page lists it)
+        (output,) = run.outputs.model_outputs
+        model = client.get_logged_model(output.model_id)
+        assert model.source_run_id == run.info.run_id and model.tags[Tag.FAMILY] == run.data.tags[Tag.FAMILY]
     for family in ("fc1", "gcnn"):  # each family's first trial runs its registered defaults
         defaults = resolve_config({"family": family})
         firsts = [

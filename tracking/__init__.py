@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tagtune.tracking._anytime import ANYTIME_COLUMNS, anytime_summary, anytime_table, best_at
 from tagtune.tracking._http import is_http
+from tagtune.tracking._restored import searcher_restored
 from tagtune.tracking._store import (
     TAG_FAMILY,
     access_error,
@@ -60,6 +61,7 @@ __all__ = [
     "dataset_input",
     "hide_secrets",
     "is_http",
+    "searcher_restored",
     "source_tags",
     "EVAL_METRICS",
     "PER_CLASS_ARTIFACT",

@@ -127,13 +127,15 @@ class BufferedWrites:
     def _logged_model(
         self, run_id: str, local_dir: str, _: Any, experiment_id: str, name: str, tags: dict[str, str]
     ) -> None:
-        from mlflow.entities import LoggedModelStatus
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 
         model = self.client.create_logged_model(
             experiment_id, name=name, source_run_id=run_id, tags=tags, model_type="tagtune-checkpoint"
         )
         self.client.log_model_artifacts(model.model_id, local_dir)
         self.client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+        # the run's outputs: what its page's "Logged models" list and the model's "Source run" read
+        self.client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
 
     def _submit(self, op: _Op) -> None:
         self.queue.append(op)

@@ -29,6 +29,7 @@ from mlflow.entities import Metric, Param, RunTag
 from ray import tune
 
 from tagtune.tracking._buffer import BufferedWrites
+from tagtune.tracking._restored import restored_searcher
 from tagtune.tracking._ui import source_tags
 from tagtune.tracking.schema import Metrics, RunKind, StopInfo, Tag, parent_filter
 from tagtune.trainables.config import resolve_config
@@ -152,6 +153,11 @@ class MlflowTrialLogger(tune.Callback):
     def _finished_runs(self) -> list[Any]:
         return [r for r in self._children() if r.info.status in ("FINISHED", "FAILED")]
 
+    def _searcher(self) -> Any | None:
+        """The search's searcher: given at the start, or the one Ray restored on a resume (the
+        pickled callback holds none)."""
+        return self.searcher if self.searcher is not None else restored_searcher()
+
     def _run_for(self, trial: Any) -> str:
         run_id = self.runs.get(trial.trial_id)
         if run_id is not None:
@@ -164,7 +170,8 @@ class MlflowTrialLogger(tune.Callback):
             Tag.TRIAL_ID: trial.trial_id,
             Tag.KIND: RunKind.TRIAL.value,
         }
-        optuna_id = self.searcher.optuna_identity(trial.trial_id) if self.searcher is not None else None
+        searcher = self._searcher()
+        optuna_id = searcher.optuna_identity(trial.trial_id) if searcher is not None else None
         if optuna_id is not None:
             tags[Tag.OPTUNA_STUDY], tags[Tag.OPTUNA_TRIAL] = optuna_id[0], str(optuna_id[1])
         run_name = f"{family}-{trial.trial_id}"
@@ -173,8 +180,8 @@ class MlflowTrialLogger(tune.Callback):
         self.runs[trial.trial_id] = run_id
         if self.datasets:
             self.client.log_inputs(run_id, datasets=self.datasets)
-        if self.searcher is not None and not run_id.startswith("pending-"):
-            self.searcher.name_run(trial.trial_id, run_id, run_name)
+        if searcher is not None and not run_id.startswith("pending-"):
+            searcher.name_run(trial.trial_id, run_id, run_name)
         full: Mapping[str, Any]
         try:
             full = resolve_config(trial.config)
