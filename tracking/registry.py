@@ -290,15 +290,9 @@ def audio_signature(class_names: Sequence[str], sample_rate: int) -> Any:
 
 def is_audio_checkpoint(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The ``model.json`` of a raw-audio checkpoint folder, else ``None``."""
-    import json
-
     from tagtune.trainables.audio.inference import is_audio_meta
-    from tagtune.trainables.trial import CHECKPOINT_META
 
-    try:
-        meta = json.loads((Path(folder) / CHECKPOINT_META).read_text())
-    except (OSError, ValueError):
-        return None
+    meta = _checkpoint_meta(folder)
     return meta if is_audio_meta(meta) else None
 
 
@@ -313,11 +307,6 @@ def _checkpoint_meta(folder: str | os.PathLike[str]) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return meta if isinstance(meta, dict) else {}
-
-
-def _checkpoint_dtype(folder: str | os.PathLike[str]) -> str:
-    """The raw clips' dtype a checkpoint was trained on (``uint8`` when it records none)."""
-    return str((_checkpoint_meta(folder).get("inputs") or {}).get("dtype", "uint8"))
 
 
 def tagger_signature(class_names: Sequence[str], n_features: int, dtype: str = "uint8") -> Any:
@@ -380,13 +369,16 @@ def log_tagger(
     mlflow.set_registry_uri(tracking_uri)
     artifacts = {f"member{i}": str(Path(c)) for i, c in enumerate(checkpoints)}
     weights = list(weights) if weights is not None else [1.0] * len(checkpoints)
-    audio_meta = is_audio_checkpoint(checkpoints[0]) if checkpoints else None
-    dtype = _checkpoint_dtype(checkpoints[0]) if checkpoints else "uint8"
+    from tagtune.trainables.audio.inference import is_audio_meta
+
+    first = _checkpoint_meta(checkpoints[0]) if checkpoints else {}  # what the members were trained on
+    audio_meta = first if is_audio_meta(first) else None
+    dtype = str((first.get("inputs") or {}).get("dtype", "uint8"))  # uint8 when it records none
     example: Any = np.zeros((1, n_frames, n_features), dtype=np.float32)
     signature = tagger_signature(class_names, n_features, dtype)
     extra = dict(extra_metadata or {})
     extra.setdefault("inputs", {"n_frames": int(n_frames), "n_features": int(n_features), "dtype": dtype})
-    read = _checkpoint_meta(checkpoints[0]).get("read") if checkpoints else None
+    read = first.get("read")
     if read:  # --feature-key / --label-key of the training data: predict reads new data alike
         extra.setdefault("read", dict(read))
     if audio_meta is not None:
