@@ -124,3 +124,22 @@ def search_spec(workdir: Path, tiny_train: Path) -> Callable[..., Any]:
 
 # The service tests' PostgreSQL and MLflow server (tests/service.py), shared by their modules.
 from service import mlflow_server, postgres  # noqa: E402, F401
+
+
+def log_checkpoint(
+    tmp_path: Path, checkpoint: Path, class_names: Any, n_frames: int, n_features: int
+) -> tuple[str, Any]:
+    """``(tracking URI, LoggedTagger)``: ``checkpoint`` logged with ``log_tagger`` on a new run of
+    a SQLite store in ``tmp_path``."""
+    import mlflow
+
+    from tagtune.tracking.registry import log_tagger
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("logged")
+    with mlflow.start_run() as run:
+        pass
+    return uri, log_tagger(
+        uri, run.info.run_id, [checkpoint], class_names=class_names, n_frames=n_frames, n_features=n_features
+    )

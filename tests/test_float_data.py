@@ -178,22 +178,15 @@ def test_per_clip_float_data_through_every_fitting_family():
 
 
 def test_float_pyfunc_model_scores_raw_features(tmp_path):
-    import mlflow
     import mlflow.pyfunc
-
-    from tagtune.tracking.registry import log_tagger
+    from conftest import log_checkpoint
 
     ds = float_dataset(t=2, d=8)
     data = ds.trial_data()
     res = fit({"family": "fc1"}, data, max_epochs=2, device="cpu")
     ckpt = tmp_path / "ckpt"
     save_model(ckpt, res.best_state, model_meta({"family": "fc1"}, data, res.best))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("float")
-    with mlflow.start_run() as run:
-        pass
-    logged = log_tagger(uri, run.info.run_id, [ckpt], class_names=ds.class_names, n_frames=2, n_features=8)
+    _, logged = log_checkpoint(tmp_path, ckpt, ds.class_names, n_frames=2, n_features=8)
     model = mlflow.pyfunc.load_model(logged.run_uri)
     assert model.metadata.metadata["tagtune"]["inputs"] == {"n_frames": 2, "n_features": 8, "dtype": "float32"}
     x = np.asarray(ds.x[:5], np.float32)

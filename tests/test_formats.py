@@ -164,10 +164,9 @@ def test_tfrecord_example_with_other_keys(tmp_path: Path) -> None:
 
 
 def test_predict_reads_new_data_with_the_keys_the_model_was_trained_with(tmp_path: Path, monkeypatch) -> None:
-    import mlflow
+    from conftest import log_checkpoint
 
     from tagtune.predict import predictions
-    from tagtune.tracking.registry import log_tagger
     from tagtune.trainables.loop import fit
     from tagtune.trainables.trial import model_meta, save_model
 
@@ -198,12 +197,7 @@ def test_predict_reads_new_data_with_the_keys_the_model_was_trained_with(tmp_pat
     assert len(out) == 40 and out[0]["id"] == "c0"
     with _raises("has no feature", "'emb'", "clap"):  # a flag overrides what was recorded
         list(predictions(str(ckpt), str(tmp_path / "ex"), k=1, feature_key="emb"))
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("keys")
-    with mlflow.start_run() as run:
-        pass
-    logged = log_tagger(uri, run.info.run_id, [ckpt], class_names=ds.class_names, n_frames=1, n_features=8)
+    uri, logged = log_checkpoint(tmp_path, ckpt, ds.class_names, n_frames=1, n_features=8)
     via_model = list(predictions(logged.run_uri, str(tmp_path / "ex"), k=1, tracking_uri=uri))
     assert [o["labels"][0]["name"] for o in via_model] == [o["labels"][0]["name"] for o in out]
 
