@@ -39,7 +39,8 @@ SEED000 = {
     "lstm": {"fig4": "max 0.945 (TFLearn); Keras mean 0.873", "fig3": "99.13 TFLearn (4.3), 261.93 Keras (11.4)"},
     "gcnn": {"fig4": "below LSTM", "fig3": "357.20 (15.5)"},
 }
-TARGETS = {"best single model mAUC": 0.955, "best single model mAP": 0.28, "ensemble mAP": 0.30}
+# issue 13 raised the mAP targets (issue 7 had 0.28 and 0.30)
+TARGETS = {"best single model mAUC": 0.955, "best single model mAP": 0.30, "ensemble mAP": 0.32}
 
 
 def main() -> None:

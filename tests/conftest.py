@@ -123,7 +123,7 @@ def search_spec(workdir: Path, tiny_train: Path) -> Callable[..., Any]:
 
 
 # The service tests' PostgreSQL and MLflow server (tests/service.py), shared by their modules.
-from service import mlflow_server, postgres  # noqa: E402, F401
+from service import mlflow_server, postgres, team_search  # noqa: E402, F401
 
 
 def log_checkpoint(

@@ -103,6 +103,49 @@ def mlflow_server(postgres: LocalPostgres, tmp_path_factory: pytest.TempPathFact
     server.stop()
 
 
+@dataclass
+class TeamSearch:
+    """alice's finished search on the server: what the search and browser tests look at."""
+
+    experiment: str
+    studies: str  # the Optuna storage (a PostgreSQL database of the same cluster)
+    root: Path
+    outputs: dict[str, str]  # command -> its output
+    report_html: Path
+
+
+TEAM_EXPERIMENT = "browse"
+
+
+@pytest.fixture(scope="session")
+def team_search(mlflow_server: Server, tiny_train: Path, tmp_path_factory: pytest.TempPathFactory) -> TeamSearch:
+    """alice's search over HTTP only (fc1, fc2: 2 trials of 3 epochs each, no early stopping),
+    its Optuna studies in the server's PostgreSQL, then its report with the HTML dashboard and
+    its finals registered, each as a user runs them (``python -m tagtune``); once per session:
+    tests/test_service.py checks the store, tests/test_browser.py what the UI shows of it."""
+    root = tmp_path_factory.mktemp("team")
+    studies = mlflow_server.pg.create_database("optuna")
+    env = user_env("alice", cwd=root)
+    url = mlflow_server.url
+    where = ["--experiment", TEAM_EXPERIMENT, "--tracking-uri", url]
+    steps = {
+        "search": ["search", "--train", str(tiny_train), "--families", "fc1,fc2", "--trials-per-family", "2"]
+        + ["--max-epochs", "3", "--scheduler", "none", "--storage-path", str(root / "r"), *where]
+        + ["--optuna-storage", studies],
+        "report": ["report", *where, "--html", str(root / "report.html")],
+        # the finals' scores are not what the tests look at: eval is the training data
+        "finalize": ["finalize", *where, "--train", str(tiny_train), "--eval", str(tiny_train)]
+        + ["--ensemble-pool", "1", "--max-epochs", "2"],
+    }
+    outputs = {}
+    for name, args in steps.items():
+        proc = tagtune(*args, env=env, cwd=root)
+        out, _ = proc.communicate(timeout=400)
+        assert proc.returncode == 0, out
+        outputs[name] = out
+    return TeamSearch(TEAM_EXPERIMENT, studies, root, outputs, root / "report.html")
+
+
 def user_env(user: str, password: str | None = None, cwd: Path | None = None) -> dict[str, str]:
     """The environment of ``user``'s tagtune (MLflow's client variables, nothing else)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}

@@ -10,14 +10,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from service import USERS, Server, client_as, tagtune, user_env
+from service import USERS, Server, TeamSearch, client_as
 
 from tagtune.tracking import RunKind, Tag, kind_filter, parent_filter
 
-# slow too (kept out of `make test`) until its nested-trials step passes: the last run (2026-12-02)
-# reached the experiment's runs view (01-experiment-runs.png) but did not find the expander of
-# the search run's nested trials; steps 3-6 were checked by hand with the same URLs.
-pytestmark = [pytest.mark.service, pytest.mark.slow]
+# in the default run (`make test`) where PostgreSQL and Chromium are installed
+pytestmark = pytest.mark.service
 
 CHROMIUM = os.environ.get("TAGTUNE_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -32,44 +30,18 @@ ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 SHOTS = Path(os.environ.get("TAGTUNE_TEST_ARTIFACTS", ARTIFACTS)) / "browser"
-EXPERIMENT = "browse"
 
 
 @pytest.fixture(scope="module")
-def finished(mlflow_server: Server, tiny_train: Path, tmp_path_factory: pytest.TempPathFactory):
-    """alice's finished search (fc1, fc2; 2 trials of 3 epochs each), its report with the HTML
-    dashboard, and its finals registered."""
+def finished(mlflow_server: Server, team_search: TeamSearch):
+    """alice's finished search (tests/service.py's ``team_search``: fc1, fc2; 2 trials of 3
+    epochs each, its report with the HTML dashboard, its finals registered): the experiment, the
+    search run and one trial."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium; .ci/run does it)")
     pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download needed)")
-    root = tmp_path_factory.mktemp("browse")
-    evald = tiny_train  # the finals' scores are not what this test looks at
-    env = user_env("alice", cwd=root)
-    url = mlflow_server.url
-    steps = [
-        ["search", "--train", str(tiny_train), "--families", "fc1,fc2", "--trials-per-family", "2"]
-        + [
-            "--max-epochs",
-            "3",
-            "--scheduler",
-            "none",
-            "--experiment",
-            EXPERIMENT,
-            "--tracking-uri",
-            url,
-            "--storage-path",
-            str(root / "r"),
-        ],
-        ["report", "--experiment", EXPERIMENT, "--tracking-uri", url, "--html", str(root / "report.html")],
-        ["finalize", "--experiment", EXPERIMENT, "--tracking-uri", url, "--train", str(tiny_train)]
-        + ["--eval", str(evald), "--ensemble-pool", "1", "--max-epochs", "2"],
-    ]
-    for args in steps:
-        proc = tagtune(*args, env=env, cwd=root)
-        out, _ = proc.communicate(timeout=400)
-        assert proc.returncode == 0, out
-    client = client_as("alice", url)
-    exp = client.get_experiment_by_name(EXPERIMENT)
+    client = client_as("alice", mlflow_server.url)
+    exp = client.get_experiment_by_name(team_search.experiment)
     (search,) = client.search_runs([exp.experiment_id], filter_string=kind_filter(RunKind.SEARCH))
     trials = client.search_runs([exp.experiment_id], filter_string=parent_filter(search.info.run_id))
     trial = next(r for r in trials if r.data.tags.get(Tag.KIND) == RunKind.TRIAL)
@@ -140,7 +112,7 @@ def test_mlflow_ui_shows_a_finished_search(mlflow_server: Server, finished) -> N
         shot("05-dashboard-artifact")
         # 6. the registered models
         page.goto(f"{base}/#/models")
-        expect(page.get_by_text(f"{EXPERIMENT}-fc1").first).to_be_visible()
+        expect(page.get_by_text(f"{exp.name}-fc1").first).to_be_visible()
         shot("06-registered-models")
         browser.close()
     assert len(list(SHOTS.glob("*.png"))) == 6

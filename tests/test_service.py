@@ -12,14 +12,14 @@ from pathlib import Path
 
 import optuna
 import pytest
-from service import USERS, Server, client_as, tagtune, user_env
+from service import USERS, Server, TeamSearch, client_as, tagtune, user_env
 
 from tagtune.server import free_port
 from tagtune.tracking import RunKind, Tag, kind_filter, parent_filter
 
-# minutes each (a PostgreSQL cluster and an MLflow server per test): out of the default run,
-# run them with `pytest -m service`
-pytestmark = [pytest.mark.service, pytest.mark.slow]
+# in the default run (`make test`) where PostgreSQL is installed: one PostgreSQL cluster and one
+# MLflow server for the session (tests/service.py); `pytest -m service` runs only these
+pytestmark = pytest.mark.service
 
 
 def _search_args(train: Path, experiment: str, url: str, root: Path, *extra: str) -> list[str]:
@@ -59,35 +59,31 @@ def _trials(client, experiment: str) -> dict[str, list]:
     }
 
 
-def test_search_over_http_with_studies_in_postgres(mlflow_server: Server, tiny_train: Path, tmp_path: Path):
+def test_search_over_http_with_studies_in_postgres(mlflow_server: Server, team_search: TeamSearch):
     """A search whose only route to the store is HTTP; Optuna's studies in the same PostgreSQL;
-    the checkpoint goes through the server's artifact proxy; no password anywhere in the runs
-    or the output."""
-    studies = mlflow_server.pg.create_database("optuna")
-    env = user_env("alice", cwd=tmp_path)
-    out = _finish(
-        tagtune(
-            *_search_args(tiny_train, "alice-exp", mlflow_server.url, tmp_path, "--optuna-storage", studies),
-            env=env,
-            cwd=tmp_path,
-        )
-    )
-    assert USERS["alice"] not in out
+    the checkpoints go through the server's artifact proxy; no password anywhere in the runs or
+    the output; the report over HTTP."""
+    for out in team_search.outputs.values():
+        assert USERS["alice"] not in out
     client = client_as("alice", mlflow_server.url)
-    (parent_id, runs), *_ = _trials(client, "alice-exp").items()
-    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    (parent_id, runs), *_ = _trials(client, team_search.experiment).items()
+    trials = [r for r in runs if r.data.tags.get(Tag.KIND) == RunKind.TRIAL]
+    assert len(trials) == 3 and all(r.info.status == "FINISHED" for r in trials)
     for run in [client.get_run(parent_id), *runs]:
         text = repr(run.data.params) + repr(run.data.tags)
         assert USERS["alice"] not in text
-    files = {f.path for f in client.list_artifacts(runs[0].info.run_id, "checkpoint")}
-    assert "checkpoint/model.pt" in files
+    for run in trials:
+        files = {f.path for f in client.list_artifacts(run.info.run_id, "checkpoint")}
+        assert "checkpoint/model.pt" in files
     assert client.get_run(parent_id).data.tags[Tag.OPTUNA_STORAGE].startswith("postgresql")
     from tagtune.server import sqlalchemy_url
 
-    summaries = optuna.get_all_study_summaries(sqlalchemy_url(studies))
-    assert [s.n_trials for s in summaries if s.study_name.endswith("/fc1")] == [2]
-    report = tagtune("report", "--experiment", "alice-exp", "--tracking-uri", mlflow_server.url, env=env, cwd=tmp_path)
-    assert "| fc1 | 2 | 2 | 0 |" in _finish(report)
+    summaries = optuna.get_all_study_summaries(sqlalchemy_url(team_search.studies))
+    assert sorted((s.study_name.rsplit("/", 1)[-1], s.n_trials) for s in summaries) == [("fc1", 2), ("fc2", 2)]
+    assert "| fc1 | 2 | 2 | 0 |" in team_search.outputs["report"], team_search.outputs["report"]
+    # the finals are registered through the server (the browser test looks at them in the UI)
+    names = {m.name for m in client.search_registered_models()}
+    assert {f"{team_search.experiment}-fc1", f"{team_search.experiment}-fc2"} <= names
 
 
 def test_resume_against_the_server(mlflow_server: Server, tiny_train: Path, tmp_path: Path):
@@ -96,7 +92,7 @@ def test_resume_against_the_server(mlflow_server: Server, tiny_train: Path, tmp_
     studies = mlflow_server.pg.create_database("optuna_resume")
     env = user_env("alice", cwd=tmp_path)
     args = _search_args(tiny_train, "alice-resume", mlflow_server.url, tmp_path, "--optuna-storage", studies)
-    args[args.index("--trials-per-family") + 1] = "4"
+    args[args.index("--trials-per-family") + 1] = "3"
     args[args.index("--max-epochs") + 1] = "3"
     proc = tagtune(*args, "--max-concurrent", "1", env=env, cwd=tmp_path)
     client = client_as("alice", mlflow_server.url)
@@ -116,7 +112,7 @@ def test_resume_against_the_server(mlflow_server: Server, tiny_train: Path, tmp_
     )
     (_, runs), *_ = _trials(client, "alice-resume").items()
     trials = [r for r in runs if r.data.tags.get(Tag.KIND) == RunKind.TRIAL]
-    assert len(trials) == 4 and all(r.info.status == "FINISHED" for r in trials)
+    assert len(trials) == 3 and all(r.info.status == "FINISHED" for r in trials)
     assert max(Counter(r.data.tags[Tag.TRIAL_ID] for r in runs).values()) == 1
 
 
@@ -198,7 +194,6 @@ def test_server_stopped_and_restarted_mid_search(mlflow_server: Server, tiny_tra
     env = user_env("alice", cwd=tmp_path)
     args = _search_args(tiny_train, "alice-outage", mlflow_server.url, tmp_path)
     args[args.index("--families") + 1] = "fc2"
-    args[args.index("--trials-per-family") + 1] = "3"
     args[args.index("--max-epochs") + 1] = "12"
     proc = tagtune(*args, "--max-concurrent", "1", "--scheduler", "none", env=env, cwd=tmp_path)
     seen: list[str] = []
@@ -214,7 +209,7 @@ def test_server_stopped_and_restarted_mid_search(mlflow_server: Server, tiny_tra
     assert "does not answer; training goes on" in out and "answers again" in out, out
     client = client_as("alice", mlflow_server.url)
     (_, runs), *_ = _trials(client, "alice-outage").items()
-    assert len(runs) == 3 and all(r.info.status == "FINISHED" for r in runs), out
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs), out
     for run in runs:
         history = client.get_metric_history(run.info.run_id, "val_mAUC")
         assert len(history) == len({m.step for m in history}), "a metric was logged twice"
