@@ -256,13 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="retrain each family's best config on all of --train, score on --eval, register the models, ensemble them",
         description="Seed 001's finals: each family's best trial (or top K) retrained on 100% "
         "of the training data for the epochs at which the trial peaked, scored on "
-        "the eval split (eval_mAUC, eval_mAP, eval_dprime), logged under the "
-        "search run, registered as <experiment>-<family> in MLflow's model "
+        "the eval split (eval_mAUC, eval_mAP, eval_dprime), logged as runs under "
+        "this finalize's own run ('finals', nested under the search run beside its trials), "
+        "registered as <experiment>-<family> in MLflow's model "
         "registry; plus weighted mean and geometric-mean ensembles whose members "
         "and weights are chosen on the search's validation split (greedy "
         "forward selection among each family's --ensemble-pool best trials). Running it again on the same "
         "search versions its runs: they are tagged tagtune.finalize_version (1, 2, ...) and named "
-        "'final-fc1 v2' and so on, the earlier ones are kept, the registered models get a new "
+        "'finals v2', 'final-fc1 v2' and so on, the earlier ones are kept, the registered models get a new "
         "version, and the report shows the newest finalize.",
     )
     _add_store_flags(p)

@@ -12,7 +12,11 @@ it gets a seeded slice of at most 2048 of the *training* clips, logged as ``fit_
 (how well the model fits clips it trains on, a sanity check, not a held-out score), and it does
 not choose the weights.
 
-Each final is a run under the search's parent run (tags ``tagtune.kind=final``,
+Each ``tagtune finalize`` is a run under the search's parent run (``tagtune.kind=finalize``,
+named ``finals``, then ``finals v2`` for a second finalize of the same search, with
+``tagtune.finalize_version``), and its finals and ensembles are runs under that one, so the MLflow
+UI lists a search's trials and, in a row of their own, each finalize's models.
+Each final is a run (tags ``tagtune.kind=final``,
 ``tagtune.family``, ``tagtune.source_run``) with ``eval_mAUC``, ``eval_mAP``, ``eval_dprime``, its
 checkpoint, a per-class AP table, and an MLflow pyfunc model; each family's final (rank 1) is
 registered as ``<experiment>-<family>``.  With two or more finals, two ensembles are scored and
@@ -82,6 +86,7 @@ from tagtune.tracking import (
     recorded_spaces_dir,
     search_spec,
     search_trials,
+    to_params,
 )
 from tagtune.tracking.registry import log_tagger, registered_model_name
 from tagtune.tracking.tables import CONFUSION_ARTIFACT, confusion_table
@@ -554,6 +559,7 @@ class Session:
     parent_metrics: list[Metric] = field(default_factory=list)
     parent_tags: list[RunTag] = field(default_factory=list)
     version: int = 1  # this finalize's number among the search's finalizes (1, 2, ...)
+    group_id: str = ""  # this finalize's own run (under the search), the finals' parent
 
     def __post_init__(self) -> None:
         self.parent_tags.append(RunTag(Tag.FINALIZE_ID, self.finalize_id))
@@ -564,7 +570,8 @@ class Session:
         return str(self.parent.info.run_id)
 
     def open(self, kind: RunKind, run_name: str, tags: dict[str, Any], params: dict[str, Any]) -> Any:
-        """A final's or ensemble's run under the search (see :func:`tagtune.tracking.open_run`)."""
+        """A run of this finalize (see :func:`tagtune.tracking.open_run`): its own ``finalize``
+        run under the search, then each final's or ensemble's under that one."""
         return open_run(
             self.client,
             self.experiment_id,
@@ -573,7 +580,7 @@ class Session:
             run_name=run_name if self.version == 1 else f"{run_name} v{self.version}",
             params=params,
             tags={**tags, Tag.FINALIZE_ID: self.finalize_id, Tag.FINALIZE_VERSION: str(self.version)},
-            parent_run_id=self.parent_id,
+            parent_run_id=self.group_id or self.parent_id,
         )
 
     def model(self, name: str, run_id: str, model_uri: str, metrics: dict[str, float], prefix: str) -> None:
@@ -941,7 +948,7 @@ def _open_search(spec: FinalizeSpec, say: Say) -> tuple[Session, Trials]:
     earlier = {
         run.data.tags.get(Tag.FINALIZE_ID)
         for run in trials.runs
-        if run.data.tags.get(Tag.KIND) in (RunKind.FINAL, RunKind.ENSEMBLE)
+        if run.data.tags.get(Tag.KIND) in (RunKind.FINAL, RunKind.ENSEMBLE, RunKind.FINALIZE)
     }
     session = Session(spec, client, uri, exp.experiment_id, parent, pick_device(spec.device), say)
     session.version = len(earlier - {None}) + 1
@@ -972,7 +979,11 @@ def finalize(spec: FinalizeSpec, echo: Say | None = None) -> FinalizeOutcome:
         fd = load_finals_data(spec, session.parent, say)
     plan, picks = plan_finals(session, trials, fd)
     members: list[Member] = []
-    with tempfile.TemporaryDirectory(prefix="tagtune-finals-") as work:
+    with (
+        session.open(RunKind.FINALIZE, "finals", {}, to_params(spec, exclude=("tracking_uri",))) as group,
+        tempfile.TemporaryDirectory(prefix="tagtune-finals-") as work,
+    ):
+        session.group_id = group.run_id
         for planned in plan:
             member = train_final(session, trials, fd, planned, work)
             if member is not None:

@@ -94,7 +94,8 @@ def test_audio_finals_are_scored_on_the_test_split_with_accuracy_and_map3(audio_
     assert run.data.params["n_eval"] == "6"  # the CSV's test rows: clips 0 and 1 of each class
     assert run.data.params["n_train"] == "24"  # the search's train + validation clips
     assert "test split of" in run.data.params["eval"]
-    assert run.data.tags[Tag.PARENT] == audio_fin.outcome.parent_run_id
+    group = client.get_run(run.data.tags[Tag.PARENT])  # the finalize's own run, under the search
+    assert group.data.tags[Tag.PARENT] == audio_fin.outcome.parent_run_id
     # the confusion matrix of the test split, with class names, adds up to the 6 test clips
     table = confusion_from_run(client, str(final["run_id"]))
     assert table is not None and int(table["count"].sum()) == 6

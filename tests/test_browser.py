@@ -88,7 +88,13 @@ def test_mlflow_ui_shows_a_finished_search(mlflow_server: Server, finished) -> N
         name_cell = page.get_by_role("gridcell").filter(has=page.get_by_role("link", name=search.info.run_name))
         name_cell.get_by_role("button").first.click()
         expect(page.get_by_role("link", name=trial.info.run_name).first).to_be_visible()
+        # beside the trials, the finalize's own run ("finals"), its finals nested under it
+        assert page.get_by_role("link", name="final-fc1", exact=True).count() == 0
+        group_cell = page.get_by_role("gridcell").filter(has=page.get_by_role("link", name="finals", exact=True))
         shot("02-trials-nested")
+        group_cell.get_by_role("button").first.click()
+        expect(page.get_by_role("link", name="final-fc1", exact=True).first).to_be_visible()
+        shot("02b-finals-nested")
         # 3. a trial's page: family tag, source, user, dataset
         page.goto(f"{base}/#/experiments/{exp.experiment_id}/runs/{trial.info.run_id}")
         expect(page.get_by_text(Tag.FAMILY).first).to_be_visible()
@@ -115,7 +121,7 @@ def test_mlflow_ui_shows_a_finished_search(mlflow_server: Server, finished) -> N
         expect(page.get_by_text(f"{exp.name}-fc1").first).to_be_visible()
         shot("06-registered-models")
         browser.close()
-    assert len(list(SHOTS.glob("*.png"))) == 6
+    assert len(list(SHOTS.glob("*.png"))) == 7
     # the chart's points are those of the run's history: one per epoch
     history = client_as("alice", base).get_metric_history(trial.info.run_id, "val_mAUC")
     assert sorted(m.step for m in history) == [1, 2, 3]

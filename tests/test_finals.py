@@ -601,3 +601,14 @@ def test_finalize_again_versions_its_runs(fin):
     assert set(again.finals["run_id"]) == {r.info.run_id for r in second if r.info.status == "FINISHED"}
     parent = fin.client.get_run(fin.search.parent_run_id)
     assert parent.data.tags[Tag.FINALIZE_VERSION] == "2"
+    # each finalize is a run of its own under the search ("finals", "finals v2"), its finals and
+    # ensembles nested under it, not beside the trials
+    groups = {r.info.run_id: r for r in runs if r.data.tags.get(Tag.KIND) == "finalize"}
+    assert sorted(g.info.run_name for g in groups.values()) == ["finals", "finals v2"]
+    assert all(
+        g.data.tags[Tag.PARENT] == fin.search.parent_run_id and g.info.status == "FINISHED" for g in groups.values()
+    )
+    for run in finals:
+        group = groups[run.data.tags[Tag.PARENT]]
+        assert group.data.tags[Tag.FINALIZE_VERSION] == run.data.tags[Tag.FINALIZE_VERSION]
+    assert groups[next(iter(groups))].data.params["experiment"] == "fin"  # the finalize's spec as params

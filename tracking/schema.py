@@ -36,6 +36,7 @@ class RunKind(enum.StrEnum):
     LOST = "lost"
     FINAL = "final"
     ENSEMBLE = "ensemble"
+    FINALIZE = "finalize"  # one `tagtune finalize` of a search: its finals and ensembles nest under it
     TRAIN = "train"
 
 

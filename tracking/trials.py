@@ -95,8 +95,14 @@ WALL_KEY = "val_mAUC@wall"
 
 
 def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[Any]:
-    """Every run whose parent is the search run (trials, finals, ensembles): one query."""
-    return client.search_runs([experiment_id], filter_string=parent_filter(parent_run_id), max_results=10000)
+    """Every run of the search run: its children (trials, and a ``finalize`` run per
+    ``tagtune finalize``) and the finals and ensembles nested under each ``finalize`` run (those of
+    stores from before that level, directly under the search, are children too).  One query,
+    and one more per finalize."""
+    runs = client.search_runs([experiment_id], filter_string=parent_filter(parent_run_id), max_results=10000)
+    for group in [r for r in runs if run_kind(r) == RunKind.FINALIZE.value]:
+        runs += client.search_runs([experiment_id], filter_string=parent_filter(group.info.run_id), max_results=10000)
+    return runs
 
 
 def is_trial(run: Any) -> bool:
