@@ -99,7 +99,9 @@ def test_finals_are_logged_under_the_search_and_not_counted_as_trials(fin):
     for _, row in finals.iterrows():
         run = client.get_run(row["run_id"])
         assert run.info.status == "FINISHED"
-        assert run.data.tags[TAG_PARENT] == parent and run.data.tags[TAG_KIND] == row["kind"]
+        assert run.data.tags[TAG_KIND] == row["kind"]
+        group = client.get_run(run.data.tags[TAG_PARENT])  # the finalize's own run, under the search
+        assert group.data.tags[TAG_KIND] == "finalize" and group.data.tags[TAG_PARENT] == parent
         for key in ("eval_mAUC", "eval_mAP", "eval_dprime"):
             assert math.isfinite(run.data.metrics[key])
         assert 0.0 <= run.data.metrics["eval_mAUC"] <= 1.0 and 0.0 <= run.data.metrics["eval_mAP"] <= 1.0
@@ -294,8 +296,9 @@ def test_without_finals_the_per_class_ap_is_the_best_trials_on_validation(fin):
 
 
 def test_a_report_reads_the_trials_once(fin, tmp_path, monkeypatch):
-    """`tagtune report --html`: one query for the search's child runs, and each trial's history
-    fetched once (each of its history metrics once); nothing else reads the trials."""
+    """`tagtune report --html`: one query for the search's child runs (and one for the finals
+    under its finalize run), and each trial's history fetched once (each of its history metrics
+    once); nothing else reads the trials."""
     from collections import Counter
 
     from tagtune.tracking import Metrics
@@ -318,7 +321,7 @@ def test_a_report_reads_the_trials_once(fin, tmp_path, monkeypatch):
     monkeypatch.setattr(MlflowClient, "search_runs", counted_search_runs)
     monkeypatch.setattr(MlflowClient, "get_metric_history", counted_history)
     assert main(["report", "--experiment", "fin", "--tracking-uri", fin.uri, "--html", str(tmp_path / "r.html")]) == 0
-    assert len(child_queries) == 1
+    assert len(child_queries) == 2, child_queries  # the search's children, the finalize's children
     assert len(trial_ids) == 4 and {run for run, _ in fetched} == trial_ids  # no final's history is read
     assert set(fetched.values()) == {1} and {key for _, key in fetched} == set(Metrics.HISTORY)
 
