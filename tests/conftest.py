@@ -122,6 +122,12 @@ def search_spec(workdir: Path, tiny_train: Path) -> Callable[..., Any]:
     return make
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The service tests last (in their order): their PostgreSQL and MLflow server start once,
+    when the first of them needs them, and are not running beside the rest of the suite."""
+    items.sort(key=lambda item: item.get_closest_marker("service") is not None)
+
+
 # The service tests' PostgreSQL and MLflow server (tests/service.py), shared by their modules.
 from service import mlflow_server, postgres, team_search  # noqa: E402, F401
 

@@ -68,7 +68,7 @@ def test_search_over_http_with_studies_in_postgres(mlflow_server: Server, team_s
     client = client_as("alice", mlflow_server.url)
     (parent_id, runs), *_ = _trials(client, team_search.experiment).items()
     trials = [r for r in runs if r.data.tags.get(Tag.KIND) == RunKind.TRIAL]
-    assert len(trials) == 3 and all(r.info.status == "FINISHED" for r in trials)
+    assert len(trials) == 4 and all(r.info.status == "FINISHED" for r in trials)
     for run in [client.get_run(parent_id), *runs]:
         text = repr(run.data.params) + repr(run.data.tags)
         assert USERS["alice"] not in text
