@@ -49,7 +49,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,7 @@ from tagtune.tracking import (
     TrialRow,
     Trials,
     child_runs,
+    dataset_input,
     finals_table,
     find_experiment,
     latest_search_run,
@@ -560,6 +562,7 @@ class Session:
     parent_tags: list[RunTag] = field(default_factory=list)
     version: int = 1  # this finalize's number among the search's finalizes (1, 2, ...)
     group_id: str = ""  # this finalize's own run (under the search), the finals' parent
+    inputs: list[Any] = field(default_factory=list)  # the data, as dataset inputs of each run
 
     def __post_init__(self) -> None:
         self.parent_tags.append(RunTag(Tag.FINALIZE_ID, self.finalize_id))
@@ -569,10 +572,12 @@ class Session:
     def parent_id(self) -> str:
         return str(self.parent.info.run_id)
 
-    def open(self, kind: RunKind, run_name: str, tags: dict[str, Any], params: dict[str, Any]) -> Any:
+    @contextmanager
+    def open(self, kind: RunKind, run_name: str, tags: dict[str, Any], params: dict[str, Any]) -> Iterator[Any]:
         """A run of this finalize (see :func:`tagtune.tracking.open_run`): its own ``finalize``
-        run under the search, then each final's or ensemble's under that one."""
-        return open_run(
+        run under the search, then each final's or ensemble's under that one; each with the
+        data as dataset inputs (the UI's Datasets)."""
+        with open_run(
             self.client,
             self.experiment_id,
             kind=kind,
@@ -581,7 +586,10 @@ class Session:
             params=params,
             tags={**tags, Tag.FINALIZE_ID: self.finalize_id, Tag.FINALIZE_VERSION: str(self.version)},
             parent_run_id=self.group_id or self.parent_id,
-        )
+        ) as run:
+            if self.inputs:
+                self.client.log_inputs(run.run_id, datasets=self.inputs)
+            yield run
 
     def model(self, name: str, run_id: str, model_uri: str, metrics: dict[str, float], prefix: str) -> None:
         """Record a logged model: its URI on its run and the parent's tag, its metrics on the parent."""
@@ -932,6 +940,20 @@ def _own_test(source: Any) -> Any:
     return own_test_split(source.read())
 
 
+def _dataset_inputs(spec: FinalizeSpec, fd: Any) -> list[Any]:
+    """The finals' data as MLflow dataset inputs: all of --train (context training) and the
+    eval clips (context evaluation).  Embeddings only (audio finals read a CSV of files)."""
+    if not isinstance(fd, FinalsData):
+        return []
+    classes = len(fd.class_names)
+    return [
+        dataset_input(spec.train, fd.train, "training", {"train_clips": fd.train.n_clips, "classes": classes}),
+        dataset_input(
+            spec.eval or spec.train, fd.eval, "evaluation", {"eval_clips": fd.eval.n_clips, "classes": classes}
+        ),
+    ]
+
+
 def _open_search(spec: FinalizeSpec, say: Say) -> tuple[Session, Trials]:
     """The store, the search and its trials; InputError when there is nothing to finalize."""
     from tagtune.trainables.loop import pick_device
@@ -978,6 +1000,7 @@ def finalize(spec: FinalizeSpec, echo: Say | None = None) -> FinalizeOutcome:
                 )
         fd = load_finals_data(spec, session.parent, say)
     plan, picks = plan_finals(session, trials, fd)
+    session.inputs = _dataset_inputs(spec, fd)
     members: list[Member] = []
     with (
         session.open(RunKind.FINALIZE, "finals", {}, to_params(spec, exclude=("tracking_uri",))) as group,

@@ -102,6 +102,15 @@ def test_finals_are_logged_under_the_search_and_not_counted_as_trials(fin):
         assert run.data.tags[TAG_KIND] == row["kind"]
         group = client.get_run(run.data.tags[TAG_PARENT])  # the finalize's own run, under the search
         assert group.data.tags[TAG_KIND] == "finalize" and group.data.tags[TAG_PARENT] == parent
+        # the data as dataset inputs (the UI's Datasets column): all of --train and the eval clips
+        inputs = {
+            next(t.value for t in d.tags if t.key == "mlflow.data.context"): d.dataset
+            for d in run.inputs.dataset_inputs
+        }
+        assert set(inputs) == {"training", "evaluation"}
+        assert json.loads(inputs["training"].profile)["train_clips"] == 400
+        assert json.loads(inputs["evaluation"].profile)["eval_clips"] == 100
+        assert inputs["evaluation"].source == str(Path(fin.eval).resolve())
         for key in ("eval_mAUC", "eval_mAP", "eval_dprime"):
             assert math.isfinite(run.data.metrics[key])
         assert 0.0 <= run.data.metrics["eval_mAUC"] <= 1.0 and 0.0 <= run.data.metrics["eval_mAP"] <= 1.0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import getpass
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -82,6 +83,8 @@ def data_digest(data: Any) -> str:
     """A short digest of a search's data: its clips (embedding arrays), labels and split."""
     h = hashlib.sha256()
     x = getattr(getattr(data, "clips", None), "x", None)
+    if x is None:  # a data set as read (finalize's --train and eval clips), not a TrialData
+        x = getattr(data, "x", None)
     for part in (x, getattr(data, "y", None), getattr(data, "train_idx", None), getattr(data, "val_idx", None)):
         if isinstance(part, np.ndarray):
             h.update(np.ascontiguousarray(part).view(np.uint8).data)
@@ -89,18 +92,23 @@ def data_digest(data: Any) -> str:
     return h.hexdigest()[:16]
 
 
-def dataset_input(train: str, data: Any, context: str = "training") -> DatasetInput:
-    """The search's training data as an MLflow dataset input (name, source, digest)."""
+def dataset_input(
+    train: str, data: Any, context: str = "training", profile: dict[str, int] | None = None
+) -> DatasetInput:
+    """Data as an MLflow dataset input (name, source, digest): by default the search's training
+    data (a TrialData, its split in the profile); ``profile`` for other data (finalize's)."""
     path = Path(train).resolve()
-    profile = (
-        f'{{"train_clips": {len(data.train_idx)}, "validation_clips": {len(data.val_idx)}, '
-        f'"classes": {len(data.class_names) or int(data.y.shape[1])}}}'
-    )
+    if profile is None:
+        profile = {
+            "train_clips": len(data.train_idx),
+            "validation_clips": len(data.val_idx),
+            "classes": len(data.class_names) or int(data.y.shape[1]),
+        }
     dataset = Dataset(
         name=path.name or str(path),
         digest=data_digest(data),
         source_type="local",
         source=str(path),
-        profile=profile,
+        profile=json.dumps(profile),
     )
     return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])
