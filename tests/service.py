@@ -176,4 +176,4 @@ def client_as(user: str, url: str) -> object:
 
     os.environ["MLFLOW_TRACKING_USERNAME"] = user
     os.environ["MLFLOW_TRACKING_PASSWORD"] = {**USERS, ADMIN[0]: ADMIN[1]}[user]
-    return MlflowClient(url)
+    return MlflowClient(url, registry_uri=url)  # not a registry an earlier test set for the process
