@@ -221,15 +221,17 @@ while time.time() < deadline:  # plain MLflow: a user's script knows nothing of 
     done = [r for r in runs if r.data.tags.get("tagtune.kind") == "trial" and r.info.status == "FINISHED"]
     if len(done) >= int(sys.argv[3]):
         break
-    time.sleep(0.3)
+    time.sleep(1.0)
 print("reader saw", seen, "runs")
 """
 
 
 def test_commands_at_once_on_a_fresh_store(tiny_train: Path, tmp_path: Path) -> None:
     """Three searches (two into one experiment, one into another; their Optuna studies in one
-    new SQLite file), a reader polling ``mlflow.search_runs`` and ``tagtune report`` started
-    together on a new ``mlflow.db``: all exit 0, each trial recorded once."""
+    new SQLite file), a plain-MLflow reader polling ``mlflow.search_runs`` and ``tagtune report``
+    started together on a new ``mlflow.db``: the searches and the reader exit 0, the report
+    exits 0 or says in one line (exit 2) that the search has not logged yet, a report after
+    them exits 0, and each trial is recorded once in MLflow and in Optuna."""
     import optuna
     from mlflow import MlflowClient
 
@@ -252,26 +254,22 @@ def test_commands_at_once_on_a_fresh_store(tiny_train: Path, tmp_path: Path) -> 
         stderr=subprocess.STDOUT,
         text=True,
     )
-    # a report started with them: the experiment does not exist yet (exit 2, one line), and is
-    # asked again until the search run is there
-    reports: list[tuple[int, str]] = []
-    while True:
-        proc = _tagtune("report", "--experiment", "b", cwd=tmp_path)
-        out, _ = proc.communicate(timeout=240)
-        reports.append((proc.returncode, out))
-        if proc.returncode == 0 or len(reports) > 60:
-            break
-        time.sleep(1)
+    # a report started with them: on the new store its experiment is not there yet, or has no
+    # trial yet (exit 2, one line); asked again once the searches are done (exit 0)
+    first = _tagtune("report", "--experiment", "b", cwd=tmp_path)
     for proc in searches:
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out[-3000:]
         assert "Traceback" not in out, out[-3000:]
     out, _ = reader.communicate(timeout=300)
     assert reader.returncode == 0, out[-3000:]
-    assert reports[-1][0] == 0, reports[-1][1][-3000:]
-    for code, text in reports[:-1]:
-        assert code == 2 and "Traceback" not in text, text[-3000:]
-        assert "no experiment named 'b'" in text or "has no tagtune search run" in text, text[-3000:]
+    out, _ = first.communicate(timeout=300)
+    expected = ("no experiment named 'b'", "has no tagtune search run", "has no trials yet")
+    assert first.returncode == 0 or (first.returncode == 2 and any(e in out for e in expected)), out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
+    last = _tagtune("report", "--experiment", "b", cwd=tmp_path)
+    out, _ = last.communicate(timeout=300)
+    assert last.returncode == 0 and "fc1" in out, out[-3000:]
 
     client = MlflowClient(uri)
     optuna_names = []

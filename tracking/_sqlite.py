@@ -95,9 +95,9 @@ def _build_mlflow(uri: str, keep: bool = False) -> None:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     for store_cls, args in ((SqlAlchemyStore, (uri, DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)), (RegistryStore, (uri,))):
-        store_cls(*args)  # type: ignore[operator]
+        store_cls(*args)
         if not keep:
-            engine = store_cls._engine_map.pop(uri, None)  # type: ignore[attr-defined]
+            engine = store_cls._engine_map.pop(uri, None)
             if engine is not None:
                 engine.dispose()
 
