@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import random
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -126,7 +125,15 @@ def _create_aside(path: Path, build: Callable[[str], None]) -> None:
 
 def _mlflow_complete(uri: str) -> bool:
     """Whether the MLflow store ``uri`` has every table at the newest schema revision and its
-    Default experiment (read without changing anything)."""
+    Default experiment (read without changing anything; False when a half-made schema fails
+    the reads)."""
+    try:
+        return _mlflow_complete_or_raise(uri)
+    except Exception:  # noqa: BLE001 - e.g. no such table yet: not complete
+        return False
+
+
+def _mlflow_complete_or_raise(uri: str) -> bool:
     import sqlalchemy
     from mlflow.store.db.utils import _all_tables_exist, _get_latest_schema_revision, _get_schema_version
 
@@ -149,37 +156,19 @@ def _signature(path: Path) -> tuple[int, int] | None:
     return stat.st_size, stat.st_mtime_ns
 
 
-def _write_locked(path: Path) -> bool:
-    """Whether another connection is writing the SQLite file at ``path`` right now."""
-    try:
-        connection = sqlite3.connect(path, timeout=0, isolation_level=None)
-    except sqlite3.Error:
-        return False
-    try:
-        connection.execute("BEGIN IMMEDIATE")
-        connection.execute("ROLLBACK")
-        return False
-    except sqlite3.OperationalError as exc:
-        return "locked" in str(exc)
-    finally:
-        connection.close()
-
-
 def _wait_for_creator(path: Path, complete: Callable[[], bool]) -> None:
     """Wait while another program (one that does not take the lock) creates the store at
-    ``path``: until it is ``complete()``, or neither the file nor its journal has changed nor
-    been locked for ``CREATOR_QUIET_SECONDS`` (an older store at rest, or a creator that
+    ``path``: until it is ``complete()``, or the file has not changed and had no journal (no
+    write under way) for ``CREATOR_QUIET_SECONDS`` (an older store at rest, or a creator that
     stopped), at most ``CREATOR_WAIT_SECONDS``."""
     deadline = time.monotonic() + CREATOR_WAIT_SECONDS
     last, quiet_since = None, time.monotonic()
     while time.monotonic() < deadline:
-        try:
-            if complete():
-                return
-        except Exception:  # noqa: BLE001, S110 - a half-made schema can fail any read: not complete yet
-            pass
-        now = (_signature(path), _signature(path.with_name(path.name + "-journal")), _write_locked(path))
-        if now != last or now[2]:
+        if complete():
+            return
+        journal = _signature(path.with_name(path.name + "-journal"))  # there while a write is under way
+        now = (_signature(path), journal)
+        if now != last or journal is not None:
             last, quiet_since = now, time.monotonic()
         elif time.monotonic() - quiet_since >= CREATOR_QUIET_SECONDS:
             return
@@ -204,7 +193,7 @@ def ready_store(uri: str) -> str:
         def make() -> None:
             if not path.exists():
                 _create_aside(path, _build_mlflow)
-            elif not _mlflow_complete(uri):
+            if not _mlflow_complete(uri):  # another program is creating it (or it is an older store)
                 _wait_for_creator(path, lambda: _mlflow_complete(uri))
             _build_mlflow(uri, keep=True)  # an old store is migrated here; a ready one only checked
 
