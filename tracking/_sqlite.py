@@ -11,7 +11,7 @@ other URIs (``http://``, ``postgresql://``) are left alone.
 A new file is built aside (``.<db>.<pid>.creating``) and linked into place only when complete,
 so a process that does not take the lock (``mlflow ui``, a user's script) finds either no file
 or a ready one.  When such a process got there first and is still creating the schema, tagtune
-waits until it is done (or has stopped changing for a few seconds) before opening it.
+waits until it is done (or its file has been still, with no write under way, for 15 s).
 
 After creation, a write that SQLite refuses with "database is locked" (another process holds
 the file's write lock past SQLite's busy timeout) is retried with backoff by
@@ -232,7 +232,7 @@ def is_locked(exc: BaseException | None) -> bool:
         if isinstance(exc, StoreLockedError):
             return False  # already past the retries: not to be retried again
         seen.add(id(exc))
-        if any(word in str(exc)[:4000] for word in _LOCKED_WORDS):
+        if any(word in str(exc)[:100_000] for word in _LOCKED_WORDS):
             return True
         exc = exc.__cause__ or exc.__context__
     return False
