@@ -494,9 +494,9 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         _finish(resume_search(args.experiment, args.tracking_uri, args.run_id, args.address), args.experiment)
     elif args.command == "ui":
-        from tagtune.tracking import normalize_uri
+        from tagtune.tracking import check_tracking_uri
 
-        uri = normalize_uri(args.tracking_uri)
+        uri = check_tracking_uri(args.tracking_uri)  # a new SQLite store is created before the UI opens it
         cmd = ["mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
         print(" ".join(cmd), file=sys.stderr)
         os.execvp(cmd[0], cmd)
@@ -584,9 +584,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tagtune: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        from tagtune.tracking import access_error
+        from tagtune.tracking import access_error, locked_message
 
-        message = access_error(exc, list(argv) if argv is not None else sys.argv[1:])
+        message = access_error(exc, list(argv) if argv is not None else sys.argv[1:]) or locked_message(exc)
         if message is None:
             raise
         print(f"tagtune: error: {message}", file=sys.stderr)

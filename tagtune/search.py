@@ -441,7 +441,6 @@ def run_search(
 
     ``source``: ``spec.train`` already opened (the CLI opens it once to parse ``--families``).
     """
-    import optuna
 
     from tagtune.progress import SearchProgress
     from tagtune.schedulers import FamilyScheduler
@@ -492,7 +491,7 @@ def run_search(
             mode="max",
             seed=spec.seed,
             study_prefix=run_name,
-            storage=optuna.storages.RDBStorage(optuna_url),
+            storage=tracking.ready_optuna_storage(optuna_url),  # a new SQLite file: one creator
             defaults_first=spec.defaults_first,
             time_budget=spec.time_budget,
             warm_trials=warm,

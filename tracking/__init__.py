@@ -5,6 +5,13 @@ from __future__ import annotations
 from tagtune.tracking._anytime import ANYTIME_COLUMNS, anytime_summary, anytime_table, best_at
 from tagtune.tracking._http import is_http
 from tagtune.tracking._restored import searcher_restored
+from tagtune.tracking._sqlite import (
+    StoreLockedError,
+    locked_message,
+    ready_optuna_storage,
+    ready_store,
+    retry_locked,
+)
 from tagtune.tracking._store import (
     TAG_FAMILY,
     access_error,
@@ -62,6 +69,11 @@ __all__ = [
     "hide_secrets",
     "is_http",
     "searcher_restored",
+    "StoreLockedError",
+    "locked_message",
+    "ready_optuna_storage",
+    "ready_store",
+    "retry_locked",
     "source_tags",
     "EVAL_METRICS",
     "PER_CLASS_ARTIFACT",

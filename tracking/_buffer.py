@@ -8,6 +8,8 @@ its creation goes through; a checkpoint folder is copied so it outlives Ray's te
 retries the queue, in order, every few seconds.  At the end of the search :meth:`drain` waits
 for the server (``TAGTUNE_MLFLOW_WAIT`` seconds, default 120) and says what could not be written.
 Errors that are not about reaching the server (a bad parameter, no permission) are raised.
+On a SQLite store each call is retried while SQLite says the database is locked (another
+command writing the same file), within a bound (``tagtune.tracking._sqlite.retry_locked``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from mlflow import MlflowClient
+
+from tagtune.tracking._sqlite import retry_locked
 
 RETRY_SECONDS = 5.0
 _TRANSIENT_CODES = ("TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED")
@@ -68,10 +72,16 @@ class BufferedWrites:
 
     # -- reads go straight through -----------------------------------------------------------
     def search_runs(self, *args: Any, **kwargs: Any) -> Any:
-        return self.client.search_runs(*args, **kwargs)
+        return self._call("search_runs", *args, **kwargs)
 
     def get_metric_history(self, run_id: str, key: str) -> Any:
-        return self.client.get_metric_history(run_id, key)
+        return self._call("get_metric_history", run_id, key)
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``self.client.<method>(...)``: one MLflow call (one transaction), retried while a
+        SQLite store is locked by another process."""
+        fn = getattr(self.client, method)
+        return retry_locked(lambda: fn(*args, **kwargs), self.uri)
 
     @property
     def tracking_uri(self) -> str:
@@ -129,13 +139,18 @@ class BufferedWrites:
     ) -> None:
         from mlflow.entities import LoggedModelOutput, LoggedModelStatus
 
-        model = self.client.create_logged_model(
-            experiment_id, name=name, source_run_id=run_id, tags=tags, model_type="tagtune-checkpoint"
+        model = self._call(
+            "create_logged_model",
+            experiment_id,
+            name=name,
+            source_run_id=run_id,
+            tags=tags,
+            model_type="tagtune-checkpoint",
         )
-        self.client.log_model_artifacts(model.model_id, local_dir)
-        self.client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+        self._call("log_model_artifacts", model.model_id, local_dir)
+        self._call("finalize_logged_model", model.model_id, LoggedModelStatus.READY)
         # the run's outputs: what its page's "Logged models" list and the model's "Source run" read
-        self.client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
+        self._call("log_outputs", run_id, [LoggedModelOutput(model.model_id, step=0)])
 
     def _submit(self, op: _Op) -> None:
         self.queue.append(op)
@@ -145,13 +160,15 @@ class BufferedWrites:
     def _send(self, op: _Op) -> None:
         run_id = self.ids.get(op.run_id, op.run_id)
         if op.method == "create_run":
-            run = self.client.create_run(*op.args, **op.kwargs)
+            run = self._call("create_run", *op.args, **op.kwargs)
             self.ids[op.run_id] = run.info.run_id
             return
         if run_id.startswith("pending-"):
             raise RuntimeError(f"run {run_id} was never created")  # cannot happen: ops run in order
-        target = self if op.method.startswith("_") else self.client
-        getattr(target, op.method)(run_id, *op.args, **op.kwargs)
+        if op.method.startswith("_"):  # several calls, each retried on its own
+            getattr(self, op.method)(run_id, *op.args, **op.kwargs)
+        else:
+            self._call(op.method, run_id, *op.args, **op.kwargs)
         if op.cleanup:
             shutil.rmtree(op.cleanup, ignore_errors=True)
 

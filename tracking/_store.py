@@ -10,6 +10,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Experiment, Run
 
 from tagtune.tracking._http import is_http, permission_message, probe, use_short_retries
+from tagtune.tracking._sqlite import ready_store
 from tagtune.tracking.schema import RunKind, Tag, kind_filter
 from tagtune.trainables.errors import InputError
 
@@ -37,12 +38,19 @@ def normalize_uri(uri: str | None) -> str:
 
 
 def check_tracking_uri(uri: str | None, experiment: str | None = None) -> str:
-    """``uri`` (or the default) normalized; an HTTP server probed as :func:`open_store` does."""
+    """``uri`` (or the default) normalized; an HTTP server probed as :func:`open_store` does, a
+    SQLite file's schema made ready (:func:`ready_store`)."""
     uri = normalize_uri(uri)
     if is_http(uri):
         use_short_retries()
         probe(uri, experiment)
-    return uri
+    try:
+        return ready_store(uri)
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - as open_store: the store cannot be opened
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot open MLflow tracking URI {uri}: {first[:200]}; check --tracking-uri") from None
 
 
 def access_error(exc: BaseException, argv: object = None) -> str | None:
@@ -92,9 +100,12 @@ def open_store(uri: str | None, experiment: str | None = None) -> tuple[MlflowCl
         raise InputError(f"--tracking-uri {uri}: folder {root} does not exist; create it or pick another path")
     if root is not None and not os.access(root, os.W_OK):
         raise InputError(f"--tracking-uri {uri}: folder {root} is not writable; pick another path")
-    client = MlflowClient(tracking_uri=uri)
     try:
+        ready_store(uri)  # a new or old SQLite file: created or migrated by one process at a time
+        client = MlflowClient(tracking_uri=uri)
         client.search_experiments(max_results=1)
+    except InputError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure here means "cannot open the store"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"cannot open MLflow tracking URI {uri}: {first[:200]}; check --tracking-uri") from None

@@ -30,6 +30,7 @@ from ray import tune
 
 from tagtune.tracking._buffer import BufferedWrites
 from tagtune.tracking._restored import restored_searcher
+from tagtune.tracking._sqlite import ready_store
 from tagtune.tracking._ui import source_tags
 from tagtune.tracking.schema import Metrics, RunKind, StopInfo, Tag, parent_filter
 from tagtune.trainables.config import resolve_config
@@ -86,7 +87,7 @@ class MlflowTrialLogger(tune.Callback):
         self.parent_run_id = parent_run_id
         self.total_trials = total_trials
         self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.client = BufferedWrites(MlflowClient(tracking_uri), self.echo, tracking_uri)
+        self.client = BufferedWrites(MlflowClient(ready_store(tracking_uri)), self.echo, tracking_uri)
         self.runs: dict[str, str] = {}
         self.placed: set[str] = set()  # trials whose node is already tagged
         self.retries: dict[str, int] = {}
@@ -140,7 +141,7 @@ class MlflowTrialLogger(tune.Callback):
             "restores_checked": False,
         }
         self.__dict__.update(state)
-        self.client = BufferedWrites(MlflowClient(self.tracking_uri), self.echo, self.tracking_uri)
+        self.client = BufferedWrites(MlflowClient(ready_store(self.tracking_uri)), self.echo, self.tracking_uri)
 
     # -- bookkeeping -------------------------------------------------------------------------
     def _children(self) -> list[Any]:

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from tagtune.tracking._sqlite import ready_store
 from tagtune.trainables.data import fit_frames
 from tagtune.trainables.ensemble import ENSEMBLE_METHODS, combine_scores
 from tagtune.trainables.errors import InputError
@@ -365,7 +366,7 @@ def log_tagger(
     Raw-audio checkpoints (``densenet_audio``) get the audio signature (:func:`audio_signature`;
     ``n_frames``/``n_features`` are not used) and their rate and crop in the metadata.
     """
-    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(ready_store(tracking_uri))  # a new SQLite store: created by one process
     mlflow.set_registry_uri(tracking_uri)
     artifacts = {f"member{i}": str(Path(c)) for i, c in enumerate(checkpoints)}
     weights = list(weights) if weights is not None else [1.0] * len(checkpoints)
@@ -455,7 +456,7 @@ def resolve_checkpoint(uri: str, tracking_uri: str | None = None) -> tuple[str, 
             candidates = [uri]
     else:
         candidates = [uri]
-    mlflow.set_tracking_uri(store)
+    mlflow.set_tracking_uri(ready_store(store))
     mlflow.set_registry_uri(store)
     last = ""
     for cand in candidates:
