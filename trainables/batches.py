@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from tagtune.trainables.data import InputScaling, TrialData
 from tagtune.trainables.errors import InputError
+from tagtune.trainables.metrics import to_probabilities
 from tagtune.trainables.techniques import (
     ClassIndex,
     balance_labels,
@@ -107,7 +108,7 @@ def predict(
         xb = scale(x[i : i + batch_size].to(device, non_blocking=True))
         with autocast(device):
             out = model(xb).float()
-            outs.append(out.sigmoid() if activation == "sigmoid" else out)
+            outs.append(to_probabilities(out, single_label=False) if activation == "sigmoid" else out)
     return torch.cat(outs)
 
 
