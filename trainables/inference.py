@@ -188,8 +188,8 @@ class Embeddings:
         x = clips.clips if isinstance(clips, ClipSet) else clips
         x = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
         dev = _device(device)
-        logits = predict(model.to(dev), x, device=dev, activation="none")
-        return to_probabilities(logits, single_label).cpu().numpy()
+        # to_probabilities batch by batch inside predict
+        return predict(model.to(dev), x, device=dev, activation="softmax" if single_label else "sigmoid").cpu().numpy()
 
     def finals_data(
         self, train: Any, test: Any, test_idx: np.ndarray, *, seed: int, searched: Any = None, test_from: str = ""
