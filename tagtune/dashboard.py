@@ -151,16 +151,17 @@ def validation_per_class(client: MlflowClient, parent: Any, run_id: str) -> pd.D
     """AP per class of trial ``run_id``'s best checkpoint on the search's validation split
     (:func:`tagtune.scoring.validation_split`, which refuses when it cannot be rebuilt); None
     without a checkpoint or when the model scores other classes."""
-    from tagtune.scoring import evaluate, load_trial_checkpoint, score_clips, validation_split
+    from tagtune.scoring import evaluate, load_trial_checkpoint, validation_split
+    from tagtune.trainables.inference import checkpoint_probabilities
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     split = validation_split(parent)
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            model = load_trial_checkpoint(client, run_id, tmp)
+            model, meta = load_trial_checkpoint(client, run_id, tmp)
         except Exception:  # noqa: BLE001 - no checkpoint logged
             return None
-    scores = score_clips(model, split.x)
+    scores = checkpoint_probabilities(model, meta, split)
     if scores.shape[1] != split.y.shape[1]:
         return None
     _, table = evaluate(scores, split.y, split.class_names)
@@ -259,20 +260,19 @@ def _display(frame: pd.DataFrame) -> pd.DataFrame:
 def dashboard_html(data: ReportData) -> str:
     """The dashboard: both tables, Fig. 4 range, Fig. 3 runtime, optimization history, parallel
     coordinates and importance per family, learning curves, per-class AP."""
-    from tagtune.dashboards import (
-        Section,
-        anytime_figure,
-        build_html,
-        confusion_figure,
-        history_figure,
-        importance_figure,
-        learning_curves_figure,
-        parallel_figure,
-        param_importances,
-        per_class_figure,
-        range_figure,
-        runtime_figure,
+    from tagtune.dashboards import build_html
+
+    sections = _summary_sections(data) + _trial_sections(data)
+    return build_html(
+        f"tagtune report: {data.experiment}",
+        sections,
+        subtitle=f"search run {data.parent_run_id}; every number is rebuilt from MLflow",
     )
+
+
+def _summary_sections(data: ReportData) -> list[Any]:
+    """The per-family table, Fig. 4's range, Fig. 3's runtime, the history and the anytime view."""
+    from tagtune.dashboards import Section, anytime_figure, history_figure, range_figure, runtime_figure
 
     sections = [
         Section(
@@ -303,6 +303,22 @@ def dashboard_html(data: ReportData) -> str:
                 "MLflow logged it, from the search run's start",
             )
         )
+    return sections
+
+
+def _trial_sections(data: ReportData) -> list[Any]:
+    """Parallel coordinates per family, importance, learning curves, per-class AP, confusion."""
+    from tagtune.dashboards import (
+        Section,
+        confusion_figure,
+        importance_figure,
+        learning_curves_figure,
+        parallel_figure,
+        param_importances,
+        per_class_figure,
+    )
+
+    sections: list[Any] = []
     if not data.trials.empty:
         for family in dict.fromkeys(data.trials["family"]):
             sections.append(
@@ -336,11 +352,7 @@ def dashboard_html(data: ReportData) -> str:
                 "share of the true class's clips, text: clip counts.",
             )
         )
-    return build_html(
-        f"tagtune report: {data.experiment}",
-        sections,
-        subtitle=f"search run {data.parent_run_id}; every number is rebuilt from MLflow",
-    )
+    return sections
 
 
 def write_dashboard(client: MlflowClient, data: ReportData, out: str | os.PathLike[str] | None = None) -> Path | None:

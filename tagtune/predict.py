@@ -35,86 +35,30 @@ PATH_COLUMNS = ("path", "file", "filename", "fname", "file_path")
 
 @dataclass
 class Scorer:
-    """Scores clips with a loaded model: ``scores(x [N, T, F]) -> float32 [N, C]`` (uint8 or
-    float clips, as the model was trained on)."""
+    """A loaded model, however it was referenced: a pyfunc model (``models:/``, ``runs:/``, an
+    MLflow model folder) or a checkpoint folder wrapped in-process in the same
+    :class:`~tagtune.tracking.registry.TaggerModel` that registered models run, so both score
+    alike (:mod:`tagtune.trainables.inference`).  ``audio``: the model reads recordings
+    (:meth:`file_scores`), else embedding clips (:meth:`scores`)."""
 
     class_names: list[str]
     model: Any
-    kind: str
+    """``predict(model_input, params=None) -> DataFrame``: one column per class."""
+    audio: bool = False
     read_keys: dict[str, str] | None = None
     """The ``--feature-key`` / ``--label-key`` the model's training data were read with."""
 
     def scores(self, x: np.ndarray, batch: int = 4096) -> np.ndarray:
-        """Probabilities ``[N, C]`` for clips ``x``."""
-        out = []
-        for i in range(0, len(x), batch):
-            chunk = x[i : i + batch]
-            if self.kind == "pyfunc":
-                out.append(self.model.predict(chunk.astype(np.float32)).to_numpy(np.float32))
-            else:
-                out.append(self.model.scores(chunk))
-        return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
-
-
-class _CheckpointScorer:
-    """A checkpoint folder scored in-process (same rules as the pyfunc model)."""
-
-    def __init__(self, folder: Path):
-        from tagtune.trainables.trial import load_model
-
-        self.model, self.meta = load_model(folder)
-
-    def scores(self, x: np.ndarray) -> np.ndarray:
-        from tagtune.scoring import score_clips
-        from tagtune.tracking.registry import clip_inputs
-
-        dtype = str((self.meta.get("inputs") or {}).get("dtype", "uint8"))
-        clips = clip_inputs(x, int(self.meta["n_frames"]), int(self.meta["n_features"]), dtype)
-        return score_clips(self.model, clips).astype(np.float32)
-
-
-def load_scorer(uri: str, tracking_uri: str | None = None) -> Scorer | AudioScorer:
-    """A :class:`Scorer` (embeddings) or :class:`AudioScorer` (raw audio) for a model reference."""
-    import mlflow.pyfunc
-
-    from tagtune.tracking.registry import resolve_checkpoint, unique_names
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    kind, folder = resolve_checkpoint(uri, tracking_uri)
-    if kind == "checkpoint":
-        audio = _audio_scorer(kind, folder)
-        if audio is not None:
-            return audio
-        scorer = _CheckpointScorer(folder)
-        cfg = scorer.meta.get("config", {})
-        names = scorer.meta.get("class_names") or [str(i) for i in range(int(scorer.meta["n_classes"]))]
-        if cfg.get("target_class") not in (None, "None", ""):
-            names = [str(cfg["target_class"])]
-        return Scorer(unique_names(names), scorer, kind, scorer.meta.get("read"))
-    try:
-        model = mlflow.pyfunc.load_model(str(folder))
-    except Exception as exc:  # noqa: BLE001 - a folder that is not a loadable model
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"--model {uri}: cannot load the MLflow model ({first})") from None
-    audio = _audio_scorer(kind, folder, model)
-    if audio is not None:
-        return audio
-    outputs = model.metadata.get_output_schema()
-    names = outputs.input_names() if outputs is not None else []
-    recorded = ((model.metadata.metadata or {}).get("tagtune") or {}).get("read")
-    return Scorer(list(names), model, kind, recorded)
-
-
-class AudioScorer:
-    """Scores audio files with a raw-audio model: ``file_scores(path) -> float32 [C]``."""
-
-    def __init__(self, class_names: list[str], model: Any, kind: str) -> None:
-        self.class_names, self.model, self.kind = class_names, model, kind
+        """Probabilities ``[N, C]`` for clips ``x [N, T, F]`` (uint8 or float, as the model was trained on)."""
+        out = [self.model.predict(x[i : i + batch].astype(np.float32)) for i in range(0, len(x), batch)]
+        return (
+            np.concatenate([o.to_numpy(np.float32) for o in out])
+            if out
+            else np.zeros((0, len(self.class_names)), np.float32)
+        )
 
     def file_scores(self, path: Path) -> np.ndarray:
-        """Probabilities of one file (windows pooled by their mean); bad audio: an InputError."""
-        if self.kind == "checkpoint":
-            return self.model.file_scores(path, windows=True)
+        """Probabilities of one audio file (windows pooled by their mean); bad audio: an InputError."""
         import pandas as pd
         from mlflow.exceptions import MlflowException
 
@@ -125,22 +69,39 @@ class AudioScorer:
         return np.asarray(out.to_numpy(np.float32))[0]
 
 
-def _audio_scorer(kind: str, folder: Path, model: Any = None) -> AudioScorer | None:
-    """An :class:`AudioScorer` when the model reads raw audio, else ``None``."""
-    from tagtune.tracking.registry import is_audio_checkpoint, unique_names
-    from tagtune.trainables.audio.inference import AudioTagger
+@dataclass
+class _InProcess:
+    """A :class:`~tagtune.tracking.registry.TaggerModel` called as a loaded pyfunc model is."""
 
+    tagger: Any
+
+    def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+        return self.tagger.predict(None, model_input, params)
+
+
+def load_scorer(uri: str, tracking_uri: str | None = None) -> Scorer:
+    """The :class:`Scorer` of a model reference (embeddings or raw audio)."""
+    import mlflow.pyfunc
+
+    from tagtune.tracking.registry import TaggerModel, resolve_checkpoint
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    kind, folder = resolve_checkpoint(uri, tracking_uri)
     if kind == "checkpoint":
-        if is_audio_checkpoint(folder) is None:
-            return None
-        tagger = AudioTagger.from_folders([folder])
-        return AudioScorer(unique_names(tagger.class_names), tagger, kind)
-    meta = (model.metadata.metadata or {}).get("tagtune", {})
-    inputs = model.metadata.get_input_schema()
-    if meta.get("input") != "audio" and "audio" not in (inputs.input_names() if inputs is not None else []):
-        return None
+        tagger = TaggerModel.from_folders([folder])
+        meta = tagger.metas[0]
+        return Scorer(list(tagger.columns), _InProcess(tagger), tagger.audio is not None, meta.get("read"))
+    try:
+        model = mlflow.pyfunc.load_model(str(folder))
+    except Exception as exc:  # noqa: BLE001 - a folder that is not a loadable model
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"--model {uri}: cannot load the MLflow model ({first})") from None
     outputs = model.metadata.get_output_schema()
-    return AudioScorer(list(outputs.input_names() if outputs is not None else []), model, kind)
+    names = list(outputs.input_names()) if outputs is not None else []
+    recorded = (model.metadata.metadata or {}).get("tagtune") or {}
+    inputs = model.metadata.get_input_schema()
+    audio = recorded.get("input") == "audio" or "audio" in (inputs.input_names() if inputs is not None else [])
+    return Scorer(names, model, audio, recorded.get("read"))
 
 
 def is_audio_input(path: Path) -> bool:
@@ -219,7 +180,7 @@ def _labels(scores: np.ndarray, names: list[str], k: int) -> list[dict[str, Any]
 
 
 def audio_predictions(
-    scorer: AudioScorer, input_path: str, k: int, on_error: Callable[[str], None] | None = None
+    scorer: Scorer, input_path: str, k: int, on_error: Callable[[str], None] | None = None
 ) -> Iterator[dict[str, Any]]:
     """For each audio file of ``input_path``: ``{"id", "labels"}``; a file that cannot be tagged
     goes to ``on_error`` (default: ignored); an :class:`InputError` when none could be."""
@@ -278,7 +239,7 @@ def predictions(
             "cache (an audio model: a wav/flac/ogg file, a folder of them or a CSV of files)"
         )
     scorer = load_scorer(uri, tracking_uri)
-    if isinstance(scorer, AudioScorer):
+    if scorer.audio:
         yield from audio_predictions(scorer, input_path, k, on_error)
         return
     if is_audio_input(Path(input_path)):

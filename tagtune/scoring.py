@@ -1,19 +1,19 @@
-"""Scoring a search's models: its validation split, a checkpoint or an ensemble scored on clips,
-and the scores' metrics with a per-class table.
+"""Scoring a search's models: its validation split, trial checkpoints scored on clips, and
+the scores' metrics with a per-class table.
 
 One rule for everyone (``tagtune finalize`` choosing ensemble members, the report's per-class
-AP, ``tagtune predict``): the validation split of a search is rebuilt from what the search
-recorded (its ``val_fraction`` and ``seed``, on data with as many clips as it trained and
-validated on); when that cannot be done, :func:`validation_split` refuses with
-:class:`SplitUnavailable` (an :class:`~tagtune.trainables.errors.InputError` that says why),
-and never guesses a fraction or a seed.
+AP): the validation split of a search is rebuilt from what the search recorded (its
+``val_fraction`` and ``seed``, on data with as many clips as it trained and validated on); when
+that cannot be done, :func:`validation_split` refuses with :class:`SplitUnavailable` (an
+:class:`~tagtune.trainables.errors.InputError` that says why), and never guesses a fraction or a
+seed.  Clips of either data kind are scored through :mod:`tagtune.trainables.inference` (the
+kind's split and probabilities, softmax or sigmoid as the checkpoint says).
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +22,15 @@ import pandas as pd
 
 from tagtune.tracking import Metrics
 from tagtune.trainables.ensemble import combine_scores
-from tagtune.trainables.errors import InputError
+from tagtune.trainables.inference import ClipSet, SplitUnavailable, checkpoint_probabilities
+from tagtune.trainables.inference import validation_split as rebuild_split
 
 __all__ = [
     "SINGLE_LABEL_EVAL",
-    "AudioSplit",
+    "ClipSet",
     "SplitUnavailable",
-    "ValidationSplit",
     "evaluate",
     "load_trial_checkpoint",
-    "audio_validation_split",
-    "score_audio",
-    "score_clips",
     "score_ensemble_members",
     "score_trials",
     "validation_split",
@@ -42,20 +39,6 @@ __all__ = [
 
 SINGLE_LABEL_EVAL = Metrics.EVAL_SINGLE_LABEL
 """The eval metrics single-label (audio) models add to ``eval_mAUC/eval_mAP/eval_dprime``."""
-
-
-class SplitUnavailable(InputError):
-    """The search's validation split cannot be rebuilt (other data, or nothing recorded)."""
-
-
-@dataclass(frozen=True)
-class ValidationSplit:
-    """A search's validation clips (``[N, T, F]`` of the data's dtype, a writable copy), labels and classes."""
-
-    x: np.ndarray
-    y: np.ndarray
-    class_names: tuple[str, ...]
-    idx: np.ndarray
 
 
 def _search_data(params: dict[str, str], run_id: str) -> Any:
@@ -72,64 +55,36 @@ def _search_data(params: dict[str, str], run_id: str) -> Any:
     return load_dataset(train, options=SearchSpec.from_params(params).read_options())
 
 
-def validation_split(parent: Any, dataset: Any | None = None) -> ValidationSplit:
-    """The validation split of the search ``parent`` (its MLflow run) in ``dataset`` (default:
-    the training data at the path the search recorded), rebuilt from the search's recorded
-    ``val_fraction`` and ``seed``; :class:`SplitUnavailable` when the search recorded no split or
-    ``dataset`` is not the data it searched on (another clip count)."""
+def validation_split(parent: Any, dataset: Any | None = None) -> ClipSet:
+    """The validation split of the search ``parent`` (its MLflow run) in ``dataset`` (embeddings
+    or audio; default: the training data at the path the search recorded), rebuilt from the
+    search's recorded ``val_fraction`` and ``seed``; :class:`SplitUnavailable` when the search
+    recorded no split or ``dataset`` is not the data it searched on (another clip count)."""
     params, run_id = parent.data.params, parent.info.run_id
-    if "val_fraction" not in params or "seed" not in params:
+    if "val_fraction" not in params or "seed" not in params:  # before reading the data
         raise SplitUnavailable(f"search run {run_id} recorded no validation split (val_fraction, seed)")
     ds = _search_data(params, run_id) if dataset is None else dataset
-    train_idx, val_idx, _ = ds.splits(float(params["val_fraction"]), int(params["seed"]))
-    searched = (int(params.get("n_train", -1)), int(params.get("n_val", -1)))
-    if (len(train_idx), len(val_idx)) != searched:
-        raise SplitUnavailable(
-            f"the data split into {len(train_idx)} training and {len(val_idx)} validation clips but search "
-            f"run {run_id} into {searched[0]} and {searched[1]}; pass the search's training data"
-        )
-    idx = np.sort(val_idx)
-    return ValidationSplit(
-        x=np.array(ds.x[idx]),
-        y=np.asarray(ds.y[idx], dtype=bool),
-        class_names=tuple(ds.class_names),
-        idx=idx,
-    )
+    return rebuild_split(params, ds, f"search run {run_id}")
 
 
-def score_clips(model: Any, x: Any, device: Any = None, *, single_label: bool = False) -> np.ndarray:
-    """Probabilities ``[N, C]`` (numpy) of a loaded model for raw clips ``x`` ``[N, T, F]`` (scaled
-    as its checkpoint records: :func:`tagtune.trainables.trial.load_model`)."""
-    import torch
-
-    from tagtune.trainables.loop import predict
-
-    device = device if device is not None else torch.device("cpu")
-    clips = x if isinstance(x, torch.Tensor) else torch.from_numpy(x)
-    if single_label:
-        return predict(model.to(device), clips, device=device, activation="none").softmax(dim=1).cpu().numpy()
-    return predict(model.to(device), clips, device=device).cpu().numpy()
-
-
-def load_trial_checkpoint(client: Any, run_id: str, folder: str | Path) -> Any:
-    """The network of run ``run_id``'s logged ``checkpoint`` (downloaded into ``folder``)."""
+def load_trial_checkpoint(client: Any, run_id: str, folder: str | Path) -> tuple[Any, dict[str, Any]]:
+    """The network and ``model.json`` of run ``run_id``'s logged ``checkpoint`` (downloaded into
+    ``folder``)."""
     from tagtune.trainables.trial import load_model
 
     local = client.download_artifacts(run_id, "checkpoint", str(folder))
-    model, _ = load_model(local)
-    return model
+    return load_model(local)
 
 
-def score_trials(
-    client: Any, run_ids: Sequence[str], split: ValidationSplit, device: Any = None, *, single_label: bool = False
-) -> list[np.ndarray]:
-    """Each trial's best checkpoint (trained on the search's training part) scored on ``split``;
-    the download's or load's error propagates (``MlflowException``, ``OSError``, ...)."""
+def score_trials(client: Any, run_ids: Sequence[str], split: ClipSet, device: Any = None) -> list[np.ndarray]:
+    """Each trial's best checkpoint (trained on the search's training part) scored on ``split``
+    (:func:`tagtune.trainables.inference.checkpoint_probabilities`); the download's or load's
+    error propagates (``MlflowException``, ``OSError``, ...)."""
     out = []
     with tempfile.TemporaryDirectory(prefix="tagtune-sources-") as work:
         for run_id in run_ids:
-            model = load_trial_checkpoint(client, run_id, Path(work) / run_id)
-            out.append(score_clips(model, split.x, device, single_label=single_label))
+            model, meta = load_trial_checkpoint(client, run_id, Path(work) / run_id)
+            out.append(checkpoint_probabilities(model, meta, split, device))
     return out
 
 
@@ -167,56 +122,3 @@ def evaluate(
         }
     )
     return {f"{prefix}{k}": float(v) for k, v in summary.items()}, per_class
-
-
-# ------------------------------------------------------------------------------------------
-# Raw audio (seed 003): whole clips of an AudioDataset through the model's own front end
-# ------------------------------------------------------------------------------------------
-
-
-def score_audio(model: Any, config: Any, data: Any, idx: np.ndarray, device: Any = None) -> np.ndarray:
-    """Probabilities ``[len(idx), C]`` (numpy float32) of a loaded audio model (config
-    ``config``) for the clips ``idx`` of audio ``data`` (a :class:`TrialData` of an
-    :class:`~tagtune.trainables.data.AudioDataset`): whole clips at the config's sample rate, as
-    validation scores them; softmax outputs on single-label data, else sigmoid."""
-    import torch
-
-    from tagtune.trainables.audio.batches import AudioBatches
-    from tagtune.trainables.config import resolve_config
-    from tagtune.trainables.loop import model_task, task_labels
-
-    device = device if device is not None else torch.device("cpu")
-    cfg = resolve_config(config)
-    batches = AudioBatches(cfg, data, task_labels(cfg, data), device)
-    logits = batches.predict_logits(model.to(device), torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(device))
-    probs = logits.softmax(dim=1) if model_task(cfg, data.single_label) == "singlelabel" else logits.sigmoid()
-    return probs.float().cpu().numpy()
-
-
-@dataclass(frozen=True)
-class AudioSplit:
-    """A search's validation clips of audio data: the trial data and the validation indices."""
-
-    data: Any
-    idx: np.ndarray
-    y: np.ndarray
-    class_names: tuple[str, ...]
-
-
-def audio_validation_split(parent: Any, ds: Any) -> AudioSplit:
-    """The validation split of the audio search ``parent`` in the :class:`AudioDataset` ``ds``:
-    :meth:`AudioDataset.splits` with the search's recorded ``val_fraction`` and ``seed`` (the
-    same split the trials validated on); :class:`SplitUnavailable` when the search recorded no
-    split or ``ds`` is not its data (another count of training and validation clips)."""
-    params, run_id = parent.data.params, parent.info.run_id
-    if "val_fraction" not in params or "seed" not in params:
-        raise SplitUnavailable(f"search run {run_id} recorded no validation split (val_fraction, seed)")
-    data = ds.trial_data(val_fraction=float(params["val_fraction"]), seed=int(params["seed"]))
-    searched = (int(params.get("n_train", -1)), int(params.get("n_val", -1)))
-    if (len(data.train_idx), len(data.val_idx)) != searched:
-        raise SplitUnavailable(
-            f"the data split into {len(data.train_idx)} training and {len(data.val_idx)} validation clips "
-            f"but search run {run_id} into {searched[0]} and {searched[1]}; pass the search's training data"
-        )
-    idx = np.sort(np.asarray(data.val_idx))
-    return AudioSplit(data, idx, np.asarray(ds.y[idx], dtype=bool), tuple(ds.class_names))

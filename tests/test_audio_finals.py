@@ -224,8 +224,9 @@ def test_data_inspect_on_audio_lists_rates_durations_classes_split_and_unreadabl
 
 
 def test_audio_ensemble_weights_are_chosen_on_validation_and_rows_are_distributions():
-    from tagtune.finalize import AudioFinalsData
+    from tagtune.finalize import FinalsData
     from tagtune.trainables.ensemble import greedy_weights
+    from tagtune.trainables.inference import AUDIO
 
     # two members that each know one half of the classes: greedy selection keeps both
     y = np.eye(4, dtype=bool)[[0, 1, 2, 3, 0, 1, 2, 3]]
@@ -234,12 +235,11 @@ def test_audio_ensemble_weights_are_chosen_on_validation_and_rows_are_distributi
     noise = np.full((8, 4), 0.25)
     weights, val_map = greedy_weights([good_low, good_high, noise], y, "geomean")
     assert weights[0] > 0 and weights[1] > 0 and weights[2] == 0 and val_map == pytest.approx(1.0)
-    fd = AudioFinalsData(
-        train=SimpleNamespace(single_label=True, class_names=("a", "b", "c", "d")),
-        data=None,
+    fd = FinalsData(
+        kind=AUDIO,
+        data=SimpleNamespace(single_label=True, class_names=("a", "b", "c", "d")),
         test=None,
-        test_idx=np.arange(8),
-        eval_y=y,
+        searched=None,
         test_from="",
     )
     mixed = fd.combine([good_low, good_high], weights[:2], "geomean")

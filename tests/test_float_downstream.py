@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,7 +75,8 @@ def test_float_single_label_npz_searches_finalizes_on_its_test_split_and_predict
     (final,) = [m for m in outcome.members if m.family == "fc1"]
     assert 0.5 < final.metrics["eval_accuracy"] <= 1.0  # scored on the 48 test clips (chance 0.25)
     assert any("48 eval clips (test split of" in line for line in lines)
-    meta = json.loads((final.checkpoint / "model.json").read_text())
+    # the final's logged checkpoint (its working folder went with finalize's temporary folder)
+    meta = json.loads(Path(client.download_artifacts(final.run_id, "checkpoint/model.json", str(root))).read_text())
     assert meta["inputs"]["scaling"] == "standard" and meta["task"] == "singlelabel"
     assert final.model_uri and final.model_uri.startswith("models:/")
     out = list(predictions(final.model_uri, str(data), k=2, tracking_uri=uri))

@@ -31,7 +31,8 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,31 +119,50 @@ class TaggerModel(PythonModel):
 
     Artifacts are checkpoint folders named ``member0``, ``member1``, ...; the model config's
     ``weights`` and ``method`` say how members combine (ignored with one member).  Logged as
-    "models from code" (``tracking/_tagger_entry.py``), so nothing is pickled.
+    "models from code" (``tracking/_tagger_entry.py``), so nothing is pickled.  ``tagtune
+    predict`` scores a checkpoint folder with the same class (:meth:`from_folders`), so a model
+    answers the same in-process, from ``runs:/`` or ``models:/`` and when served.
     """
 
     def load_context(self, context: Any) -> None:
         """Rebuild the member networks from their checkpoint folders."""
-        from tagtune.trainables.trial import load_model
-
         config = dict(context.model_config or {})
         names = sorted((k for k in context.artifacts if k.startswith("member")), key=lambda k: int(k[6:]))
-        self.models = []
-        self.metas = []
-        for key in names:
-            model, meta = load_model(context.artifacts[key])
-            self.models.append(model)
-            self.metas.append(meta)
-        self.weights = list(config.get("weights") or [1.0] * len(self.models))
-        self.method = str(config.get("method", "mean"))
+        self.load([context.artifacts[key] for key in names], config.get("weights"), str(config.get("method", "mean")))
+
+    @classmethod
+    def from_folders(
+        cls,
+        folders: Sequence[str | os.PathLike[str]],
+        weights: Sequence[float] | None = None,
+        method: str = "mean",
+    ) -> TaggerModel:
+        """The tagger of checkpoint folders (``model.pt`` + ``model.json``), loaded in-process."""
+        tagger = cls()
+        tagger.load(folders, weights, method)
+        return tagger
+
+    def load(
+        self, folders: Sequence[str | os.PathLike[str]], weights: Sequence[float] | None, method: str = "mean"
+    ) -> None:
+        """Load the members, their input shape and dtype, and the output columns."""
+        from tagtune.trainables.inference import class_names_of, is_audio_meta, is_single_label
+        from tagtune.trainables.trial import load_model
+
+        loaded = [load_model(folder) for folder in folders]
+        self.models = [model for model, _ in loaded]
+        self.metas = [meta for _, meta in loaded]
+        self.weights = list(weights or [1.0] * len(self.models))
+        self.method = method
         first = self.metas[0]
         self.n_frames, self.n_features = int(first["n_frames"]), int(first["n_features"])
         self.dtype = str((first.get("inputs") or {}).get("dtype", "uint8"))
-        self.columns = unique_names(first.get("class_names") or [str(i) for i in range(first["n_classes"])])
-        from tagtune.trainables.audio.inference import AudioTagger, is_audio_meta
-
+        self.single_label = is_single_label(first)  # single-label models answer a distribution
+        self.columns = unique_names(class_names_of(first))
         self.audio: AudioTagger | None = None
         if is_audio_meta(first):
+            from tagtune.trainables.audio.inference import AudioTagger
+
             self.audio = AudioTagger(list(zip(self.models, self.metas, strict=True)), self.weights, self.method)
             self.columns = unique_names(self.audio.class_names)
 
@@ -150,20 +170,13 @@ class TaggerModel(PythonModel):
         """Probabilities ``[N, C]`` (float32) for clips ``x`` (see :func:`clip_inputs`)."""
         import torch
 
-        from tagtune.trainables.loop import predict
+        from tagtune.trainables.inference import EMBEDDINGS
 
         clips = torch.from_numpy(clip_inputs(x, self.n_frames, self.n_features, self.dtype))
-        cpu = torch.device("cpu")
-        single = self.metas[0].get("task") == "singlelabel"
-        if single:  # single-label models answer a distribution over the classes
-            member_scores = [
-                predict(m, clips, device=cpu, activation="none").softmax(dim=1).numpy() for m in self.models
-            ]
-        else:
-            member_scores = [predict(m, clips, device=cpu).numpy() for m in self.models]
+        member_scores = [EMBEDDINGS.probabilities(m, clips, single_label=self.single_label) for m in self.models]
         if len(member_scores) == 1:
             return member_scores[0].astype(np.float32)
-        return combine_scores(member_scores, self.weights, self.method, single_label=single)
+        return combine_scores(member_scores, self.weights, self.method, single_label=self.single_label)
 
     # ``np.ndarray`` is a hint MLflow infers no schema from: the tensor signature stays in charge.
     def predict(self, context: Any, model_input: np.ndarray, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -291,7 +304,7 @@ def audio_signature(class_names: Sequence[str], sample_rate: int) -> Any:
 
 def is_audio_checkpoint(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The ``model.json`` of a raw-audio checkpoint folder, else ``None``."""
-    from tagtune.trainables.audio.inference import is_audio_meta
+    from tagtune.trainables.inference import is_audio_meta
 
     meta = _checkpoint_meta(folder)
     return meta if is_audio_meta(meta) else None
@@ -370,61 +383,76 @@ def log_tagger(
     mlflow.set_registry_uri(tracking_uri)
     artifacts = {f"member{i}": str(Path(c)) for i, c in enumerate(checkpoints)}
     weights = list(weights) if weights is not None else [1.0] * len(checkpoints)
-    from tagtune.trainables.audio.inference import is_audio_meta
-
     first = _checkpoint_meta(checkpoints[0]) if checkpoints else {}  # what the members were trained on
-    audio_meta = first if is_audio_meta(first) else None
+    signature, example, extra = _model_inputs(first, class_names, n_frames, n_features, extra_metadata)
+    with _quiet_model_logs(), mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name=artifact_name,
+            python_model=str(Path(__file__).with_name("_tagger_entry.py")),
+            artifacts=artifacts,
+            # MLflow also logs the model config as run params: only ensembles need one.
+            model_config=({"method": method, "weights": [float(w) for w in weights]} if len(checkpoints) > 1 else None),
+            signature=signature,
+            input_example=example,
+            pip_requirements=_requirements(),
+            registered_model_name=registered_name,
+            metadata={
+                "tagtune": {
+                    "class_names": list(class_names),
+                    "method": method,
+                    "weights": [float(w) for w in weights],
+                    **extra,
+                }
+            },
+        )
+    version = getattr(info, "registered_model_version", None)
+    version = str(version) if version is not None else None
+    registered = f"models:/{registered_name}/{version}" if registered_name and version else None
+    return LoggedTagger(f"runs:/{run_id}/{artifact_name}", registered, registered_name, version)
+
+
+def _model_inputs(
+    first: Mapping[str, Any],
+    class_names: Sequence[str],
+    n_frames: int,
+    n_features: int,
+    extra_metadata: Mapping[str, Any] | None,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The signature, input example and ``tagtune`` metadata of a tagger whose first member's
+    ``model.json`` is ``first``: clips ``[N, T, F]``, or audio for a raw-audio checkpoint."""
+    from tagtune.trainables.inference import is_audio_meta
+
     dtype = str((first.get("inputs") or {}).get("dtype", "uint8"))  # uint8 when it records none
-    example: Any = np.zeros((1, n_frames, n_features), dtype=np.float32)
-    signature = tagger_signature(class_names, n_features, dtype)
     extra = dict(extra_metadata or {})
     extra.setdefault("inputs", {"n_frames": int(n_frames), "n_features": int(n_features), "dtype": dtype})
     read = first.get("read")
     if read:  # --feature-key / --label-key of the training data: predict reads new data alike
         extra.setdefault("read", dict(read))
-    if audio_meta is not None:
-        from tagtune.trainables.audio.inference import audio_settings
+    if not is_audio_meta(first):
+        clips = np.zeros((1, n_frames, n_features), dtype=np.float32)
+        return tagger_signature(class_names, n_features, dtype), clips, extra
+    from tagtune.trainables.audio.inference import audio_settings
 
-        rate, crop = audio_settings(audio_meta)
-        signature = audio_signature(class_names, rate)
-        # A 440 Hz tone of one crop: the input example MLflow validates and the UI shows.
-        tone = 0.5 * np.sin(2 * np.pi * 440.0 * np.arange(crop) / rate)
-        example = pd.DataFrame({"audio": [np.round(tone, 4)], "sample_rate": [rate]})
-        extra = {"input": "audio", "sample_rate": rate, "crop_samples": crop, **extra}
+    rate, crop = audio_settings(first)
+    # A 440 Hz tone of one crop: the input example MLflow validates and the UI shows.
+    tone = 0.5 * np.sin(2 * np.pi * 440.0 * np.arange(crop) / rate)
+    example = pd.DataFrame({"audio": [np.round(tone, 4)], "sample_rate": [rate]})
+    extra = {"input": "audio", "sample_rate": rate, "crop_samples": crop, **extra}
+    return audio_signature(class_names, rate), example, extra
+
+
+@contextmanager
+def _quiet_model_logs() -> Iterator[None]:
+    """MLflow's "Validating input example against model signature" (on every model) silenced."""
     quiet = [logging.getLogger(n) for n in ("mlflow.pyfunc", "mlflow.models")]
     levels = [lg.level for lg in quiet]
-    for lg in quiet:  # "Validating input example against model signature" on every model
+    for lg in quiet:
         lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
     try:
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(
-                name=artifact_name,
-                python_model=str(Path(__file__).with_name("_tagger_entry.py")),
-                artifacts=artifacts,
-                # MLflow also logs the model config as run params: only ensembles need one.
-                model_config=(
-                    {"method": method, "weights": [float(w) for w in weights]} if len(checkpoints) > 1 else None
-                ),
-                signature=signature,
-                input_example=example,
-                pip_requirements=_requirements(),
-                registered_model_name=registered_name,
-                metadata={
-                    "tagtune": {
-                        "class_names": list(class_names),
-                        "method": method,
-                        "weights": [float(w) for w in weights],
-                        **extra,
-                    }
-                },
-            )
+        yield
     finally:
         for lg, level in zip(quiet, levels, strict=True):
             lg.setLevel(level)
-    version = getattr(info, "registered_model_version", None)
-    version = str(version) if version is not None else None
-    registered = f"models:/{registered_name}/{version}" if registered_name and version else None
-    return LoggedTagger(f"runs:/{run_id}/{artifact_name}", registered, registered_name, version)
 
 
 def resolve_checkpoint(uri: str, tracking_uri: str | None = None) -> tuple[str, Path]:

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from tagtune.trainables.data import InputScaling, TrialData
 from tagtune.trainables.errors import InputError
+from tagtune.trainables.metrics import to_probabilities
 from tagtune.trainables.techniques import (
     ClassIndex,
     balance_labels,
@@ -96,8 +97,9 @@ def predict(
     scaling: InputScaling | None = None,
 ) -> Tensor:
     """Sigmoid scores ``[N, C]`` (float32, on ``x``'s device) for raw clips ``x [N, T, F]``
-    (the raw logits with ``activation="none"``), scaled by ``scaling`` (default: the model's
-    ``input_scaling`` where :func:`tagtune.trainables.trial.load_model` set one, else uint8 / 255)."""
+    (softmax scores with ``activation="softmax"``, the raw logits with ``activation="none"``),
+    scaled by ``scaling`` (default: the model's ``input_scaling`` where
+    :func:`tagtune.trainables.trial.load_model` set one, else uint8 / 255)."""
     device = device or x.device
     model.eval()
     # A model rebuilt by tagtune.trainables.trial.load_model carries its checkpoint's scaling.
@@ -107,7 +109,8 @@ def predict(
         xb = scale(x[i : i + batch_size].to(device, non_blocking=True))
         with autocast(device):
             out = model(xb).float()
-            outs.append(out.sigmoid() if activation == "sigmoid" else out)
+            # per batch, as always: a sigmoid over another shape can differ in the last bit
+            outs.append(out if activation == "none" else to_probabilities(out, single_label=activation == "softmax"))
     return torch.cat(outs)
 
 

@@ -56,6 +56,7 @@ __all__ = [
     "single_label_metrics",
     "tagging_metrics",
     "task_metrics",
+    "to_probabilities",
 ]
 
 _SQRT2 = math.sqrt(2.0)
@@ -478,6 +479,16 @@ def single_label_metrics(scores: torch.Tensor, y: torch.Tensor) -> dict[str, flo
     return out
 
 
+def to_probabilities(logits: torch.Tensor, single_label: bool) -> torch.Tensor:
+    """Class probabilities (float32) of logits ``[N, C]``: the softmax over the classes for a
+    single-label model (one class per clip: a distribution), else each class's sigmoid.
+
+    The one place the rule is written: validation (:func:`task_metrics`), finals, ``tagtune
+    predict`` and the registered models all score through it (see
+    :mod:`tagtune.trainables.inference`)."""
+    return logits.float().softmax(dim=1) if single_label else logits.float().sigmoid()
+
+
 def task_metrics(logits: torch.Tensor, y: torch.Tensor, task: str) -> dict[str, float]:
     """Validation metrics from whole-clip logits ``[N, C]`` and bool labels ``y [N, C]``.
 
@@ -487,10 +498,10 @@ def task_metrics(logits: torch.Tensor, y: torch.Tensor, task: str) -> dict[str, 
     (clamped to [1e-7, 1 - 1e-7], in float64).
     """
     if task == "singlelabel":
-        out = single_label_metrics(logits.float().softmax(dim=1), y)
+        out = single_label_metrics(to_probabilities(logits, single_label=True), y)
         out["loss"] = float(torch.nn.functional.cross_entropy(logits.float(), y.to(torch.int8).argmax(dim=1)))
         return out
-    scores = logits.float().sigmoid()
+    scores = to_probabilities(logits, single_label=False)
     out = tagging_metrics(scores, y)
     if task == "binary":
         out["f1"] = f1_at_best_threshold(scores[:, 0], y[:, 0])[0]

@@ -13,7 +13,8 @@ One place for what the registered pyfunc model (:mod:`tagtune.tracking.registry`
   member's ``sample_rate`` and scored as validation scores whole clips
   (:meth:`tagtune.trainables.audio.batches.AudioBatches.predict_logits`): zero-padded (centered)
   to at least ``crop_samples``, peak-normalized when training used the random scale
-  (``mixup_scale > 0``), softmax (single-label) or sigmoid outputs.  With ``windows=True`` a
+  (``mixup_scale > 0``), softmax (single-label) or sigmoid outputs
+  (:func:`tagtune.trainables.inference.to_probabilities`).  With ``windows=True`` a
   clip longer than ``crop_samples`` is cut into windows of ``crop_samples`` (hop half of it, the
   last window ending at the clip's end) and the windows' probabilities are averaged.  Members
   combine as :func:`tagtune.trainables.ensemble.combine_scores` (mean / weighted geomean).
@@ -34,6 +35,7 @@ from tagtune.trainables.audio.batches import crop_or_pad
 from tagtune.trainables.data import check_rate, resample
 from tagtune.trainables.ensemble import combine_scores
 from tagtune.trainables.errors import InputError
+from tagtune.trainables.inference import class_names_of, is_audio_meta, is_single_label, to_probabilities
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 """The file types ``tagtune predict`` picks from a folder."""
@@ -41,20 +43,6 @@ SILENCE_PEAK = 1e-4
 """A clip whose peak magnitude is below this (-80 dBFS, about 3 steps of 16-bit audio) is silent."""
 WINDOW_BATCH = 64
 """Windows scored per forward pass."""
-
-
-def is_audio_meta(meta: Mapping[str, Any]) -> bool:
-    """Whether a checkpoint's ``model.json`` describes a raw-audio model: its config has a
-    ``sample_rate`` or its family is registered for audio (``densenet_audio``)."""
-    from tagtune.trainables.models import get_family
-
-    cfg = dict(meta.get("config") or {})
-    if "sample_rate" in cfg:
-        return True
-    try:
-        return get_family(str(cfg.get("family"))).inputs == "audio"
-    except (KeyError, ValueError):  # an unknown family: load_model reports it
-        return False
 
 
 def audio_settings(meta: Mapping[str, Any]) -> tuple[int, int]:
@@ -149,7 +137,7 @@ class _Member:
         self.rate = int(cfg["sample_rate"])
         self.crop = int(cfg.get("crop_samples") or 0) or 1
         self.normalize = float(cfg.get("mixup_scale") or 0.0) > 0
-        self.softmax = meta.get("task") == "singlelabel"
+        self.single_label = is_single_label(meta)
 
     @torch.inference_mode()
     def probabilities(self, x: np.ndarray) -> np.ndarray:
@@ -160,7 +148,7 @@ class _Member:
             if self.normalize:
                 xb = xb / xb.abs().amax(dim=1, keepdim=True).clamp(min=1e-8)
             logits = self.model(xb.unsqueeze(2)).float()
-            out.append((logits.softmax(dim=1) if self.softmax else logits.sigmoid()).numpy())
+            out.append(to_probabilities(logits, self.single_label).numpy())
         return np.concatenate(out)
 
     def clip_scores(self, clip: np.ndarray, rate: int, windows: bool) -> np.ndarray:
@@ -188,13 +176,9 @@ class AudioTagger:
         self.weights = list(weights) if weights is not None else [1.0] * len(self.members)
         self.method = method
         first = members[0][1]
-        self.single_label = first.get("task") == "singlelabel"
+        self.single_label = is_single_label(first)
         """Single-label members: a geometric-mean ensemble's rows are distributions, as finalize scored them."""
-        cfg = dict(first["config"])
-        names = first.get("class_names") or [str(i) for i in range(int(first["n_classes"]))]
-        if cfg.get("target_class") not in (None, "None", ""):
-            names = [str(cfg["target_class"])]
-        self.class_names = [str(n) for n in names]
+        self.class_names = class_names_of(first)
         self.sample_rate = self.members[0].rate
         """The rate a clip is assumed to have when none is given (the first member's)."""
         self.min_rate = max(m.rate for m in self.members)
