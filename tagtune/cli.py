@@ -155,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="1 in this many trials goes on at each rung (default: %(default)s)",
     )
     p.add_argument(
+        "--no-curve-grace",
+        dest="curve_grace",
+        action="store_false",
+        help="stop every trial below a rung's cutoff (default: a trial whose last epoch's gain, "
+        "kept up at half the pace to the next rung, would reach the cutoff goes on: slow starters "
+        "such as a small learning rate are not cut at epoch 2)",
+    )
+    p.add_argument(
         "--milestone-metric",
         default="best_val_mAUC",
         help="metric compared at the rungs, higher is better (default: %(default)s; e.g. val_mAUC)",

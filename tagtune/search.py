@@ -73,6 +73,7 @@ class SearchSpec(tracking.SearchSpec):
             reduction_factor=self.reduction_factor,
             metric=self.milestone_metric,
             max_epochs=self.max_epochs,
+            curve_grace=self.curve_grace,
         )
 
 
@@ -455,6 +456,8 @@ def run_search(
     spec.check()
     t0 = time.perf_counter()
     client, uri, data = _start(spec, say, t0, source)
+    # batch sizes that give every epoch enough steps on this training set (search_spaces.for_data)
+    spec.spaces = {f: space.for_data(len(data.train_idx)) for f, space in spec.spaces.items()}
     warm: dict[str, Any] = {}
     warm_run = ""
     if spec.warm_start:

@@ -46,6 +46,7 @@ NON_DEFAULT: dict[str, Any] = {
     "grace_period": 1,
     "reduction_factor": 4.0,
     "milestone_metric": "val_mAUC",
+    "curve_grace": False,
     "time_budget": 2700.0,
     "warm_start": "earlier",
     "sampler": "gp",
