@@ -122,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--families",
-        default="fc1,fc2,lstm,gcnn",
-        help="comma-separated families, or `all` (default: %(default)s; see `tagtune families`)",
+        default="default",
+        help="comma-separated families or sets: `default` (fc1,fc2,lstm,gcnn,attention), `seed000` "
+        "(fc1,fc2,lstm,gcnn: seed 000's Fig. 4), or `all` (default: %(default)s; see `tagtune families`)",
     )
     p.add_argument(
         "--trials-per-family",

@@ -245,9 +245,10 @@ def _health_lines(data: ReportData) -> list[str]:
         return []
     table = data.health.drop(columns="cause")
     causes = [
-        f"- {r.family}: {r.at_chance} of {r.sampled} sampled trials never left chance; likely cause: {r.cause}"
-        for r in data.health.itertuples()
-        if r.cause
+        f"- {r['family']}: {r['at_chance']} of {r['sampled']} sampled trials never left chance; "
+        f"likely cause: {r['cause']}"
+        for r in data.health.to_dict("records")
+        if r["cause"]
     ]
     return [
         "",
