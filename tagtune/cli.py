@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "search",
         help="run a Ray Tune + Optuna search, logged to MLflow",
-        description="Run an Optuna-guided (TPE) Ray Tune search with an equal trial "
+        description="Run an Optuna-guided (GP, TPE or random: --sampler) Ray Tune search with an equal trial "
         "budget per family, each family its own Optuna study. Every "
         "trial is logged to MLflow as a child run of one search run.",
     )

@@ -49,7 +49,7 @@ NON_DEFAULT: dict[str, Any] = {
     "curve_grace": False,
     "time_budget": 2700.0,
     "warm_start": "earlier",
-    "sampler": "gp",
+    "sampler": "random",
     "feature_key": "embedding",
     "label_key": "target",
     "group_key": "speaker",
