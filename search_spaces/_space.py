@@ -96,14 +96,18 @@ class SearchSpace:
     def for_data(self, n_train: int) -> SearchSpace:
         """This space for a training set of ``n_train`` clips: ``batch_size`` choices that would
         give an epoch fewer than :data:`MIN_STEPS_PER_EPOCH` steps are dropped (the smallest
-        choice is always kept); everything else is as it is."""
+        choice, and the family's registered default so that its defaults trial stays exactly
+        that, are always kept); everything else is as it is."""
+        from tagtune.trainables.config import resolve_config
+
         cap = max(1, n_train // MIN_STEPS_PER_EPOCH)
+        default = resolve_config({"family": self.family})["batch_size"]
         params = []
         for p in self.params:
             if p.name == "batch_size" and p.kind == "categorical":
                 numbers = [c for c in p.choices if isinstance(c, int) and not isinstance(c, bool)]
                 if len(numbers) == len(p.choices):
-                    kept = tuple(c for c in p.choices if c <= cap) or (min(numbers),)
+                    kept = tuple(c for c in p.choices if c <= cap or c in (default, min(numbers)))
                     p = dataclasses.replace(p, choices=kept)
             params.append(p)
         return dataclasses.replace(self, params=tuple(params))

@@ -57,7 +57,7 @@ def likely_cause(stuck: Sequence[Mapping[str, Any]], others: Sequence[Mapping[st
     counts = collections.Counter(f for p in stuck for f in set(_features(p)))
     other = collections.Counter(f for p in others for f in set(_features(p)))
     best: tuple[float, str] | None = None
-    for feature, n in counts.items():
+    for feature, n in sorted(counts.items()):
         share = n / len(stuck)
         if share <= 0.5:
             continue
