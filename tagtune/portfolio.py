@@ -1,0 +1,59 @@
+"""A start that does not depend on one data set's tuned defaults: a small portfolio of configs
+per family chosen across tasks, leave-one-task-out (issue 24).
+
+:func:`select_portfolio` is the pure rule: from each candidate config's validation score on each
+task, greedily pick ``k`` configs that together do best across the tasks (each task's scores
+min-max normalized, so an easy task does not outweigh a hard one; a set of configs scores a task
+by its best member).  :func:`leave_one_task_out` picks, for every task, the portfolio learned on
+the other tasks only, so no task is scored with configs learned on itself.  The script that
+trains the candidates on ``benchmarks/_tasks.py``'s tasks and writes the packaged portfolio is
+still to come.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+Scores = Mapping[str, Mapping[str, float]]
+"""config name -> task name -> validation score (higher is better; missing or NaN: not run)."""
+
+
+def _normalized(scores: Scores, tasks: Sequence[str]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {c: {} for c in scores}
+    for task in tasks:
+        values = {c: s[task] for c, s in scores.items() if task in s and math.isfinite(s[task])}
+        if not values:
+            continue
+        low, high = min(values.values()), max(values.values())
+        for config, value in values.items():
+            out[config][task] = 1.0 if high == low else (value - low) / (high - low)
+    return out
+
+
+def select_portfolio(scores: Scores, k: int, exclude_task: str | None = None) -> list[str]:
+    """``k`` config names (fewer if there are fewer candidates), greedily: each adds the most to
+    the mean over tasks (``exclude_task`` left out) of the best normalized score among the
+    configs picked so far; ties go to the name that sorts first."""
+    if k < 1:
+        raise ValueError(f"a portfolio needs at least one config, got k={k}")
+    tasks = sorted({t for s in scores.values() for t in s if t != exclude_task})
+    norm = _normalized(scores, tasks)
+    picked: list[str] = []
+    best = dict.fromkeys(tasks, 0.0)
+    for _ in range(min(k, len(scores))):
+
+        def gain(config: str) -> float:
+            return sum(max(best[t], norm[config].get(t, 0.0)) for t in tasks) / max(1, len(tasks))
+
+        choice = max(sorted(c for c in scores if c not in picked), key=gain)
+        picked.append(choice)
+        for t in tasks:
+            best[t] = max(best[t], norm[choice].get(t, 0.0))
+    return picked
+
+
+def leave_one_task_out(scores: Scores, k: int) -> dict[str, list[str]]:
+    """Per task, the portfolio :func:`select_portfolio` learns from every other task."""
+    tasks = sorted({t for s in scores.values() for t in s})
+    return {task: select_portfolio(scores, k, exclude_task=task) for task in tasks}
