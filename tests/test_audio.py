@@ -400,7 +400,9 @@ def test_fit_learns_with_seed_003_techniques(tmp_path, cache):
         "balanced_batches": True,
     }
     result = fit(config, data, max_epochs=8, device="cpu")
-    assert result.best["val_accuracy"] >= 0.6, result.history  # chance is 1/3
+    # mAUC, not accuracy at the best-mAUC epoch: on ~18 validation clips that accuracy moved
+    # 0.5-0.8 with the seed while mAUC reached 0.97 (seed 0); chance is 0.5
+    assert result.best["val_mAUC"] > 0.75, [(h["val_mAUC"], h["val_accuracy"]) for h in result.history]
 
 
 def test_audio_data_needs_an_audio_family(fsdd_like, cache):
