@@ -23,6 +23,32 @@ AUDIOSET = SHARED_DATA / "audioset"
 
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
+#: The suite's global seed: 0 (today's data and weights) unless ``TAGTUNE_TEST_SEED`` says
+#: otherwise. The tiny data sets (``tiny_data``, ``tiny_train``, test_audio's ``make_fsdd_like``)
+#: are drawn from it and in-process training starts from it (``TRAIN_DEFAULTS["seed"]``), so
+#: ``TAGTUNE_TEST_SEED=7 pytest`` checks that no assertion on a trained model rests on one lucky
+#: draw. ``TAGTUNE_TEST_DETERMINISTIC=1`` runs torch with ``use_deterministic_algorithms(True)``;
+#: ``OMP_NUM_THREADS=1`` (torch reads it) varies the kernels' summation order.
+TEST_SEED = int(os.environ.get("TAGTUNE_TEST_SEED", "0"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if TEST_SEED or os.environ.get("TAGTUNE_TEST_DETERMINISTIC", "") not in ("", "0"):
+        import torch
+
+        from tagtune.trainables.config import TRAIN_DEFAULTS
+
+        if os.environ.get("TAGTUNE_TEST_DETERMINISTIC", "") not in ("", "0"):
+            torch.use_deterministic_algorithms(True)
+        if TEST_SEED:
+            TRAIN_DEFAULTS["seed"] = TEST_SEED
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    threads = os.environ.get("OMP_NUM_THREADS", "default")
+    deterministic = os.environ.get("TAGTUNE_TEST_DETERMINISTIC", "0")
+    return f"tagtune: TAGTUNE_TEST_SEED={TEST_SEED}, OMP_NUM_THREADS={threads}, deterministic={deterministic}"
+
 
 def require_shared(path: Path) -> Path:
     """Skip (with the reason) when the shared real data is not beside the repository."""
@@ -36,7 +62,7 @@ def tiny_data():
     """A small learnable multi-label problem as TrialData (32 clips x 10 x 128, 6 classes)."""
     from tagtune.trainables.loop import TrialData
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(TEST_SEED)
     n, c = 96, 6
     y = rng.random((n, c)) < 0.3
     y[np.arange(n), rng.integers(0, c, n)] = True
@@ -92,7 +118,7 @@ def tiny_train(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Generated AudioSet-like training data (400 clips of 10 x 128, 12 classes), once per session."""
     from tagtune.trainables.data import synthesize
 
-    return synthesize(tmp_path_factory.mktemp("tiny") / "synth", n_clips=400, n_classes=12, seed=1)
+    return synthesize(tmp_path_factory.mktemp("tiny") / "synth", n_clips=400, n_classes=12, seed=1 + TEST_SEED)
 
 
 def shrunk_spec(root: Path, train: Path, **fields: Any) -> Any:

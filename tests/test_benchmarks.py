@@ -39,6 +39,24 @@ def _run(script: str, *args: str, cwd: Path) -> str:
     return done.stdout
 
 
+def _row(out: str, *first: str) -> list[str]:
+    """The cells of the Markdown table row of ``out`` whose first cells are ``first``."""
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[: len(first)] == list(first):
+            return cells
+    raise AssertionError(f"no row {first} in:\n{out}")
+
+
+def _figure(out: str, *first: str, column: int) -> float:
+    """One figure of a table row, as a number (a benchmark that printed no figure fails here)."""
+    cell = _row(out, *first)[column]
+    try:
+        return float(cell)
+    except ValueError:
+        raise AssertionError(f"row {first}: {cell!r} is not a figure") from None
+
+
 def test_bench_quality_prints_the_reports_tables_and_the_targets(split):
     root, train, evald = split
     out = _run(
@@ -60,6 +78,12 @@ def test_bench_quality_prints_the_reports_tables_and_the_targets(split):
     for heading in ("## seed 000's Fig. 4 and Fig. 3", "## against the reports", "## targets"):
         assert heading in out
     assert "| tagtune final fc1 |" in out and "| best single model mAP |" in out
+    for family in ("fc1", "fc2"):  # each final's eval mAUC and mAP: printed, and scores
+        # (not a learning check: 1 epoch of fc1 on these 400 generated clips is near chance)
+        auc, ap = (_figure(out, f"tagtune final {family}", column=i) for i in (1, 2))
+        assert 0.0 <= auc <= 1.0 and 0.0 < ap <= 1.0, (family, auc, ap)
+    measured = _figure(out, "best single model mAP", column=2)
+    assert 0.0 < measured <= 1.0 and _row(out, "best single model mAP")[4] in ("yes", "no")
     assert (root / "q" / "report.html").is_file()
 
 
@@ -67,6 +91,13 @@ def test_bench_vs_optuna_prints_ratio_and_efficiency(split):
     root, train, _ = split
     out = _run("bench_vs_optuna.py", "--data", str(train), "--trials", "2", "--epochs", "1", cwd=root)
     assert "| wall-time ratio tagtune / Optuna |" in out and "| search efficiency |" in out
+    walls = [_figure(out, name, column=1) for name in ("tagtune wall s (Ray Tune + MLflow callback)",
+                                                       "plain Optuna loop wall s (MLflowCallback)")]  # fmt: skip
+    assert all(0 < w < 600 for w in walls), walls
+    ratio = _figure(out, "wall-time ratio tagtune / Optuna", column=1)
+    assert ratio == pytest.approx(walls[0] / walls[1], rel=0.01)  # the table's figures agree
+    efficiency = _figure(out, "search efficiency", column=1)
+    assert 0.0 < efficiency <= 1.0, efficiency  # training seconds within the slots' wall time
 
 
 def test_bench_gpu_packs_the_data_and_runs_end_to_end_on_cpu(split):
@@ -82,6 +113,9 @@ def test_bench_gpu_packs_the_data_and_runs_end_to_end_on_cpu(split):
     ):
         assert row in out
     assert "| metrics on the device vs scikit-learn |" in out and "| <= 1e-6 | yes |" in out
+    assert 0.0 < _figure(out, "seconds per epoch", "fc2 (1 epoch)", column=2) < 600
+    assert float(_row(out, "trials per hour", "fc2, 1 process sharing the cpu")[2]) > 0
+    assert _figure(out, "bf16 autocast vs float32", column=2) <= 0.002  # float32 both on CPU: equal
 
 
 @pytest.mark.slow

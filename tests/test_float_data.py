@@ -144,8 +144,10 @@ def test_single_label_float_data_train_with_softmax_and_report_accuracy():
     ds = float_dataset(single=True, c=5)
     data = ds.trial_data(val_fraction=0.25, seed=0)
     assert data.single_label
-    res = fit({"family": "fc2", "lr": 1e-3}, data, max_epochs=6, device="cpu")
-    assert res.best["val_accuracy"] > 0.6 and "val_map3" in res.best
+    # batch 16: ~6 steps an epoch on the 90 training clips (the default 64 made it 2, and the
+    # training seed decided whether 12 steps reached 0.6: 0.57 with TAGTUNE_TEST_SEED=7)
+    res = fit({"family": "fc2", "lr": 1e-3, "batch_size": 16}, data, max_epochs=6, device="cpu")
+    assert res.best["val_accuracy"] > 0.6 and "val_map3" in res.best  # chance is 0.2
 
 
 def test_shift_augment_is_refused_on_float_features():

@@ -13,6 +13,7 @@ The ``ALLOWED_*`` sets are empty: an exception added there has to say why, in a 
 from __future__ import annotations
 
 import ast
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,15 +227,49 @@ def test_no_package_imports_another_packages_private_modules():
     assert reaches - ALLOWED_PRIVATE == set(), "\n".join(f"{a} imports {b}" for a, b in sorted(reaches))
 
 
+def _planted_offenders(monkeypatch: pytest.MonkeyPatch) -> dict[str, set]:
+    """A made-up package with one offender of each kind, in place of the real one: x._p and y.b
+    import each other at module level, y.b imports x.a inside a function (closing a lazy cycle
+    through x.a -> y.b) and reaches into x's private module x._p."""
+    files = {"tagtune": "tagtune/__init__.py", "tagtune.x": "x/__init__.py", "tagtune.y": "y/__init__.py"}
+    files |= {"tagtune.x.a": "x/a.py", "tagtune.x._p": "x/_p.py", "tagtune.y.b": "y/b.py"}
+    imports = {name: [] for name in files}
+    imports["tagtune.x.a"] = [Import("tagtune.x.a", "tagtune.y.b", None, True)]
+    imports["tagtune.x._p"] = [Import("tagtune.x._p", "tagtune.y.b", None, True)]
+    imports["tagtune.y.b"] = [
+        Import("tagtune.y.b", "tagtune.x._p", None, True),
+        Import("tagtune.y.b", "tagtune.x.a", None, False),
+    ]
+    monkeypatch.setattr(sys.modules[__name__], "MODULES", {k: Path(v) for k, v in files.items()})
+    monkeypatch.setattr(sys.modules[__name__], "IMPORTS", imports)
+    return {
+        "cycles": _cycles(_edges(top_level_only=True)),
+        "lazy": _cycles(_edges(top_level_only=False)),
+        "private": _private_reaches(),
+    }
+
+
 @pytest.mark.parametrize("allowed", ["cycles", "lazy", "private"])
-def test_the_allow_lists_hold_only_live_offenders(allowed):
-    """An entry that no longer offends is deleted from its list (so the lists only shrink)."""
-    live = {
+def test_the_allow_lists_hold_only_live_offenders(allowed, monkeypatch):
+    """An entry that no longer offends is deleted from its list (so the lists only shrink). The
+    lists are empty today, so the check is also run on a planted offender of each kind: each
+    detector finds its own (and only it), and an entry naming something else is stale."""
+    allow_list, live = {
         "cycles": (ALLOWED_MODULE_CYCLES, _cycles(_edges(top_level_only=True))),
         "lazy": (ALLOWED_LAZY_CYCLES, _cycles(_edges(top_level_only=False))),
         "private": (ALLOWED_PRIVATE, _private_reaches()),
     }[allowed]
-    assert live[0] <= live[1], f"stale allow-list entries: {sorted(live[0] - live[1])}"
+    assert allow_list <= live, f"stale allow-list entries: {sorted(allow_list - live)}"
+
+    planted = _planted_offenders(monkeypatch)[allowed]
+    expected = {
+        "cycles": {("tagtune.x._p", "tagtune.y.b")},
+        "lazy": {("tagtune.x._p", "tagtune.x.a", "tagtune.y.b")},
+        "private": {("tagtune.y.b", "tagtune.x._p")},
+    }
+    assert planted == expected[allowed]
+    stale = {("tagtune.x.a", "tagtune.y")} if allowed == "private" else {("tagtune.x", "tagtune.y")}
+    assert not stale <= planted  # an entry for an offender that is gone would fail the check above
 
 
 # -- packaging: one import name ------------------------------------------------------------------

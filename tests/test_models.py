@@ -43,8 +43,15 @@ def test_fit_learns_on_tiny_data(family, tiny_data):
     result = fit({"family": family, "lr": 3e-3, "batch_size": 16}, tiny_data, max_epochs=3)
     assert len(result.history) == 3
     assert all(math.isfinite(h["train_loss"]) for h in result.history)
-    assert 0.0 <= result.best["val_mAUC"] <= 1.0
     assert result.best_state
+    if get_family(family).inputs == "audio":
+        # a raw-audio family reads these 10 x 128 embeddings as 1280-sample waveforms: it runs,
+        # but there is nothing to learn; test_audio.py's tests assert it learns on audio
+        assert 0.0 <= result.best["val_mAUC"] <= 1.0
+    else:
+        # chance is 0.5; every embedding family reached >= 0.82 in 3 epochs with seeds 0 and 7
+        # (lstm the lowest; the rest >= 0.97), so 0.65 leaves room for any CPU's kernels
+        assert result.best["val_mAUC"] > 0.65, [round(h["val_mAUC"], 3) for h in result.history]
 
 
 def test_fc1_beats_chance_clearly(tiny_data):

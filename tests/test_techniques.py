@@ -70,11 +70,19 @@ def test_every_technique_trains(family, tech, tiny_data):
     result = fit(config, tiny_data, max_epochs=2)
     assert len(result.history) == 2  # two epochs: the schedules step once
     assert all(math.isfinite(h["train_loss"]) for h in result.history)
-    assert 0.0 <= result.best["val_mAUC"] <= 1.0
+    assert result.best["val_mAUC"] == max(h["val_mAUC"] for h in result.history)  # the best epoch is kept
     n_out = 1 if "target_class" in tech else tiny_data.y.shape[1]
     model = build_model(config, n_frames=10, n_features=128, n_classes=tiny_data.y.shape[1])
     model.load_state_dict(result.best_state)  # the kept state fits the rebuilt model
     assert model(torch.rand(4, 10, 128)).shape == (4, n_out)
+
+
+@pytest.mark.parametrize("tech", TECHNIQUES, ids=_id)
+def test_every_technique_learns(tech, tiny_data):
+    """Each technique still learns (fc2, 5 epochs; chance is 0.5). Measured with seeds 0, 3, 7
+    and one thread: every technique >= 0.79 (loss masking at 0.8 the slowest), most >= 0.9."""
+    result = fit({**SMALL["fc2"], "batch_size": 16, **tech}, tiny_data, max_epochs=5)
+    assert result.best["val_mAUC"] > 0.7, [round(h["val_mAUC"], 3) for h in result.history]
 
 
 def test_defaults_keep_the_plain_loop(tiny_data):
