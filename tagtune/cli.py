@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from tagtune.samplers import DEFAULT_SAMPLER, SAMPLER_HELP, SAMPLERS
 from tagtune.trainables.errors import InputError
 
 if TYPE_CHECKING:
@@ -164,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="EXPERIMENT",
         help="seed each family's Optuna study with the finished trials of EXPERIMENT's newest search "
         "(same store, same --train, split and seed); values outside today's space are dropped",
+    )
+    p.add_argument(
+        "--sampler",
+        default=DEFAULT_SAMPLER,
+        choices=SAMPLERS,
+        help=SAMPLER_HELP,
     )
     p.add_argument(
         "--no-defaults-first",

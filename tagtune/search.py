@@ -496,6 +496,7 @@ def run_search(
             defaults_first=spec.defaults_first,
             time_budget=spec.time_budget,
             warm_trials=warm,
+            sampler=spec.sampler,
         )
         rule = spec.stop_rule()
         scheduler = FamilyScheduler(searcher, rule)

@@ -27,6 +27,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from tagtune._ray_compat import optuna_study, optuna_trial
+from tagtune.samplers import DEFAULT_SAMPLER, make_sampler
 from tagtune.search_spaces import SearchSpace
 from tagtune.tracking import StopInfo, searcher_restored
 from tagtune.trainables.config import resolve_config
@@ -35,16 +36,9 @@ from tagtune.trainables.trial import DIVERGED
 OBJECTIVE_NAME = "val_mAUC"  # what each study maximizes: a trial's best validation mAUC
 
 
-def startup_trials(trials_per_family: int | None) -> int:
-    """TPE's random start-up trials: Optuna's 10, fewer for small budgets (half of them, at
-    least 3) so that TPE still guides the rest."""
-    if trials_per_family is None:
-        return 10
-    return min(10, max(3, trials_per_family // 2))
-
-
 class FamilySearcher(Searcher):
-    """Round-robin over families; each family's configs come from its own Optuna TPE study."""
+    """Round-robin over families; each family's configs come from its own Optuna study
+    (sampler: ``tpe``, ``gp`` or ``random``, see :mod:`tagtune.samplers`)."""
 
     def __init__(
         self,
@@ -59,8 +53,10 @@ class FamilySearcher(Searcher):
         defaults_first: bool = True,
         time_budget: float | None = None,
         warm_trials: Mapping[str, Sequence[optuna.trial.FrozenTrial]] | None = None,
+        sampler: str = DEFAULT_SAMPLER,
     ) -> None:
         super().__init__(metric=metric, mode=mode)
+        self.sampler = sampler
         self.trials_per_family = trials_per_family
         self.seed = seed
         # the time budget counts the driver's wall time, across resumes (saved with the state)
@@ -79,7 +75,7 @@ class FamilySearcher(Searcher):
                 space=space.sample,
                 metric=metric,
                 mode=mode,
-                sampler=optuna.samplers.TPESampler(seed=seed + i, n_startup_trials=startup_trials(trials_per_family)),
+                sampler=make_sampler(sampler, seed=seed + i, trials_per_family=trials_per_family),
                 study_name=f"{study_prefix}/{family}",
                 storage=storage,
             )

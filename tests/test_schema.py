@@ -48,6 +48,7 @@ NON_DEFAULT: dict[str, Any] = {
     "milestone_metric": "val_mAUC",
     "time_budget": 2700.0,
     "warm_start": "earlier",
+    "sampler": "gp",
     "feature_key": "embedding",
     "label_key": "target",
     "group_key": "speaker",

@@ -25,6 +25,7 @@ from typing import Any, Self, TypeVar, get_type_hints
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from tagtune.samplers import DEFAULT_SAMPLER, check_sampler
 from tagtune.trainables.errors import InputError
 
 
@@ -340,6 +341,8 @@ class SearchSpec:
     time_budget: float | None = None
     # an earlier search (experiment name) whose finished trials seed each family's study
     warm_start: str | None = None
+    # each family's Optuna sampler (tagtune.samplers.SAMPLERS: tpe, gp, random)
+    sampler: str = DEFAULT_SAMPLER
     # how --train is read (--feature-key, --label-key, --group-key, --task; None = the format's
     # default / what the labels show): recorded, so trials, resume and finalize read it the same way
     feature_key: str | None = None
@@ -384,6 +387,7 @@ class SearchSpec:
             raise InputError(f"--max-failures must be 0 or more, got {self.max_failures}")
         if not self.families:
             raise InputError("--families is empty; name at least one family or `all`")
+        check_sampler(self.sampler)
         self.read_options()  # an unknown --task or an empty key names its flag
 
     def read_options(self) -> Any:
