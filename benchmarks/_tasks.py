@@ -76,7 +76,9 @@ class Task:
     space_params: dict[str, str] = dataclasses.field(default_factory=dict)  # added to common.yaml
     read_task: str | None = None  # `tagtune search --task` (how the labels are read), None: as detected
 
-    def build(self, root: str | Path = DEFAULT_ROOT, *, full: bool = False, quick: bool = False, seed: int = 0) -> TaskData:
+    def build(
+        self, root: str | Path = DEFAULT_ROOT, *, full: bool = False, quick: bool = False, seed: int = 0
+    ) -> TaskData:
         """Build the task's data under ``root`` (reused when already there) and return its paths."""
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
@@ -152,7 +154,9 @@ def _quick_multilabel(root: Path) -> TaskData:
 
 def _fsdd_hear(root: Path, full: bool, quick: bool, seed: int) -> TaskData:
     if quick:
-        return TaskData(train=_float_task(root / "quick-hear", n_train=300, n_test=100, dim=32, classes=5, hear=True), test=None)
+        return TaskData(
+            train=_float_task(root / "quick-hear", n_train=300, n_test=100, dim=32, classes=5, hear=True), test=None
+        )
     folder = root / "fsdd-hear"
     if not (folder / "task_metadata.json").exists():
         import subprocess
@@ -174,7 +178,9 @@ def _float512(root: Path, full: bool, quick: bool, seed: int) -> TaskData:
     return TaskData(train=folder / "train.npz", test=folder / "test.npz")
 
 
-def make_float_clips(n: int, dim: int, classes: int, rng: np.random.Generator, proto: dict) -> tuple[np.ndarray, np.ndarray]:
+def make_float_clips(
+    n: int, dim: int, classes: int, rng: np.random.Generator, proto: dict
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` clips of ``dim`` float32 features and their class (int): a class is a point of a
     16-d latent space; a clip is its class's point plus noise, through a random two-layer
     tanh network into ``dim`` features whose scales span four decades (standardization
@@ -265,7 +271,8 @@ TASKS: dict[str, Task] = {
     for t in (
         Task(
             "audioset",
-            "AudioSet bal_train (seeded 6,000-clip subsample; --full: all 22,160), 527 classes; test: eval (4,000 / all)",
+            "AudioSet bal_train (seeded 6,000-clip subsample; --full: all 22,160), 527 classes; "
+            "test: eval (4,000 / all)",
             "multilabel",
             "mAP",
             ("fc1", "fc2"),
