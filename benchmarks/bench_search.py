@@ -592,7 +592,18 @@ def _fmt(values: list[float], digits: int = 3) -> str:
     return f"{mean:.{digits}f} ({min(vals):.{digits}f}-{max(vals):.{digits}f})"
 
 
-def task_table(task: Task, runs: dict[str, list[SystemRun]], budget: float) -> str:
+def _by_system(records: list[dict[str, Any]], task: str) -> dict[str, list[dict[str, Any]]]:
+    """The result records of ``task``, by system in the table's order (one record per seed)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for system in SYSTEMS:
+        reps = [r for r in records if r["task"] == task and r["system"] == system]
+        if reps:
+            out[system] = reps
+    return out
+
+
+def task_table(task: Task, records: list[dict[str, Any]]) -> str:
+    """One task's Markdown table from its result records (mean and min-max over seeds)."""
     head = [
         "system",
         "best val mAUC @25%",
@@ -603,17 +614,18 @@ def task_table(task: Task, runs: dict[str, list[SystemRun]], budget: float) -> s
         "sampled trials at chance",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    for system, reps in runs.items():
+    for system, reps in _by_system(records, task.name).items():
         cells = [LABELS[system]]
-        cells += [_fmt([r.best_at(f) for r in reps], 4) for f in FRACTIONS]
-        cells.append(_fmt([r.test for r in reps], 4))
-        cells.append(_fmt([float(len(r.trials)) for r in reps], 1))
-        cells.append(_fmt([r.chance_share() for r in reps], 2))
+        cells += [_fmt([float(r["best_val_mAUC"][i]) for r in reps], 4) for i in range(len(FRACTIONS))]
+        cells.append(_fmt([float(r["test"]) for r in reps], 4))
+        cells.append(_fmt([float(r["trials"]) for r in reps], 1))
+        cells.append(_fmt([float(r["chance_share"]) for r in reps], 2))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def summary_rows(all_runs: dict[str, dict[str, list[SystemRun]]]) -> tuple[str, list[dict[str, Any]]]:
+def summary_rows(records: list[dict[str, Any]], tasks: list[str]) -> tuple[str, list[dict[str, Any]]]:
+    """tagtune's default test score (mean over seeds) against the best peer's, per task."""
     head = [
         "task",
         "metric",
@@ -625,11 +637,12 @@ def summary_rows(all_runs: dict[str, dict[str, list[SystemRun]]]) -> tuple[str, 
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     rows = []
-    for name, runs in all_runs.items():
+    for name in tasks:
+        runs = _by_system(records, name)
         if "tagtune" not in runs:
             continue
-        mine = float(np.nanmean([r.test for r in runs["tagtune"]]))
-        peers = {p: float(np.nanmean([r.test for r in runs[p]])) for p in PEERS if p in runs}
+        mine = float(np.nanmean([float(r["test"]) for r in runs["tagtune"]]))
+        peers = {p: float(np.nanmean([float(r["test"]) for r in runs[p]])) for p in PEERS if p in runs}
         peers = {p: v for p, v in peers.items() if not math.isnan(v)}
         if not peers:
             continue
@@ -648,6 +661,19 @@ def summary_rows(all_runs: dict[str, dict[str, list[SystemRun]]]) -> tuple[str, 
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines), rows
+
+
+SUMMARY = "### summary: tagtune's default search against the best peer (test score of the selected config)"
+
+
+def render(records: list[dict[str, Any]], tasks: list[str]) -> str:
+    """Every task's table and the summary, as Markdown."""
+    parts = []
+    for name in tasks:
+        if any(r["task"] == name for r in records):
+            parts.append(f"### {name}: {TASKS[name].description}\n\n{task_table(TASKS[name], records)}\n")
+    summary, _ = summary_rows(records, tasks)
+    return "\n".join(parts) + f"\n{SUMMARY}\n\n{summary}\n"
 
 
 # ------------------------------------------------------------------------------------------
@@ -685,6 +711,13 @@ def main(argv: list[str] | None = None) -> int:
         "--full", action="store_true", help="all of bal_train and eval (default: the documented subsample)"
     )
     parser.add_argument(
+        "--render",
+        nargs="+",
+        metavar="JSON",
+        default=None,
+        help="print the tables of earlier runs' results.json files (several: seeds pooled) and exit",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="smoke test: small generated data of each task's kind, a 5 s budget unless --budget, at most 3 epochs",
@@ -700,6 +733,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in systems:
         if name not in SYSTEMS:
             parser.error(f"--systems: unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
+    if args.render:
+        records = [r for path in args.render for r in json.loads(Path(path).read_text())]
+        print(render(records, [t for t in tasks if any(r["task"] == t for r in records)]))
+        return 0
     seeds = [int(s) for s in args.seeds.split(",")]
     budget = parse_budget(args.budget or ("5s" if args.quick else "2m"))
     out = Path(args.out)
@@ -711,19 +748,17 @@ def main(argv: list[str] | None = None) -> int:
     _init_ray()
     from tagtune.search import prepare_data
 
-    all_runs: dict[str, dict[str, list[SystemRun]]] = {}
     raw: list[dict[str, Any]] = []
-    md: list[str] = []
     for name in tasks:
         task = TASKS[name]
         if args.quick:
             task = dataclasses.replace(task, max_epochs=min(task.max_epochs, 3))
         data = task.build(root, full=args.full, quick=args.quick)
         test = load_test(task, data)
-        runs: dict[str, list[SystemRun]] = {s: [] for s in systems}
-        for seed in seeds:
+        for k, seed in enumerate(seeds):
             trial_data = prepare_data(_spec(task, data, seed))
-            for system in systems:
+            # the order rotates with the seed, so that no system always runs first (load drifts)
+            for system in systems[k % len(systems) :] + systems[: k % len(systems)]:
                 t = time.perf_counter()
                 with tempfile.TemporaryDirectory(prefix=f"bench-search-{system}-") as tmp:
                     work = Path(tmp)
@@ -734,7 +769,6 @@ def main(argv: list[str] | None = None) -> int:
                         run = runner(task, data, seed, budget, work, trial_data)
                 search_s = time.perf_counter() - t
                 run.test = test_score(task, run, trial_data, test)
-                runs[system].append(run)
                 raw.append(
                     {
                         "task": name,
@@ -759,27 +793,16 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
                 (out / "results.json").write_text(json.dumps(raw, indent=1, default=str))
-        all_runs[name] = runs
-        section = f"### {name}: {task.description}\n\n{task_table(task, runs, budget)}\n"
-        md.append(section)
-        print("\n" + section, flush=True)
-    summary, rows = summary_rows(all_runs)
+        print(f"\n### {name}: {task.description}\n\n{task_table(TASKS[name], raw)}\n", flush=True)
+    summary, _ = summary_rows(raw, tasks)
     head = (
         f"# bench_search: {len(tasks)} tasks x {len(systems)} systems, budget {budget:g} s per system, task and seed, "
         f"seeds {','.join(map(str, seeds))}\n\n"
         f"Command: `python benchmarks/bench_search.py {' '.join(argv if argv is not None else sys.argv[1:])}`; "
         f"started {started}, {time.perf_counter() - t_all:.0f} s in all; {machine()}, {os.cpu_count()} CPUs.\n"
     )
-    text = (
-        head
-        + "\n"
-        + "\n".join(md)
-        + "\n### summary: tagtune's default search against the best peer (test score of the selected config)\n\n"
-        + summary
-        + "\n"
-    )
-    (out / "results.md").write_text(text)
-    print("### summary: tagtune's default search against the best peer (test score of the selected config)\n")
+    (out / "results.md").write_text(head + "\n" + render(raw, tasks))
+    print(f"{SUMMARY}\n")
     print(summary)
     print(f"\nwritten: {out / 'results.md'}, {out / 'results.json'}")
     with contextlib.suppress(Exception):
