@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
-from tagtune.search_spaces._space import DEFAULT_DIR, Param, SearchSpace, SpaceError, load_space, space_dir
+from tagtune.search_spaces._space import (
+    DEFAULT_DIR,
+    MIN_STEPS_PER_EPOCH,
+    Param,
+    SearchSpace,
+    SpaceError,
+    load_space,
+    space_dir,
+)
 
-__all__ = ["DEFAULT_DIR", "Param", "SearchSpace", "SpaceError", "load_space", "space_dir"]
+__all__ = ["DEFAULT_DIR", "MIN_STEPS_PER_EPOCH", "Param", "SearchSpace", "SpaceError", "load_space", "space_dir"]

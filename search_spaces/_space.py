@@ -13,6 +13,7 @@ and optionally ``when: {other_param: value_or_list}`` to sample it only under a 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from tagtune.trainables.errors import InputError
 
 DEFAULT_DIR = Path(__file__).resolve().parent
 _KEYS = {"choices", "low", "high", "log", "step", "value", "when", "type"}
+#: A sampled batch size must give every epoch at least this many optimizer steps: larger
+#: ``batch_size`` choices are dropped for small training sets (:meth:`SearchSpace.for_data`).
+MIN_STEPS_PER_EPOCH = 20
 
 
 class SpaceError(InputError):
@@ -88,6 +92,21 @@ class SearchSpace:
             else:
                 sampled[p.name] = trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
         return consts
+
+    def for_data(self, n_train: int) -> SearchSpace:
+        """This space for a training set of ``n_train`` clips: ``batch_size`` choices that would
+        give an epoch fewer than :data:`MIN_STEPS_PER_EPOCH` steps are dropped (the smallest
+        choice is always kept); everything else is as it is."""
+        cap = max(1, n_train // MIN_STEPS_PER_EPOCH)
+        params = []
+        for p in self.params:
+            if p.name == "batch_size" and p.kind == "categorical":
+                numbers = [c for c in p.choices if isinstance(c, int) and not isinstance(c, bool)]
+                if len(numbers) == len(p.choices):
+                    kept = tuple(c for c in p.choices if c <= cap) or (min(numbers),)
+                    p = dataclasses.replace(p, choices=kept)
+            params.append(p)
+        return dataclasses.replace(self, params=tuple(params))
 
     def fixed_params(self, defaults: Mapping[str, Any]) -> dict[str, Any]:
         """The sampled parameters set to ``defaults`` (a resolved config), for Optuna's

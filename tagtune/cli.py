@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "search",
         help="run a Ray Tune + Optuna search, logged to MLflow",
-        description="Run an Optuna-guided (TPE) Ray Tune search with an equal trial "
+        description="Run an Optuna-guided (GP, TPE or random: --sampler) Ray Tune search with an equal trial "
         "budget per family, each family its own Optuna study. Every "
         "trial is logged to MLflow as a child run of one search run.",
     )
@@ -122,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--families",
-        default="fc1,fc2,lstm,gcnn",
-        help="comma-separated families, or `all` (default: %(default)s; see `tagtune families`)",
+        default="default",
+        help="comma-separated families or sets: `default` (fc1,fc2,lstm,gcnn,attention), `seed000` "
+        "(fc1,fc2,lstm,gcnn: seed 000's Fig. 4), or `all` (default: %(default)s; see `tagtune families`)",
     )
     p.add_argument(
         "--trials-per-family",
@@ -153,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=3.0,
         help="1 in this many trials goes on at each rung (default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-curve-grace",
+        dest="curve_grace",
+        action="store_false",
+        help="stop every trial below a rung's cutoff (default: a trial whose last epoch's gain, "
+        "kept up at half the pace to the next rung, would reach the cutoff goes on: slow starters "
+        "such as a small learning rate are not cut at epoch 2)",
     )
     p.add_argument(
         "--milestone-metric",

@@ -58,6 +58,8 @@ def report(
             client.log_artifacts(parent.info.run_id, tmp, "report")
         with tempfile.TemporaryDirectory() as tmp:
             data.runtime.to_csv(Path(tmp) / "runtime.csv", index=False)
+            if data.health is not None:
+                data.health.to_csv(Path(tmp) / "search_health.csv", index=False)
             if data.has_finals:
                 data.finals.to_csv(Path(tmp) / "finals.csv", index=False)
             client.log_artifacts(parent.info.run_id, tmp, "tables")

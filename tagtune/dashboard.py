@@ -17,6 +17,8 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from tagtune.tracking import (
+    CHANCE,
+    CHANCE_MARGIN,
     SUMMARY_COLUMNS,
     TASK_COLUMNS,
     Trials,
@@ -28,6 +30,7 @@ from tagtune.tracking import (
     per_class_from_run,
     recorded_spaces_dir,
     runtime_table,
+    search_health,
     search_trials,
     to_markdown,
     with_finals,
@@ -63,6 +66,9 @@ class ReportData:
     anytime_summary: pd.DataFrame | None = None
     """Per family and overall: best at 25/50/100 % of the search's wall time."""
     wall_seconds: float = 0.0
+    health: pd.DataFrame | None = None
+    """Per family: sampled trials, how many beat the first trial, how many stayed at chance, and
+    the likely cause when most did (:func:`tagtune.tracking.search_health`)."""
 
     @property
     def has_finals(self) -> bool:
@@ -95,6 +101,7 @@ def collect(
         history=trials.history,
         finals=finals,
     )
+    data.health = search_health(data.trials)
     start = int(parent.info.start_time or 0)
     data.anytime = anytime_table(trials, start)
     end = parent.info.end_time if parent.info.status != "RUNNING" else None
@@ -178,7 +185,7 @@ def search_table(data: ReportData) -> pd.DataFrame:
     return table
 
 
-CHANCE_MAUC = 0.55  # a trial whose best val_mAUC stayed below this never left chance level (0.5)
+CHANCE_MAUC = CHANCE + CHANCE_MARGIN  # a trial whose best val_mAUC stayed below this never left chance
 
 
 def chance_level_trials(trials: pd.DataFrame, threshold: float = CHANCE_MAUC) -> pd.DataFrame:
@@ -221,6 +228,7 @@ def report_markdown(data: ReportData) -> str:
             "",
             _markdown(table1),
             *_chance_line(data),
+            *_health_lines(data),
             "",
             "Runtime per family (seed 000 Fig. 3): seconds per epoch and per trial",
             "",
@@ -228,6 +236,28 @@ def report_markdown(data: ReportData) -> str:
             *_anytime_lines(data),
         ]
     )
+
+
+def _health_lines(data: ReportData) -> list[str]:
+    """The search-health table: per family, sampled trials that beat the family's first trial
+    and those that never left chance, with the likely cause where most did."""
+    if data.health is None or data.health.empty:
+        return []
+    table = data.health.drop(columns="cause")
+    causes = [
+        f"- {r['family']}: {r['at_chance']} of {r['sampled']} sampled trials never left chance; "
+        f"likely cause: {r['cause']}"
+        for r in data.health.to_dict("records")
+        if r["cause"]
+    ]
+    return [
+        "",
+        "How the search went: per family, the sampled trials (after the first: defaults, portfolio or "
+        f"warm start), how many beat the first trial, and how many never left chance (best val_mAUC < {CHANCE_MAUC:g})",
+        "",
+        _markdown(table),
+        *([""] + causes if causes else []),
+    ]
 
 
 def _anytime_lines(data: ReportData) -> list[str]:
@@ -250,7 +280,7 @@ def _markdown(frame: pd.DataFrame) -> str:
 def _display(frame: pd.DataFrame) -> pd.DataFrame:
     """Counts as whole numbers (blank where missing), for tables that mix in ensemble rows."""
     out = frame.copy()
-    for col in ("trials", "completed", "stopped", "failed", "epochs"):
+    for col in ("trials", "completed", "stopped", "failed", "epochs", "sampled", "beat_first", "at_chance"):
         if col in out:
             out[col] = pd.Series(["" if pd.isna(v) else str(int(v)) for v in out[col]], dtype=object, index=out.index)
     return out

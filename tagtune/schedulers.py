@@ -36,6 +36,9 @@ SCHEDULERS = ("asha", "hyperband", "none")
 TIME_BUDGET_RULE = "time budget"
 #: The epoch counter each trial reports (tagtune.trainables.trial).
 TIME_ATTR = "epoch"
+#: Curve grace: a trial the rung would stop goes on when its last epoch's gain, kept up for the
+#: epochs to the next rung at this share (curves flatten), reaches the rung's cutoff.
+CURVE_DAMPING = 0.5
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class StopRule:
     reduction_factor: float = 3.0
     metric: str = "best_val_mAUC"
     max_epochs: int = 10
+    #: spare a slow starter whose learning curve is still climbing fast enough (see :meth:`spare`)
+    curve_grace: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULERS:
@@ -88,6 +93,19 @@ class StopRule:
         extra = f", {self.brackets} brackets" if self.kind == "hyperband" else ""
         return f"{self.kind}(grace {self.grace_period}, rf {self.reduction_factor:g}, {self.metric}{extra})"
 
+    def spare(self, curve: list[float], cutoff: float | None) -> bool:
+        """Whether a trial the rung would stop goes on (curve grace): ``curve`` is its metric per
+        epoch so far; its last gain, kept up at :data:`CURVE_DAMPING` for as many epochs again as
+        it has run (the next rung, at most ``max_epochs``), would reach the rung's ``cutoff``."""
+        if not self.curve_grace or cutoff is None or len(curve) < 2:
+            return False
+        epoch = len(curve)
+        gain = curve[-1] - curve[-2]
+        if not math.isfinite(gain) or gain <= 0:
+            return False
+        ahead = min(epoch * (self.reduction_factor - 1), self.max_epochs - epoch)
+        return curve[-1] + CURVE_DAMPING * gain * ahead >= cutoff
+
     def family_scheduler(self, seed: int) -> AsyncHyperBandScheduler | None:
         """A fresh scheduler for one family's trials (None for ``none``, and when the grace
         period leaves no epoch to stop at)."""
@@ -118,6 +136,19 @@ class _SeededBrackets(AsyncHyperBandScheduler):
         sizes = np.array([len(b._rungs) for b in self._brackets])
         probs = np.e ** (sizes - sizes.max())
         self._trial_info[trial.trial_id] = self._brackets[int(self._rng.choice(len(sizes), p=probs / probs.sum()))]
+
+
+def _rung_cutoff(scheduler: AsyncHyperBandScheduler, trial_id: str, epoch: int) -> float | None:
+    """The cutoff of the rung the trial was just compared at (its bracket's highest milestone at
+    or below ``epoch`` that recorded it), or None."""
+    bracket = scheduler._trial_info.get(trial_id)
+    if bracket is None:
+        return None
+    for milestone, recorded in bracket._rungs:
+        if milestone <= epoch and trial_id in recorded:
+            cutoff = bracket.cutoff(recorded)
+            return None if cutoff is None else float(cutoff)
+    return None
 
 
 class FamilyScheduler(FIFOScheduler):
@@ -161,8 +192,14 @@ class FamilyScheduler(FIFOScheduler):
             return TrialScheduler.CONTINUE
         if trial.trial_id not in scheduler._trial_info:
             scheduler.on_trial_add(tune_controller, trial)
+        curves = self.searcher.__dict__.setdefault("curves", {})
+        curve = curves.setdefault(trial.trial_id, [])
+        del curve[epoch - 1 :]  # a result repeated after a restore replaces the one recorded
+        curve.append(float(result[self.rule.metric]))
         decision = scheduler.on_trial_result(tune_controller, trial, result)
         if decision == TrialScheduler.STOP and epoch < self.rule.max_epochs:
+            if self.rule.spare(curve, _rung_cutoff(scheduler, trial.trial_id, epoch)):
+                return TrialScheduler.CONTINUE  # recorded at this rung; judged again at the next
             return self._stop(trial, epoch, self.rule.describe())
         return TrialScheduler.CONTINUE
 

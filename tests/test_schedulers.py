@@ -100,6 +100,37 @@ def test_a_trial_stopped_before_a_restore_is_stopped_again_and_rungs_survive(tmp
     assert driver.report(fresh, 1, 0.6) == TrialScheduler.STOP  # the rung at epoch 1 was restored
 
 
+SLOW_STARTER = [0.55, 0.65, 0.75, 0.82, 0.86, 0.88, 0.89, 0.90, 0.90, 0.91]  # small lr: wins late
+FAST_PLATEAU = [0.80, 0.82, 0.83, 0.84, 0.84, 0.85, 0.85, 0.85, 0.85, 0.85]
+FLAT = [0.50, 0.50, 0.51, 0.51, 0.51, 0.52, 0.52, 0.52, 0.52, 0.52]
+
+
+@pytest.mark.parametrize("curve_grace", [True, False])
+def test_curve_grace_spares_a_slow_starter_that_wins_and_stops_a_flat_one(curve_grace):
+    searcher = _searcher(families=("fc1",), trials_per_family=8)
+    rule = StopRule("asha", grace_period=2, reduction_factor=3, max_epochs=10, curve_grace=curve_grace)
+    driver = Driver(searcher, FamilyScheduler(searcher, rule))
+    driver.run("a", FAST_PLATEAU)
+    driver.run("b", FAST_PLATEAU)
+    driver.run("slow", SLOW_STARTER)
+    driver.run("flat", FLAT)
+    assert searcher.stops["flat"].epoch == 2  # a curve that does not climb is stopped either way
+    if curve_grace:
+        assert "slow" not in searcher.stops  # ran every epoch, and is the family's best
+        assert searcher.studies()["fc1"].best_value == pytest.approx(max(SLOW_STARTER))
+    else:
+        assert searcher.stops["slow"].epoch == 2  # today's ASHA: cut at the first rung
+        assert searcher.studies()["fc1"].best_value == pytest.approx(max(FAST_PLATEAU))
+
+
+def test_spare_rule():
+    rule = StopRule("asha", grace_period=2, reduction_factor=3, max_epochs=10)
+    assert rule.spare([0.55, 0.65], cutoff=0.80)  # 0.65 + 0.5 * 0.10 * 4 = 0.85
+    assert not rule.spare([0.55, 0.60], cutoff=0.80)  # 0.60 + 0.5 * 0.05 * 4 = 0.70
+    assert not rule.spare([0.65], cutoff=0.80) and not rule.spare([0.6, 0.7], cutoff=None)
+    assert not StopRule("asha", curve_grace=False).spare([0.55, 0.65], cutoff=0.80)
+
+
 def test_hyperband_uses_several_brackets_and_none_stops_nothing():
     assert StopRule("hyperband", grace_period=1, reduction_factor=3, max_epochs=20).brackets == 3
     assert StopRule("asha", grace_period=2, reduction_factor=3, max_epochs=20).rungs == [2, 6, 18]

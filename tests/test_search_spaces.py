@@ -29,7 +29,7 @@ def test_conditional_param_only_when_condition_holds():
     for _ in range(30):
         trial = study.ask()
         space.sample(trial)
-        seen.add(("momentum" in trial.params, trial.params["optimizer"] == "sgd"))
+        seen.add(("weight_decay" in trial.params, trial.params["optimizer"] == "adamw"))
         study.tell(trial, 0.0)
     assert seen <= {(True, True), (False, False)}
     assert (True, True) in seen
@@ -109,3 +109,67 @@ def test_a_default_outside_the_space_is_left_to_the_sampler(tmp_path):
         common="params:\n  optimizer: {choices: [sgd]}\n  momentum: {low: 0.5, high: 0.9, when: {optimizer: sgd}}\n",
     )
     assert load_space("fc2", conditioned).fixed_params(resolve_config({"family": "fc2"})) == {}
+
+
+def test_batch_sizes_shrink_with_the_training_set():
+    from tagtune.search_spaces import MIN_STEPS_PER_EPOCH
+
+    space = load_space("fc1")
+    choices = next(p.choices for p in space.params if p.name == "batch_size")
+    assert next(p.choices for p in space.for_data(10**6).params if p.name == "batch_size") == choices
+    small = next(p.choices for p in space.for_data(64 * MIN_STEPS_PER_EPOCH).params if p.name == "batch_size")
+    assert max(small) == 64 and min(small) == min(choices)
+    tiny = next(p.choices for p in space.for_data(10).params if p.name == "batch_size")
+    assert tiny == (min(choices),)  # never empty
+
+
+def _separable(n: int = 240, c: int = 4, seed: int = 0):
+    """A tiny separable multi-label problem (10 x 128 uint8 clips): any config that trains leaves chance."""
+    import numpy as np
+
+    from tagtune.trainables.loop import TrialData
+
+    rng = np.random.default_rng(seed)
+    y = rng.random((n, c)) < 0.2
+    y[np.arange(n), rng.integers(0, c, n)] = True
+    proto = rng.normal(0, 40, (c, 128))
+    x = 128 + (y.astype(float) @ proto)[:, None, :] + rng.normal(0, 20, (n, 10, 128))
+    idx = rng.permutation(n)
+    cut = int(0.8 * n)
+    x = np.clip(x, 0, 255).astype(np.uint8)
+    return TrialData(x=x, y=y, train_idx=idx[:cut], val_idx=idx[cut:], class_names=tuple(f"c{i}" for i in range(c)))
+
+
+@pytest.mark.parametrize("family", list_families("embeddings"))
+def test_sampled_configs_of_every_packaged_space_leave_chance(family):
+    """The chance-level check (tagtune.tracking.at_chance) over each packaged space: two
+    random configs (what a search's start-up trials draw), sized for the data as a search does,
+    each trained 2 epochs on tiny separable data, and none stays at chance."""
+    from tagtune.tracking import at_chance
+    from tagtune.trainables.loop import fit
+
+    data = _separable()
+    space = load_space(family).for_data(len(data.train_idx))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
+    stuck = []
+    for _ in range(2):
+        trial = study.ask()
+        config = {"family": family, **space.sample(trial), **trial.params}
+        best = fit(config, data, max_epochs=2, device="cpu").best["val_mAUC"]
+        study.tell(trial, best)
+        if at_chance(best):
+            stuck.append((round(best, 3), trial.params))
+    assert not stuck, f"{family}: sampled configs at chance: {stuck}"
+
+
+def test_at_chance_and_the_likely_cause():
+    from tagtune.tracking import CHANCE, CHANCE_MARGIN, at_chance, likely_cause
+
+    assert at_chance(0.5) and at_chance(CHANCE + CHANCE_MARGIN - 1e-6) and at_chance(float("nan")) and at_chance(None)
+    assert not at_chance(CHANCE + CHANCE_MARGIN)
+    stuck = [{"optimizer": "sgd", "lr": 1e-4}] * 7 + [{"optimizer": "adam", "lr": 1e-3}] * 2
+    others = [{"optimizer": "adam", "lr": 1e-3}] * 5
+    assert likely_cause(stuck, others) == "7 of 9 used sgd"
+    # a shared value that the trials that trained have as much of names nothing
+    assert likely_cause([{"optimizer": "adam"}] * 3, [{"optimizer": "adam"}] * 3) is None
+    assert likely_cause([]) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tagtune.tracking._anytime import ANYTIME_COLUMNS, anytime_summary, anytime_table, best_at
+from tagtune.tracking._chance import CHANCE, CHANCE_MARGIN, HEALTH_COLUMNS, at_chance, likely_cause, search_health
 from tagtune.tracking._http import is_http
 from tagtune.tracking._restored import searcher_restored
 from tagtune.tracking._store import (
@@ -53,6 +54,12 @@ from tagtune.tracking.tables import (
 from tagtune.tracking.trials import TrialRow, Trials, child_runs, rank_by_family, recorded_spaces_dir, search_trials
 
 __all__ = [
+    "CHANCE",
+    "CHANCE_MARGIN",
+    "HEALTH_COLUMNS",
+    "at_chance",
+    "likely_cause",
+    "search_health",
     "ANYTIME_COLUMNS",
     "anytime_summary",
     "anytime_table",

@@ -337,6 +337,8 @@ class SearchSpec:
     grace_period: int = 2
     reduction_factor: float = 3.0
     milestone_metric: str = "best_val_mAUC"
+    # spare a slow starter whose curve still climbs toward the rung's cutoff (tagtune.schedulers)
+    curve_grace: bool = True
     # seconds of search wall time (the driver's), None: no budget
     time_budget: float | None = None
     # an earlier search (experiment name) whose finished trials seed each family's study
