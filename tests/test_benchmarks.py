@@ -151,3 +151,48 @@ def test_bench_early_stop_compares_three_runs_on_one_budget(split):
     ):
         assert row in out
     assert "trials started" in out and "epochs trained" in out
+
+
+def _table_rows(out: str, first_cell: str) -> dict[str, list[str]]:
+    """The Markdown rows of ``out`` whose first cell starts with ``first_cell``, by that cell."""
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0].startswith(first_cell):
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_bench_search_quick_prints_a_sane_table_per_system(tmp_path):
+    """--quick on the small generated float task: every system's row has a final best
+    validation mAUC, a test accuracy, trials started and a chance share within their ranges,
+    and the summary compares tagtune's default with the best peer."""
+    out = _run(
+        "bench_search.py",
+        "--quick",
+        "--systems",
+        "tagtune,optuna,hear",
+        "--data-root",
+        str(tmp_path / "tasks"),
+        "--out",
+        str(tmp_path / "out"),
+        cwd=tmp_path,
+    )
+    assert "### float512:" in out
+    rows = {k: v for k, v in _table_rows(out, "").items() if k[:1] in "146"}
+    assert set(rows) == {
+        "1 tagtune (default flags)",
+        "4 Optuna loop: TPE + HyperbandPruner + MLflowCallback",
+        "6 hear-eval-kit protocol (re-created)",
+    }, rows
+    for name, (at25, at50, at100, test, trials, chance) in rows.items():
+        assert 0.3 < float(at100) <= 1.0, (name, at100)
+        for early in (at25, at50):  # nothing yet at a quarter of 5 s is fine, a number must be <= the final
+            assert early == "-" or float(early) <= float(at100) + 1e-9, (name, early, at100)
+        assert 0.0 <= float(test) <= 1.0, (name, test)
+        assert float(trials) >= 1, (name, trials)
+        assert chance == "-" or 0.0 <= float(chance) <= 1.0, (name, chance)
+    summary = _table_rows(out, "float512")["float512"]
+    assert summary[0] == "accuracy" and summary[-1] in ("yes", "no")
+    assert abs(float(summary[1]) - float(rows["1 tagtune (default flags)"][3])) < 1e-4
+    assert (tmp_path / "out" / "results.md").is_file() and (tmp_path / "out" / "results.json").is_file()
