@@ -547,7 +547,7 @@ def test_score(
 ) -> float:
     """Retrain the system's selected config (its trial's seed, for its best epoch count) on the
     same training split and score the test set with the task's metric."""
-    from tagtune.scoring import score_clips
+    from tagtune.trainables.inference import checkpoint_probabilities
     from tagtune.trainables.techniques import resolve_target_class
     from tagtune.trainables.trial import load_model, model_meta, save_model
 
@@ -573,8 +573,7 @@ def test_score(
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
         save_model(tmp, result.best_state, model_meta(cfg, trial_data, result.best))
         model, meta = load_model(tmp)
-    single = meta["task"] == "singlelabel"
-    return _task_score(task, score_clips(model, x_test, single_label=single), y_test)
+    return _task_score(task, checkpoint_probabilities(model, meta, x_test), y_test)
 
 
 # ------------------------------------------------------------------------------------------
