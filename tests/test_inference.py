@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from test_audio_predict import free_port
 
 from tagtune.trainables.data import Dataset
 from tagtune.trainables.inference import (
@@ -188,19 +188,6 @@ def test_a_single_label_model_scores_the_same_from_every_reference(logged):
         np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5, err_msg=what)
 
 
-def _free_port() -> int:
-    rng = np.random.default_rng()
-    for _ in range(100):
-        port = int(rng.integers(20000, 30000))
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 20000-30000")
-
-
 def _ask(port: int, request: dict, deadline: float, server: subprocess.Popen) -> dict | None:
     while time.time() < deadline and server.poll() is None:
         try:
@@ -219,7 +206,7 @@ def _ask(port: int, request: dict, deadline: float, server: subprocess.Popen) ->
 @pytest.mark.slow
 def test_the_served_single_label_model_answers_the_same_scores(logged):
     """``mlflow models serve`` of the registered model (its own process: slow)."""
-    port = _free_port()
+    port = free_port()
     bin_dir = str(Path(sys.executable).parent)  # mlflow runs `uvicorn` from PATH, as in an activated venv
     env = {**os.environ, "MLFLOW_TRACKING_URI": logged.uri, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
     mlflow_bin = shutil.which("mlflow", path=bin_dir) or "mlflow"

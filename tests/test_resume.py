@@ -21,7 +21,7 @@ BUDGET_PER_FAMILY = 3
 FAMILIES = ("fc2", "gcnn")
 
 
-def _cli(*args: str, cwd: Path, **kw) -> subprocess.Popen:
+def tagtune_cli(*args: str, cwd: Path, **kw) -> subprocess.Popen:
     env = {**os.environ, "TAGTUNE_CACHE_DIR": str(cwd / "cache")}
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.Popen(
@@ -50,7 +50,7 @@ def _children(client: MlflowClient):
 def test_resume_after_sigkill_finishes_budget_without_duplicates(tmp_path):
     synthesize(tmp_path / "synth", n_clips=1500, n_classes=16, seed=2)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    proc = _cli(
+    proc = tagtune_cli(
         "search",
         "--train",
         "synth",
@@ -80,7 +80,7 @@ def test_resume_after_sigkill_finishes_budget_without_duplicates(tmp_path):
     budget = BUDGET_PER_FAMILY * len(FAMILIES)
     assert 2 <= len(finished_before) < budget
 
-    resumed = _cli("resume", "--experiment", "r", cwd=tmp_path)
+    resumed = tagtune_cli("resume", "--experiment", "r", cwd=tmp_path)
     out, _ = resumed.communicate(timeout=400)
     assert resumed.returncode == 0, out
 

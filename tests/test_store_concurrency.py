@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_resume import tagtune_cli
 
 from tagtune.trainables.errors import InputError
 
@@ -111,7 +112,7 @@ def test_processes_open_a_fresh_mlflow_store_at_once(pool: Any, tmp_path: Path) 
         assert sorted(p.name for p in db.parent.iterdir()) == ["mlflow.db", "mlflow.db.lock"]  # no copy left
 
 
-def test_a_program_without_the_lock_opens_the_store_beside_tagtune(pool: Any, tmp_path: Path) -> None:
+def test_a_program_without_the_lock_opens_the_store_besidetagtune_cli(pool: Any, tmp_path: Path) -> None:
     """A user's script (plain MLflow, no lock) starting with tagtune's commands: whichever
     creates the file, the others wait for a complete store."""
     for r in range(ROUNDS):
@@ -197,19 +198,6 @@ def test_a_lock_past_the_retries_exits_2_in_one_line(monkeypatch: pytest.MonkeyP
 # -- real commands at once on one fresh store ---------------------------------------------------
 
 
-def _tagtune(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    env = {**os.environ, "TAGTUNE_CACHE_DIR": str(cwd / "cache")}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "tagtune", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 _READER = r"""
 import sys, time
 import mlflow
@@ -240,7 +228,7 @@ def test_commands_at_once_on_a_fresh_store(tiny_train: Path, tmp_path: Path) -> 
     studies = f"sqlite:///{tmp_path / 'studies.db'}"
     experiments = ["a", "b", "a"]
     searches = [
-        _tagtune(
+        tagtune_cli(
             *("search", "--train", str(tiny_train), "--families", "fc1", "--trials-per-family", "1"),
             *("--max-epochs", "1", "--cpus-per-trial", "1", "--experiment", name, "--optuna-storage", studies),
             cwd=tmp_path,
@@ -256,7 +244,7 @@ def test_commands_at_once_on_a_fresh_store(tiny_train: Path, tmp_path: Path) -> 
     )
     # a report started with them: on the new store its experiment is not there yet, or has no
     # trial yet (exit 2, one line); asked again once the searches are done (exit 0)
-    first = _tagtune("report", "--experiment", "b", cwd=tmp_path)
+    first = tagtune_cli("report", "--experiment", "b", cwd=tmp_path)
     for proc in searches:
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out[-3000:]
@@ -267,7 +255,7 @@ def test_commands_at_once_on_a_fresh_store(tiny_train: Path, tmp_path: Path) -> 
     expected = ("no experiment named 'b'", "has no tagtune search run", "has no trials yet")
     assert first.returncode == 0 or (first.returncode == 2 and any(e in out for e in expected)), out[-3000:]
     assert "Traceback" not in out, out[-3000:]
-    last = _tagtune("report", "--experiment", "b", cwd=tmp_path)
+    last = tagtune_cli("report", "--experiment", "b", cwd=tmp_path)
     out, _ = last.communicate(timeout=300)
     assert last.returncode == 0 and "fc1" in out, out[-3000:]
 
