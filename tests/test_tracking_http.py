@@ -124,7 +124,12 @@ def test_server_command_binds_localhost_and_keeps_the_password_off_it(tmp_path, 
     monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", "a-secret-of-12+")
     env = server_env(spec, tmp_path)
     assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == "a-secret-of-12+"
-    assert "a-secret-of-12+" not in " ".join(cmd) + (tmp_path / "basic_auth.ini").read_text()
+    ini = (tmp_path / "basic_auth.ini").read_text()
+    assert "a-secret-of-12+" not in " ".join(cmd) + ini
+    # a checked password is trusted for a minute: hashing it on every request made each one 0.6 s
+    assert "auth_cache_ttl_seconds = 60\n" in ini
+    with pytest.raises(InputError, match="--auth-cache-seconds -1"):
+        server_env(ServerSpec("postgresql://u@127.0.0.1:5433/mlflow", "a", auth=True, auth_cache_seconds=-1), tmp_path)
     with pytest.raises(InputError, match="--backend-store-uri"):
         mlflow_server_command(ServerSpec("http://x", "a"))
 
