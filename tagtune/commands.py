@@ -11,6 +11,7 @@ from typing import Any
 
 from tagtune.tracking import (
     RunKind,
+    SearchSpec,
     Tag,
     find_experiment,
     get_or_create_experiment,
@@ -86,14 +87,14 @@ def train(
     max_epochs: int,
     experiment: str,
     tracking_uri: str | None,
-    val_fraction: float = 0.2,
-    seed: int = 0,
+    val_fraction: float = SearchSpec.val_fraction,
+    seed: int = SearchSpec.seed,
     echo: Callable[[str], None] = print,
     options: Any = None,
 ) -> tuple[str, dict[str, float]]:
     """Retrain one config on ``train_path`` and log it as an MLflow run; returns (run id, best).
     ``options``: how ``train_path`` is read (a ``ReadOptions``: ``--feature-key`` ...)."""
-    from tagtune.search import SearchSpec, prepare_data
+    from tagtune import search
     from tagtune.trainables.config import resolve_config
     from tagtune.trainables.loop import fit
     from tagtune.trainables.trial import model_meta, save_model
@@ -111,8 +112,8 @@ def train(
     keys = {}
     if options is not None:
         keys = {k: getattr(options, k) for k in ("feature_key", "label_key", "group_key", "task")}
-    data = prepare_data(
-        SearchSpec(train=train_path, families=[full["family"]], val_fraction=val_fraction, seed=seed, **keys)
+    data = search.prepare_data(
+        search.SearchSpec(train=train_path, families=[full["family"]], val_fraction=val_fraction, seed=seed, **keys)
     )
     exp = get_or_create_experiment(client, uri, experiment)
     with open_run(

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 DEMO_FAMILIES = "default"  # a set of tagtune.search.FAMILY_SETS: seed 000's four and attention
+DEMO_TRIALS_PER_FAMILY = 3
+DEMO_MAX_EPOCHS = 6
 
 
 def demo(folder: str, tracking_uri: str | None, trials_per_family: int, max_epochs: int) -> None:

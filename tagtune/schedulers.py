@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-from tagtune.tracking import StopInfo
+from tagtune.tracking import SearchSpec, StopInfo
 from tagtune.trainables.errors import InputError
 
 if TYPE_CHECKING:
@@ -47,13 +47,13 @@ class StopRule:
     a trial can be stopped), reduction factor (1 in ``reduction_factor`` trials go on at each
     rung) and the metric compared at the rungs (higher is better), up to ``max_epochs``."""
 
-    kind: str = "asha"
-    grace_period: int = 2
-    reduction_factor: float = 3.0
-    metric: str = "best_val_mAUC"
-    max_epochs: int = 10
+    kind: str = SearchSpec.scheduler
+    grace_period: int = SearchSpec.grace_period
+    reduction_factor: float = SearchSpec.reduction_factor
+    metric: str = SearchSpec.milestone_metric
+    max_epochs: int = SearchSpec.max_epochs
     #: spare a slow starter whose learning curve is still climbing fast enough (see :meth:`spare`)
-    curve_grace: bool = True
+    curve_grace: bool = SearchSpec.curve_grace
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULERS:
