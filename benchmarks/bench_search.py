@@ -164,7 +164,8 @@ def run_tagtune(system: str, task: Task, data: TaskData, seed: int, budget: floa
     from mlflow import MlflowClient
 
     from tagtune.cli import build_parser, read_options_from_args, search_spec_from_args
-    from tagtune.search import run_search, try_open
+    from tagtune.families import try_open
+    from tagtune.search import run_search
     from tagtune.tracking import search_trials
 
     argv = ["search", "--train", str(data.train), "--families", ",".join(task.families)]

@@ -48,52 +48,9 @@ def range_figure(summary: pd.DataFrame) -> go.Figure:
     data = range_data(summary)
     if data.empty:
         return empty_figure("mAUC per family", "no finished trial yet")
-    colors = family_colors(data["family"])
     fig = go.Figure()
-    fig.add_trace(
-        go.Bar(
-            x=data["family"],
-            y=data["max"] - data["min"],
-            base=data["min"],
-            name="min..max (validation)",
-            marker_color=[colors[f] for f in data["family"]],
-            opacity=0.35,
-            width=0.5,
-            customdata=np.stack([data["min"], data["max"], data["trials"]], axis=1),
-            hovertemplate=(
-                "%{x}<br>min %{customdata[0]:.4f}<br>max %{customdata[1]:.4f}<br>%{customdata[2]} trials<extra></extra>"
-            ),
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=data["family"],
-            y=data["max"],
-            mode="markers+text",
-            name="max",
-            text=[f"{v:.3f}" for v in data["max"]],
-            textposition="top center",
-            marker=dict(symbol="line-ew-open", size=28, color="black", line=dict(width=2)),
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=data["family"],
-            y=data["min"],
-            mode="markers",
-            name="min",
-            marker=dict(symbol="line-ew-open", size=28, color="gray", line=dict(width=2)),
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=data["family"],
-            y=data["mean"],
-            mode="markers",
-            name="mean",
-            marker=dict(symbol="diamond", size=11, color="black"),
-        )
-    )
+    for trace in _range_traces(data):
+        fig.add_trace(trace)
     finals = data.dropna(subset=["eval"])
     if not finals.empty:
         fig.add_trace(
@@ -118,6 +75,45 @@ def range_figure(summary: pd.DataFrame) -> go.Figure:
         height=460,
     )
     return fig
+
+
+def _range_traces(data: pd.DataFrame) -> list[Any]:
+    """The bar from min to max per family, and its max, min and mean markers."""
+    colors = family_colors(data["family"])
+    bar = go.Bar(
+        x=data["family"],
+        y=data["max"] - data["min"],
+        base=data["min"],
+        name="min..max (validation)",
+        marker_color=[colors[f] for f in data["family"]],
+        opacity=0.35,
+        width=0.5,
+        customdata=np.stack([data["min"], data["max"], data["trials"]], axis=1),
+        hovertemplate=(
+            "%{x}<br>min %{customdata[0]:.4f}<br>max %{customdata[1]:.4f}<br>%{customdata[2]} trials<extra></extra>"
+        ),
+    )
+    line = dict(symbol="line-ew-open", size=28, line=dict(width=2))
+    return [
+        bar,
+        go.Scatter(
+            x=data["family"],
+            y=data["max"],
+            mode="markers+text",
+            name="max",
+            text=[f"{v:.3f}" for v in data["max"]],
+            textposition="top center",
+            marker={**line, "color": "black"},
+        ),
+        go.Scatter(x=data["family"], y=data["min"], mode="markers", name="min", marker={**line, "color": "gray"}),
+        go.Scatter(
+            x=data["family"],
+            y=data["mean"],
+            mode="markers",
+            name="mean",
+            marker=dict(symbol="diamond", size=11, color="black"),
+        ),
+    ]
 
 
 # -- Fig. 3: runtime per family ------------------------------------------------------------------

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-DEMO_FAMILIES = "default"  # a set of tagtune.search.FAMILY_SETS: seed 000's four and attention
+DEMO_FAMILIES = "default"  # a set of tagtune.families.FAMILY_SETS: seed 000's four and attention
 DEMO_TRIALS_PER_FAMILY = 3
 DEMO_MAX_EPOCHS = 6
 
@@ -15,7 +15,8 @@ def demo(folder: str, tracking_uri: str | None, trials_per_family: int, max_epoc
     """Generate data (once), search the default families (seed 000's four and attention),
     report, export, say how to browse."""
     from tagtune.commands import export, report
-    from tagtune.search import FAMILY_SETS, SearchSpec, run_search
+    from tagtune.families import FAMILY_SETS
+    from tagtune.search import SearchSpec, run_search
     from tagtune.tracking import ui_command
     from tagtune.trainables.data import synthesize
 

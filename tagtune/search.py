@@ -32,20 +32,11 @@ from tagtune.tracking import (
     open_store,
     reopen_run,
 )
-from tagtune.trainables.data import DataSource, ReadOptions, open_source
+from tagtune.trainables.data import DataSource, open_source
 from tagtune.trainables.errors import InputError
 from tagtune.trainables.loop import TrialData
-from tagtune.trainables.models import list_families
 
 SEARCH_METRIC = Metrics.SEARCH
-#: ``--families`` names for sets of families: seed 000's four (its Fig. 4), and the default, those
-#: four plus ``attention`` (the strongest family on bal_train and on the float embedding set of
-#: issue 24, which seed 000's set left out)
-FAMILY_SETS: dict[str, tuple[str, ...]] = {
-    "seed000": ("fc1", "fc2", "lstm", "gcnn"),
-    "default": ("fc1", "fc2", "lstm", "gcnn", "attention"),
-}
-DEFAULT_FAMILIES = "default"
 _REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "abfs://", "abfss://", "hdfs://", "az://")
 
 
@@ -122,82 +113,6 @@ def check_optuna_storage(url: str) -> None:
 def is_remote_storage(path: str) -> bool:
     """An object-store URI (s3://, gs://, ...) rather than a local or mounted folder."""
     return path.startswith(_REMOTE_SCHEMES)
-
-
-def try_open(train: str | os.PathLike, options: ReadOptions | None = None) -> DataSource | None:
-    """``train`` opened (format sniffed once) with its read ``options``, or None when it cannot be
-    told (``SearchSpec.check`` then names the problem, after the other flags are checked)."""
-    try:
-        return open_source(train, options=options)
-    except InputError:
-        return None
-
-
-def data_inputs(train: str | os.PathLike | DataSource) -> str | None:
-    """``audio`` for a folder of audio files with a CSV, ``embeddings`` for AudioSet-like data
-    (the kind of an opened source, or of the path, opened here), None when the path cannot be
-    told (``SearchSpec.check`` then names the problem)."""
-    if isinstance(train, DataSource):
-        return train.kind
-    try:
-        return open_source(train).kind
-    except InputError:
-        return None
-
-
-def parse_families(text: str, train: str | os.PathLike | DataSource | None = None) -> list[str]:
-    """``fc1,fc2``, a set of :data:`FAMILY_SETS` (``seed000``, ``default``) or ``all`` -> family
-    names; ``all`` means every family for ``train``'s kind of
-    data (an opened :class:`DataSource`, or a path), and a named family built for the other kind
-    is refused (unknown names raise too)."""
-    from tagtune.trainables.models import get_family
-
-    inputs = data_inputs(train) if train else None
-    source = train
-    if isinstance(train, DataSource):
-        train = train.path
-    if text.strip() == "all":
-        names = list_families(inputs)
-    else:
-        names = []
-        for token in (t.strip() for t in text.split(",") if t.strip()):
-            names.extend(FAMILY_SETS.get(token, (token,)))
-    seen: list[str] = []
-    for name in names:
-        spec = get_family(name)
-        if inputs is not None and spec.inputs != inputs:
-            raise InputError(
-                f"--families: {name!r} is built for {spec.inputs}, but --train {train} holds "
-                f"{inputs}; choose from: {', '.join(list_families(inputs))}"
-            )
-        if name not in seen:
-            seen.append(name)
-    if inputs == "embeddings" and isinstance(source, DataSource):
-        seen = _fitting_families(seen, source, all_families=text.strip() == "all")
-    return seen
-
-
-def _fitting_families(names: list[str], source: DataSource, *, all_families: bool) -> list[str]:
-    """``names`` that take the data's clip shape: with ``all`` those that can (an InputError when
-    none can), else every name must (an InputError naming the shape and the families that can)."""
-    from tagtune.trainables.models import families_for_shape, shape_problem
-
-    n_frames, n_features, _ = source.shape
-    shape = f"{n_frames} x {n_features}"
-    if all_families:
-        fitting = families_for_shape(n_frames, n_features, names)
-        if not fitting:
-            raise InputError(f"--train {source.path}: no model family takes clips of {shape} (frames x features)")
-        return fitting
-    for name in names:
-        problem = shape_problem(name, n_frames, n_features)
-        if problem is not None:
-            can = ", ".join(families_for_shape(n_frames, n_features)) or "none"
-            raise InputError(
-                f"--families: {name!r} cannot take the clips of --train {source.path}, {shape} "
-                f"(frames x features): {problem}; families that can: {can}"
-            )
-    return names
 
 
 def prepare_data(spec: SearchSpec, source: DataSource | None = None) -> TrialData:
@@ -453,13 +368,7 @@ def run_search(
 
     ``source``: ``spec.train`` already opened (the CLI opens it once to parse ``--families``).
     """
-
-    from tagtune.progress import SearchProgress
-    from tagtune.schedulers import FamilyScheduler
-    from tagtune.searcher import FamilySearcher
-    from tagtune.tracking.callback import MlflowTrialLogger
-
-    say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+    say = echo or _to_stderr
     # tagtune prints its own progress (the driver callback); Tune's newer console output would
     # still print its experiment banner at verbose=0, the legacy one stays quiet.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -481,65 +390,96 @@ def run_search(
         "n_val": len(data.val_idx),
         "n_classes": data.shape[2],
     }
+    tags = {Tag.FAMILIES: ",".join(spec.families)}
+    if spec.warm_start:
+        tags[Tag.WARM_START] = f"{spec.warm_start}:{warm_run}"
+    run_name = f"search-{time.strftime('%Y%m%d-%H%M%S')}"
     with open_run(
-        client,
-        exp.experiment_id,
-        kind=RunKind.SEARCH,
-        run_name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",
-        tags={
-            Tag.FAMILIES: ",".join(spec.families),
-            **({Tag.WARM_START: f"{spec.warm_start}:{warm_run}"} if spec.warm_start else {}),
-        },
-        params=params,
+        client, exp.experiment_id, kind=RunKind.SEARCH, run_name=run_name, tags=tags, params=params
     ) as parent:
-        parent_id = parent.run_id
         storage = spec.storage_path if is_remote_storage(spec.storage_path) else str(Path(spec.storage_path).resolve())
-        run_name = f"{spec.experiment}-{parent_id[:8]}"
-        ray_path = f"{storage.rstrip('/')}/{run_name}"
-        optuna_url = _optuna_storage(spec.storage_path, run_name, spec.optuna_storage)
+        tune_name = f"{spec.experiment}-{parent.run_id[:8]}"
+        ray_path = f"{storage.rstrip('/')}/{tune_name}"
+        optuna_url = _optuna_storage(spec.storage_path, tune_name, spec.optuna_storage)
         parent.log(tags={Tag.RAY_PATH: ray_path, Tag.OPTUNA_STORAGE: hide_password(optuna_url)})
-        searcher = FamilySearcher(
-            spec.spaces,
-            spec.trials_per_family,
-            metric=SEARCH_METRIC,
-            mode="max",
-            seed=spec.seed,
-            study_prefix=run_name,
-            storage=tracking.ready_optuna_storage(optuna_url),  # a new SQLite file: one creator
-            defaults_first=spec.defaults_first,
-            time_budget=spec.time_budget,
-            warm_trials=warm,
-            sampler=spec.sampler,
-        )
-        rule = spec.stop_rule()
-        scheduler = FamilyScheduler(searcher, rule)
+        searcher = _family_searcher(spec, tune_name, optuna_url, warm)
         datasets = [tracking.dataset_input(spec.train, data)]
-        client.log_inputs(parent_id, datasets=datasets)
-        progress = (
-            SearchProgress(spec.total_trials, spec.max_epochs, time_budget=spec.time_budget) if echo is None else None
-        )
-        logger = MlflowTrialLogger(
-            uri,
-            exp.experiment_id,
-            parent_id,
-            spec.total_trials,
-            echo=progress.say if progress else say,
-            datasets=datasets,
-            searcher=searcher,
-            epoch_echo=progress.detail if progress else None,
-            stop_info=searcher.stop_info,
-        )
-        each = f"{spec.trials_per_family} trials each" if spec.trials_per_family else "trials round-robin"
-        budget = f", time budget {spec.time_budget:g} s" if spec.time_budget else ""
-        say(
-            f"searching {', '.join(spec.families)}: {each}{budget}, up to {spec.max_epochs} epochs, "
-            f"early stopping {rule.describe()} per family, {spec.cpus_per_trial:g} CPU / "
-            f"{spec.gpus_per_trial or 0:g} GPU per trial; MLflow: {uri}"
-        )
-        callbacks = [logger, progress] if progress else [logger]
-        results = _tuner(spec, data, run_name, storage, searcher, callbacks, scheduler).fit()
+        client.log_inputs(parent.run_id, datasets=datasets)
+        callbacks = _callbacks(spec, uri, exp.experiment_id, parent.run_id, searcher, datasets, say, echo is None)
+        rule = spec.stop_rule()
+        say(_plan_line(spec, rule, uri))
+        from tagtune.schedulers import FamilyScheduler
+
+        tuner = _tuner(spec, data, tune_name, storage, searcher, callbacks, FamilyScheduler(searcher, rule))
+        results = tuner.fit()
         say(f"Ray Tune state: {ray_path}")
-    return SearchOutcome(exp.experiment_id, parent_id, uri, time.perf_counter() - t0, len(results.errors))
+    return SearchOutcome(exp.experiment_id, parent.run_id, uri, time.perf_counter() - t0, len(results.errors))
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _family_searcher(spec: SearchSpec, study_prefix: str, optuna_url: str, warm: dict[str, Any]) -> Any:
+    """The search's Tune searcher: one Optuna study per family, stored at ``optuna_url``."""
+    from tagtune.searcher import FamilySearcher
+
+    return FamilySearcher(
+        spec.spaces,
+        spec.trials_per_family,
+        metric=SEARCH_METRIC,
+        mode="max",
+        seed=spec.seed,
+        study_prefix=study_prefix,
+        storage=tracking.ready_optuna_storage(optuna_url),  # a new SQLite file: one creator
+        defaults_first=spec.defaults_first,
+        time_budget=spec.time_budget,
+        warm_trials=warm,
+        sampler=spec.sampler,
+    )
+
+
+def _callbacks(
+    spec: SearchSpec,
+    uri: str,
+    experiment_id: str,
+    parent_id: str,
+    searcher: Any,
+    datasets: list[Any],
+    say: Callable[[str], None],
+    progress_lines: bool,
+) -> list[Any]:
+    """The Tune callbacks: the MLflow trial logger, and the progress lines unless the caller
+    takes the lines itself (``progress_lines`` False: everything goes to its ``say``)."""
+    from tagtune.progress import SearchProgress
+    from tagtune.tracking.callback import MlflowTrialLogger
+
+    progress = (
+        SearchProgress(spec.total_trials, spec.max_epochs, time_budget=spec.time_budget) if progress_lines else None
+    )
+    logger = MlflowTrialLogger(
+        uri,
+        experiment_id,
+        parent_id,
+        spec.total_trials,
+        echo=progress.say if progress else say,
+        datasets=datasets,
+        searcher=searcher,
+        epoch_echo=progress.detail if progress else None,
+        stop_info=searcher.stop_info,
+    )
+    return [logger, progress] if progress else [logger]
+
+
+def _plan_line(spec: SearchSpec, rule: Any, uri: str) -> str:
+    """The line a search prints before its first trial."""
+    each = f"{spec.trials_per_family} trials each" if spec.trials_per_family else "trials round-robin"
+    budget = f", time budget {spec.time_budget:g} s" if spec.time_budget else ""
+    return (
+        f"searching {', '.join(spec.families)}: {each}{budget}, up to {spec.max_epochs} epochs, "
+        f"early stopping {rule.describe()} per family, {spec.cpus_per_trial:g} CPU / "
+        f"{spec.gpus_per_trial or 0:g} GPU per trial; MLflow: {uri}"
+    )
 
 
 def resume_search(
@@ -552,7 +492,7 @@ def resume_search(
     """Finish the remaining budget of an interrupted search (the newest one, or ``run_id``)."""
     from ray import tune
 
-    say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
+    say = echo or _to_stderr
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # as in run_search: no Tune banner
     client, uri = open_store(tracking_uri, experiment)
     exp = find_experiment(client, uri, experiment)

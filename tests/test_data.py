@@ -497,7 +497,8 @@ def test_open_source_knows_format_kind_shape_and_cache_entry(tmp_path: Path, sma
 
 
 def test_search_opens_the_source_once(tmp_path: Path, small: Dataset, monkeypatch) -> None:
-    from tagtune.search import SearchSpec, parse_families, prepare_data
+    from tagtune.families import parse_families
+    from tagtune.search import SearchSpec, prepare_data
     from tagtune.trainables.data import open_source
 
     _write_set(tmp_path / "set", small)

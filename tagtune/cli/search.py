@@ -30,9 +30,9 @@ TRAIN_HELP = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from tagtune.families import DEFAULT_FAMILIES, FAMILY_SETS
     from tagtune.resources import RULE
-    from tagtune.samplers import SAMPLER_HELP, SAMPLERS
-    from tagtune.search import DEFAULT_FAMILIES, FAMILY_SETS, SearchSpec
+    from tagtune.search import SearchSpec
 
     sets = ", ".join(f"`{name}` ({','.join(families)})" for name, families in FAMILY_SETS.items())
     p.add_argument("--train", required=True, help=TRAIN_HELP)
@@ -56,21 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "running trials stop at their next epoch (recorded, report written); families share it round-robin",
     )
     _add_stopping_flags(p, SearchSpec)
-    p.add_argument(
-        "--warm-start",
-        default=None,
-        metavar="EXPERIMENT",
-        help="seed each family's Optuna study with the finished trials of EXPERIMENT's newest search "
-        "(same store, same --train, split and seed); values outside today's space are dropped",
-    )
-    p.add_argument("--sampler", default=SearchSpec.sampler, choices=SAMPLERS, help=SAMPLER_HELP)
-    p.add_argument(
-        "--no-defaults-first",
-        dest="defaults_first",
-        action="store_false",
-        help="sample every trial, the first included (default: the first trial of each "
-        "family runs its registered defaults, see `tagtune families`)",
-    )
+    _add_sampling_flags(p, SearchSpec)
     p.add_argument(
         "--max-epochs", type=int, default=SearchSpec.max_epochs, help="epochs per trial (default: %(default)s)"
     )
@@ -84,6 +70,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     _add_cluster_flags(p, SearchSpec, RULE)
     add_read_flags(p)
+
+
+def _add_sampling_flags(p: argparse.ArgumentParser, spec: type[SearchSpec]) -> None:
+    """How each family's Optuna study samples, where it is stored, warm starts, and resuming."""
+    from tagtune.samplers import SAMPLER_HELP, SAMPLERS
+
+    p.add_argument(
+        "--warm-start",
+        default=None,
+        metavar="EXPERIMENT",
+        help="seed each family's Optuna study with the finished trials of EXPERIMENT's newest search "
+        "(same store, same --train, split and seed); values outside today's space are dropped",
+    )
+    p.add_argument("--sampler", default=spec.sampler, choices=SAMPLERS, help=SAMPLER_HELP)
+    p.add_argument(
+        "--no-defaults-first",
+        dest="defaults_first",
+        action="store_false",
+        help="sample every trial, the first included (default: the first trial of each "
+        "family runs its registered defaults, see `tagtune families`)",
+    )
     p.add_argument(
         "--optuna-storage",
         default=None,
@@ -176,7 +183,8 @@ def search_spec_from_args(args: argparse.Namespace, source: DataSource | None = 
     """The search of ``tagtune search``'s flags: each spec field from the flag of the same
     name (``--spaces`` is ``spaces_dir``), ``--families`` parsed against ``--train`` (``source``:
     ``--train`` already opened)."""
-    from tagtune.search import SearchSpec, parse_families
+    from tagtune.families import parse_families
+    from tagtune.search import SearchSpec
     from tagtune.tracking import parse_duration
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchSpec) if f.init and hasattr(args, f.name)}
@@ -189,7 +197,8 @@ def search_spec_from_args(args: argparse.Namespace, source: DataSource | None = 
 
 
 def run(args: argparse.Namespace) -> None:
-    from tagtune.search import resume_search, run_search, try_open
+    from tagtune.families import try_open
+    from tagtune.search import resume_search, run_search
 
     if args.resume:
         print_search(resume_search(args.experiment, args.tracking_uri, address=args.address), args.experiment)
