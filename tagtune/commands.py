@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tagtune.names import Metrics
 from tagtune.tracking import (
     RunKind,
     SearchSpec,
@@ -130,8 +131,8 @@ def train(
             step = int(metrics["epoch"])
             run.log(metrics={k: v for k, v in metrics.items() if k != "epoch"}, step=step)
             echo(
-                f"epoch {step}/{max_epochs}: val_mAUC {metrics['val_mAUC']:.4f} val_mAP {metrics['val_mAP']:.4f} "
-                f"({metrics['epoch_seconds']:.1f} s)"
+                f"epoch {step}/{max_epochs}: val_mAUC {metrics[Metrics.VAL_MAUC]:.4f} "
+                f"val_mAP {metrics[Metrics.VAL_MAP]:.4f} ({metrics[Metrics.EPOCH_SECONDS]:.1f} s)"
             )
 
         result = fit(full, data, max_epochs=max_epochs, on_epoch=on_epoch)

@@ -27,13 +27,14 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from tagtune._ray_compat import optuna_study, optuna_trial
+from tagtune.names import Metrics
 from tagtune.samplers import DEFAULT_SAMPLER, make_sampler
 from tagtune.search_spaces import SearchSpace
 from tagtune.tracking import StopInfo, searcher_restored
 from tagtune.trainables.config import resolve_config
 from tagtune.trainables.trial import DIVERGED
 
-OBJECTIVE_NAME = "val_mAUC"  # what each study maximizes: a trial's best validation mAUC
+OBJECTIVE_NAME = Metrics.VAL_MAUC  # what each study maximizes: a trial's best validation mAUC
 
 
 class FamilySearcher(Searcher):

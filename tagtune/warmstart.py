@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 from mlflow import MlflowClient
 
+from tagtune.names import Metrics
 from tagtune.search_spaces import SearchSpace, load_space
 from tagtune.tracking import (
     Tag,
@@ -39,7 +40,7 @@ def warm_trials(
     spec: Any,
     spaces: Mapping[str, SearchSpace],
     say: Callable[[str], None],
-    metric: str = "best_val_mAUC",
+    metric: str = Metrics.BEST_VAL_MAUC,
 ) -> tuple[dict[str, list[optuna.trial.FrozenTrial]], str]:
     """Per family of ``spaces``, the Optuna trials of the newest search of ``experiment``; and
     the earlier search's run id.  InputError when there is none or it ran on other data."""
@@ -93,7 +94,7 @@ def _frozen_trial(
     common: dict[str, Any] = {
         "params": params,
         "distributions": dists,
-        "intermediate_values": _running_max(trials.curves[row.run_id].get("val_mAUC", [])),
+        "intermediate_values": _running_max(trials.curves[row.run_id].get(Metrics.VAL_MAUC, [])),
         "user_attrs": {"tagtune_warm_start_run": row.run_id},
     }
     if runs[row.run_id].data.tags.get(Tag.STOPPED_EARLY) == "True":

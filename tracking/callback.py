@@ -118,7 +118,7 @@ class MlflowTrialLogger(tune.Callback):
         for run in children:  # a trial the driver was killed in: the epochs its run already has
             trial_id = run.data.tags.get(Tag.TRIAL_ID)
             if run.info.status == "RUNNING" and trial_id and run.data.tags.get(Tag.KIND) == RunKind.TRIAL:
-                steps = [m.step for m in self.client.get_metric_history(run.info.run_id, "val_mAUC")]
+                steps = [m.step for m in self.client.get_metric_history(run.info.run_id, Metrics.VAL_MAUC)]
                 if steps:
                     self.logged_upto[trial_id] = max(steps)
 
@@ -242,11 +242,11 @@ class MlflowTrialLogger(tune.Callback):
             self.client.log_batch(
                 run_id, metrics=metrics if step > self.logged_upto.get(trial.trial_id, 0) else [], tags=tags
             )
-        if "val_mAUC" in result:
+        if Metrics.VAL_MAUC in result:
             (self.epoch_echo or self.echo)(
                 f"    {trial.config.get('family')} {trial.trial_id} epoch {step}: "
-                f"val_mAUC {result['val_mAUC']:.4f} val_mAP {result.get('val_mAP', 0):.4f} "
-                f"({result.get('epoch_seconds', 0):.1f} s)"
+                f"val_mAUC {result[Metrics.VAL_MAUC]:.4f} val_mAP {result.get(Metrics.VAL_MAP, 0):.4f} "
+                f"({result.get(Metrics.EPOCH_SECONDS, 0):.1f} s)"
             )
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
@@ -277,7 +277,7 @@ class MlflowTrialLogger(tune.Callback):
         how = f"stopped at epoch {stop.epoch} by {stop.rule}" if stop else f"after {int(last.get('epoch', 0))} epochs"
         self.echo(
             f"{self._count()} {trial.config.get('family')} {trial.trial_id} "
-            f"finished: best val_mAUC {last.get('best_val_mAUC', float('nan')):.4f} {how}"
+            f"finished: best val_mAUC {last.get(Metrics.SEARCH, float('nan')):.4f} {how}"
         )
 
     def _count(self) -> str:

@@ -1,8 +1,10 @@
 """tagtune's MLflow run schema: every tag key, run kind and metric name, and the run lifecycle.
 
-Everything that writes or reads tagtune's runs takes its names from here, so the schema is one
-file: a search's parent run (kind ``search``), one child run per trial (``trial``; ``lost`` when
-a killed driver's trial was replaced on resume), the finals and ensembles of ``tagtune finalize``
+Everything that writes or reads tagtune's runs takes its names from here (the tag keys and metric
+names, :class:`Tag` and :class:`Metrics`, are defined in the leaf module :mod:`tagtune.names` so
+that the training loop and the dashboards can use them without MLflow, and exported here): a
+search's parent run (kind ``search``), one child run per trial (``trial``; ``lost`` when a killed
+driver's trial was replaced on resume), the finals and ensembles of ``tagtune finalize``
 (``final``, ``ensemble``) and the runs of ``tagtune train`` (``train``).
 
 :func:`open_run` is the one way a run is opened: it creates the run with its tags and params and
@@ -25,6 +27,7 @@ from typing import Any, Self, TypeVar, get_type_hints
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from tagtune.names import Metrics, Tag
 from tagtune.samplers import DEFAULT_SAMPLER, check_sampler
 from tagtune.trainables.errors import InputError
 
@@ -39,61 +42,6 @@ class RunKind(enum.StrEnum):
     ENSEMBLE = "ensemble"
     FINALIZE = "finalize"  # one `tagtune finalize` of a search: its finals and ensembles nest under it
     TRAIN = "train"
-
-
-class Tag:
-    """Tag keys (``mlflow.parentRunId`` is MLflow's own, linking a child run to its search)."""
-
-    PARENT = "mlflow.parentRunId"
-    KIND = "tagtune.kind"
-    FAMILY = "tagtune.family"
-    FAMILIES = "tagtune.families"
-    TRIAL_ID = "tagtune.trial_id"
-    RAY_PATH = "tagtune.ray_path"
-    OPTUNA_STORAGE = "tagtune.optuna_storage"
-    NODE_ID = "tagtune.node_id"
-    NODE_IP = "tagtune.node_ip"
-    RETRIES = "tagtune.retries"
-    ERROR = "tagtune.error"
-    STATUS = "tagtune.status"
-    CONFIG_FILE = "tagtune.config_file"
-    FINALIZE_ID = "tagtune.finalize_id"
-    FINALIZE_VERSION = "tagtune.finalize_version"  # 1 for a search's first finalize, 2 for a re-run...
-    SOURCE_RUN = "tagtune.source_run"
-    RANK = "tagtune.rank"
-    ENSEMBLE_METHOD = "tagtune.ensemble"
-    MODEL_URI = "tagtune.model_uri"
-    # a trial stopped before max_epochs (early-stopping rule or the spent time budget); its run
-    # still ends FINISHED with the metrics of the epochs it trained
-    STOPPED_EARLY = "tagtune.stopped_early"  # "True"
-    STOPPED_AT_EPOCH = "tagtune.stopped_at_epoch"
-    STOPPED_BY = "tagtune.stopped_by"  # the rule: asha(grace 2, rf 3, best_val_mAUC), time budget
-    WARM_START = "tagtune.warm_start"  # on a search run: the trials it was seeded with
-    OPTUNA_STUDY = "tagtune.optuna_study"  # a trial run's Optuna study and trial number
-    OPTUNA_TRIAL = "tagtune.optuna_trial"
-    # MLflow's own keys that its UI shows (source, user, experiment kind)
-    SOURCE_NAME = "mlflow.source.name"
-    SOURCE_TYPE = "mlflow.source.type"
-    SOURCE_COMMIT = "mlflow.source.git.commit"
-    USER = "mlflow.user"
-    EXPERIMENT_KIND = "mlflow.experimentKind"
-
-    @staticmethod
-    def final_model(name: str) -> str:
-        """The search run's tag naming the model URI of a final (``fc1``, ``ensemble-mean``)."""
-        return f"tagtune.final.{name}"
-
-
-class Metrics:
-    """Metric names of the runs (step = epoch in trial runs)."""
-
-    SEARCH = "best_val_mAUC"  # what the searcher maximizes (the trial's best val_mAUC so far)
-    EPOCH = ("train_loss", "val_loss", "val_mAUC", "val_mAP", "val_dprime", "epoch_seconds")
-    TASK = ("val_f1", "val_accuracy", "val_map3")  # where the task has them
-    BEST = ("best_val_mAUC", "best_val_mAP", "best_val_f1", "best_val_accuracy", "best_val_map3")
-    HISTORY = ("val_mAUC", "val_mAP", "val_loss", "train_loss", "epoch_seconds")
-    EVAL = ("eval_mAUC", "eval_mAP", "eval_dprime")
-    EVAL_SINGLE_LABEL = ("eval_accuracy", "eval_map3")  # what single-label (audio) finals add
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,7 +284,7 @@ class SearchSpec:
     scheduler: str = "asha"
     grace_period: int = 2
     reduction_factor: float = 3.0
-    milestone_metric: str = "best_val_mAUC"
+    milestone_metric: str = Metrics.SEARCH
     # spare a slow starter whose curve still climbs toward the rung's cutoff (tagtune.schedulers)
     curve_grace: bool = True
     # seconds of search wall time (the driver's), None: no budget

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tagtune.names import Metrics
 from tagtune.trainables.data import InputScaling, TrialData
 from tagtune.trainables.loop import TrainingDiverged, build_model, fit, model_task, pick_device
 
@@ -124,4 +125,4 @@ def tune_trial(config: dict[str, Any], data: TrialData, max_epochs: int) -> None
         # Deterministic: retrying would diverge again, so the trial ends here (not as a Ray
         # error that FailureConfig would retry) and says why; the driver records it as failed.
         nan = float("nan")
-        tune.report({DIVERGED: 1.0, "error": str(exc), "best_val_mAUC": nan, "best_val_mAP": nan})
+        tune.report({DIVERGED: 1.0, "error": str(exc), Metrics.BEST_VAL_MAUC: nan, Metrics.BEST_VAL_MAP: nan})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from tagtune.cli._common import add_read_flags, read_options_from_args
+from tagtune.names import Metrics
 
 HELP = "retrain one config (e.g. an exported YAML) and log it as a run"
 DESCRIPTION = None
@@ -36,6 +37,6 @@ def run(args: argparse.Namespace) -> None:
         options=read_options_from_args(args),
     )
     print(
-        f"run {run_id}: best val_mAUC {best['val_mAUC']:.4f}, val_mAP {best['val_mAP']:.4f} "
+        f"run {run_id}: best val_mAUC {best[Metrics.VAL_MAUC]:.4f}, val_mAP {best[Metrics.VAL_MAP]:.4f} "
         f"at epoch {int(best['epoch'])}"
     )
