@@ -137,9 +137,9 @@ class SystemRun:
 
 
 def _spec(task: Task, data: TaskData, seed: int):
-    from tagtune.search import SearchSpec
+    from tagtune.search import CheckedSearchSpec
 
-    return SearchSpec(
+    return CheckedSearchSpec(
         train=str(data.train),
         families=list(task.families),
         seed=seed,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tagtune.errors import InputError
 from tagtune.names import Metrics
 from tagtune.tracking import (
     RunKind,
@@ -24,7 +25,6 @@ from tagtune.tracking import (
     search_trials,
     write_configs,
 )
-from tagtune.trainables.errors import InputError
 
 
 def report(
@@ -42,7 +42,7 @@ def report(
     With ``log``, the tables are logged on the search's parent run (``report/``, ``tables/``).
     With ``html``, the dashboard is written there and logged on the parent run (``dashboard/``).
     """
-    from tagtune.dashboard import collect, report_markdown, write_dashboard
+    from tagtune.report import collect, report_markdown, write_dashboard
 
     client, uri = open_store(tracking_uri)
     exp = find_experiment(client, uri, experiment)
@@ -110,12 +110,13 @@ def train(
     if not Path(train_path).exists():
         raise InputError(f"--train {train_path}: no such file or folder")
     client, uri = open_store(tracking_uri)
-    keys = {}
-    if options is not None:
-        keys = {k: getattr(options, k) for k in ("feature_key", "label_key", "group_key", "task")}
-    data = search.prepare_data(
-        search.SearchSpec(train=train_path, families=[full["family"]], val_fraction=val_fraction, seed=seed, **keys)
+    keys = (
+        {k: getattr(options, k) for k in ("feature_key", "label_key", "group_key", "task")}
+        if options is not None
+        else {}
     )
+    spec = search.CheckedSearchSpec(train_path, [full["family"]], val_fraction=val_fraction, seed=seed, **keys)
+    data = search.prepare_data(spec)
     exp = get_or_create_experiment(client, uri, experiment)
     with open_run(
         client,

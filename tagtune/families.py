@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
+from tagtune.errors import InputError
 from tagtune.trainables.data import DataSource, ReadOptions, open_source
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.models import list_families
 
 #: ``--families`` names for sets of families: seed 000's four (its Fig. 4), and the default, those
@@ -21,7 +21,7 @@ DEFAULT_FAMILIES = "default"
 
 def try_open(train: str | os.PathLike, options: ReadOptions | None = None) -> DataSource | None:
     """``train`` opened (format sniffed once) with its read ``options``, or None when it cannot be
-    told (``SearchSpec.check`` then names the problem, after the other flags are checked)."""
+    told (``CheckedSearchSpec.check`` then names the problem, after the other flags are checked)."""
     try:
         return open_source(train, options=options)
     except InputError:
@@ -31,7 +31,7 @@ def try_open(train: str | os.PathLike, options: ReadOptions | None = None) -> Da
 def data_inputs(train: str | os.PathLike | DataSource) -> str | None:
     """``audio`` for a folder of audio files with a CSV, ``embeddings`` for AudioSet-like data
     (the kind of an opened source, or of the path, opened here), None when the path cannot be
-    told (``SearchSpec.check`` then names the problem)."""
+    told (``CheckedSearchSpec.check`` then names the problem)."""
     if isinstance(train, DataSource):
         return train.kind
     try:

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
+from tagtune.errors import InputError
 from tagtune.tracking import SearchSpec, StopInfo
-from tagtune.trainables.errors import InputError
 
 if TYPE_CHECKING:
     from tagtune.searcher import FamilySearcher

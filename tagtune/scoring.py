@@ -5,7 +5,7 @@ One rule for everyone (``tagtune finalize`` choosing ensemble members, the repor
 AP): the validation split of a search is rebuilt from what the search recorded (its
 ``val_fraction`` and ``seed``, on data with as many clips as it trained and validated on); when
 that cannot be done, :func:`validation_split` refuses with :class:`SplitUnavailable` (an
-:class:`~tagtune.trainables.errors.InputError` that says why), and never guesses a fraction or a
+:class:`~tagtune.errors.InputError` that says why), and never guesses a fraction or a
 seed.  Clips of either data kind are scored through :mod:`tagtune.trainables.inference` (the
 kind's split and probabilities, softmax or sigmoid as the checkpoint says).
 """

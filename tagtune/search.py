@@ -20,6 +20,7 @@ from typing import Any
 from mlflow import MlflowClient
 
 from tagtune import tracking
+from tagtune.errors import InputError
 from tagtune.search_spaces import load_space
 from tagtune.tracking import (
     Metrics,
@@ -33,16 +34,16 @@ from tagtune.tracking import (
     reopen_run,
 )
 from tagtune.trainables.data import DataSource, open_source
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.loop import TrialData
 
 SEARCH_METRIC = Metrics.SEARCH
 _REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "abfs://", "abfss://", "hdfs://", "az://")
 
 
-class SearchSpec(tracking.SearchSpec):
-    """:class:`tagtune.tracking.SearchSpec` plus the checks that need the data, the spaces and
-    the disk, run by :meth:`check` before anything starts."""
+class CheckedSearchSpec(tracking.SearchSpec):
+    """The search spec (:class:`tagtune.tracking.SearchSpec`, what the parent run records) with
+    the checks that need the data, the spaces and the disk: :meth:`check`, run before anything
+    starts, and :meth:`stop_rule`."""
 
     def check(self) -> None:
         """Validate flags and load every family's space, so mistakes surface before Ray starts."""
@@ -115,7 +116,7 @@ def is_remote_storage(path: str) -> bool:
     return path.startswith(_REMOTE_SCHEMES)
 
 
-def prepare_data(spec: SearchSpec, source: DataSource | None = None) -> TrialData:
+def prepare_data(spec: CheckedSearchSpec, source: DataSource | None = None) -> TrialData:
     """Read (or load from the cache) the training data and carve the seeded validation split.
 
     ``source``: ``spec.train`` already opened (:func:`tagtune.trainables.data.open_source`), so
@@ -129,7 +130,7 @@ def prepare_data(spec: SearchSpec, source: DataSource | None = None) -> TrialDat
     return source.trial_data(val_fraction=spec.val_fraction, seed=spec.seed, sample_rates=rates)
 
 
-def _audio_rates(spec: SearchSpec) -> list[int]:
+def _audio_rates(spec: CheckedSearchSpec) -> list[int]:
     """The sample rates the search may train at (to decode up front); every family must take audio."""
     from tagtune.trainables.models import get_family
 
@@ -249,7 +250,7 @@ class SearchOutcome:
     n_errored: int
 
 
-def _trainable(spec: SearchSpec, data: TrialData) -> Any:
+def _trainable(spec: CheckedSearchSpec, data: TrialData) -> Any:
     from ray import tune
 
     from tagtune.trainables.trial import tune_trial
@@ -276,7 +277,7 @@ def _describe(data: TrialData, seconds: float) -> str:
 
 
 def _start(
-    spec: SearchSpec, say: Callable[[str], None], t0: float, source: DataSource | None = None
+    spec: CheckedSearchSpec, say: Callable[[str], None], t0: float, source: DataSource | None = None
 ) -> tuple[MlflowClient, str, TrialData]:
     """Read the data and start (or join) Ray while the MLflow store opens; the client, its URI
     and the data.
@@ -307,7 +308,7 @@ def _start(
     return client, uri, data
 
 
-def choose_trial_gpus(spec: SearchSpec, say: Callable[[str], None]) -> None:
+def choose_trial_gpus(spec: CheckedSearchSpec, say: Callable[[str], None]) -> None:
     """Set ``spec.gpus_per_trial`` from the running Ray cluster's resources when it is None (the
     flag not given; :func:`tagtune.resources.choose_gpus`) and say what the trials get.  Runs
     after Ray is up and before the parent run records the spec, so the recorded number is the
@@ -322,7 +323,7 @@ def choose_trial_gpus(spec: SearchSpec, say: Callable[[str], None]) -> None:
 
 
 def _tuner(
-    spec: SearchSpec,
+    spec: CheckedSearchSpec,
     data: TrialData,
     run_name: str,
     storage: str,
@@ -362,7 +363,7 @@ def _tuner(
 
 
 def run_search(
-    spec: SearchSpec, echo: Callable[[str], None] | None = None, source: DataSource | None = None
+    spec: CheckedSearchSpec, echo: Callable[[str], None] | None = None, source: DataSource | None = None
 ) -> SearchOutcome:
     """Run the whole search; returns where it was logged.  Raises InputError on bad input.
 
@@ -420,7 +421,7 @@ def _to_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _family_searcher(spec: SearchSpec, study_prefix: str, optuna_url: str, warm: dict[str, Any]) -> Any:
+def _family_searcher(spec: CheckedSearchSpec, study_prefix: str, optuna_url: str, warm: dict[str, Any]) -> Any:
     """The search's Tune searcher: one Optuna study per family, stored at ``optuna_url``."""
     from tagtune.searcher import FamilySearcher
 
@@ -440,7 +441,7 @@ def _family_searcher(spec: SearchSpec, study_prefix: str, optuna_url: str, warm:
 
 
 def _callbacks(
-    spec: SearchSpec,
+    spec: CheckedSearchSpec,
     uri: str,
     experiment_id: str,
     parent_id: str,
@@ -471,7 +472,7 @@ def _callbacks(
     return [logger, progress] if progress else [logger]
 
 
-def _plan_line(spec: SearchSpec, rule: Any, uri: str) -> str:
+def _plan_line(spec: CheckedSearchSpec, rule: Any, uri: str) -> str:
     """The line a search prints before its first trial."""
     each = f"{spec.trials_per_family} trials each" if spec.trials_per_family else "trials round-robin"
     budget = f", time budget {spec.time_budget:g} s" if spec.time_budget else ""
@@ -508,7 +509,7 @@ def resume_search(
         )
     if not tune.Tuner.can_restore(ray_path):
         raise InputError(f"Ray state at {ray_path} cannot be restored; start a new search")
-    spec = SearchSpec.from_params(parent.data.params, experiment=experiment, tracking_uri=uri, address=address)
+    spec = CheckedSearchSpec.from_params(parent.data.params, experiment=experiment, tracking_uri=uri, address=address)
     spec.check()
     t0 = time.perf_counter()
     data = prepare_data(spec)

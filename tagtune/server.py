@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 
 __all__ = [
     "LocalPostgres",

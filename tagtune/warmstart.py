@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 from mlflow import MlflowClient
 
+from tagtune.errors import InputError
 from tagtune.names import Metrics
 from tagtune.search_spaces import SearchSpace, load_space
 from tagtune.tracking import (
@@ -28,7 +29,6 @@ from tagtune.tracking import (
     search_spec,
     search_trials,
 )
-from tagtune.trainables.errors import InputError
 
 _SAME_DATA = ("train", "val_fraction", "seed")
 

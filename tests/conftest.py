@@ -124,7 +124,7 @@ def tiny_train(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def shrunk_spec(root: Path, train: Path, **fields: Any) -> Any:
     """A real :class:`tagtune.search.SearchSpec` shrunk to seconds: ``train``, one ``fc1`` trial
     of 1 epoch on 1 CPU, Ray's state under ``root``; keyword arguments override any field."""
-    from tagtune.search import SearchSpec
+    from tagtune.search import CheckedSearchSpec
 
     values: dict[str, Any] = {
         "train": str(train),
@@ -134,7 +134,7 @@ def shrunk_spec(root: Path, train: Path, **fields: Any) -> Any:
         "cpus_per_trial": 1.0,
         "storage_path": str(root / "tagtune-runs"),
     }
-    return SearchSpec(**{**values, **fields})
+    return CheckedSearchSpec(**{**values, **fields})
 
 
 @pytest.fixture
@@ -165,7 +165,7 @@ def log_checkpoint(
     a SQLite store in ``tmp_path``."""
     import mlflow
 
-    from tagtune.tracking.registry import log_tagger
+    from tagtune.tracking.serving import log_tagger
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)

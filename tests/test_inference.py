@@ -129,7 +129,7 @@ def logged(tmp_path_factory):
     registered pyfunc model ``single-fc1``; with the clips to score and the softmax reference."""
     import mlflow
 
-    from tagtune.tracking.registry import log_tagger
+    from tagtune.tracking.serving import log_tagger
     from tagtune.trainables.loop import fit, predict
     from tagtune.trainables.trial import load_model, model_meta, save_model
 

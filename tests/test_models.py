@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
+from tagtune.errors import InputError
 from tagtune.trainables.config import resolve_config
-from tagtune.trainables.errors import InputError
-from tagtune.trainables.init import INITS
 from tagtune.trainables.loop import OPTIMIZERS, fit
 from tagtune.trainables.models import create_model, get_family, list_families
+from tagtune.trainables.weight_init import INITS
 
 FAMILIES = list_families()
 

@@ -11,10 +11,10 @@ import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
+from tagtune.errors import InputError
 from tagtune.schedulers import TIME_BUDGET_RULE, FamilyScheduler, StopRule
 from tagtune.search_spaces import load_space
 from tagtune.searcher import FamilySearcher
-from tagtune.trainables.errors import InputError
 
 METRIC = "best_val_mAUC"
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from test_resume import tagtune_cli
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 
 N_PROCESSES = 4
 ROUNDS = int(os.environ.get("TAGTUNE_RACE_ROUNDS", "2"))

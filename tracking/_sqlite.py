@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 
 T = TypeVar("T")
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import yaml
 
+from tagtune.errors import InputError
 from tagtune.names import Metrics
 from tagtune.tracking.trials import TrialRow, typed_param
-from tagtune.trainables.errors import InputError
 
 
 def config_document(row: TrialRow, experiment: str) -> dict[str, Any]:

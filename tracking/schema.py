@@ -27,9 +27,9 @@ from typing import Any, Self, TypeVar, get_type_hints
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from tagtune.errors import InputError
 from tagtune.names import Metrics, Tag
 from tagtune.samplers import DEFAULT_SAMPLER, check_sampler
-from tagtune.trainables.errors import InputError
 
 
 class RunKind(enum.StrEnum):

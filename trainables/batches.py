@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tagtune.errors import InputError
 from tagtune.trainables.data import InputScaling, TrialData
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.metrics import to_probabilities
 from tagtune.trainables.techniques import (
     ClassIndex,

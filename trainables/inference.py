@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from tagtune.errors import InputError
 from tagtune.trainables.data import TrialData
 from tagtune.trainables.ensemble import ENSEMBLE_METHODS, combine_scores
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.metrics import to_probabilities
 
 if TYPE_CHECKING:

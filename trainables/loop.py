@@ -33,17 +33,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tagtune.errors import InputError
 from tagtune.names import Metrics
 from tagtune.trainables.audio.batches import AudioBatches
 from tagtune.trainables.batches import Batches, EmbeddingBatches, autocast, predict
 from tagtune.trainables.config import OPTIMIZERS, TRAIN_DEFAULTS, resolve_config
 from tagtune.trainables.data import TrialData
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.heads import replace_output_layer
-from tagtune.trainables.init import apply_init, init_output_bias
 from tagtune.trainables.metrics import task_metrics
 from tagtune.trainables.models import create_model
 from tagtune.trainables.techniques import loss_mask, make_scheduler, masked_mean, resolve_target_class
+from tagtune.trainables.weight_init import apply_init, init_output_bias
 
 __all__ = [
     "BATCHES",

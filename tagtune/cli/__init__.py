@@ -33,7 +33,7 @@ from tagtune.cli import (
 )
 from tagtune.cli._common import CommandParser, read_options_from_args
 from tagtune.cli.search import search_spec_from_args
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 
 __all__ = ["COMMANDS", "build_parser", "main", "read_options_from_args", "run", "search_spec_from_args"]
 

@@ -1,4 +1,4 @@
-"""``tagtune search``: flags -> :class:`tagtune.search.SearchSpec` -> :func:`tagtune.search.run_search`.
+"""``tagtune search``: flags -> :class:`tagtune.search.CheckedSearchSpec` -> :func:`tagtune.search.run_search`.
 
 Every flag is a field of :class:`tagtune.tracking.SearchSpec` of the same name (``--spaces`` is
 ``spaces_dir``) and takes its default from there."""
@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from tagtune.cli._common import add_read_flags, add_store_flags, print_search, read_options_from_args
 
 if TYPE_CHECKING:
-    from tagtune.search import SearchSpec
+    from tagtune.search import CheckedSearchSpec
+    from tagtune.tracking import SearchSpec
     from tagtune.trainables.data import DataSource
 
 HELP = "run a Ray Tune + Optuna search, logged to MLflow"
@@ -32,7 +33,7 @@ TRAIN_HELP = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from tagtune.families import DEFAULT_FAMILIES, FAMILY_SETS
     from tagtune.resources import RULE
-    from tagtune.search import SearchSpec
+    from tagtune.tracking import SearchSpec
 
     sets = ", ".join(f"`{name}` ({','.join(families)})" for name, families in FAMILY_SETS.items())
     p.add_argument("--train", required=True, help=TRAIN_HELP)
@@ -179,21 +180,23 @@ def _add_cluster_flags(p: argparse.ArgumentParser, spec: type[SearchSpec], gpu_r
     )
 
 
-def search_spec_from_args(args: argparse.Namespace, source: DataSource | None = None) -> SearchSpec:
+def search_spec_from_args(args: argparse.Namespace, source: DataSource | None = None) -> CheckedSearchSpec:
     """The search of ``tagtune search``'s flags: each spec field from the flag of the same
     name (``--spaces`` is ``spaces_dir``), ``--families`` parsed against ``--train`` (``source``:
     ``--train`` already opened)."""
     from tagtune.families import parse_families
-    from tagtune.search import SearchSpec
+    from tagtune.search import CheckedSearchSpec
     from tagtune.tracking import parse_duration
 
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(SearchSpec) if f.init and hasattr(args, f.name)}
+    values = {
+        f.name: getattr(args, f.name) for f in dataclasses.fields(CheckedSearchSpec) if f.init and hasattr(args, f.name)
+    }
     if values.get("time_budget") is not None:
         values["time_budget"] = parse_duration(values["time_budget"])
     values["families"] = parse_families(args.families, source if source is not None else args.train)
     if values.get("trials_per_family") is None and values.get("time_budget") is None:
-        values["trials_per_family"] = SearchSpec.trials_per_family
-    return SearchSpec(**values)
+        values["trials_per_family"] = CheckedSearchSpec.trials_per_family
+    return CheckedSearchSpec(**values)
 
 
 def run(args: argparse.Namespace) -> None:

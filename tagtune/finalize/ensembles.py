@@ -13,7 +13,7 @@ from tagtune.finalize.spec import Member
 from tagtune.finalize.training import scored, scores_line
 from tagtune.names import Metrics
 from tagtune.tracking import RunKind, Tag
-from tagtune.tracking.registry import log_tagger, registered_model_name
+from tagtune.tracking.serving import log_tagger, registered_model_name
 from tagtune.trainables.ensemble import ENSEMBLE_METHODS, ensemble_weights
 from tagtune.trainables.inference import FinalsData
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from tagtune.errors import InputError
 from tagtune.trainables.data._arrays import build_dataset
 from tagtune.trainables.data._dataset import HEAR_VOCABULARY, read_vocabulary
 from tagtune.trainables.data._formats import _ParsedReader
 from tagtune.trainables.data._options import DEFAULT_OPTIONS, ReadOptions
-from tagtune.trainables.errors import InputError
 
 METADATA = "task_metadata.json"
 TRAIN_VALID_TEST = ("train", "valid", "test")

@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from tagtune.errors import InputError
 from tagtune.trainables.audio.frontends import FRONT_ENDS, LogMel, Waveform
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.models._registry import register_family
 from tagtune.trainables.models.densenet import ConvOps, DenseNet
 from tagtune.trainables.params import choice, float_range, int_range

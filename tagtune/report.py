@@ -389,7 +389,7 @@ def _trial_sections(data: ReportData) -> list[Any]:
 def write_dashboard(client: MlflowClient, data: ReportData, out: str | os.PathLike[str] | None = None) -> Path | None:
     """Log the dashboard on the search's parent run (``dashboard/dashboard.html``, shown by the
     MLflow UI) and, with ``out``, write it there too; returns ``out``'s path."""
-    from tagtune.trainables.errors import InputError
+    from tagtune.errors import InputError
 
     text = dashboard_html(data)
     path = None
