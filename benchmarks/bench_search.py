@@ -548,9 +548,9 @@ def test_score(
 ) -> float:
     """Retrain the system's selected config (its trial's seed, for its best epoch count) on the
     same training split and score the test set with the task's metric."""
+    from tagtune.trainables.checkpoint import load_model, model_meta, save_model
     from tagtune.trainables.inference import checkpoint_probabilities
     from tagtune.trainables.techniques import resolve_target_class
-    from tagtune.trainables.trial import load_model, model_meta, save_model
 
     best = run.best_trial()
     if best is None:

@@ -96,9 +96,9 @@ def train(
     """Retrain one config on ``train_path`` and log it as an MLflow run; returns (run id, best).
     ``options``: how ``train_path`` is read (a ``ReadOptions``: ``--feature-key`` ...)."""
     from tagtune import search
+    from tagtune.trainables.checkpoint import model_meta, save_model
     from tagtune.trainables.config import resolve_config
     from tagtune.trainables.loop import fit
-    from tagtune.trainables.trial import model_meta, save_model
 
     config = read_config(config_path)
     try:

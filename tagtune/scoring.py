@@ -70,7 +70,7 @@ def validation_split(parent: Any, dataset: Any | None = None) -> ClipSet:
 def load_trial_checkpoint(client: Any, run_id: str, folder: str | Path) -> tuple[Any, dict[str, Any]]:
     """The network and ``model.json`` of run ``run_id``'s logged ``checkpoint`` (downloaded into
     ``folder``)."""
-    from tagtune.trainables.trial import load_model
+    from tagtune.trainables.checkpoint import load_model
 
     local = client.download_artifacts(run_id, "checkpoint", str(folder))
     return load_model(local)

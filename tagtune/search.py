@@ -35,9 +35,10 @@ from tagtune.tracking import (
 )
 from tagtune.trainables.data import DataSource, open_source
 from tagtune.trainables.loop import TrialData
+from tagtune.tune import cluster
+from tagtune.tune.tuner import new_tuner, restored_tuner
 
 SEARCH_METRIC = Metrics.SEARCH
-_REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "abfs://", "abfss://", "hdfs://", "az://")
 
 
 class CheckedSearchSpec(tracking.SearchSpec):
@@ -57,7 +58,7 @@ class CheckedSearchSpec(tracking.SearchSpec):
             )
         if self.optuna_storage:
             check_optuna_storage(self.optuna_storage)
-        if not is_remote_storage(self.storage_path):
+        if not cluster.is_remote_storage(self.storage_path):
             folder = Path(self.storage_path).resolve()
             probe = folder if folder.exists() else folder.parent
             if not os.access(probe, os.W_OK):
@@ -65,7 +66,7 @@ class CheckedSearchSpec(tracking.SearchSpec):
 
     def stop_rule(self) -> Any:
         """The early-stopping rule of the spec's scheduler flags (InputError naming a bad one)."""
-        from tagtune.schedulers import StopRule
+        from tagtune.tune.schedulers import StopRule
 
         return StopRule(
             kind=self.scheduler,
@@ -109,11 +110,6 @@ def check_optuna_storage(url: str) -> None:
         raise InputError(
             f"--optuna-storage {hide_password(url)}: cannot connect ({first}); start the database or fix the URL"
         ) from None
-
-
-def is_remote_storage(path: str) -> bool:
-    """An object-store URI (s3://, gs://, ...) rather than a local or mounted folder."""
-    return path.startswith(_REMOTE_SCHEMES)
 
 
 def prepare_data(spec: CheckedSearchSpec, source: DataSource | None = None) -> TrialData:
@@ -160,70 +156,6 @@ def _audio_rates(spec: CheckedSearchSpec) -> list[int]:
     return sorted(rates)
 
 
-def _probe_address(address: str) -> None:
-    """Fail fast (ray.init would retry for minutes) when nothing listens at HOST:PORT."""
-    import socket
-
-    if address == "auto" or address.startswith("ray://"):
-        return
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise InputError(f"--address {address!r} is not HOST:PORT; pass what `ray start --head` printed")
-    try:
-        with socket.create_connection((host, int(port)), timeout=5):
-            pass
-    except OSError as exc:
-        raise InputError(
-            f"--address {address}: nothing answers there ({exc.strerror or exc}); start the head "
-            "with `ray start --head` or fix HOST:PORT"
-        ) from None
-
-
-def _init_ray(address: str | None) -> bool:
-    """Start or join Ray unless it is already up; returns whether this call did."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if address:
-        _probe_address(address)
-    kwargs: dict[str, Any] = {
-        "include_dashboard": False,  # when enabled, Ray binds its dashboard to 127.0.0.1
-        "logging_level": "ERROR",
-        "log_to_driver": False,  # progress comes from the driver callback; errors via error files
-    }
-    try:
-        ray.init(address=address, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-        where = address or "a local Ray instance"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise InputError(
-            f"cannot connect to Ray at {where}: {first}; check --address (the HOST:PORT printed by `ray start --head`)"
-        ) from None
-    return True
-
-
-def check_storage_for_cluster(storage_path: str) -> None:
-    """A cluster with nodes on other hosts needs storage every node can reach.
-
-    Nodes on the driver's own host share its disk, so a local folder is fine for them (this is
-    also how the tests run a 2-node cluster on one machine).
-    """
-    import ray
-
-    if is_remote_storage(storage_path):
-        return
-    here = ray.util.get_node_ip_address()
-    hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}
-    others = sorted(hosts - {here})
-    if others:
-        raise InputError(
-            f"--storage-path {storage_path} is a local folder, but the Ray cluster has nodes on "
-            f"other hosts ({', '.join(others)}); pass a folder they all mount (NFS) or an "
-            "object-store URI such as s3://bucket/tagtune-runs"
-        )
-
-
 def _optuna_storage(spec_storage: str, run_name: str, url: str | None = None) -> str:
     """Each search's Optuna studies persist in ``url`` (``--optuna-storage``, e.g. the team's
     PostgreSQL; studies are named ``<experiment>-<run>/<family>`` so searches share it), else in
@@ -233,7 +165,7 @@ def _optuna_storage(spec_storage: str, run_name: str, url: str | None = None) ->
         from tagtune.server import sqlalchemy_url
 
         return sqlalchemy_url(url)
-    if is_remote_storage(spec_storage):
+    if cluster.is_remote_storage(spec_storage):
         folder = Path("tagtune-runs").resolve()
     else:
         folder = Path(spec_storage).resolve()
@@ -248,17 +180,6 @@ class SearchOutcome:
     tracking_uri: str
     wall_seconds: float
     n_errored: int
-
-
-def _trainable(spec: CheckedSearchSpec, data: TrialData) -> Any:
-    from ray import tune
-
-    from tagtune.trainables.trial import tune_trial
-
-    return tune.with_resources(
-        tune.with_parameters(tune_trial, data=data, max_epochs=spec.max_epochs),
-        {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial or 0.0},
-    )
 
 
 def _describe(data: TrialData, seconds: float) -> str:
@@ -277,25 +198,35 @@ def _describe(data: TrialData, seconds: float) -> str:
 
 
 def _start(
-    spec: CheckedSearchSpec, say: Callable[[str], None], t0: float, source: DataSource | None = None
-) -> tuple[MlflowClient, str, TrialData]:
-    """Read the data and start (or join) Ray while the MLflow store opens; the client, its URI
-    and the data.
+    spec: CheckedSearchSpec,
+    say: Callable[[str], None],
+    source: DataSource | None = None,
+    store: tuple[MlflowClient, str] | None = None,
+) -> tuple[MlflowClient, str, TrialData, float]:
+    """The start-up a new and a resumed search share: check the spec, read the data, start (or
+    join) Ray, check the cluster's storage and choose the GPUs per trial.  Returns the MLflow
+    client, its URI, the data and the start time.
 
-    Opening the store (imports, and migrations of a new SQLite file: ~1.4 s) overlaps reading
-    the data and starting Ray.  A bad --train still fails before Ray starts; a bad tracking URI
-    stops the Ray this call started.
+    ``store``: the client and URI a resumed search already opened (to find its spec); otherwise
+    the store opens here while the data are read and Ray starts (imports, and migrations of a new
+    SQLite file: ~1.4 s).  A bad --train still fails before Ray starts; a bad tracking URI stops
+    the Ray this call started.
     """
+    # tagtune prints its own progress (the driver callback); Tune's newer console output would
+    # still print its experiment banner at verbose=0, the legacy one stays quiet.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    spec.check()
+    t0 = time.perf_counter()
     with ThreadPoolExecutor(1) as pool:
-        store = pool.submit(open_store, spec.tracking_uri, spec.experiment)
+        opening = pool.submit(open_store, spec.tracking_uri, spec.experiment) if store is None else None
         say(f"reading {spec.train} ...")
         data = prepare_data(spec, source)
         say(_describe(data, time.perf_counter() - t0))
-        if tracking.is_http(spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
-            store.result()  # a server's answer (or its fault) before Ray starts: it costs no start-up
-        started = _init_ray(spec.address)
+        if opening is not None and tracking.is_http(spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+            opening.result()  # a server's answer (or its fault) before Ray starts: it costs no start-up
+        started = cluster.init_ray(spec.address)
         try:
-            client, uri = store.result()
+            client, uri = opening.result() if opening is not None else store  # type: ignore[misc]
         except BaseException:
             if started:
                 import ray
@@ -303,63 +234,10 @@ def _start(
                 ray.shutdown()
             raise
     if spec.address:
-        check_storage_for_cluster(spec.storage_path)
-    choose_trial_gpus(spec, say)
-    return client, uri, data
-
-
-def choose_trial_gpus(spec: CheckedSearchSpec, say: Callable[[str], None]) -> None:
-    """Set ``spec.gpus_per_trial`` from the running Ray cluster's resources when it is None (the
-    flag not given; :func:`tagtune.resources.choose_gpus`) and say what the trials get.  Runs
-    after Ray is up and before the parent run records the spec, so the recorded number is the
-    chosen one (and a resumed search reuses it)."""
-    import ray
-
-    from tagtune.resources import choose_gpus
-
-    choice = choose_gpus(ray.cluster_resources(), spec.families, spec.cpus_per_trial, spec.gpus_per_trial)
-    spec.gpus_per_trial = choice.gpus_per_trial
-    say(choice.line)
-
-
-def _tuner(
-    spec: CheckedSearchSpec,
-    data: TrialData,
-    run_name: str,
-    storage: str,
-    search_alg: Any,
-    callback: Any,
-    scheduler: Any = None,
-) -> Any:
-    """The Tune run of a search: ``search_alg`` proposes the trials, ``scheduler`` stops them
-    early (per family) and at the time budget, ``callback`` (one Tune
-    callback or a list) logs them."""
-    from ray import tune
-
-    return tune.Tuner(
-        _trainable(spec, data),
-        tune_config=tune.TuneConfig(
-            search_alg=search_alg,
-            metric=SEARCH_METRIC,
-            mode="max",
-            num_samples=spec.total_trials,
-            scheduler=scheduler,
-            max_concurrent_trials=spec.max_concurrent,
-            # Every trial asks for the same resources, so a finished trial's worker takes
-            # the next one: no new process, torch import or data fetch per trial.  (A trial
-            # then starts at once, sometimes before Tune's state snapshot records it; after a
-            # SIGKILL the resumed search replaces it, see MlflowTrialLogger.on_experiment_end.)
-            reuse_actors=True,
-        ),
-        run_config=tune.RunConfig(
-            name=run_name,
-            storage_path=storage,
-            callbacks=callback if isinstance(callback, list) else [callback],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            verbose=0,
-        ),
-    )
+        cluster.check_storage_for_cluster(spec.storage_path)
+    if store is None or spec.gpus_per_trial is None:  # a resumed search keeps the number it recorded
+        cluster.choose_trial_gpus(spec, say)
+    return client, uri, data, t0
 
 
 def run_search(
@@ -370,12 +248,7 @@ def run_search(
     ``source``: ``spec.train`` already opened (the CLI opens it once to parse ``--families``).
     """
     say = echo or _to_stderr
-    # tagtune prints its own progress (the driver callback); Tune's newer console output would
-    # still print its experiment banner at verbose=0, the legacy one stays quiet.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    spec.check()
-    t0 = time.perf_counter()
-    client, uri, data = _start(spec, say, t0, source)
+    client, uri, data, t0 = _start(spec, say, source)
     # batch sizes that give every epoch enough steps on this training set (search_spaces.for_data)
     spec.spaces = {f: space.for_data(len(data.train_idx)) for f, space in spec.spaces.items()}
     warm: dict[str, Any] = {}
@@ -398,7 +271,11 @@ def run_search(
     with open_run(
         client, exp.experiment_id, kind=RunKind.SEARCH, run_name=run_name, tags=tags, params=params
     ) as parent:
-        storage = spec.storage_path if is_remote_storage(spec.storage_path) else str(Path(spec.storage_path).resolve())
+        storage = (
+            spec.storage_path
+            if cluster.is_remote_storage(spec.storage_path)
+            else str(Path(spec.storage_path).resolve())
+        )
         tune_name = f"{spec.experiment}-{parent.run_id[:8]}"
         ray_path = f"{storage.rstrip('/')}/{tune_name}"
         optuna_url = _optuna_storage(spec.storage_path, tune_name, spec.optuna_storage)
@@ -409,9 +286,9 @@ def run_search(
         callbacks = _callbacks(spec, uri, exp.experiment_id, parent.run_id, searcher, datasets, say, echo is None)
         rule = spec.stop_rule()
         say(_plan_line(spec, rule, uri))
-        from tagtune.schedulers import FamilyScheduler
+        from tagtune.tune.schedulers import FamilyScheduler
 
-        tuner = _tuner(spec, data, tune_name, storage, searcher, callbacks, FamilyScheduler(searcher, rule))
+        tuner = new_tuner(spec, data, tune_name, storage, searcher, callbacks, FamilyScheduler(searcher, rule))
         results = tuner.fit()
         say(f"Ray Tune state: {ray_path}")
     return SearchOutcome(exp.experiment_id, parent.run_id, uri, time.perf_counter() - t0, len(results.errors))
@@ -423,7 +300,7 @@ def _to_stderr(line: str) -> None:
 
 def _family_searcher(spec: CheckedSearchSpec, study_prefix: str, optuna_url: str, warm: dict[str, Any]) -> Any:
     """The search's Tune searcher: one Optuna study per family, stored at ``optuna_url``."""
-    from tagtune.searcher import FamilySearcher
+    from tagtune.tune.searcher import FamilySearcher
 
     return FamilySearcher(
         spec.spaces,
@@ -452,8 +329,8 @@ def _callbacks(
 ) -> list[Any]:
     """The Tune callbacks: the MLflow trial logger, and the progress lines unless the caller
     takes the lines itself (``progress_lines`` False: everything goes to its ``say``)."""
-    from tagtune.progress import SearchProgress
-    from tagtune.tracking.callback import MlflowTrialLogger
+    from tagtune.tune.callback import MlflowTrialLogger
+    from tagtune.tune.progress import SearchProgress
 
     progress = (
         SearchProgress(spec.total_trials, spec.max_epochs, time_budget=spec.time_budget) if progress_lines else None
@@ -491,40 +368,33 @@ def resume_search(
     echo: Callable[[str], None] | None = None,
 ) -> SearchOutcome:
     """Finish the remaining budget of an interrupted search (the newest one, or ``run_id``)."""
-    from ray import tune
-
     say = echo or _to_stderr
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # as in run_search: no Tune banner
     client, uri = open_store(tracking_uri, experiment)
     exp = find_experiment(client, uri, experiment)
     parent = latest_search_run(client, exp, run_id)
     parent_id = parent.info.run_id
+    ray_path = _restorable_state(parent)
+    spec = CheckedSearchSpec.from_params(parent.data.params, experiment=experiment, tracking_uri=uri, address=address)
+    client, uri, data, t0 = _start(spec, say, store=(client, uri))
+    with reopen_run(client, parent_id):
+        say(f"resuming search run {parent_id} from {ray_path}")
+        results = restored_tuner(ray_path, spec, data).fit()
+    return SearchOutcome(exp.experiment_id, parent_id, uri, time.perf_counter() - t0, len(results.errors))
+
+
+def _restorable_state(parent: Any) -> str:
+    """Where Ray's experiment state of a search run is; InputError when it cannot be restored."""
+    from ray import tune
+
+    parent_id = parent.info.run_id
     ray_path = parent.data.tags.get(Tag.RAY_PATH)
     if not ray_path:
         raise InputError(f"search run {parent_id} has no Ray state to resume from; start a new search")
-    if not is_remote_storage(ray_path) and not (Path(ray_path) / "tuner.pkl").exists():
+    if not cluster.is_remote_storage(ray_path) and not (Path(ray_path) / "tuner.pkl").exists():
         raise InputError(
             f"Ray state of search run {parent_id} is missing at {ray_path}; it cannot be resumed "
             "(run the search again, or pass --run-id of another search)"
         )
     if not tune.Tuner.can_restore(ray_path):
         raise InputError(f"Ray state at {ray_path} cannot be restored; start a new search")
-    spec = CheckedSearchSpec.from_params(parent.data.params, experiment=experiment, tracking_uri=uri, address=address)
-    spec.check()
-    t0 = time.perf_counter()
-    data = prepare_data(spec)
-    say(_describe(data, time.perf_counter() - t0))
-    _init_ray(address)
-    if spec.gpus_per_trial is None:  # recorded before the search chose it: choose it now
-        choose_trial_gpus(spec, say)
-    with reopen_run(client, parent_id):
-        say(f"resuming search run {parent_id} from {ray_path}")
-        tuner = tune.Tuner.restore(
-            ray_path,
-            trainable=_trainable(spec, data),
-            resume_unfinished=True,
-            resume_errored=False,
-            restart_errored=False,
-        )
-        results = tuner.fit()
-    return SearchOutcome(exp.experiment_id, parent_id, uri, time.perf_counter() - t0, len(results.errors))
+    return str(ray_path)

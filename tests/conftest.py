@@ -122,7 +122,7 @@ def tiny_train(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def shrunk_spec(root: Path, train: Path, **fields: Any) -> Any:
-    """A real :class:`tagtune.search.SearchSpec` shrunk to seconds: ``train``, one ``fc1`` trial
+    """A real :class:`tagtune.search.CheckedSearchSpec` shrunk to seconds: ``train``, one ``fc1`` trial
     of 1 epoch on 1 CPU, Ray's state under ``root``; keyword arguments override any field."""
     from tagtune.search import CheckedSearchSpec
 

@@ -34,11 +34,11 @@ from tagtune.search import run_search
 from tagtune.tracking import Tag
 from tagtune.tracking.serving import clip_inputs, unique_names
 from tagtune.tracking.trials import TrialRow, best_step, search_trials
+from tagtune.trainables.checkpoint import load_model
 from tagtune.trainables.data import load_dataset, make_synthetic, split_indices, write_cache
 from tagtune.trainables.ensemble import combine_scores, ensemble_weights, greedy_weights
 from tagtune.trainables.loop import predict
 from tagtune.trainables.metrics import tagging_metrics
-from tagtune.trainables.trial import load_model
 
 TAG_FAMILY, TAG_KIND, TAG_PARENT, TAG_SOURCE = Tag.FAMILY, Tag.KIND, Tag.PARENT, Tag.SOURCE_RUN
 

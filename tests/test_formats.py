@@ -167,8 +167,8 @@ def test_predict_reads_new_data_with_the_keys_the_model_was_trained_with(tmp_pat
     from conftest import log_checkpoint
 
     from tagtune.predict import predictions
+    from tagtune.trainables.checkpoint import model_meta, save_model
     from tagtune.trainables.loop import fit
-    from tagtune.trainables.trial import model_meta, save_model
 
     monkeypatch.setenv("TAGTUNE_CACHE_DIR", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)

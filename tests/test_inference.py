@@ -130,8 +130,8 @@ def logged(tmp_path_factory):
     import mlflow
 
     from tagtune.tracking.serving import log_tagger
+    from tagtune.trainables.checkpoint import load_model, model_meta, save_model
     from tagtune.trainables.loop import fit, predict
-    from tagtune.trainables.trial import load_model, model_meta, save_model
 
     root = tmp_path_factory.mktemp("inference")
     ds = single_label_dataset()

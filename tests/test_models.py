@@ -102,7 +102,7 @@ def test_nan_loss_raises_training_diverged(tiny_data):
 
 
 def test_checkpoint_round_trip(tmp_path, tiny_data):
-    from tagtune.trainables.trial import load_model, model_meta, save_model
+    from tagtune.trainables.checkpoint import load_model, model_meta, save_model
 
     result = fit({"family": "gcnn"}, tiny_data, max_epochs=1)
     save_model(tmp_path, result.best_state, model_meta({"family": "gcnn"}, tiny_data, result.best))

@@ -12,9 +12,9 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
 from tagtune.errors import InputError
-from tagtune.schedulers import TIME_BUDGET_RULE, FamilyScheduler, StopRule
 from tagtune.search_spaces import load_space
-from tagtune.searcher import FamilySearcher
+from tagtune.tune.schedulers import TIME_BUDGET_RULE, FamilyScheduler, StopRule
+from tagtune.tune.searcher import FamilySearcher
 
 METRIC = "best_val_mAUC"
 

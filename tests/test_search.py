@@ -184,7 +184,7 @@ def test_raising_trial_is_failed_with_reason_and_search_goes_on(ray_local, searc
 
 
 def test_killed_worker_gets_the_trial_retried(ray_local, search_spec, workdir, monkeypatch):
-    from tagtune.trainables.trial import FAULT_ENV
+    from tagtune.tune.trainable import FAULT_ENV
 
     marker = workdir / "killed-once"
     monkeypatch.setenv(FAULT_ENV, str(marker))
@@ -220,7 +220,7 @@ def test_ray_adapter_reaches_optuna_search_study():
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    from tagtune._ray_compat import RAY_VERSIONS_CHECKED, optuna_study
+    from tagtune.tune._ray_compat import RAY_VERSIONS_CHECKED, optuna_study
 
     searcher = OptunaSearch(
         space=lambda trial: {"x": trial.suggest_float("x", 0.0, 1.0)},

@@ -53,7 +53,7 @@ def test_no_module_over_the_limit():
 def test_the_count_sees_nested_functions_and_methods():
     names = {name for _, name in function_lengths()}
     assert "tagtune.search:run_search" in names
-    assert any(name.startswith("tagtune.schedulers:StopRule.") for name in names)
+    assert any(name.startswith("tagtune.tune.schedulers:StopRule.") for name in names)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import pytest
 
 from tagtune.cli import main
-from tagtune.progress import SearchProgress, format_seconds
 from tagtune.server import free_port
 from tagtune.tracking import hide_secrets, source_tags
+from tagtune.tune.progress import SearchProgress, format_seconds
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
-"""MLflow: the store, the driver-side Tune callback, queries, the per-family summary, export."""
+"""MLflow alone (import name ``tagtune.tracking``): the run schema, the store, buffered writes,
+queries, the per-family summary, export and the served model.  The Tune callback that writes a
+search's trials here lives with the rest of the Ray Tune integration, in :mod:`tagtune.tune`."""
 
 from __future__ import annotations
 
 from tagtune.tracking._anytime import ANYTIME_COLUMNS, anytime_summary, anytime_table, best_at
+from tagtune.tracking._buffer import BufferedWrites
 from tagtune.tracking._chance import CHANCE, CHANCE_MARGIN, HEALTH_COLUMNS, at_chance, likely_cause, search_health
 from tagtune.tracking._http import is_http
-from tagtune.tracking._restored import searcher_restored
 from tagtune.tracking._sqlite import (
     StoreLockedError,
     locked_message,
@@ -75,7 +77,7 @@ __all__ = [
     "dataset_input",
     "hide_secrets",
     "is_http",
-    "searcher_restored",
+    "BufferedWrites",
     "StoreLockedError",
     "locked_message",
     "ready_optuna_storage",

@@ -280,12 +280,12 @@ class SearchSpec:
     spaces_dir: str | None = dataclasses.field(default=None, metadata=PATH)
     max_failures: int = 1
     defaults_first: bool = True
-    # early stopping per family (tagtune.schedulers): asha, hyperband or none
+    # early stopping per family (tagtune.tune.schedulers): asha, hyperband or none
     scheduler: str = "asha"
     grace_period: int = 2
     reduction_factor: float = 3.0
     milestone_metric: str = Metrics.SEARCH
-    # spare a slow starter whose curve still climbs toward the rung's cutoff (tagtune.schedulers)
+    # spare a slow starter whose curve still climbs toward the rung's cutoff (tagtune.tune.schedulers)
     curve_grace: bool = True
     # seconds of search wall time (the driver's), None: no budget
     time_budget: float | None = None

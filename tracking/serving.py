@@ -146,8 +146,8 @@ class TaggerModel(PythonModel):
         self, folders: Sequence[str | os.PathLike[str]], weights: Sequence[float] | None, method: str = "mean"
     ) -> None:
         """Load the members, their input shape and dtype, and the output columns."""
+        from tagtune.trainables.checkpoint import load_model
         from tagtune.trainables.inference import class_names_of, is_audio_meta, is_single_label
-        from tagtune.trainables.trial import load_model
 
         loaded = [load_model(folder) for folder in folders]
         self.models = [model for model, _ in loaded]
@@ -314,7 +314,7 @@ def _checkpoint_meta(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """A checkpoint's ``model.json`` (empty when it cannot be read)."""
     import json
 
-    from tagtune.trainables.trial import CHECKPOINT_META
+    from tagtune.trainables.checkpoint import CHECKPOINT_META
 
     try:
         meta = json.loads((Path(folder) / CHECKPOINT_META).read_text())
@@ -499,7 +499,7 @@ def resolve_checkpoint(uri: str, tracking_uri: str | None = None) -> tuple[str, 
 
 
 def _classify(folder: Path, what: str) -> tuple[str, Path]:
-    from tagtune.trainables.trial import CHECKPOINT_META
+    from tagtune.trainables.checkpoint import CHECKPOINT_META
 
     if (folder / "MLmodel").is_file():
         return "pyfunc", folder

@@ -108,7 +108,7 @@ def _add_sampling_flags(p: argparse.ArgumentParser, spec: type[SearchSpec]) -> N
 
 
 def _add_stopping_flags(p: argparse.ArgumentParser, spec: type[SearchSpec]) -> None:
-    """Early stopping: the scheduler and its rule (:class:`tagtune.schedulers.StopRule`)."""
+    """Early stopping: the scheduler and its rule (:class:`tagtune.tune.schedulers.StopRule`)."""
     p.add_argument(
         "--scheduler",
         default=spec.scheduler,

@@ -74,8 +74,8 @@ def _fit_and_score(
     session: Session, run: Any, full: Any, fd: FinalsData, planned: Planned, epochs: int, work: str
 ) -> Member:
     """Train the final, save and reload its checkpoint, score eval, log the outputs."""
+    from tagtune.trainables.checkpoint import load_model, model_meta, save_model
     from tagtune.trainables.loop import fit
-    from tagtune.trainables.trial import load_model, model_meta, save_model
 
     family, rank, row = planned
     log = EpochLog(run, family, epochs, session.say)

@@ -190,7 +190,7 @@ class AudioTagger:
         cls, folders: Sequence[str | os.PathLike[str]], weights: Sequence[float] | None = None, method: str = "mean"
     ) -> AudioTagger:
         """The tagger of checkpoint folders (``model.pt`` + ``model.json``)."""
-        from tagtune.trainables.trial import load_model
+        from tagtune.trainables.checkpoint import load_model
 
         return cls([load_model(f) for f in folders], weights, method)
 

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from ray import tune
 
 from tagtune.names import Metrics
-from tagtune.trainables.trial import DIVERGED
+from tagtune.tune.trainable import DIVERGED
 
 __all__ = ["SearchProgress", "format_seconds"]
 

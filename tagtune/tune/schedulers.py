@@ -7,7 +7,7 @@ asynchronous HyperBand of Li et al.), so a trial is only ever compared with its 
 trials (an ``fc1`` epoch and an ``lstm`` epoch are not comparable).  ``none`` stops nothing.
 Once the search's time budget is spent it stops every running trial at its next epoch boundary.
 
-What it decides is recorded in :class:`tagtune.searcher.FamilySearcher` (``stops``: trial id ->
+What it decides is recorded in :class:`tagtune.tune.searcher.FamilySearcher` (``stops``: trial id ->
 :class:`tagtune.tracking.StopInfo`), which tells Optuna PRUNED and which the MLflow callback
 reads to tag the run.  The per-family schedulers' state (the rungs) also lives in the searcher:
 Ray checkpoints a search's searcher but not its scheduler, so this way ``tagtune resume`` gets
@@ -29,12 +29,12 @@ from tagtune.errors import InputError
 from tagtune.tracking import SearchSpec, StopInfo
 
 if TYPE_CHECKING:
-    from tagtune.searcher import FamilySearcher
+    from tagtune.tune.searcher import FamilySearcher
 
 SCHEDULERS = ("asha", "hyperband", "none")
 #: The rule a trial cut by the spent time budget is tagged with.
 TIME_BUDGET_RULE = "time budget"
-#: The epoch counter each trial reports (tagtune.trainables.trial).
+#: The epoch counter each trial reports (tagtune.tune.trainable).
 TIME_ATTR = "epoch"
 #: Curve grace: a trial the rung would stop goes on when its last epoch's gain, kept up for the
 #: epochs to the next rung at this share (curves flatten), reaches the rung's cutoff.

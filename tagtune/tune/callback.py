@@ -28,13 +28,11 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from ray import tune
 
-from tagtune.tracking._buffer import BufferedWrites
-from tagtune.tracking._restored import restored_searcher
-from tagtune.tracking._sqlite import ready_store
-from tagtune.tracking._ui import source_tags
-from tagtune.tracking.schema import Metrics, RunKind, StopInfo, Tag, parent_filter
+from tagtune.names import Metrics, Tag
+from tagtune.tracking import BufferedWrites, RunKind, StopInfo, parent_filter, ready_store, source_tags
 from tagtune.trainables.config import resolve_config
-from tagtune.trainables.trial import DIVERGED
+from tagtune.tune._restored import restored_searcher
+from tagtune.tune.trainable import DIVERGED
 
 # What a trial's run records of each result (those the result has), in the schema's names.
 LOGGED_METRICS = tuple(dict.fromkeys(Metrics.EPOCH + Metrics.BEST + Metrics.TASK))
@@ -77,7 +75,7 @@ class MlflowTrialLogger(tune.Callback):
         epoch_echo: Callable[[str], None] | None = None,
     ):
         """``datasets``: MLflow dataset inputs logged on every trial's run; ``searcher``: the
-        search's :class:`tagtune.searcher.FamilySearcher` (each run is tagged with its Optuna
+        search's :class:`tagtune.tune.searcher.FamilySearcher` (each run is tagged with its Optuna
         study and trial number, each Optuna trial gets its run's id and name); ``epoch_echo``:
         where the per-epoch lines go (default ``echo``; the progress line drops them in a terminal);
         ``stop_info``: why a trial was stopped early (None: it was not)."""
