@@ -1,6 +1,7 @@
-"""MLflow alone (import name ``tagtune.tracking``): the run schema, the store, buffered writes,
-queries, the per-family summary, export and the served model.  The Tune callback that writes a
-search's trials here lives with the rest of the Ray Tune integration, in :mod:`tagtune.tune`."""
+"""MLflow alone (import name ``tagtune.tracking``: the folder ``tracking/`` installs under it):
+the run schema, the store, buffered writes, queries, the per-family summary, export and the
+served model.  The Tune callback that writes a search's trials here lives with the rest of the
+Ray Tune integration, in :mod:`tagtune.tune`."""
 
 from __future__ import annotations
 
