@@ -59,7 +59,7 @@ def require_shared(path: Path) -> Path:
 
 @pytest.fixture
 def tiny_data():
-    """A small learnable multi-label problem as TrialData (32 clips x 10 x 128, 6 classes)."""
+    """A small learnable multi-label problem as TrialData (96 clips x 10 x 128, 6 classes)."""
     from tagtune.trainables.loop import TrialData
 
     rng = np.random.default_rng(TEST_SEED)
