@@ -1,13 +1,18 @@
 """Which families a search runs: the named sets, and ``--families`` parsed against the data
-(each family must take the data's kind, and for embeddings its clip shape)."""
+(each family must take the data's kind, and for embeddings its clip shape).
+
+The data and model modules (torch) are imported where they are used, so the command line reads
+:data:`FAMILY_SETS` for its help without loading them."""
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from tagtune.errors import InputError
-from tagtune.trainables.data import DataSource, ReadOptions, open_source
-from tagtune.trainables.models import list_families
+
+if TYPE_CHECKING:
+    from tagtune.trainables.data import DataSource, ReadOptions
 
 #: ``--families`` names for sets of families: seed 000's four (its Fig. 4), and the default, those
 #: four plus ``attention`` (the strongest family on bal_train and on the float embedding set of
@@ -22,6 +27,8 @@ DEFAULT_FAMILIES = "default"
 def try_open(train: str | os.PathLike, options: ReadOptions | None = None) -> DataSource | None:
     """``train`` opened (format sniffed once) with its read ``options``, or None when it cannot be
     told (``CheckedSearchSpec.check`` then names the problem, after the other flags are checked)."""
+    from tagtune.trainables.data import open_source
+
     try:
         return open_source(train, options=options)
     except InputError:
@@ -32,6 +39,8 @@ def data_inputs(train: str | os.PathLike | DataSource) -> str | None:
     """``audio`` for a folder of audio files with a CSV, ``embeddings`` for AudioSet-like data
     (the kind of an opened source, or of the path, opened here), None when the path cannot be
     told (``CheckedSearchSpec.check`` then names the problem)."""
+    from tagtune.trainables.data import DataSource, open_source
+
     if isinstance(train, DataSource):
         return train.kind
     try:
@@ -45,7 +54,8 @@ def parse_families(text: str, train: str | os.PathLike | DataSource | None = Non
     names; ``all`` means every family for ``train``'s kind of
     data (an opened :class:`DataSource`, or a path), and a named family built for the other kind
     is refused (unknown names raise too)."""
-    from tagtune.trainables.models import get_family
+    from tagtune.trainables.data import DataSource
+    from tagtune.trainables.models import get_family, list_families
 
     inputs = data_inputs(train) if train else None
     source = train

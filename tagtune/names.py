@@ -1,9 +1,10 @@
 """The metric names and tag keys of tagtune's runs, in a leaf module every package may import.
 
-Part of the run schema (:mod:`tagtune.tracking.schema` exports :class:`Metrics` and :class:`Tag`
-beside its run kinds and run lifecycle): the training loop (:mod:`tagtune.trainables`), the dashboards and the
-tracking code all take the names from here, so none is spelled twice.  Nothing is imported here
-(no MLflow), so a Ray worker or a figure can use them cheaply.
+Part of the run schema (:mod:`tagtune.tracking` exports :class:`Metrics` and :class:`Tag` beside
+the run kinds and run lifecycle of :mod:`tagtune.tracking.schema`): the training loop
+(:mod:`tagtune.trainables`), the dashboards and the tracking code all take the names from here,
+so none is spelled twice.  Nothing is imported here (no MLflow), so a Ray worker or a figure can
+use them cheaply.
 """
 
 from __future__ import annotations

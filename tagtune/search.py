@@ -42,7 +42,7 @@ SEARCH_METRIC = Metrics.SEARCH
 
 
 class CheckedSearchSpec(tracking.SearchSpec):
-    """The search spec (:class:`tagtune.tracking.SearchSpec`, what the parent run records) with
+    """The search spec (:class:`tagtune.spec.SearchSpec`, what the parent run records) with
     the checks that need the data, the spaces and the disk: :meth:`check`, run before anything
     starts, and :meth:`stop_rule`."""
 

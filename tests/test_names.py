@@ -1,5 +1,5 @@
 """Metric names and tag keys are spelled once: in :mod:`tagtune.names` (``Metrics``, ``Tag``; the run
-schema :mod:`tagtune.tracking.schema` exports both).  Everywhere else in the package they are read from
+schema's package :mod:`tagtune.tracking` exports both).  Everywhere else in the package they are read from
 there, so a string literal equal to one of them (outside docstrings and the text of f-strings) is
 an error.  Read from the source with ``ast``, over every module ``test_imports`` sees."""
 

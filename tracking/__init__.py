@@ -5,6 +5,8 @@ Ray Tune integration, in :mod:`tagtune.tune`."""
 
 from __future__ import annotations
 
+from tagtune.names import Metrics, Tag
+from tagtune.spec import NOT_PARAM, PATH, SearchSpec, from_params, to_params
 from tagtune.tracking._anytime import ANYTIME_COLUMNS, anytime_summary, anytime_table, best_at
 from tagtune.tracking._buffer import BufferedWrites
 from tagtune.tracking._chance import CHANCE, CHANCE_MARGIN, HEALTH_COLUMNS, at_chance, likely_cause, search_health
@@ -32,16 +34,10 @@ from tagtune.tracking._store import (
 from tagtune.tracking._ui import EXPERIMENT_KIND, dataset_input, hide_secrets, source_tags
 from tagtune.tracking.export import read_config, write_configs
 from tagtune.tracking.schema import (
-    NOT_PARAM,
-    PATH,
-    Metrics,
     RunHandle,
     RunKind,
-    SearchSpec,
     StopInfo,
-    Tag,
     ended,
-    from_params,
     kind_filter,
     open_run,
     parent_filter,
@@ -49,7 +45,6 @@ from tagtune.tracking.schema import (
     reopen_run,
     run_kind,
     search_spec,
-    to_params,
 )
 from tagtune.tracking.summary import SUMMARY_COLUMNS, TASK_COLUMNS, family_summary, to_markdown
 from tagtune.tracking.tables import (

@@ -29,7 +29,8 @@ import pandas as pd
 import yaml
 from mlflow import MlflowClient
 
-from tagtune.tracking.schema import Metrics, RunKind, Tag, parent_filter, run_kind, search_spec
+from tagtune.names import Metrics, Tag
+from tagtune.tracking.schema import RunKind, parent_filter, run_kind, search_spec
 
 HISTORY_METRICS = Metrics.HISTORY
 

@@ -1,6 +1,6 @@
 """``tagtune search``: flags -> :class:`tagtune.search.CheckedSearchSpec` -> :func:`tagtune.search.run_search`.
 
-Every flag is a field of :class:`tagtune.tracking.SearchSpec` of the same name (``--spaces`` is
+Every flag is a field of :class:`tagtune.spec.SearchSpec` of the same name (``--spaces`` is
 ``spaces_dir``) and takes its default from there."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from tagtune.cli._common import add_read_flags, add_store_flags, print_search, r
 
 if TYPE_CHECKING:
     from tagtune.search import CheckedSearchSpec
-    from tagtune.tracking import SearchSpec
+    from tagtune.spec import SearchSpec
     from tagtune.trainables.data import DataSource
 
 HELP = "run a Ray Tune + Optuna search, logged to MLflow"
@@ -33,7 +33,7 @@ TRAIN_HELP = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from tagtune.families import DEFAULT_FAMILIES, FAMILY_SETS
     from tagtune.resources import RULE
-    from tagtune.tracking import SearchSpec
+    from tagtune.spec import SearchSpec
 
     sets = ", ".join(f"`{name}` ({','.join(families)})" for name, families in FAMILY_SETS.items())
     p.add_argument("--train", required=True, help=TRAIN_HELP)

@@ -13,7 +13,7 @@ EXPERIMENT = "tagtune-train"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from tagtune.tracking import SearchSpec
+    from tagtune.spec import SearchSpec
 
     p.add_argument("--config", required=True, help="YAML written by `tagtune export` (or family + params)")
     p.add_argument("--train", required=True, help="training data, as for `search`")

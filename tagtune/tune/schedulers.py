@@ -26,7 +26,8 @@ import numpy as np
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from tagtune.errors import InputError
-from tagtune.tracking import SearchSpec, StopInfo
+from tagtune.spec import SearchSpec
+from tagtune.tracking import StopInfo
 
 if TYPE_CHECKING:
     from tagtune.tune.searcher import FamilySearcher
