@@ -32,7 +32,7 @@ import torch
 from _common import BAL_TRAIN, machine, print_table
 from mlflow import MlflowClient
 
-from tagtune.search import SearchSpec, prepare_data, run_search
+from tagtune.search import CheckedSearchSpec, prepare_data, run_search
 from tagtune.search_spaces import load_space
 from tagtune.tracking import anytime_table, parse_duration, search_trials
 from tagtune.trainables.config import resolve_config
@@ -42,7 +42,7 @@ Events = list[tuple[float, float]]  # (seconds since the start, val_mAUC) per ep
 
 
 def _tagtune(args: argparse.Namespace, tmp: str, scheduler: str, budget: float) -> tuple[Events, int, int, int]:
-    spec = SearchSpec(
+    spec = CheckedSearchSpec(
         train=args.data,
         families=args.families.split(","),
         trials_per_family=None,
@@ -76,7 +76,7 @@ def _peer(args: argparse.Namespace, tmp: str, budget: float) -> tuple[Events, in
     from optuna_integration.mlflow import MLflowCallback
 
     families = args.families.split(",")
-    spec = SearchSpec(train=args.data, families=families, seed=args.seed)
+    spec = CheckedSearchSpec(train=args.data, families=families, seed=args.seed)
     data = prepare_data(spec)
     torch.set_num_threads(os.cpu_count() or 1)
     spaces = {f: load_space(f) for f in families}

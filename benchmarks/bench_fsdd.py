@@ -24,7 +24,7 @@ from pathlib import Path
 from _common import SHARED, machine, print_table
 
 from tagtune.finalize import FinalizeSpec, finalize
-from tagtune.search import SearchSpec, run_search
+from tagtune.search import CheckedSearchSpec, run_search
 
 FSDD = SHARED / "fsdd"
 EXPERIMENT = "bench-fsdd"
@@ -48,7 +48,7 @@ def main() -> None:
     uri = f"sqlite:///{out / 'mlflow.db'}"
     wall, cpu = time.perf_counter(), time.process_time()
     search = run_search(
-        SearchSpec(
+        CheckedSearchSpec(
             train=args.data,
             families=["densenet_audio"],
             trials_per_family=args.trials_per_family,

@@ -15,7 +15,7 @@ import time
 import torch
 from _common import BAL_TRAIN, machine, print_table
 
-from tagtune.search import SearchSpec, run_search
+from tagtune.search import CheckedSearchSpec, run_search
 
 
 def main() -> int:
@@ -31,7 +31,7 @@ def main() -> int:
     rows = []
     for per_gpu in (int(k) for k in args.packing.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
-            spec = SearchSpec(
+            spec = CheckedSearchSpec(
                 train=str(BAL_TRAIN),
                 families=[args.family],
                 trials_per_family=args.trials,

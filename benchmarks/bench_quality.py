@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 
 from tagtune.commands import report
 from tagtune.finalize import FinalizeSpec, finalize
-from tagtune.search import SearchSpec, run_search
+from tagtune.search import CheckedSearchSpec, run_search
 from tagtune.tracking import parse_duration
 from tagtune.tracking.trials import search_trials
 
@@ -68,7 +68,7 @@ def main() -> None:
     t0 = time.perf_counter()
     parent_run_id = None
     if not args.finals_only:
-        spec = SearchSpec(
+        spec = CheckedSearchSpec(
             train=args.train,
             families=args.families.split(","),
             trials_per_family=None if args.time_budget else args.trials_per_family,

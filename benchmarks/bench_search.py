@@ -137,9 +137,9 @@ class SystemRun:
 
 
 def _spec(task: Task, data: TaskData, seed: int):
-    from tagtune.search import SearchSpec
+    from tagtune.search import CheckedSearchSpec
 
-    return SearchSpec(
+    return CheckedSearchSpec(
         train=str(data.train),
         families=list(task.families),
         seed=seed,
@@ -164,7 +164,8 @@ def run_tagtune(system: str, task: Task, data: TaskData, seed: int, budget: floa
     from mlflow import MlflowClient
 
     from tagtune.cli import build_parser, read_options_from_args, search_spec_from_args
-    from tagtune.search import run_search, try_open
+    from tagtune.families import try_open
+    from tagtune.search import run_search
     from tagtune.tracking import search_trials
 
     argv = ["search", "--train", str(data.train), "--families", ",".join(task.families)]
@@ -547,9 +548,9 @@ def test_score(
 ) -> float:
     """Retrain the system's selected config (its trial's seed, for its best epoch count) on the
     same training split and score the test set with the task's metric."""
+    from tagtune.trainables.checkpoint import load_model, model_meta, save_model
     from tagtune.trainables.inference import checkpoint_probabilities
     from tagtune.trainables.techniques import resolve_target_class
-    from tagtune.trainables.trial import load_model, model_meta, save_model
 
     best = run.best_trial()
     if best is None:

@@ -22,7 +22,7 @@ import torch
 from _common import BAL_TRAIN, machine, print_table
 from mlflow import MlflowClient
 
-from tagtune.search import SearchSpec, prepare_data, run_search
+from tagtune.search import CheckedSearchSpec, prepare_data, run_search
 from tagtune.search_spaces import load_space
 from tagtune.tracking import parent_filter
 from tagtune.trainables.loop import fit
@@ -44,7 +44,7 @@ def main() -> None:
     slots = os.cpu_count() or 1
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        spec = SearchSpec(
+        spec = CheckedSearchSpec(
             train=args.data,
             families=[args.family],
             trials_per_family=args.trials,

@@ -1,4 +1,5 @@
-"""Plotly figures of a search and its finals, and the self-contained HTML report.
+"""Plotly figures of a search and its finals, and the self-contained HTML report (import name
+``tagtune.dashboards``: the folder ``dashboards/`` installs under it).
 
 Every figure is a pure function of a table (a pandas DataFrame as :mod:`tagtune.tracking.tables` builds
 it) to a ``plotly.graph_objects.Figure``; beside each ``*_figure`` is the ``*_data`` function

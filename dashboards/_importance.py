@@ -24,6 +24,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from plotly.subplots import make_subplots
 
 from tagtune.dashboards._style import empty_figure, family_colors
+from tagtune.names import Metrics
 
 PARAM_PREFIX = "params_"
 IMPORTANCE_COLUMNS = ["family", "param", "importance", "conditional", "n_trials"]
@@ -75,7 +76,7 @@ def infer_distribution(values: list[Any]) -> BaseDistribution:
 def rebuild_study(trials: pd.DataFrame, family: str) -> optuna.Study:
     """The family's finished trials as a maximizing Optuna study (value = best val_mAUC);
     parameters that never vary are left out, inactive conditional ones are absent in that trial."""
-    group = trials[(trials["family"] == family)].dropna(subset=["best_val_mAUC"])
+    group = trials[(trials["family"] == family)].dropna(subset=[Metrics.BEST_VAL_MAUC])
     cols = [c for c in group.columns if c.startswith(PARAM_PREFIX)]
     dists: dict[str, BaseDistribution] = {}
     for col in cols:
@@ -96,7 +97,7 @@ def rebuild_study(trials: pd.DataFrame, family: str) -> optuna.Study:
             optuna.trial.create_trial(
                 params=params,
                 distributions={n: dists[n] for n in params},
-                value=float(row["best_val_mAUC"]),
+                value=float(row[Metrics.BEST_VAL_MAUC]),
             )
         )
     return study

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from tagtune.dashboards._style import empty_figure, family_colors
+from tagtune.names import Metrics
 
 PARAM_PREFIX = "params_"
 
@@ -29,13 +30,14 @@ def range_data(summary: pd.DataFrame) -> pd.DataFrame:
     for _, r in summary.iterrows():
         if pd.isna(r.get("max_mAUC")):
             continue
+        final = r.get(Metrics.EVAL_MAUC)
         rows.append(
             {
                 "family": str(r["family"]),
                 "min": float(r["min_mAUC"]),
                 "mean": float(r["mean_mAUC"]),
                 "max": float(r["max_mAUC"]),
-                "eval": float(r["eval_mAUC"]) if "eval_mAUC" in r and pd.notna(r["eval_mAUC"]) else math.nan,
+                "eval": float(final) if final is not None and pd.notna(final) else math.nan,
                 "trials": int(r.get("completed", r.get("trials", 0)) or 0),
             }
         )
@@ -48,52 +50,9 @@ def range_figure(summary: pd.DataFrame) -> go.Figure:
     data = range_data(summary)
     if data.empty:
         return empty_figure("mAUC per family", "no finished trial yet")
-    colors = family_colors(data["family"])
     fig = go.Figure()
-    fig.add_trace(
-        go.Bar(
-            x=data["family"],
-            y=data["max"] - data["min"],
-            base=data["min"],
-            name="min..max (validation)",
-            marker_color=[colors[f] for f in data["family"]],
-            opacity=0.35,
-            width=0.5,
-            customdata=np.stack([data["min"], data["max"], data["trials"]], axis=1),
-            hovertemplate=(
-                "%{x}<br>min %{customdata[0]:.4f}<br>max %{customdata[1]:.4f}<br>%{customdata[2]} trials<extra></extra>"
-            ),
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=data["family"],
-            y=data["max"],
-            mode="markers+text",
-            name="max",
-            text=[f"{v:.3f}" for v in data["max"]],
-            textposition="top center",
-            marker=dict(symbol="line-ew-open", size=28, color="black", line=dict(width=2)),
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=data["family"],
-            y=data["min"],
-            mode="markers",
-            name="min",
-            marker=dict(symbol="line-ew-open", size=28, color="gray", line=dict(width=2)),
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=data["family"],
-            y=data["mean"],
-            mode="markers",
-            name="mean",
-            marker=dict(symbol="diamond", size=11, color="black"),
-        )
-    )
+    for trace in _range_traces(data):
+        fig.add_trace(trace)
     finals = data.dropna(subset=["eval"])
     if not finals.empty:
         fig.add_trace(
@@ -118,6 +77,45 @@ def range_figure(summary: pd.DataFrame) -> go.Figure:
         height=460,
     )
     return fig
+
+
+def _range_traces(data: pd.DataFrame) -> list[Any]:
+    """The bar from min to max per family, and its max, min and mean markers."""
+    colors = family_colors(data["family"])
+    bar = go.Bar(
+        x=data["family"],
+        y=data["max"] - data["min"],
+        base=data["min"],
+        name="min..max (validation)",
+        marker_color=[colors[f] for f in data["family"]],
+        opacity=0.35,
+        width=0.5,
+        customdata=np.stack([data["min"], data["max"], data["trials"]], axis=1),
+        hovertemplate=(
+            "%{x}<br>min %{customdata[0]:.4f}<br>max %{customdata[1]:.4f}<br>%{customdata[2]} trials<extra></extra>"
+        ),
+    )
+    line = dict(symbol="line-ew-open", size=28, line=dict(width=2))
+    return [
+        bar,
+        go.Scatter(
+            x=data["family"],
+            y=data["max"],
+            mode="markers+text",
+            name="max",
+            text=[f"{v:.3f}" for v in data["max"]],
+            textposition="top center",
+            marker={**line, "color": "black"},
+        ),
+        go.Scatter(x=data["family"], y=data["min"], mode="markers", name="min", marker={**line, "color": "gray"}),
+        go.Scatter(
+            x=data["family"],
+            y=data["mean"],
+            mode="markers",
+            name="mean",
+            marker=dict(symbol="diamond", size=11, color="black"),
+        ),
+    ]
 
 
 # -- Fig. 3: runtime per family ------------------------------------------------------------------
@@ -164,7 +162,7 @@ def history_data(trials: pd.DataFrame) -> pd.DataFrame:
     cols = ["family", "number", "value", "best_so_far"]
     if trials.empty:
         return pd.DataFrame(columns=cols)
-    done = trials.dropna(subset=["best_val_mAUC"]).sort_values(["family", "number"])
+    done = trials.dropna(subset=[Metrics.BEST_VAL_MAUC]).sort_values(["family", "number"])
     parts = []
     for family, group in done.groupby("family", sort=False):
         parts.append(
@@ -172,8 +170,8 @@ def history_data(trials: pd.DataFrame) -> pd.DataFrame:
                 {
                     "family": family,
                     "number": group["number"].astype(int).to_numpy(),
-                    "value": group["best_val_mAUC"].to_numpy(float),
-                    "best_so_far": group["best_val_mAUC"].cummax().to_numpy(float),
+                    "value": group[Metrics.BEST_VAL_MAUC].to_numpy(float),
+                    "best_so_far": group[Metrics.BEST_VAL_MAUC].cummax().to_numpy(float),
                 }
             )
         )
@@ -232,7 +230,7 @@ def parallel_data(trials: pd.DataFrame, family: str) -> list[dict[str, Any]]:
     has more than one value, then the objective.  Each is ``{label, values, tickvals?, ticktext?}``:
     categorical values (and an ``inactive`` level for conditional parameters) become integer
     codes with their names as ticks; wide positive ranges are drawn as log10."""
-    group = trials[(trials["family"] == family)].dropna(subset=["best_val_mAUC"])
+    group = trials[(trials["family"] == family)].dropna(subset=[Metrics.BEST_VAL_MAUC])
     dims: list[dict[str, Any]] = []
     if group.empty:
         return dims
@@ -271,7 +269,7 @@ def parallel_data(trials: pd.DataFrame, family: str) -> list[dict[str, Any]]:
                 codes["inactive" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)] for v in raw
             ]
             dims.append({"label": name, "values": values, "tickvals": list(range(len(levels))), "ticktext": levels})
-    dims.append({"label": "val mAUC", "values": [float(v) for v in group["best_val_mAUC"]]})
+    dims.append({"label": "val mAUC", "values": [float(v) for v in group[Metrics.BEST_VAL_MAUC]]})
     return dims
 
 
@@ -301,13 +299,13 @@ def parallel_figure(trials: pd.DataFrame, family: str) -> go.Figure:
 def learning_curve_data(history: pd.DataFrame, trials: pd.DataFrame, top: int = 3) -> pd.DataFrame:
     """Per-epoch ``val_mAUC``, ``val_loss`` and ``train_loss`` of each family's ``top`` trials
     (by best val_mAUC), labelled ``family #rank``."""
-    cols = ["family", "rank", "label", "run_id", "step", "val_mAUC", "val_loss", "train_loss"]
+    cols = ["family", "rank", "label", "run_id", "step", Metrics.VAL_MAUC, Metrics.VAL_LOSS, Metrics.TRAIN_LOSS]
     if trials.empty or history.empty:
         return pd.DataFrame(columns=cols)
     parts = []
-    done = trials.dropna(subset=["best_val_mAUC"])
+    done = trials.dropna(subset=[Metrics.BEST_VAL_MAUC])
     for family, group in done.groupby("family", sort=False):
-        best = group.sort_values("best_val_mAUC", ascending=False).head(top)
+        best = group.sort_values(Metrics.BEST_VAL_MAUC, ascending=False).head(top)
         for rank, run_id in enumerate(best["run_id"], start=1):
             curve = history[history["run_id"] == run_id].sort_values("step")
             parts.append(
@@ -320,7 +318,7 @@ def learning_curve_data(history: pd.DataFrame, trials: pd.DataFrame, top: int = 
                         "step": curve["step"].astype(int).to_numpy(),
                         **{
                             k: curve[k].to_numpy(float) if k in curve else np.full(len(curve), np.nan)
-                            for k in ("val_mAUC", "val_loss", "train_loss")
+                            for k in (Metrics.VAL_MAUC, Metrics.VAL_LOSS, Metrics.TRAIN_LOSS)
                         },
                     }
                 )
@@ -344,7 +342,7 @@ def learning_curves_figure(history: pd.DataFrame, trials: pd.DataFrame, top: int
         fig.add_trace(
             go.Scatter(
                 x=curve["step"],
-                y=curve["val_mAUC"],
+                y=curve[Metrics.VAL_MAUC],
                 mode="lines+markers",
                 name=label,
                 line=dict(color=c, dash=dash),
@@ -356,7 +354,7 @@ def learning_curves_figure(history: pd.DataFrame, trials: pd.DataFrame, top: int
         fig.add_trace(
             go.Scatter(
                 x=curve["step"],
-                y=curve["train_loss"],
+                y=curve[Metrics.TRAIN_LOSS],
                 mode="lines",
                 name=f"{label} train",
                 line=dict(color=c, dash=dash),
@@ -369,7 +367,7 @@ def learning_curves_figure(history: pd.DataFrame, trials: pd.DataFrame, top: int
         fig.add_trace(
             go.Scatter(
                 x=curve["step"],
-                y=curve["val_loss"],
+                y=curve[Metrics.VAL_LOSS],
                 mode="lines+markers",
                 name=f"{label} val",
                 line=dict(color=c, dash="dot", width=1),
@@ -408,7 +406,7 @@ def anytime_figure(anytime: pd.DataFrame) -> go.Figure:
         fig.add_trace(
             go.Scatter(
                 x=group["minutes"],
-                y=group["best_val_mAUC"],
+                y=group[Metrics.BEST_VAL_MAUC],
                 mode="lines+markers",
                 name="all families" if overall else str(family),
                 line=dict(color="black" if overall else colors[str(family)], shape="hv", width=3 if overall else 2),

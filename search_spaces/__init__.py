@@ -1,4 +1,5 @@
-"""Per-family search spaces: YAML files a user edits, and their validating loader."""
+"""Per-family search spaces: YAML files a user edits, and their validating loader (import name
+``tagtune.search_spaces``: the folder ``search_spaces/`` installs under it, YAML files included)."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 
 DEFAULT_DIR = Path(__file__).resolve().parent
 _KEYS = {"choices", "low", "high", "log", "step", "value", "when", "type"}

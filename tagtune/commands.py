@@ -9,8 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tagtune.errors import InputError
+from tagtune.names import Metrics
 from tagtune.tracking import (
     RunKind,
+    SearchSpec,
     Tag,
     find_experiment,
     get_or_create_experiment,
@@ -22,7 +25,6 @@ from tagtune.tracking import (
     search_trials,
     write_configs,
 )
-from tagtune.trainables.errors import InputError
 
 
 def report(
@@ -40,7 +42,7 @@ def report(
     With ``log``, the tables are logged on the search's parent run (``report/``, ``tables/``).
     With ``html``, the dashboard is written there and logged on the parent run (``dashboard/``).
     """
-    from tagtune.dashboard import collect, report_markdown, write_dashboard
+    from tagtune.report import collect, report_markdown, write_dashboard
 
     client, uri = open_store(tracking_uri)
     exp = find_experiment(client, uri, experiment)
@@ -86,17 +88,17 @@ def train(
     max_epochs: int,
     experiment: str,
     tracking_uri: str | None,
-    val_fraction: float = 0.2,
-    seed: int = 0,
+    val_fraction: float = SearchSpec.val_fraction,
+    seed: int = SearchSpec.seed,
     echo: Callable[[str], None] = print,
     options: Any = None,
 ) -> tuple[str, dict[str, float]]:
     """Retrain one config on ``train_path`` and log it as an MLflow run; returns (run id, best).
     ``options``: how ``train_path`` is read (a ``ReadOptions``: ``--feature-key`` ...)."""
-    from tagtune.search import SearchSpec, prepare_data
+    from tagtune import search
+    from tagtune.trainables.checkpoint import model_meta, save_model
     from tagtune.trainables.config import resolve_config
     from tagtune.trainables.loop import fit
-    from tagtune.trainables.trial import model_meta, save_model
 
     config = read_config(config_path)
     try:
@@ -108,12 +110,13 @@ def train(
     if not Path(train_path).exists():
         raise InputError(f"--train {train_path}: no such file or folder")
     client, uri = open_store(tracking_uri)
-    keys = {}
-    if options is not None:
-        keys = {k: getattr(options, k) for k in ("feature_key", "label_key", "group_key", "task")}
-    data = prepare_data(
-        SearchSpec(train=train_path, families=[full["family"]], val_fraction=val_fraction, seed=seed, **keys)
+    keys = (
+        {k: getattr(options, k) for k in ("feature_key", "label_key", "group_key", "task")}
+        if options is not None
+        else {}
     )
+    spec = search.CheckedSearchSpec(train_path, [full["family"]], val_fraction=val_fraction, seed=seed, **keys)
+    data = search.prepare_data(spec)
     exp = get_or_create_experiment(client, uri, experiment)
     with open_run(
         client,
@@ -129,8 +132,8 @@ def train(
             step = int(metrics["epoch"])
             run.log(metrics={k: v for k, v in metrics.items() if k != "epoch"}, step=step)
             echo(
-                f"epoch {step}/{max_epochs}: val_mAUC {metrics['val_mAUC']:.4f} val_mAP {metrics['val_mAP']:.4f} "
-                f"({metrics['epoch_seconds']:.1f} s)"
+                f"epoch {step}/{max_epochs}: val_mAUC {metrics[Metrics.VAL_MAUC]:.4f} "
+                f"val_mAP {metrics[Metrics.VAL_MAP]:.4f} ({metrics[Metrics.EPOCH_SECONDS]:.1f} s)"
             )
 
         result = fit(full, data, max_epochs=max_epochs, on_epoch=on_epoch)

@@ -6,14 +6,17 @@ import sys
 import time
 from pathlib import Path
 
-DEMO_FAMILIES = "default"  # a set of tagtune.search.FAMILY_SETS: seed 000's four and attention
+DEMO_FAMILIES = "default"  # a set of tagtune.families.FAMILY_SETS: seed 000's four and attention
+DEMO_TRIALS_PER_FAMILY = 3
+DEMO_MAX_EPOCHS = 6
 
 
 def demo(folder: str, tracking_uri: str | None, trials_per_family: int, max_epochs: int) -> None:
     """Generate data (once), search the default families (seed 000's four and attention),
     report, export, say how to browse."""
     from tagtune.commands import export, report
-    from tagtune.search import FAMILY_SETS, SearchSpec, run_search
+    from tagtune.families import FAMILY_SETS
+    from tagtune.search import CheckedSearchSpec, run_search
     from tagtune.tracking import ui_command
     from tagtune.trainables.data import synthesize
 
@@ -26,7 +29,7 @@ def demo(folder: str, tracking_uri: str | None, trials_per_family: int, max_epoc
     if not (data_dir / "class_labels_indices.csv").exists():
         say(f"generating an AudioSet-like data set in {data_dir} ...")
         synthesize(data_dir, n_clips=6000, n_classes=64, seed=0, fmt="tfrecord")
-    spec = SearchSpec(
+    spec = CheckedSearchSpec(
         train=str(data_dir),
         families=list(FAMILY_SETS[DEMO_FAMILIES]),
         trials_per_family=trials_per_family,

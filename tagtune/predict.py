@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 
 FORMATS = ("json", "csv")
 PATH_COLUMNS = ("path", "file", "filename", "fname", "file_path")
@@ -37,7 +37,7 @@ PATH_COLUMNS = ("path", "file", "filename", "fname", "file_path")
 class Scorer:
     """A loaded model, however it was referenced: a pyfunc model (``models:/``, ``runs:/``, an
     MLflow model folder) or a checkpoint folder wrapped in-process in the same
-    :class:`~tagtune.tracking.registry.TaggerModel` that registered models run, so both score
+    :class:`~tagtune.tracking.serving.TaggerModel` that registered models run, so both score
     alike (:mod:`tagtune.trainables.inference`).  ``audio``: the model reads recordings
     (:meth:`file_scores`), else embedding clips (:meth:`scores`)."""
 
@@ -71,7 +71,7 @@ class Scorer:
 
 @dataclass
 class _InProcess:
-    """A :class:`~tagtune.tracking.registry.TaggerModel` called as a loaded pyfunc model is."""
+    """A :class:`~tagtune.tracking.serving.TaggerModel` called as a loaded pyfunc model is."""
 
     tagger: Any
 
@@ -83,7 +83,7 @@ def load_scorer(uri: str, tracking_uri: str | None = None) -> Scorer:
     """The :class:`Scorer` of a model reference (embeddings or raw audio)."""
     import mlflow.pyfunc
 
-    from tagtune.tracking.registry import TaggerModel, resolve_checkpoint
+    from tagtune.tracking.serving import TaggerModel, resolve_checkpoint
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     kind, folder = resolve_checkpoint(uri, tracking_uri)

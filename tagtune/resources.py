@@ -28,7 +28,7 @@ RULE = (
     "each family declares how many of its trials share one GPU (4 for fc1/fc2/fc500, 1 for "
     "densenet_audio, 2 for the others; `tagtune families` shows it), a search packs the fewest of "
     "its families', never more than CPUs per GPU / --cpus-per-trial, and asks 1/that GPU per trial. "
-    "These figures are reasoned, not yet measured on a GPU (issue 16). 0 forces CPU; a value "
+    "These figures are reasoned, not yet measured on a GPU. 0 forces CPU; a value "
     "(0.25 = 4 trials per GPU) is used as given."
 )
 """The rule in one paragraph (``tagtune search --help``)."""

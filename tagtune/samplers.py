@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 
 if TYPE_CHECKING:
     import optuna

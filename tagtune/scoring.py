@@ -5,7 +5,7 @@ One rule for everyone (``tagtune finalize`` choosing ensemble members, the repor
 AP): the validation split of a search is rebuilt from what the search recorded (its
 ``val_fraction`` and ``seed``, on data with as many clips as it trained and validated on); when
 that cannot be done, :func:`validation_split` refuses with :class:`SplitUnavailable` (an
-:class:`~tagtune.trainables.errors.InputError` that says why), and never guesses a fraction or a
+:class:`~tagtune.errors.InputError` that says why), and never guesses a fraction or a
 seed.  Clips of either data kind are scored through :mod:`tagtune.trainables.inference` (the
 kind's split and probabilities, softmax or sigmoid as the checkpoint says).
 """
@@ -70,7 +70,7 @@ def validation_split(parent: Any, dataset: Any | None = None) -> ClipSet:
 def load_trial_checkpoint(client: Any, run_id: str, folder: str | Path) -> tuple[Any, dict[str, Any]]:
     """The network and ``model.json`` of run ``run_id``'s logged ``checkpoint`` (downloaded into
     ``folder``)."""
-    from tagtune.trainables.trial import load_model
+    from tagtune.trainables.checkpoint import load_model
 
     local = client.download_artifacts(run_id, "checkpoint", str(folder))
     return load_model(local)

@@ -20,6 +20,7 @@ from typing import Any
 from mlflow import MlflowClient
 
 from tagtune import tracking
+from tagtune.errors import InputError
 from tagtune.search_spaces import load_space
 from tagtune.tracking import (
     Metrics,
@@ -32,26 +33,18 @@ from tagtune.tracking import (
     open_store,
     reopen_run,
 )
-from tagtune.trainables.data import DataSource, ReadOptions, open_source
-from tagtune.trainables.errors import InputError
+from tagtune.trainables.data import DataSource, open_source
 from tagtune.trainables.loop import TrialData
-from tagtune.trainables.models import list_families
+from tagtune.tune import cluster
+from tagtune.tune.tuner import new_tuner, restored_tuner
 
 SEARCH_METRIC = Metrics.SEARCH
-#: ``--families`` names for sets of families: seed 000's four (its Fig. 4), and the default, those
-#: four plus ``attention`` (the strongest family on bal_train and on the float embedding set of
-#: issue 24, which seed 000's set left out)
-FAMILY_SETS: dict[str, tuple[str, ...]] = {
-    "seed000": ("fc1", "fc2", "lstm", "gcnn"),
-    "default": ("fc1", "fc2", "lstm", "gcnn", "attention"),
-}
-DEFAULT_FAMILIES = "default"
-_REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "abfs://", "abfss://", "hdfs://", "az://")
 
 
-class SearchSpec(tracking.SearchSpec):
-    """:class:`tagtune.tracking.SearchSpec` plus the checks that need the data, the spaces and
-    the disk, run by :meth:`check` before anything starts."""
+class CheckedSearchSpec(tracking.SearchSpec):
+    """The search spec (:class:`tagtune.spec.SearchSpec`, what the parent run records) with
+    the checks that need the data, the spaces and the disk: :meth:`check`, run before anything
+    starts, and :meth:`stop_rule`."""
 
     def check(self) -> None:
         """Validate flags and load every family's space, so mistakes surface before Ray starts."""
@@ -65,7 +58,7 @@ class SearchSpec(tracking.SearchSpec):
             )
         if self.optuna_storage:
             check_optuna_storage(self.optuna_storage)
-        if not is_remote_storage(self.storage_path):
+        if not cluster.is_remote_storage(self.storage_path):
             folder = Path(self.storage_path).resolve()
             probe = folder if folder.exists() else folder.parent
             if not os.access(probe, os.W_OK):
@@ -73,7 +66,7 @@ class SearchSpec(tracking.SearchSpec):
 
     def stop_rule(self) -> Any:
         """The early-stopping rule of the spec's scheduler flags (InputError naming a bad one)."""
-        from tagtune.schedulers import StopRule
+        from tagtune.tune.schedulers import StopRule
 
         return StopRule(
             kind=self.scheduler,
@@ -119,88 +112,7 @@ def check_optuna_storage(url: str) -> None:
         ) from None
 
 
-def is_remote_storage(path: str) -> bool:
-    """An object-store URI (s3://, gs://, ...) rather than a local or mounted folder."""
-    return path.startswith(_REMOTE_SCHEMES)
-
-
-def try_open(train: str | os.PathLike, options: ReadOptions | None = None) -> DataSource | None:
-    """``train`` opened (format sniffed once) with its read ``options``, or None when it cannot be
-    told (``SearchSpec.check`` then names the problem, after the other flags are checked)."""
-    try:
-        return open_source(train, options=options)
-    except InputError:
-        return None
-
-
-def data_inputs(train: str | os.PathLike | DataSource) -> str | None:
-    """``audio`` for a folder of audio files with a CSV, ``embeddings`` for AudioSet-like data
-    (the kind of an opened source, or of the path, opened here), None when the path cannot be
-    told (``SearchSpec.check`` then names the problem)."""
-    if isinstance(train, DataSource):
-        return train.kind
-    try:
-        return open_source(train).kind
-    except InputError:
-        return None
-
-
-def parse_families(text: str, train: str | os.PathLike | DataSource | None = None) -> list[str]:
-    """``fc1,fc2``, a set of :data:`FAMILY_SETS` (``seed000``, ``default``) or ``all`` -> family
-    names; ``all`` means every family for ``train``'s kind of
-    data (an opened :class:`DataSource`, or a path), and a named family built for the other kind
-    is refused (unknown names raise too)."""
-    from tagtune.trainables.models import get_family
-
-    inputs = data_inputs(train) if train else None
-    source = train
-    if isinstance(train, DataSource):
-        train = train.path
-    if text.strip() == "all":
-        names = list_families(inputs)
-    else:
-        names = []
-        for token in (t.strip() for t in text.split(",") if t.strip()):
-            names.extend(FAMILY_SETS.get(token, (token,)))
-    seen: list[str] = []
-    for name in names:
-        spec = get_family(name)
-        if inputs is not None and spec.inputs != inputs:
-            raise InputError(
-                f"--families: {name!r} is built for {spec.inputs}, but --train {train} holds "
-                f"{inputs}; choose from: {', '.join(list_families(inputs))}"
-            )
-        if name not in seen:
-            seen.append(name)
-    if inputs == "embeddings" and isinstance(source, DataSource):
-        seen = _fitting_families(seen, source, all_families=text.strip() == "all")
-    return seen
-
-
-def _fitting_families(names: list[str], source: DataSource, *, all_families: bool) -> list[str]:
-    """``names`` that take the data's clip shape: with ``all`` those that can (an InputError when
-    none can), else every name must (an InputError naming the shape and the families that can)."""
-    from tagtune.trainables.models import families_for_shape, shape_problem
-
-    n_frames, n_features, _ = source.shape
-    shape = f"{n_frames} x {n_features}"
-    if all_families:
-        fitting = families_for_shape(n_frames, n_features, names)
-        if not fitting:
-            raise InputError(f"--train {source.path}: no model family takes clips of {shape} (frames x features)")
-        return fitting
-    for name in names:
-        problem = shape_problem(name, n_frames, n_features)
-        if problem is not None:
-            can = ", ".join(families_for_shape(n_frames, n_features)) or "none"
-            raise InputError(
-                f"--families: {name!r} cannot take the clips of --train {source.path}, {shape} "
-                f"(frames x features): {problem}; families that can: {can}"
-            )
-    return names
-
-
-def prepare_data(spec: SearchSpec, source: DataSource | None = None) -> TrialData:
+def prepare_data(spec: CheckedSearchSpec, source: DataSource | None = None) -> TrialData:
     """Read (or load from the cache) the training data and carve the seeded validation split.
 
     ``source``: ``spec.train`` already opened (:func:`tagtune.trainables.data.open_source`), so
@@ -214,7 +126,7 @@ def prepare_data(spec: SearchSpec, source: DataSource | None = None) -> TrialDat
     return source.trial_data(val_fraction=spec.val_fraction, seed=spec.seed, sample_rates=rates)
 
 
-def _audio_rates(spec: SearchSpec) -> list[int]:
+def _audio_rates(spec: CheckedSearchSpec) -> list[int]:
     """The sample rates the search may train at (to decode up front); every family must take audio."""
     from tagtune.trainables.models import get_family
 
@@ -244,70 +156,6 @@ def _audio_rates(spec: SearchSpec) -> list[int]:
     return sorted(rates)
 
 
-def _probe_address(address: str) -> None:
-    """Fail fast (ray.init would retry for minutes) when nothing listens at HOST:PORT."""
-    import socket
-
-    if address == "auto" or address.startswith("ray://"):
-        return
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise InputError(f"--address {address!r} is not HOST:PORT; pass what `ray start --head` printed")
-    try:
-        with socket.create_connection((host, int(port)), timeout=5):
-            pass
-    except OSError as exc:
-        raise InputError(
-            f"--address {address}: nothing answers there ({exc.strerror or exc}); start the head "
-            "with `ray start --head` or fix HOST:PORT"
-        ) from None
-
-
-def _init_ray(address: str | None) -> bool:
-    """Start or join Ray unless it is already up; returns whether this call did."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if address:
-        _probe_address(address)
-    kwargs: dict[str, Any] = {
-        "include_dashboard": False,  # when enabled, Ray binds its dashboard to 127.0.0.1
-        "logging_level": "ERROR",
-        "log_to_driver": False,  # progress comes from the driver callback; errors via error files
-    }
-    try:
-        ray.init(address=address, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-        where = address or "a local Ray instance"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise InputError(
-            f"cannot connect to Ray at {where}: {first}; check --address (the HOST:PORT printed by `ray start --head`)"
-        ) from None
-    return True
-
-
-def check_storage_for_cluster(storage_path: str) -> None:
-    """A cluster with nodes on other hosts needs storage every node can reach.
-
-    Nodes on the driver's own host share its disk, so a local folder is fine for them (this is
-    also how the tests run a 2-node cluster on one machine).
-    """
-    import ray
-
-    if is_remote_storage(storage_path):
-        return
-    here = ray.util.get_node_ip_address()
-    hosts = {n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}
-    others = sorted(hosts - {here})
-    if others:
-        raise InputError(
-            f"--storage-path {storage_path} is a local folder, but the Ray cluster has nodes on "
-            f"other hosts ({', '.join(others)}); pass a folder they all mount (NFS) or an "
-            "object-store URI such as s3://bucket/tagtune-runs"
-        )
-
-
 def _optuna_storage(spec_storage: str, run_name: str, url: str | None = None) -> str:
     """Each search's Optuna studies persist in ``url`` (``--optuna-storage``, e.g. the team's
     PostgreSQL; studies are named ``<experiment>-<run>/<family>`` so searches share it), else in
@@ -317,7 +165,7 @@ def _optuna_storage(spec_storage: str, run_name: str, url: str | None = None) ->
         from tagtune.server import sqlalchemy_url
 
         return sqlalchemy_url(url)
-    if is_remote_storage(spec_storage):
+    if cluster.is_remote_storage(spec_storage):
         folder = Path("tagtune-runs").resolve()
     else:
         folder = Path(spec_storage).resolve()
@@ -332,17 +180,6 @@ class SearchOutcome:
     tracking_uri: str
     wall_seconds: float
     n_errored: int
-
-
-def _trainable(spec: SearchSpec, data: TrialData) -> Any:
-    from ray import tune
-
-    from tagtune.trainables.trial import tune_trial
-
-    return tune.with_resources(
-        tune.with_parameters(tune_trial, data=data, max_epochs=spec.max_epochs),
-        {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial or 0.0},
-    )
 
 
 def _describe(data: TrialData, seconds: float) -> str:
@@ -361,25 +198,35 @@ def _describe(data: TrialData, seconds: float) -> str:
 
 
 def _start(
-    spec: SearchSpec, say: Callable[[str], None], t0: float, source: DataSource | None = None
-) -> tuple[MlflowClient, str, TrialData]:
-    """Read the data and start (or join) Ray while the MLflow store opens; the client, its URI
-    and the data.
+    spec: CheckedSearchSpec,
+    say: Callable[[str], None],
+    source: DataSource | None = None,
+    store: tuple[MlflowClient, str] | None = None,
+) -> tuple[MlflowClient, str, TrialData, float]:
+    """The start-up a new and a resumed search share: check the spec, read the data, start (or
+    join) Ray, check the cluster's storage and choose the GPUs per trial.  Returns the MLflow
+    client, its URI, the data and the start time.
 
-    Opening the store (imports, and migrations of a new SQLite file: ~1.4 s) overlaps reading
-    the data and starting Ray.  A bad --train still fails before Ray starts; a bad tracking URI
-    stops the Ray this call started.
+    ``store``: the client and URI a resumed search already opened (to find its spec); otherwise
+    the store opens here while the data are read and Ray starts (imports, and migrations of a new
+    SQLite file: ~1.4 s).  A bad --train still fails before Ray starts; a bad tracking URI stops
+    the Ray this call started.
     """
+    # tagtune prints its own progress (the driver callback); Tune's newer console output would
+    # still print its experiment banner at verbose=0, the legacy one stays quiet.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    spec.check()
+    t0 = time.perf_counter()
     with ThreadPoolExecutor(1) as pool:
-        store = pool.submit(open_store, spec.tracking_uri, spec.experiment)
+        opening = pool.submit(open_store, spec.tracking_uri, spec.experiment) if store is None else None
         say(f"reading {spec.train} ...")
         data = prepare_data(spec, source)
         say(_describe(data, time.perf_counter() - t0))
-        if tracking.is_http(spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
-            store.result()  # a server's answer (or its fault) before Ray starts: it costs no start-up
-        started = _init_ray(spec.address)
+        if opening is not None and tracking.is_http(spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")):
+            opening.result()  # a server's answer (or its fault) before Ray starts: it costs no start-up
+        started = cluster.init_ray(spec.address)
         try:
-            client, uri = store.result()
+            client, uri = opening.result() if opening is not None else store  # type: ignore[misc]
         except BaseException:
             if started:
                 import ray
@@ -387,85 +234,21 @@ def _start(
                 ray.shutdown()
             raise
     if spec.address:
-        check_storage_for_cluster(spec.storage_path)
-    choose_trial_gpus(spec, say)
-    return client, uri, data
-
-
-def choose_trial_gpus(spec: SearchSpec, say: Callable[[str], None]) -> None:
-    """Set ``spec.gpus_per_trial`` from the running Ray cluster's resources when it is None (the
-    flag not given; :func:`tagtune.resources.choose_gpus`) and say what the trials get.  Runs
-    after Ray is up and before the parent run records the spec, so the recorded number is the
-    chosen one (and a resumed search reuses it)."""
-    import ray
-
-    from tagtune.resources import choose_gpus
-
-    choice = choose_gpus(ray.cluster_resources(), spec.families, spec.cpus_per_trial, spec.gpus_per_trial)
-    spec.gpus_per_trial = choice.gpus_per_trial
-    say(choice.line)
-
-
-def _tuner(
-    spec: SearchSpec,
-    data: TrialData,
-    run_name: str,
-    storage: str,
-    search_alg: Any,
-    callback: Any,
-    scheduler: Any = None,
-) -> Any:
-    """The Tune run of a search: ``search_alg`` proposes the trials, ``scheduler`` stops them
-    early (per family) and at the time budget, ``callback`` (one Tune
-    callback or a list) logs them."""
-    from ray import tune
-
-    return tune.Tuner(
-        _trainable(spec, data),
-        tune_config=tune.TuneConfig(
-            search_alg=search_alg,
-            metric=SEARCH_METRIC,
-            mode="max",
-            num_samples=spec.total_trials,
-            scheduler=scheduler,
-            max_concurrent_trials=spec.max_concurrent,
-            # Every trial asks for the same resources, so a finished trial's worker takes
-            # the next one: no new process, torch import or data fetch per trial.  (A trial
-            # then starts at once, sometimes before Tune's state snapshot records it; after a
-            # SIGKILL the resumed search replaces it, see MlflowTrialLogger.on_experiment_end.)
-            reuse_actors=True,
-        ),
-        run_config=tune.RunConfig(
-            name=run_name,
-            storage_path=storage,
-            callbacks=callback if isinstance(callback, list) else [callback],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-            verbose=0,
-        ),
-    )
+        cluster.check_storage_for_cluster(spec.storage_path)
+    if store is None or spec.gpus_per_trial is None:  # a resumed search keeps the number it recorded
+        cluster.choose_trial_gpus(spec, say)
+    return client, uri, data, t0
 
 
 def run_search(
-    spec: SearchSpec, echo: Callable[[str], None] | None = None, source: DataSource | None = None
+    spec: CheckedSearchSpec, echo: Callable[[str], None] | None = None, source: DataSource | None = None
 ) -> SearchOutcome:
     """Run the whole search; returns where it was logged.  Raises InputError on bad input.
 
     ``source``: ``spec.train`` already opened (the CLI opens it once to parse ``--families``).
     """
-
-    from tagtune.progress import SearchProgress
-    from tagtune.schedulers import FamilyScheduler
-    from tagtune.searcher import FamilySearcher
-    from tagtune.tracking.callback import MlflowTrialLogger
-
-    say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
-    # tagtune prints its own progress (the driver callback); Tune's newer console output would
-    # still print its experiment banner at verbose=0, the legacy one stays quiet.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    spec.check()
-    t0 = time.perf_counter()
-    client, uri, data = _start(spec, say, t0, source)
+    say = echo or _to_stderr
+    client, uri, data, t0 = _start(spec, say, source)
     # batch sizes that give every epoch enough steps on this training set (search_spaces.for_data)
     spec.spaces = {f: space.for_data(len(data.train_idx)) for f, space in spec.spaces.items()}
     warm: dict[str, Any] = {}
@@ -481,65 +264,100 @@ def run_search(
         "n_val": len(data.val_idx),
         "n_classes": data.shape[2],
     }
+    tags = {Tag.FAMILIES: ",".join(spec.families)}
+    if spec.warm_start:
+        tags[Tag.WARM_START] = f"{spec.warm_start}:{warm_run}"
+    run_name = f"search-{time.strftime('%Y%m%d-%H%M%S')}"
     with open_run(
-        client,
-        exp.experiment_id,
-        kind=RunKind.SEARCH,
-        run_name=f"search-{time.strftime('%Y%m%d-%H%M%S')}",
-        tags={
-            Tag.FAMILIES: ",".join(spec.families),
-            **({Tag.WARM_START: f"{spec.warm_start}:{warm_run}"} if spec.warm_start else {}),
-        },
-        params=params,
+        client, exp.experiment_id, kind=RunKind.SEARCH, run_name=run_name, tags=tags, params=params
     ) as parent:
-        parent_id = parent.run_id
-        storage = spec.storage_path if is_remote_storage(spec.storage_path) else str(Path(spec.storage_path).resolve())
-        run_name = f"{spec.experiment}-{parent_id[:8]}"
-        ray_path = f"{storage.rstrip('/')}/{run_name}"
-        optuna_url = _optuna_storage(spec.storage_path, run_name, spec.optuna_storage)
+        storage = (
+            spec.storage_path
+            if cluster.is_remote_storage(spec.storage_path)
+            else str(Path(spec.storage_path).resolve())
+        )
+        tune_name = f"{spec.experiment}-{parent.run_id[:8]}"
+        ray_path = f"{storage.rstrip('/')}/{tune_name}"
+        optuna_url = _optuna_storage(spec.storage_path, tune_name, spec.optuna_storage)
         parent.log(tags={Tag.RAY_PATH: ray_path, Tag.OPTUNA_STORAGE: hide_password(optuna_url)})
-        searcher = FamilySearcher(
-            spec.spaces,
-            spec.trials_per_family,
-            metric=SEARCH_METRIC,
-            mode="max",
-            seed=spec.seed,
-            study_prefix=run_name,
-            storage=tracking.ready_optuna_storage(optuna_url),  # a new SQLite file: one creator
-            defaults_first=spec.defaults_first,
-            time_budget=spec.time_budget,
-            warm_trials=warm,
-            sampler=spec.sampler,
-        )
-        rule = spec.stop_rule()
-        scheduler = FamilyScheduler(searcher, rule)
+        searcher = _family_searcher(spec, tune_name, optuna_url, warm)
         datasets = [tracking.dataset_input(spec.train, data)]
-        client.log_inputs(parent_id, datasets=datasets)
-        progress = (
-            SearchProgress(spec.total_trials, spec.max_epochs, time_budget=spec.time_budget) if echo is None else None
-        )
-        logger = MlflowTrialLogger(
-            uri,
-            exp.experiment_id,
-            parent_id,
-            spec.total_trials,
-            echo=progress.say if progress else say,
-            datasets=datasets,
-            searcher=searcher,
-            epoch_echo=progress.detail if progress else None,
-            stop_info=searcher.stop_info,
-        )
-        each = f"{spec.trials_per_family} trials each" if spec.trials_per_family else "trials round-robin"
-        budget = f", time budget {spec.time_budget:g} s" if spec.time_budget else ""
-        say(
-            f"searching {', '.join(spec.families)}: {each}{budget}, up to {spec.max_epochs} epochs, "
-            f"early stopping {rule.describe()} per family, {spec.cpus_per_trial:g} CPU / "
-            f"{spec.gpus_per_trial or 0:g} GPU per trial; MLflow: {uri}"
-        )
-        callbacks = [logger, progress] if progress else [logger]
-        results = _tuner(spec, data, run_name, storage, searcher, callbacks, scheduler).fit()
+        client.log_inputs(parent.run_id, datasets=datasets)
+        callbacks = _callbacks(spec, uri, exp.experiment_id, parent.run_id, searcher, datasets, say, echo is None)
+        rule = spec.stop_rule()
+        say(_plan_line(spec, rule, uri))
+        from tagtune.tune.schedulers import FamilyScheduler
+
+        tuner = new_tuner(spec, data, tune_name, storage, searcher, callbacks, FamilyScheduler(searcher, rule))
+        results = tuner.fit()
         say(f"Ray Tune state: {ray_path}")
-    return SearchOutcome(exp.experiment_id, parent_id, uri, time.perf_counter() - t0, len(results.errors))
+    return SearchOutcome(exp.experiment_id, parent.run_id, uri, time.perf_counter() - t0, len(results.errors))
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _family_searcher(spec: CheckedSearchSpec, study_prefix: str, optuna_url: str, warm: dict[str, Any]) -> Any:
+    """The search's Tune searcher: one Optuna study per family, stored at ``optuna_url``."""
+    from tagtune.tune.searcher import FamilySearcher
+
+    return FamilySearcher(
+        spec.spaces,
+        spec.trials_per_family,
+        metric=SEARCH_METRIC,
+        mode="max",
+        seed=spec.seed,
+        study_prefix=study_prefix,
+        storage=tracking.ready_optuna_storage(optuna_url),  # a new SQLite file: one creator
+        defaults_first=spec.defaults_first,
+        time_budget=spec.time_budget,
+        warm_trials=warm,
+        sampler=spec.sampler,
+    )
+
+
+def _callbacks(
+    spec: CheckedSearchSpec,
+    uri: str,
+    experiment_id: str,
+    parent_id: str,
+    searcher: Any,
+    datasets: list[Any],
+    say: Callable[[str], None],
+    progress_lines: bool,
+) -> list[Any]:
+    """The Tune callbacks: the MLflow trial logger, and the progress lines unless the caller
+    takes the lines itself (``progress_lines`` False: everything goes to its ``say``)."""
+    from tagtune.tune.callback import MlflowTrialLogger
+    from tagtune.tune.progress import SearchProgress
+
+    progress = (
+        SearchProgress(spec.total_trials, spec.max_epochs, time_budget=spec.time_budget) if progress_lines else None
+    )
+    logger = MlflowTrialLogger(
+        uri,
+        experiment_id,
+        parent_id,
+        spec.total_trials,
+        echo=progress.say if progress else say,
+        datasets=datasets,
+        searcher=searcher,
+        epoch_echo=progress.detail if progress else None,
+        stop_info=searcher.stop_info,
+    )
+    return [logger, progress] if progress else [logger]
+
+
+def _plan_line(spec: CheckedSearchSpec, rule: Any, uri: str) -> str:
+    """The line a search prints before its first trial."""
+    each = f"{spec.trials_per_family} trials each" if spec.trials_per_family else "trials round-robin"
+    budget = f", time budget {spec.time_budget:g} s" if spec.time_budget else ""
+    return (
+        f"searching {', '.join(spec.families)}: {each}{budget}, up to {spec.max_epochs} epochs, "
+        f"early stopping {rule.describe()} per family, {spec.cpus_per_trial:g} CPU / "
+        f"{spec.gpus_per_trial or 0:g} GPU per trial; MLflow: {uri}"
+    )
 
 
 def resume_search(
@@ -550,40 +368,33 @@ def resume_search(
     echo: Callable[[str], None] | None = None,
 ) -> SearchOutcome:
     """Finish the remaining budget of an interrupted search (the newest one, or ``run_id``)."""
-    from ray import tune
-
-    say = echo or (lambda line: print(line, file=sys.stderr, flush=True))
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # as in run_search: no Tune banner
+    say = echo or _to_stderr
     client, uri = open_store(tracking_uri, experiment)
     exp = find_experiment(client, uri, experiment)
     parent = latest_search_run(client, exp, run_id)
     parent_id = parent.info.run_id
+    ray_path = _restorable_state(parent)
+    spec = CheckedSearchSpec.from_params(parent.data.params, experiment=experiment, tracking_uri=uri, address=address)
+    client, uri, data, t0 = _start(spec, say, store=(client, uri))
+    with reopen_run(client, parent_id):
+        say(f"resuming search run {parent_id} from {ray_path}")
+        results = restored_tuner(ray_path, spec, data).fit()
+    return SearchOutcome(exp.experiment_id, parent_id, uri, time.perf_counter() - t0, len(results.errors))
+
+
+def _restorable_state(parent: Any) -> str:
+    """Where Ray's experiment state of a search run is; InputError when it cannot be restored."""
+    from ray import tune
+
+    parent_id = parent.info.run_id
     ray_path = parent.data.tags.get(Tag.RAY_PATH)
     if not ray_path:
         raise InputError(f"search run {parent_id} has no Ray state to resume from; start a new search")
-    if not is_remote_storage(ray_path) and not (Path(ray_path) / "tuner.pkl").exists():
+    if not cluster.is_remote_storage(ray_path) and not (Path(ray_path) / "tuner.pkl").exists():
         raise InputError(
             f"Ray state of search run {parent_id} is missing at {ray_path}; it cannot be resumed "
             "(run the search again, or pass --run-id of another search)"
         )
     if not tune.Tuner.can_restore(ray_path):
         raise InputError(f"Ray state at {ray_path} cannot be restored; start a new search")
-    spec = SearchSpec.from_params(parent.data.params, experiment=experiment, tracking_uri=uri, address=address)
-    spec.check()
-    t0 = time.perf_counter()
-    data = prepare_data(spec)
-    say(_describe(data, time.perf_counter() - t0))
-    _init_ray(address)
-    if spec.gpus_per_trial is None:  # recorded before the search chose it: choose it now
-        choose_trial_gpus(spec, say)
-    with reopen_run(client, parent_id):
-        say(f"resuming search run {parent_id} from {ray_path}")
-        tuner = tune.Tuner.restore(
-            ray_path,
-            trainable=_trainable(spec, data),
-            resume_unfinished=True,
-            resume_errored=False,
-            restart_errored=False,
-        )
-        results = tuner.fit()
-    return SearchOutcome(exp.experiment_id, parent_id, uri, time.perf_counter() - t0, len(results.errors))
+    return str(ray_path)

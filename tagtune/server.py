@@ -14,7 +14,6 @@ environment, handed to MLflow through its own variable and never printed or writ
 
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 import secrets
@@ -28,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 
 __all__ = [
     "LocalPostgres",
@@ -324,72 +323,3 @@ def serve(
             stop_process(proc)
         if pg is not None:
             pg.stop()
-
-
-def add_server_parser(sub: Any) -> None:
-    """The ``tagtune server`` subcommand's flags (``sub``: argparse's subparsers)."""
-    p = sub.add_parser(
-        "server",
-        help="start an MLflow tracking server on PostgreSQL with proxied artifacts (a team's store)",
-        description="Start `mlflow server` with a PostgreSQL backend store and proxied artifacts "
-        "(--serve-artifacts), bound to 127.0.0.1 unless --host says otherwise. --postgres-dir DIR "
-        "starts a local PostgreSQL cluster in DIR first (created on first use). --auth turns on "
-        "MLflow's basic-auth app: the admin is $MLFLOW_TRACKING_USERNAME (default admin) with the "
-        "password $MLFLOW_AUTH_ADMIN_PASSWORD (or $MLFLOW_TRACKING_PASSWORD); no password is "
-        "printed, logged or put on a command line.",
-    )
-    p.add_argument("--backend-store-uri", default="", help="postgresql://USER@HOST:PORT/DB of the runs")
-    p.add_argument("--postgres-dir", default=None, metavar="DIR", help="start a local PostgreSQL in DIR")
-    p.add_argument("--postgres-port", type=int, default=5432, help="its port (default: %(default)s)")
-    p.add_argument("--database", default="mlflow", help="database name with --postgres-dir (default: %(default)s)")
-    p.add_argument(
-        "--artifacts-destination",
-        default="mlartifacts",
-        metavar="DIR",
-        help="where the server keeps artifacts (default: ./mlartifacts)",
-    )
-    p.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0 exposes it to the network)"
-    )
-    p.add_argument("--port", type=int, default=5000)
-    p.add_argument(
-        "--allowed-hosts",
-        default="",
-        metavar="HOSTS",
-        help="with --host 0.0.0.0: the host names clients use, e.g. 'mlflow.lab:5000,10.0.0.5:5000' "
-        "(MLflow's security middleware refuses other Host headers)",
-    )
-    p.add_argument("--workers", type=int, default=2, help="server worker processes (default: %(default)s)")
-    p.add_argument("--auth", action="store_true", help="MLflow's basic-auth app (users and permissions)")
-    p.add_argument(
-        "--default-permission",
-        default="READ",
-        choices=PERMISSIONS,
-        help="with --auth: what a user may do on experiments others created (default: %(default)s)",
-    )
-    p.add_argument(
-        "--auth-cache-seconds",
-        type=int,
-        default=ServerSpec.auth_cache_seconds,
-        metavar="S",
-        help="with --auth: how long each server worker trusts a user's checked password (default: "
-        "%(default)s). Checking the password hash costs about 0.1-0.6 s of CPU per request, so 0 "
-        "(MLflow's own default) makes a search over HTTP several times slower; a changed or revoked "
-        "password may still be accepted by other workers for this long",
-    )
-
-
-def run_server_command(args: argparse.Namespace) -> int:
-    """``tagtune server`` from its parsed flags."""
-    spec = ServerSpec(
-        backend_store_uri=args.backend_store_uri,
-        artifacts_destination=args.artifacts_destination,
-        host=args.host,
-        port=args.port,
-        auth=args.auth,
-        default_permission=args.default_permission,
-        workers=args.workers,
-        allowed_hosts=args.allowed_hosts,
-        auth_cache_seconds=args.auth_cache_seconds,
-    )
-    return serve(spec, args.postgres_dir, args.postgres_port, args.database)

@@ -18,6 +18,8 @@ from typing import Any
 import optuna
 from mlflow import MlflowClient
 
+from tagtune.errors import InputError
+from tagtune.names import Metrics
 from tagtune.search_spaces import SearchSpace, load_space
 from tagtune.tracking import (
     Tag,
@@ -27,7 +29,6 @@ from tagtune.tracking import (
     search_spec,
     search_trials,
 )
-from tagtune.trainables.errors import InputError
 
 _SAME_DATA = ("train", "val_fraction", "seed")
 
@@ -39,7 +40,7 @@ def warm_trials(
     spec: Any,
     spaces: Mapping[str, SearchSpace],
     say: Callable[[str], None],
-    metric: str = "best_val_mAUC",
+    metric: str = Metrics.BEST_VAL_MAUC,
 ) -> tuple[dict[str, list[optuna.trial.FrozenTrial]], str]:
     """Per family of ``spaces``, the Optuna trials of the newest search of ``experiment``; and
     the earlier search's run id.  InputError when there is none or it ran on other data."""
@@ -49,13 +50,7 @@ def warm_trials(
     except InputError as exc:
         raise InputError(f"--warm-start {experiment}: {exc}") from None
     earlier = search_spec(parent, experiment=experiment)
-    then, now = earlier.to_params(), spec.to_params()
-    for field in _SAME_DATA:
-        if then[field] != now[field]:
-            raise InputError(
-                f"--warm-start {experiment}: its search ran with {field} {then[field]}, this one "
-                f"with {now[field]}; warm-start from a search on the same data and split"
-            )
+    _check_same_data(experiment, earlier, spec)
     trials = search_trials(client, exp.experiment_id, parent.info.run_id, recorded_spaces_dir(parent))
     runs = {r.info.run_id: r for r in trials.trial_runs}
     out: dict[str, list[optuna.trial.FrozenTrial]] = {}
@@ -68,34 +63,57 @@ def warm_trials(
         if not row.completed:
             skipped += 1
             continue
-        searched_then = _searched(row.family, earlier.spaces_dir)
-        config = row.config()
-        params, dists, outside = space.distributions({k: v for k, v in config.items() if k in searched_then})
-        today = {p.name for p in space.params if p.kind != "const"}
-        for name in sorted(set(outside) | (searched_then - today)):
+        frozen, left_out = _frozen_trial(row, space, trials, runs, earlier.spaces_dir)
+        for name in left_out:
             dropped[name] = dropped.get(name, 0) + 1
-        tags = runs[row.run_id].data.tags
-        curve = _running_max(trials.curves[row.run_id].get("val_mAUC", []))
-        attrs = {"tagtune_warm_start_run": row.run_id}
-        if tags.get(Tag.STOPPED_EARLY) == "True":
-            frozen = optuna.trial.create_trial(
-                state=optuna.trial.TrialState.PRUNED,
-                params=params,
-                distributions=dists,
-                intermediate_values=curve,
-                user_attrs=attrs,
-            )
-        else:
-            frozen = optuna.trial.create_trial(
-                value=row.best_mAUC,
-                params=params,
-                distributions=dists,
-                intermediate_values=curve,
-                user_attrs=attrs,
-            )
         out.setdefault(row.family, []).append(frozen)
+    _say_what_was_added(say, experiment, parent.info.run_id, out, dropped, skipped)
+    return out, parent.info.run_id
+
+
+def _check_same_data(experiment: str, earlier: Any, spec: Any) -> None:
+    """InputError unless the earlier search ran on this search's data, split and seed."""
+    then, now = earlier.to_params(), spec.to_params()
+    for field in _SAME_DATA:
+        if then[field] != now[field]:
+            raise InputError(
+                f"--warm-start {experiment}: its search ran with {field} {then[field]}, this one "
+                f"with {now[field]}; warm-start from a search on the same data and split"
+            )
+
+
+def _frozen_trial(
+    row: Any, space: SearchSpace, trials: Any, runs: Mapping[str, Any], spaces_dir: str | None
+) -> tuple[optuna.trial.FrozenTrial, list[str]]:
+    """One finished trial of the earlier search as an Optuna trial of today's ``space`` (PRUNED
+    when it was stopped early), and the parameters today's space cannot take."""
+    searched_then = _searched(row.family, spaces_dir)
+    config = row.config()
+    params, dists, outside = space.distributions({k: v for k, v in config.items() if k in searched_then})
+    today = {p.name for p in space.params if p.kind != "const"}
+    common: dict[str, Any] = {
+        "params": params,
+        "distributions": dists,
+        "intermediate_values": _running_max(trials.curves[row.run_id].get(Metrics.VAL_MAUC, [])),
+        "user_attrs": {"tagtune_warm_start_run": row.run_id},
+    }
+    if runs[row.run_id].data.tags.get(Tag.STOPPED_EARLY) == "True":
+        frozen = optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED, **common)
+    else:
+        frozen = optuna.trial.create_trial(value=row.best_mAUC, **common)
+    return frozen, sorted(set(outside) | (searched_then - today))
+
+
+def _say_what_was_added(
+    say: Callable[[str], None],
+    experiment: str,
+    run_id: str,
+    out: Mapping[str, list[Any]],
+    dropped: Mapping[str, int],
+    skipped: int,
+) -> None:
     counts = ", ".join(f"{f} {len(ts)}" for f, ts in out.items()) or "none"
-    say(f"warm start from {experiment} (search run {parent.info.run_id[:8]}): finished trials added: {counts}")
+    say(f"warm start from {experiment} (search run {run_id[:8]}): finished trials added: {counts}")
     if dropped:
         say(
             "warm start: dropped values today's space cannot take: "
@@ -103,7 +121,6 @@ def warm_trials(
         )
     if skipped:
         say(f"warm start: {skipped} trial(s) of the earlier search did not finish with a score and were left out")
-    return out, parent.info.run_id
 
 
 def _searched(family: str, spaces_dir: str | None) -> set[str]:

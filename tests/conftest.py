@@ -59,7 +59,7 @@ def require_shared(path: Path) -> Path:
 
 @pytest.fixture
 def tiny_data():
-    """A small learnable multi-label problem as TrialData (32 clips x 10 x 128, 6 classes)."""
+    """A small learnable multi-label problem as TrialData (96 clips x 10 x 128, 6 classes)."""
     from tagtune.trainables.loop import TrialData
 
     rng = np.random.default_rng(TEST_SEED)
@@ -122,9 +122,9 @@ def tiny_train(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def shrunk_spec(root: Path, train: Path, **fields: Any) -> Any:
-    """A real :class:`tagtune.search.SearchSpec` shrunk to seconds: ``train``, one ``fc1`` trial
+    """A real :class:`tagtune.search.CheckedSearchSpec` shrunk to seconds: ``train``, one ``fc1`` trial
     of 1 epoch on 1 CPU, Ray's state under ``root``; keyword arguments override any field."""
-    from tagtune.search import SearchSpec
+    from tagtune.search import CheckedSearchSpec
 
     values: dict[str, Any] = {
         "train": str(train),
@@ -134,7 +134,7 @@ def shrunk_spec(root: Path, train: Path, **fields: Any) -> Any:
         "cpus_per_trial": 1.0,
         "storage_path": str(root / "tagtune-runs"),
     }
-    return SearchSpec(**{**values, **fields})
+    return CheckedSearchSpec(**{**values, **fields})
 
 
 @pytest.fixture
@@ -165,7 +165,7 @@ def log_checkpoint(
     a SQLite store in ``tmp_path``."""
     import mlflow
 
-    from tagtune.tracking.registry import log_tagger
+    from tagtune.tracking.serving import log_tagger
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)

@@ -17,6 +17,7 @@ import soundfile as sf
 import torch
 from conftest import SHARED_DATA, TEST_SEED, require_shared
 
+from tagtune.errors import InputError
 from tagtune.trainables.audio import (
     audio_trial_data,
     decode_file,
@@ -29,7 +30,6 @@ from tagtune.trainables.audio import (
 )
 from tagtune.trainables.audio.batches import crop_or_pad, gather_windows, scale_mixup, window_starts
 from tagtune.trainables.audio.frontends import LogMel, Waveform, strides_for
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.loop import _batch_loss, build_model, fit
 from tagtune.trainables.metrics import task_metrics
 
@@ -413,17 +413,17 @@ def test_audio_data_needs_an_audio_family(fsdd_like, cache):
 
 
 def test_prepare_data_decodes_the_space_rates_and_refuses_embedding_families(fsdd_like, cache):
-    from tagtune.search import SearchSpec, prepare_data
+    from tagtune.search import CheckedSearchSpec, prepare_data
     from tagtune.search_spaces import load_space
 
-    spec = SearchSpec(train=str(fsdd_like), families=["densenet_audio"], val_fraction=0.25)
+    spec = CheckedSearchSpec(train=str(fsdd_like), families=["densenet_audio"], val_fraction=0.25)
     spec.spaces = {"densenet_audio": load_space("densenet_audio")}
     data = prepare_data(spec)
     rates = {int(c) for p in spec.spaces["densenet_audio"].params if p.name == "sample_rate" for c in p.choices}
     assert set(data.audio.clips) == rates
     assert len(data.train_idx) + len(data.val_idx) == 18
     with pytest.raises(InputError) as info:
-        prepare_data(SearchSpec(train=str(fsdd_like), families=["fc1"]))
+        prepare_data(CheckedSearchSpec(train=str(fsdd_like), families=["fc1"]))
     one_line(info, "fc1", "densenet_audio")
 
 

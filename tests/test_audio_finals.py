@@ -23,12 +23,12 @@ from conftest import shrunk_spec, start_local_ray
 from mlflow import MlflowClient
 from test_audio import RATE, TINY_MODEL, make_fsdd_like, tone, write_wav
 
+from tagtune.errors import InputError
 from tagtune.finalize import AUDIO_ENSEMBLE_METHODS, FinalizeSpec, finalize
 from tagtune.search import run_search
 from tagtune.tracking import RunKind, Tag, child_runs
 from tagtune.tracking.tables import CONFUSION_ARTIFACT, confusion_from_run, confusion_table
 from tagtune.trainables.data import format_inspect, inspect
-from tagtune.trainables.errors import InputError
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 
@@ -103,7 +103,7 @@ def test_audio_finals_are_scored_on_the_test_split_with_accuracy_and_map3(audio_
     correct = int(table[table["true"] == table["predicted"]]["count"].sum())
     assert correct / 6 == pytest.approx(final["eval_accuracy"])
     assert any("eval_accuracy" in line and "eval_map3" in line for line in audio_fin.lines)
-    # registered with tagtune.tracking.registry.log_tagger, as embedding finals are
+    # registered with tagtune.tracking.serving.log_tagger, as embedding finals are
     assert final["model_uri"] == "models:/afin-densenet_audio/1"
 
 

@@ -33,13 +33,13 @@ from mlflow.exceptions import MlflowException
 from test_audio import RATE, TINY_MODEL, make_fsdd_like, tone, write_wav
 
 from tagtune.cli import main
+from tagtune.errors import InputError
 from tagtune.tracking import RunKind, open_run
-from tagtune.tracking.registry import audio_inputs, log_tagger
+from tagtune.tracking.serving import audio_inputs, log_tagger
 from tagtune.trainables.audio import audio_trial_data, load_audio_dataset
 from tagtune.trainables.audio.inference import AudioTagger, check_waveform, load_waveform, sliding_windows
-from tagtune.trainables.errors import InputError
+from tagtune.trainables.checkpoint import model_meta, save_model
 from tagtune.trainables.loop import fit
-from tagtune.trainables.trial import model_meta, save_model
 
 CONFIG = {**TINY_MODEL, "lr": 1e-2, "mixup_alpha": 0.0, "lr_schedule": "none"}  # crop_samples 2048
 

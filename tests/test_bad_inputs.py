@@ -198,8 +198,8 @@ def test_earlier_runs_are_intact_after_the_corpus(corpus):
 
 
 def test_all_means_the_families_for_the_data(tmp_path):
-    from tagtune.search import parse_families
-    from tagtune.trainables.errors import InputError
+    from tagtune.errors import InputError
+    from tagtune.families import parse_families
     from tagtune.trainables.models import list_families
 
     synth = synthesize(tmp_path / "s", n_clips=20, n_classes=4)

@@ -86,7 +86,7 @@ def test_search_flags_fill_the_spec_field_by_field():
     import dataclasses
 
     from tagtune.cli import build_parser, search_spec_from_args
-    from tagtune.search import SearchSpec
+    from tagtune.search import CheckedSearchSpec
 
     argv = [
         "search",
@@ -148,7 +148,7 @@ def test_search_flags_fill_the_spec_field_by_field():
         "sqlite:///o.db",
     ]
     spec = search_spec_from_args(build_parser().parse_args(argv))
-    assert spec == SearchSpec(
+    assert spec == CheckedSearchSpec(
         train="t",
         families=["fc2", "fc1"],
         trials_per_family=5,
@@ -180,7 +180,7 @@ def test_search_flags_fill_the_spec_field_by_field():
         optuna_storage="sqlite:///o.db",
     )
     defaults = search_spec_from_args(build_parser().parse_args(["search", "--train", "t"]))
-    for f in dataclasses.fields(SearchSpec):  # every field has a flag, and the flags' defaults are the spec's
+    for f in dataclasses.fields(CheckedSearchSpec):  # every field has a flag, and the flags' defaults are the spec's
         if f.name not in ("train", "families", "spaces"):
             assert getattr(defaults, f.name) == f.default, f.name
             assert getattr(spec, f.name) != f.default, f"no flag reaches {f.name}"

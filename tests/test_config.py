@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tagtune.errors import InputError
 from tagtune.search_spaces import load_space
 from tagtune.trainables.config import (
     TRAIN_CONSTRAINTS,
@@ -18,7 +19,6 @@ from tagtune.trainables.config import (
     TrainConfig,
     resolve_config,
 )
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.models import get_family, list_families
 from tagtune.trainables.params import boolean, choice, float_range, inferred, int_range, text
 

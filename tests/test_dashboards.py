@@ -312,7 +312,7 @@ def test_confusion_figure_is_a_pure_function_of_the_long_table_with_class_names(
 
 
 def test_trials_that_never_left_chance_level_are_flagged(trials):
-    from tagtune.dashboard import chance_level_trials
+    from tagtune.report import chance_level_trials
 
     assert chance_level_trials(trials).empty
     flat = trials.assign(status="FINISHED")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import AUDIOSET, require_shared
 
+from tagtune.errors import InputError
 from tagtune.trainables.data import (
     Dataset,
     format_inspect,
@@ -34,7 +35,6 @@ from tagtune.trainables.data._tfrecord import (
     read_records,
     write_record_file,
 )
-from tagtune.trainables.errors import InputError
 
 N_REAL_SHARDS = 12
 
@@ -497,7 +497,8 @@ def test_open_source_knows_format_kind_shape_and_cache_entry(tmp_path: Path, sma
 
 
 def test_search_opens_the_source_once(tmp_path: Path, small: Dataset, monkeypatch) -> None:
-    from tagtune.search import SearchSpec, parse_families, prepare_data
+    from tagtune.families import parse_families
+    from tagtune.search import CheckedSearchSpec, prepare_data
     from tagtune.trainables.data import open_source
 
     _write_set(tmp_path / "set", small)
@@ -505,11 +506,11 @@ def test_search_opens_the_source_once(tmp_path: Path, small: Dataset, monkeypatc
     asked = _count_sniffs(monkeypatch)
     source = open_source(tmp_path / "set")
     families = parse_families("fc1,fc2", source)
-    data = prepare_data(SearchSpec(train=str(tmp_path / "set"), families=families), source)
+    data = prepare_data(CheckedSearchSpec(train=str(tmp_path / "set"), families=families), source)
     assert asked == ["cache", "hear", "audio", "tfrecord"] and data.shape == (10, 128, 12)
     with pytest.raises(InputError, match="'densenet_audio' is built for audio"):
         parse_families("densenet_audio", source)
-    again = prepare_data(SearchSpec(train=str(tmp_path / "set"), families=families))  # opens its own
+    again = prepare_data(CheckedSearchSpec(train=str(tmp_path / "set"), families=families))  # opens its own
     np.testing.assert_array_equal(again.val_idx, data.val_idx)
 
 

@@ -28,17 +28,17 @@ from mlflow import MlflowClient
 
 from tagtune.cli import main
 from tagtune.commands import report
+from tagtune.errors import InputError
 from tagtune.finalize import FinalizeSpec, finalize, fit_slice, ranked, top_trials
 from tagtune.search import run_search
 from tagtune.tracking import Tag
-from tagtune.tracking.registry import clip_inputs, unique_names
+from tagtune.tracking.serving import clip_inputs, unique_names
 from tagtune.tracking.trials import TrialRow, best_step, search_trials
+from tagtune.trainables.checkpoint import load_model
 from tagtune.trainables.data import load_dataset, make_synthetic, split_indices, write_cache
 from tagtune.trainables.ensemble import combine_scores, ensemble_weights, greedy_weights
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.loop import predict
 from tagtune.trainables.metrics import tagging_metrics
-from tagtune.trainables.trial import load_model
 
 TAG_FAMILY, TAG_KIND, TAG_PARENT, TAG_SOURCE = Tag.FAMILY, Tag.KIND, Tag.PARENT, Tag.SOURCE_RUN
 
@@ -291,7 +291,7 @@ def test_report_shows_search_ranges_next_to_finals_and_runtime(fin, tmp_path):
 
 
 def test_without_finals_the_per_class_ap_is_the_best_trials_on_validation(fin):
-    from tagtune.dashboard import best_per_class
+    from tagtune.report import best_per_class
     from tagtune.tracking.tables import finals_table
 
     client = fin.client
@@ -338,7 +338,7 @@ def test_a_report_reads_the_trials_once(fin, tmp_path, monkeypatch):
 def test_a_search_with_spaces_is_reported_against_those_spaces(tmp_path):
     """The report rebuilds the searched-parameter columns from the search's own --spaces DIR:
     here DIR searches mixup_alpha (the packaged spaces do not) and makes dropout conditional."""
-    from tagtune.dashboard import collect
+    from tagtune.report import collect
     from tagtune.search_spaces import DEFAULT_DIR
     from tagtune.tracking import RunKind, SearchSpec, get_or_create_experiment, open_run, open_store
 

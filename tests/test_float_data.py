@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from tagtune.errors import InputError
 from tagtune.trainables.batches import Scaler, predict
+from tagtune.trainables.checkpoint import load_model, model_meta, save_model
 from tagtune.trainables.data import Dataset, InputScaling
 from tagtune.trainables.data._trial import SPREAD
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.loop import fit
-from tagtune.trainables.trial import load_model, model_meta, save_model
 
 
 def float_dataset(

@@ -92,7 +92,7 @@ def test_families_that_cannot_take_the_shape_are_refused_with_exit_2(tmp_path):
     (line,) = done.stderr.strip().splitlines()
     assert "transformer" in line and "1 x 7" in line and "families that can: fc1" in line
 
-    from tagtune.search import parse_families
+    from tagtune.families import parse_families
     from tagtune.trainables.data import open_source
 
     fitting = parse_families("all", open_source(data))

@@ -14,10 +14,10 @@ import h5py
 import numpy as np
 import pytest
 
+from tagtune.errors import InputError
 from tagtune.trainables.data import Dataset, ReadOptions, load_dataset, open_source, read_cache, write_cache
 from tagtune.trainables.data._tfexample import encode_example, write_examples
 from tagtune.trainables.data._writers import FORMATS, make_embeddings, write_format
-from tagtune.trainables.errors import InputError
 
 # the path to pass to --train below each format's output folder
 ENTRY = {"npz": "embeddings.npz", "npy-csv": "embeddings.npy", "hdf5": "embeddings.h5"}
@@ -167,8 +167,8 @@ def test_predict_reads_new_data_with_the_keys_the_model_was_trained_with(tmp_pat
     from conftest import log_checkpoint
 
     from tagtune.predict import predictions
+    from tagtune.trainables.checkpoint import model_meta, save_model
     from tagtune.trainables.loop import fit
-    from tagtune.trainables.trial import model_meta, save_model
 
     monkeypatch.setenv("TAGTUNE_CACHE_DIR", str(tmp_path / "cache"))
     rng = np.random.default_rng(0)

@@ -129,9 +129,9 @@ def logged(tmp_path_factory):
     registered pyfunc model ``single-fc1``; with the clips to score and the softmax reference."""
     import mlflow
 
-    from tagtune.tracking.registry import log_tagger
+    from tagtune.tracking.serving import log_tagger
+    from tagtune.trainables.checkpoint import load_model, model_meta, save_model
     from tagtune.trainables.loop import fit, predict
-    from tagtune.trainables.trial import load_model, model_meta, save_model
 
     root = tmp_path_factory.mktemp("inference")
     ds = single_label_dataset()

@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
+from tagtune.errors import InputError
 from tagtune.trainables.config import resolve_config
-from tagtune.trainables.errors import InputError
-from tagtune.trainables.init import INITS
 from tagtune.trainables.loop import OPTIMIZERS, fit
 from tagtune.trainables.models import create_model, get_family, list_families
+from tagtune.trainables.weight_init import INITS
 
 FAMILIES = list_families()
 
@@ -102,7 +102,7 @@ def test_nan_loss_raises_training_diverged(tiny_data):
 
 
 def test_checkpoint_round_trip(tmp_path, tiny_data):
-    from tagtune.trainables.trial import load_model, model_meta, save_model
+    from tagtune.trainables.checkpoint import load_model, model_meta, save_model
 
     result = fit({"family": "gcnn"}, tiny_data, max_epochs=1)
     save_model(tmp_path, result.best_state, model_meta({"family": "gcnn"}, tiny_data, result.best))

@@ -141,12 +141,12 @@ def test_resume_reuses_an_explicit_value_and_chooses_for_a_run_without_one(ray_l
     assert not any("GPU" in line for line in lines)  # the recorded 0.0 is reused, nothing chosen
 
     # a parent run that recorded no number (None): the resumed search chooses, after Ray is up
-    real = search.SearchSpec.from_params.__func__  # type: ignore[attr-defined]
+    real = search.CheckedSearchSpec.from_params.__func__  # type: ignore[attr-defined]
 
     def without_gpus(cls, params, **overrides):
         return real(cls, {k: v for k, v in params.items() if k != "gpus_per_trial"}, **overrides)
 
-    monkeypatch.setattr(search.SearchSpec, "from_params", classmethod(without_gpus))
+    monkeypatch.setattr(search.CheckedSearchSpec, "from_params", classmethod(without_gpus))
     lines.clear()
     resume_search("explicit", None, echo=lines.append)
     assert "no GPU in the cluster: trials train on CPU" in lines

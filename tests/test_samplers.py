@@ -5,11 +5,11 @@ from __future__ import annotations
 import optuna
 import pytest
 
+from tagtune.errors import InputError
 from tagtune.samplers import DEFAULT_SAMPLER, SAMPLERS, check_sampler, make_sampler, startup_trials
 from tagtune.search_spaces import load_space
-from tagtune.searcher import FamilySearcher
 from tagtune.tracking import SearchSpec
-from tagtune.trainables.errors import InputError
+from tagtune.tune.searcher import FamilySearcher
 
 
 def test_choices_and_default():

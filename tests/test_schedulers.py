@@ -11,10 +11,10 @@ import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
-from tagtune.schedulers import TIME_BUDGET_RULE, FamilyScheduler, StopRule
+from tagtune.errors import InputError
 from tagtune.search_spaces import load_space
-from tagtune.searcher import FamilySearcher
-from tagtune.trainables.errors import InputError
+from tagtune.tune.schedulers import TIME_BUDGET_RULE, FamilyScheduler, StopRule
+from tagtune.tune.searcher import FamilySearcher
 
 METRIC = "best_val_mAUC"
 

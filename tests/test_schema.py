@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from tagtune.search import SearchSpec as CheckedSearchSpec
+from tagtune.search import CheckedSearchSpec
 from tagtune.tracking import (
     NOT_PARAM,
     RunKind,
@@ -138,7 +138,7 @@ def test_the_search_side_spec_round_trips_as_itself():
 
 
 def test_bad_numbers_are_input_errors_naming_the_flag():
-    from tagtune.trainables.errors import InputError
+    from tagtune.errors import InputError
 
     for field, value, flag in [
         ("trials_per_family", 0, "--trials-per-family"),

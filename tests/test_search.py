@@ -9,7 +9,7 @@ import yaml
 from mlflow import MlflowClient
 
 from tagtune.commands import export, report, train
-from tagtune.search import SearchSpec, run_search
+from tagtune.search import CheckedSearchSpec, run_search
 from tagtune.tracking import Tag, parent_filter
 from tagtune.tracking import search_spec as recorded_spec
 from tagtune.trainables.config import resolve_config
@@ -20,7 +20,7 @@ def _children(client: MlflowClient, exp_id: str, parent_id: str):
     return client.search_runs([exp_id], filter_string=parent_filter(parent_id))
 
 
-def _search_by_family(spec: SearchSpec):
+def _search_by_family(spec: CheckedSearchSpec):
     """Run the search; its outcome, an MLflow client and its trial runs by family (one each)."""
     outcome = run_search(spec, echo=lambda line: None)
     client = MlflowClient(outcome.tracking_uri)
@@ -184,7 +184,7 @@ def test_raising_trial_is_failed_with_reason_and_search_goes_on(ray_local, searc
 
 
 def test_killed_worker_gets_the_trial_retried(ray_local, search_spec, workdir, monkeypatch):
-    from tagtune.trainables.trial import FAULT_ENV
+    from tagtune.tune.trainable import FAULT_ENV
 
     marker = workdir / "killed-once"
     monkeypatch.setenv(FAULT_ENV, str(marker))
@@ -209,9 +209,9 @@ def test_defaults_first_flag_reaches_the_spec_and_survives_resume():
     assert search_spec_from_args(args).defaults_first is False
     assert build_parser().parse_args(["search", "--train", "x"]).defaults_first is True
     for first in (True, False):
-        spec = SearchSpec(train="x", families=["fc1"], defaults_first=first)
+        spec = CheckedSearchSpec(train="x", families=["fc1"], defaults_first=first)
         logged = {k: str(v) for k, v in spec.to_params().items()}  # as MLflow keeps them
-        resumed = SearchSpec.from_params(logged, experiment="e", tracking_uri="sqlite:///m.db")
+        resumed = CheckedSearchSpec.from_params(logged, experiment="e", tracking_uri="sqlite:///m.db")
         assert resumed.defaults_first is first
 
 
@@ -220,7 +220,7 @@ def test_ray_adapter_reaches_optuna_search_study():
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    from tagtune._ray_compat import RAY_VERSIONS_CHECKED, optuna_study
+    from tagtune.tune._ray_compat import RAY_VERSIONS_CHECKED, optuna_study
 
     searcher = OptunaSearch(
         space=lambda trial: {"x": trial.suggest_float("x", 0.0, 1.0)},

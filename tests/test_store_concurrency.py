@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from test_resume import tagtune_cli
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 
 N_PROCESSES = 4
 ROUNDS = int(os.environ.get("TAGTUNE_RACE_ROUNDS", "2"))
@@ -273,3 +273,16 @@ def test_commands_at_once_on_a_fresh_store(tiny_train: Path, tmp_path: Path) -> 
             optuna_names.append(trials[0].data.tags[Tag.OPTUNA_STUDY])
     summaries = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(studies)}
     assert sorted(summaries) == sorted(optuna_names) and set(summaries.values()) == {1}
+
+
+def test_creating_a_store_says_nothing_below_warning(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """MLflow's "Creating initial MLflow database tables..." and alembic's migration lines (INFO)
+    do not reach a command's output (``tagtune demo`` printed them)."""
+    import mlflow  # noqa: F401 - sets MLflow's loggers to INFO, as any command that opens a store does
+
+    from tagtune.tracking import ready_optuna_storage, ready_store
+
+    ready_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    ready_optuna_storage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    err = capfd.readouterr().err
+    assert "INFO" not in err and "Creating initial MLflow database tables" not in err, err

@@ -9,10 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from tagtune.errors import InputError
 from tagtune.trainables.config import TRAIN_DEFAULTS, resolve_config
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.heads import MultiHead, combine_heads, output_layers, replace_output_layer
-from tagtune.trainables.init import init_output_bias
 from tagtune.trainables.loop import TrialData, build_model, fit
 from tagtune.trainables.models import get_family
 from tagtune.trainables.techniques import (
@@ -27,6 +26,7 @@ from tagtune.trainables.techniques import (
     sample_mixup_lambda,
     shift_clamp,
 )
+from tagtune.trainables.weight_init import init_output_bias
 
 TECHNIQUES = [
     {"output_heads": 3},

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import pytest
 
 from tagtune.cli import main
-from tagtune.progress import SearchProgress, format_seconds
 from tagtune.server import free_port
 from tagtune.tracking import hide_secrets, source_tags
+from tagtune.tune.progress import SearchProgress, format_seconds
 
 
 @pytest.fixture
@@ -109,8 +109,8 @@ def test_progress_redraws_in_place_on_a_terminal():
 
 
 def test_server_command_binds_localhost_and_keeps_the_password_off_it(tmp_path, monkeypatch):
+    from tagtune.errors import InputError
     from tagtune.server import ServerSpec, mlflow_server_command, server_env
-    from tagtune.trainables.errors import InputError
 
     spec = ServerSpec("postgresql://u@127.0.0.1:5433/mlflow", str(tmp_path / "art"), auth=True)
     cmd = mlflow_server_command(spec)

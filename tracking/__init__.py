@@ -1,11 +1,16 @@
-"""MLflow: the store, the driver-side Tune callback, queries, the per-family summary, export."""
+"""MLflow alone (import name ``tagtune.tracking``: the folder ``tracking/`` installs under it):
+the run schema, the store, buffered writes, queries, the per-family summary, export and the
+served model.  The Tune callback that writes a search's trials here lives with the rest of the
+Ray Tune integration, in :mod:`tagtune.tune`."""
 
 from __future__ import annotations
 
+from tagtune.names import Metrics, Tag
+from tagtune.spec import NOT_PARAM, PATH, SearchSpec, from_params, to_params
 from tagtune.tracking._anytime import ANYTIME_COLUMNS, anytime_summary, anytime_table, best_at
+from tagtune.tracking._buffer import BufferedWrites
 from tagtune.tracking._chance import CHANCE, CHANCE_MARGIN, HEALTH_COLUMNS, at_chance, likely_cause, search_health
 from tagtune.tracking._http import is_http
-from tagtune.tracking._restored import searcher_restored
 from tagtune.tracking._sqlite import (
     StoreLockedError,
     locked_message,
@@ -29,16 +34,10 @@ from tagtune.tracking._store import (
 from tagtune.tracking._ui import EXPERIMENT_KIND, dataset_input, hide_secrets, source_tags
 from tagtune.tracking.export import read_config, write_configs
 from tagtune.tracking.schema import (
-    NOT_PARAM,
-    PATH,
-    Metrics,
     RunHandle,
     RunKind,
-    SearchSpec,
     StopInfo,
-    Tag,
     ended,
-    from_params,
     kind_filter,
     open_run,
     parent_filter,
@@ -46,7 +45,6 @@ from tagtune.tracking.schema import (
     reopen_run,
     run_kind,
     search_spec,
-    to_params,
 )
 from tagtune.tracking.summary import SUMMARY_COLUMNS, TASK_COLUMNS, family_summary, to_markdown
 from tagtune.tracking.tables import (
@@ -75,7 +73,7 @@ __all__ = [
     "dataset_input",
     "hide_secrets",
     "is_http",
-    "searcher_restored",
+    "BufferedWrites",
     "StoreLockedError",
     "locked_message",
     "ready_optuna_storage",

@@ -1,7 +1,7 @@
 """The search callback's writes, kept in order and retried while the tracking server is away.
 
 A search against ``tagtune server`` must not stop training because the server restarts: every
-write of :class:`~tagtune.tracking.callback.MlflowTrialLogger` goes through
+write of :class:`~tagtune.tune.callback.MlflowTrialLogger` goes through
 :class:`BufferedWrites`, which sends it at once when the server answers and otherwise queues it
 (a run created while the server is away gets a placeholder id, replaced by the real one when
 its creation goes through; a checkpoint folder is copied so it outlives Ray's temporary one) and

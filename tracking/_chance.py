@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tagtune.names import Metrics
+
 CHANCE = 0.5
 #: how far above chance a trial's best val mAUC must get to count as having learned something
 CHANCE_MARGIN = 0.05
@@ -96,19 +98,19 @@ def search_health(trials: Any) -> Any:
     import pandas as pd
 
     rows: list[dict[str, Any]] = []
-    if trials is None or len(trials) == 0 or "best_val_mAUC" not in trials:
+    if trials is None or len(trials) == 0 or Metrics.BEST_VAL_MAUC not in trials:
         return pd.DataFrame(columns=list(HEALTH_COLUMNS))
-    scored = trials[trials["best_val_mAUC"].notna()]
+    scored = trials[trials[Metrics.BEST_VAL_MAUC].notna()]
     if "status" in scored:
         scored = scored[scored["status"] == "FINISHED"]
     for family in dict.fromkeys(trials["family"]):
         mine = scored[scored["family"] == family].sort_values("number")
         first = mine[mine["number"] == 0]
         sampled = mine[mine["number"] > 0]
-        first_score = float(first["best_val_mAUC"].iloc[0]) if len(first) else math.nan
+        first_score = float(first[Metrics.BEST_VAL_MAUC].iloc[0]) if len(first) else math.nan
         records = sampled.to_dict("records")
-        stuck = [r for r in records if at_chance(float(r["best_val_mAUC"]))]
-        moved = [r for r in records if not at_chance(float(r["best_val_mAUC"]))]
+        stuck = [r for r in records if at_chance(float(r[Metrics.BEST_VAL_MAUC]))]
+        moved = [r for r in records if not at_chance(float(r[Metrics.BEST_VAL_MAUC]))]
         cause = None
         if records and len(stuck) * 2 > len(records):
             cause = likely_cause([_params_of(r) for r in stuck], [_params_of(r) for r in moved])
@@ -116,12 +118,12 @@ def search_health(trials: Any) -> Any:
             {
                 "family": family,
                 "sampled": len(records),
-                "beat_first": sum(float(r["best_val_mAUC"]) > first_score for r in records)
+                "beat_first": sum(float(r[Metrics.BEST_VAL_MAUC]) > first_score for r in records)
                 if not math.isnan(first_score)
                 else 0,
                 "at_chance": len(stuck),
                 "first_mAUC": first_score,
-                "best_sampled_mAUC": max((float(r["best_val_mAUC"]) for r in records), default=math.nan),
+                "best_sampled_mAUC": max((float(r[Metrics.BEST_VAL_MAUC]) for r in records), default=math.nan),
                 "cause": cause or "",
             }
         )

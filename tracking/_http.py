@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 
 PROBE_PATH = "/api/2.0/mlflow/experiments/search"
 PROBE_TIMEOUT = 15.0  # seconds (a refused connection fails at once); TAGTUNE_PROBE_TIMEOUT overrides

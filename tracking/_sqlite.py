@@ -22,15 +22,17 @@ tracking server.  :func:`locked_message` says the same for such an error raised 
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 
 T = TypeVar("T")
 
@@ -85,6 +87,25 @@ CREATOR_QUIET_SECONDS = 15.0  # a half-made store unchanged and unlocked for thi
 CREATOR_WAIT_SECONDS = 120.0  # the longest wait for another program creating the schema
 
 
+#: The loggers that say "Creating initial MLflow database tables..." and each migration at INFO.
+SCHEMA_LOGGERS = ("mlflow.store.db.utils", "alembic")
+
+
+@contextmanager
+def _quiet_schema_logs() -> Iterator[None]:
+    """Creating or migrating a store's tables logs nothing below WARNING (MLflow sets its own
+    loggers to INFO when it is imported, so this is done here, around the work)."""
+    loggers = [logging.getLogger(name) for name in SCHEMA_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def _build_mlflow(uri: str, keep: bool = False) -> None:
     """Open ``uri`` as MLflow's tracking and registry stores: what creates the tables, runs the
     migrations and adds the Default experiment (no artifact folder is made).  Their engines are
@@ -93,18 +114,21 @@ def _build_mlflow(uri: str, keep: bool = False) -> None:
     from mlflow.store.tracking import DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    for store_cls, args in ((SqlAlchemyStore, (uri, DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)), (RegistryStore, (uri,))):
-        store_cls(*args)
-        if not keep:
-            engine = store_cls._engine_map.pop(uri, None)
-            if engine is not None:
-                engine.dispose()
+    stores = ((SqlAlchemyStore, (uri, DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH)), (RegistryStore, (uri,)))
+    with _quiet_schema_logs():
+        for store_cls, args in stores:
+            store_cls(*args)
+            if not keep:
+                engine = store_cls._engine_map.pop(uri, None)
+                if engine is not None:
+                    engine.dispose()
 
 
 def _build_optuna(url: str) -> None:
     import optuna
 
-    optuna.storages.RDBStorage(url).engine.dispose()
+    with _quiet_schema_logs():
+        optuna.storages.RDBStorage(url).engine.dispose()
 
 
 def _create_aside(path: Path, build: Callable[[str], None]) -> None:

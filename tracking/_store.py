@@ -9,10 +9,11 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import Experiment, Run
 
+from tagtune.errors import InputError
+from tagtune.names import Tag
 from tagtune.tracking._http import is_http, permission_message, probe, use_short_retries
 from tagtune.tracking._sqlite import ready_store
-from tagtune.tracking.schema import RunKind, Tag, kind_filter
-from tagtune.trainables.errors import InputError
+from tagtune.tracking.schema import RunKind, kind_filter
 
 DEFAULT_DB = "mlflow.db"
 # Old names of the schema's tag keys, kept for the modules that still import them.

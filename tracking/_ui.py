@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 from mlflow.entities import Dataset, DatasetInput, InputTag
 
+from tagtune.names import Tag
+
 EXPERIMENT_KIND = "custom_model_development"  # MLflow 3.17's UI: the "machine learning" view
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+):[^@\s]+@")
 
@@ -68,14 +70,14 @@ def source_tags() -> dict[str, str]:
     tags = {
         # the UI shows the source name's last path segment: the subcommand; the whole command
         # line is tagtune.command
-        "mlflow.source.name": f"tagtune {sub}".strip(),
-        "tagtune.command": hide_secrets(command)[:5000],
-        "mlflow.source.type": "LOCAL",
-        "mlflow.user": run_user(),
+        Tag.SOURCE_NAME: f"tagtune {sub}".strip(),
+        Tag.COMMAND: hide_secrets(command)[:5000],
+        Tag.SOURCE_TYPE: "LOCAL",
+        Tag.USER: run_user(),
     }
     commit = git_commit()
     if commit:
-        tags["mlflow.source.git.commit"] = commit
+        tags[Tag.SOURCE_COMMIT] = commit
     return tags
 
 

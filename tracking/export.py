@@ -8,8 +8,9 @@ from typing import Any
 
 import yaml
 
+from tagtune.errors import InputError
+from tagtune.names import Metrics
 from tagtune.tracking.trials import TrialRow, typed_param
-from tagtune.trainables.errors import InputError
 
 
 def config_document(row: TrialRow, experiment: str) -> dict[str, Any]:
@@ -21,8 +22,8 @@ def config_document(row: TrialRow, experiment: str) -> dict[str, Any]:
         "source": {
             "experiment": experiment,
             "run_id": row.run_id,
-            "val_mAUC": round(row.best_mAUC, 6),
-            "val_mAP": round(row.best_mAP, 6),
+            Metrics.VAL_MAUC: round(row.best_mAUC, 6),
+            Metrics.VAL_MAP: round(row.best_mAP, 6),
         },
     }
 

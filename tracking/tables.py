@@ -23,7 +23,8 @@ from typing import Any
 import pandas as pd
 from mlflow import MlflowClient
 
-from tagtune.tracking.schema import Metrics, RunKind, Tag, run_kind
+from tagtune.names import Metrics, Tag
+from tagtune.tracking.schema import RunKind, run_kind
 from tagtune.tracking.trials import HISTORY_METRICS
 
 __all__ = [

@@ -29,7 +29,8 @@ import pandas as pd
 import yaml
 from mlflow import MlflowClient
 
-from tagtune.tracking.schema import Metrics, RunKind, Tag, parent_filter, run_kind, search_spec
+from tagtune.names import Metrics, Tag
+from tagtune.tracking.schema import RunKind, parent_filter, run_kind, search_spec
 
 HISTORY_METRICS = Metrics.HISTORY
 
@@ -116,7 +117,7 @@ def trial_history(client: MlflowClient, run_id: str) -> Curves:
     for key in HISTORY_METRICS:
         history = client.get_metric_history(run_id, key)
         curves[key] = [(int(m.step), m.value) for m in history]
-        if key == "val_mAUC":
+        if key == Metrics.VAL_MAUC:
             curves[WALL_KEY] = [(int(m.timestamp), m.value) for m in history]
     return curves
 
@@ -145,19 +146,19 @@ def search_trials(
 
 
 def _row(run: Any, curves: Curves) -> TrialRow:
-    secs = [v for _, v in curves.get("epoch_seconds", [])]
+    secs = [v for _, v in curves.get(Metrics.EPOCH_SECONDS, [])]
     metrics = run.data.metrics
     return TrialRow(
         run_id=run.info.run_id,
         family=run.data.tags[Tag.FAMILY],
         status=run.info.status,
-        best_mAUC=float(metrics.get("best_val_mAUC", math.nan)),
-        best_mAP=float(metrics.get("best_val_mAP", math.nan)),
+        best_mAUC=float(metrics.get(Metrics.BEST_VAL_MAUC, math.nan)),
+        best_mAP=float(metrics.get(Metrics.BEST_VAL_MAP, math.nan)),
         mean_epoch_seconds=sum(secs) / len(secs) if secs else math.nan,
         params=dict(run.data.params),
-        best_f1=float(metrics.get("best_val_f1", math.nan)),
-        best_accuracy=float(metrics.get("best_val_accuracy", math.nan)),
-        best_map3=float(metrics.get("best_val_map3", math.nan)),
+        best_f1=float(metrics.get(Metrics.BEST_VAL_F1, math.nan)),
+        best_accuracy=float(metrics.get(Metrics.BEST_VAL_ACCURACY, math.nan)),
+        best_map3=float(metrics.get(Metrics.BEST_VAL_MAP3, math.nan)),
         trial_id=run.data.tags.get(Tag.TRIAL_ID, ""),
         stopped=run.data.tags.get(Tag.STOPPED_EARLY) == "True",
     )
@@ -173,7 +174,7 @@ def _steps(run_id: str, family: str, curves: Curves) -> list[dict[str, Any]]:
 
 
 def _table_row(run: Any, steps: list[dict[str, Any]], number: int) -> dict[str, Any]:
-    secs = [s["epoch_seconds"] for s in steps if "epoch_seconds" in s]
+    secs = [s[Metrics.EPOCH_SECONDS] for s in steps if Metrics.EPOCH_SECONDS in s]
     metrics = run.data.metrics
     return {
         "run_id": run.info.run_id,
@@ -183,9 +184,9 @@ def _table_row(run: Any, steps: list[dict[str, Any]], number: int) -> dict[str, 
         "status": run.info.status,
         "stopped": run.data.tags.get(Tag.STOPPED_EARLY) == "True",
         "stopped_by": run.data.tags.get(Tag.STOPPED_BY, ""),
-        "best_val_mAUC": float(metrics.get("best_val_mAUC", math.nan)),
-        "best_val_mAP": float(metrics.get("best_val_mAP", math.nan)),
-        "best_epoch": best_step((s["step"], s["val_mAUC"]) for s in steps if "val_mAUC" in s),
+        Metrics.BEST_VAL_MAUC: float(metrics.get(Metrics.BEST_VAL_MAUC, math.nan)),
+        Metrics.BEST_VAL_MAP: float(metrics.get(Metrics.BEST_VAL_MAP, math.nan)),
+        "best_epoch": best_step((s["step"], s[Metrics.VAL_MAUC]) for s in steps if Metrics.VAL_MAUC in s),
         "epochs": len(steps),
         "mean_epoch_s": sum(secs) / len(secs) if secs else math.nan,
         "trial_s": sum(secs) if secs else math.nan,
@@ -318,4 +319,4 @@ class Trials:
 
     def best_epoch(self, run_id: str) -> int | None:
         """The step of the trial's highest ``val_mAUC`` (how long its final trains)."""
-        return best_step(self.curves[run_id].get("val_mAUC", []))
+        return best_step(self.curves[run_id].get(Metrics.VAL_MAUC, []))

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tagtune.errors import InputError
 from tagtune.trainables.data import InputScaling, TrialData
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.metrics import to_probabilities
 from tagtune.trainables.techniques import (
     ClassIndex,
@@ -99,10 +99,10 @@ def predict(
     """Sigmoid scores ``[N, C]`` (float32, on ``x``'s device) for raw clips ``x [N, T, F]``
     (softmax scores with ``activation="softmax"``, the raw logits with ``activation="none"``),
     scaled by ``scaling`` (default: the model's ``input_scaling`` where
-    :func:`tagtune.trainables.trial.load_model` set one, else uint8 / 255)."""
+    :func:`tagtune.trainables.checkpoint.load_model` set one, else uint8 / 255)."""
     device = device or x.device
     model.eval()
-    # A model rebuilt by tagtune.trainables.trial.load_model carries its checkpoint's scaling.
+    # A model rebuilt by tagtune.trainables.checkpoint.load_model carries its checkpoint's scaling.
     scale = Scaler(scaling if scaling is not None else getattr(model, "input_scaling", None), device)
     outs = []
     for i in range(0, x.shape[0], batch_size):

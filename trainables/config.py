@@ -15,11 +15,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tagtune.trainables.errors import InputError
-from tagtune.trainables.init import INITS, OUTPUT_BIAS
+from tagtune.errors import InputError
 from tagtune.trainables.models import FamilySpec, get_family
 from tagtune.trainables.params import INVALID, Constraint, boolean, choice, float_range, int_range
 from tagtune.trainables.techniques import LR_SCHEDULES
+from tagtune.trainables.weight_init import INITS, OUTPUT_BIAS
 
 #: Training hyperparameters every family accepts, with their defaults.
 TRAIN_DEFAULTS: dict[str, Any] = {

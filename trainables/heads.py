@@ -25,7 +25,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 
 TASKS = ("multilabel", "binary", "singlelabel")
 
@@ -94,7 +94,7 @@ def replace_output_layer(model: nn.Module, n_outputs: int, n_heads: int, task: s
     """Swap ``model``'s output layer for a :class:`MultiHead` of ``n_heads`` heads (in place).
 
     The first head keeps the original layer's parameters; the others are freshly initialized
-    (PyTorch's default, independently; :func:`tagtune.trainables.init.apply_init` re-initializes all of
+    (PyTorch's default, independently; :func:`tagtune.trainables.weight_init.apply_init` re-initializes all of
     them when a scheme is chosen).  ``n_heads == 1`` leaves the model untouched.  Returns the
     model (the new :class:`MultiHead` itself when ``model`` is a bare ``nn.Linear``).
     """

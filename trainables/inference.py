@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from tagtune.errors import InputError
 from tagtune.trainables.data import TrialData
 from tagtune.trainables.ensemble import ENSEMBLE_METHODS, combine_scores
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.metrics import to_probabilities
 
 if TYPE_CHECKING:
@@ -298,7 +298,7 @@ def kind_of_data(dataset: Any) -> DataKind:
 
 
 def checkpoint_probabilities(model: nn.Module, meta: Mapping[str, Any], clips: Any, device: Any = None) -> np.ndarray:
-    """Probabilities of a loaded checkpoint (:func:`tagtune.trainables.trial.load_model`'s pair)
+    """Probabilities of a loaded checkpoint (:func:`tagtune.trainables.checkpoint.load_model`'s pair)
     for clips of its kind: softmax or sigmoid as its ``model.json`` says (:func:`is_single_label`)."""
     kind = kind_of(meta)
     config = meta.get("config")

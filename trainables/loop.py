@@ -33,20 +33,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tagtune.errors import InputError
+from tagtune.names import Metrics
 from tagtune.trainables.audio.batches import AudioBatches
 from tagtune.trainables.batches import Batches, EmbeddingBatches, autocast, predict
 from tagtune.trainables.config import OPTIMIZERS, TRAIN_DEFAULTS, resolve_config
 from tagtune.trainables.data import TrialData
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.heads import replace_output_layer
-from tagtune.trainables.init import apply_init, init_output_bias
 from tagtune.trainables.metrics import task_metrics
 from tagtune.trainables.models import create_model
 from tagtune.trainables.techniques import loss_mask, make_scheduler, masked_mean, resolve_target_class
+from tagtune.trainables.weight_init import apply_init, init_output_bias
 
 __all__ = [
     "BATCHES",
-    "EPOCH_METRICS",
     "OPTIMIZERS",
     "TRAIN_DEFAULTS",
     "FitResult",
@@ -66,8 +66,6 @@ __all__ = [
 
 BATCHES: dict[str, type[Batches]] = {"embeddings": EmbeddingBatches, "audio": AudioBatches}
 """The batches of each data kind (``TrialData.kind``)."""
-
-EPOCH_METRICS = ("train_loss", "val_loss", "val_mAUC", "val_mAP", "val_dprime", "epoch_seconds")
 
 
 class TrainingDiverged(FloatingPointError):
@@ -303,12 +301,12 @@ def _epoch_metrics(
     """An epoch's logged metrics (``val_*`` and the task's own)."""
     metrics = {
         "epoch": float(epoch),
-        "train_loss": train_loss,
-        "val_loss": val["loss"],
-        "val_mAUC": val["mAUC"],
-        "val_mAP": val["mAP"],
-        "val_dprime": val["dprime"],
-        "epoch_seconds": seconds,
+        Metrics.TRAIN_LOSS: train_loss,
+        Metrics.VAL_LOSS: val["loss"],
+        Metrics.VAL_MAUC: val["mAUC"],
+        Metrics.VAL_MAP: val["mAP"],
+        Metrics.VAL_DPRIME: val["dprime"],
+        Metrics.EPOCH_SECONDS: seconds,
     }
     metrics.update({f"val_{key}": val[key] for key in _TASK_METRICS[task]})
     return metrics
@@ -351,7 +349,7 @@ def fit(
         if dev.type == "cuda":
             torch.cuda.synchronize()
         metrics = _epoch_metrics(epoch, train_loss, val, run.task, time.perf_counter() - start)
-        improved = not best or metrics["val_mAUC"] > best["val_mAUC"]
+        improved = not best or metrics[Metrics.VAL_MAUC] > best[Metrics.VAL_MAUC]
         if improved:
             best = dict(metrics)
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in run.scored.state_dict().items()}

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 
 #: What a converter returns for a value it rejects.
 INVALID: Any = object()

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 
 LR_SCHEDULES = ("none", "step", "cosine")
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from tagtune.errors import InputError
 from tagtune.finalize.registry import Session, open_search
 from tagtune.finalize.spec import FinalizeSpec, Say
 from tagtune.tracking import Trials, dataset_input, search_spec
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.inference import AUDIO, EMBEDDINGS, FinalsData
 
 

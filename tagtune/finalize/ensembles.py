@@ -11,8 +11,9 @@ from tagtune.finalize.candidates import Pick
 from tagtune.finalize.registry import Session, log_outputs
 from tagtune.finalize.spec import Member
 from tagtune.finalize.training import scored, scores_line
+from tagtune.names import Metrics
 from tagtune.tracking import RunKind, Tag
-from tagtune.tracking.registry import log_tagger, registered_model_name
+from tagtune.tracking.serving import log_tagger, registered_model_name
 from tagtune.trainables.ensemble import ENSEMBLE_METHODS, ensemble_weights
 from tagtune.trainables.inference import FinalsData
 
@@ -75,7 +76,7 @@ def log_ensemble(session: Session, fd: FinalsData, recipe: Recipe) -> None:
         metrics, per_class, confusion = scored(fd, scores, fd.eval_y, fd.class_names)
         # val_mAP: what the member weights reach on the search's validation split (the score to
         # choose between ensembles by; eval is only reported)
-        extra = {"val_mAP": recipe.val_map} if math.isfinite(recipe.val_map) else {}
+        extra = {Metrics.VAL_MAP: recipe.val_map} if math.isfinite(recipe.val_map) else {}
         log_outputs(session.client, run.run_id, None, per_class, metrics | extra, confusion)
         name = registered_model_name(session.spec.experiment, f"ensemble-{method}") if session.spec.register else None
         logged = log_tagger(

@@ -18,6 +18,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 
+from tagtune.errors import InputError
 from tagtune.finalize.spec import FinalizeSpec, Member, Say
 from tagtune.tracking import (
     PER_CLASS_ARTIFACT,
@@ -31,9 +32,8 @@ from tagtune.tracking import (
     recorded_spaces_dir,
     search_trials,
 )
-from tagtune.tracking.registry import log_tagger, registered_model_name
+from tagtune.tracking.serving import log_tagger, registered_model_name
 from tagtune.tracking.tables import CONFUSION_ARTIFACT
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.inference import FinalsData
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tagtune.errors import InputError
 from tagtune.tracking import TrialRow
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.inference import AUDIO, EMBEDDINGS
 
 FIT_SLICE = EMBEDDINGS.fit_slice

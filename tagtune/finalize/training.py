@@ -14,6 +14,7 @@ import pandas as pd
 
 from tagtune.finalize.registry import Session, log_outputs, register_final
 from tagtune.finalize.spec import Member, Planned, Say, full_config, labels_for
+from tagtune.names import Metrics
 from tagtune.scoring import evaluate
 from tagtune.tracking import RunKind, Tag, TrialRow, Trials
 from tagtune.tracking.tables import confusion_table
@@ -35,15 +36,15 @@ class EpochLog:
     def __call__(self, metrics: dict[str, float], improved: bool, model: Any) -> None:
         step = int(metrics["epoch"])
         logged = {
-            "train_loss": metrics.get("train_loss"),
-            "fit_mAUC": metrics.get("val_mAUC"),
-            "fit_mAP": metrics.get("val_mAP"),
-            "epoch_seconds": metrics.get("epoch_seconds"),
+            Metrics.TRAIN_LOSS: metrics.get(Metrics.TRAIN_LOSS),
+            Metrics.FIT_MAUC: metrics.get(Metrics.VAL_MAUC),
+            Metrics.FIT_MAP: metrics.get(Metrics.VAL_MAP),
+            Metrics.EPOCH_SECONDS: metrics.get(Metrics.EPOCH_SECONDS),
         }
         self.run.log(metrics={k: v for k, v in logged.items() if isinstance(v, (int, float))}, step=step)
         self.say(
-            f"    {self.family} epoch {step}/{self.epochs}: train_loss {metrics['train_loss']:.4f} "
-            f"fit_mAUC {metrics['val_mAUC']:.4f} ({metrics['epoch_seconds']:.1f} s)"
+            f"    {self.family} epoch {step}/{self.epochs}: train_loss {metrics[Metrics.TRAIN_LOSS]:.4f} "
+            f"fit_mAUC {metrics[Metrics.VAL_MAUC]:.4f} ({metrics[Metrics.EPOCH_SECONDS]:.1f} s)"
         )
         if step == self.epochs:
             self.state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -73,8 +74,8 @@ def _fit_and_score(
     session: Session, run: Any, full: Any, fd: FinalsData, planned: Planned, epochs: int, work: str
 ) -> Member:
     """Train the final, save and reload its checkpoint, score eval, log the outputs."""
+    from tagtune.trainables.checkpoint import load_model, model_meta, save_model
     from tagtune.trainables.loop import fit
-    from tagtune.trainables.trial import load_model, model_meta, save_model
 
     family, rank, row = planned
     log = EpochLog(run, family, epochs, session.say)
@@ -135,6 +136,6 @@ def scored(
 
 def scores_line(m: dict[str, float]) -> str:
     """``eval_accuracy 0.9867 eval_map3 ... eval_mAUC ... eval_mAP ...`` (accuracy where scored)."""
-    keys = [k for k in ("eval_accuracy", "eval_map3") if k in m] + ["eval_mAUC", "eval_mAP"]
-    dprime = f" eval_dprime {m['eval_dprime']:.3f}" if "eval_dprime" in m else ""
+    keys = [k for k in (Metrics.EVAL_ACCURACY, Metrics.EVAL_MAP3) if k in m] + [Metrics.EVAL_MAUC, Metrics.EVAL_MAP]
+    dprime = f" eval_dprime {m[Metrics.EVAL_DPRIME]:.3f}" if Metrics.EVAL_DPRIME in m else ""
     return " ".join(f"{k} {m[k]:.4f}" for k in keys) + dprime

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tagtune.errors import InputError
 from tagtune.trainables.batches import TrainBatches, autocast
 from tagtune.trainables.data import AudioDataset, TrialData
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.techniques import mixup, sample_mixup_lambda
 
 EVAL_BUDGET = 4

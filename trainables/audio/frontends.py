@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 
 FRONT_ENDS = ("logmel", "waveform")
 LOG_OFFSET = 1e-6

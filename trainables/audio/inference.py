@@ -1,6 +1,6 @@
 """Tagging audio with trained ``densenet_audio`` checkpoints: files in, class probabilities out.
 
-One place for what the registered pyfunc model (:mod:`tagtune.tracking.registry`) and
+One place for what the registered pyfunc model (:mod:`tagtune.tracking.serving`) and
 ``tagtune predict`` do with a recording:
 
 * :func:`load_waveform`: decode a wav/flac/ogg file (soundfile), downmix to mono, optionally
@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from tagtune.errors import InputError
 from tagtune.trainables.audio.batches import crop_or_pad
 from tagtune.trainables.data import check_rate, resample
 from tagtune.trainables.ensemble import combine_scores
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.inference import class_names_of, is_audio_meta, is_single_label, to_probabilities
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
@@ -190,7 +190,7 @@ class AudioTagger:
         cls, folders: Sequence[str | os.PathLike[str]], weights: Sequence[float] | None = None, method: str = "mean"
     ) -> AudioTagger:
         """The tagger of checkpoint folders (``model.pt`` + ``model.json``)."""
-        from tagtune.trainables.trial import load_model
+        from tagtune.trainables.checkpoint import load_model
 
         return cls([load_model(f) for f in folders], weights, method)
 

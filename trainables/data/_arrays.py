@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from tagtune.errors import InputError
 from tagtune.trainables.data._dataset import Dataset, lengths_from_padding
-from tagtune.trainables.errors import InputError
 
 KEPT_DTYPES = (np.uint8, np.float16, np.float32, np.float64)
 

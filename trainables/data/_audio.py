@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from tagtune.errors import InputError
 from tagtune.trainables.data._audio_decode import AudioClips, check_rate, load_clips
 from tagtune.trainables.data._audio_table import AudioTable, candidate_csvs, is_audio_csv_name, read_table
 from tagtune.trainables.data._dataset import split_indices
 from tagtune.trainables.data._trial import TrialData
-from tagtune.trainables.errors import InputError
 
 
 @dataclass(eq=False)

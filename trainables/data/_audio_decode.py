@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tagtune.errors import InputError
 from tagtune.trainables.data._audio_table import AudioTable
 from tagtune.trainables.data._cache import default_cache_dir
-from tagtune.trainables.errors import InputError
 
 AUDIO_CACHE_MARKER = "tagtune-audio-cache.json"
 DECODER_VERSION = 1

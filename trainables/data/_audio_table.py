@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 
 #: Column sets that identify each style (lower-cased header names).
 STYLES: dict[str, frozenset[str]] = {

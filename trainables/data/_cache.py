@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tagtune.errors import InputError
 from tagtune.trainables.data._dataset import Dataset, find_class_csv
-from tagtune.trainables.errors import InputError
 
 CACHE_MARKER = "tagtune-cache.json"
 CACHE_FORMAT = "tagtune-dataset-cache"

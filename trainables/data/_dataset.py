@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tagtune.errors import InputError
 from tagtune.trainables.data._trial import InputScaling, TrialData
-from tagtune.trainables.errors import InputError
 
 CLASS_CSV = "class_labels_indices.csv"
 """File name of the class list, looked for next to the data and in its parent folder."""

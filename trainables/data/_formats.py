@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tagtune.errors import InputError
 from tagtune.trainables.data._cache import CACHE_MARKER, cache_entry, load_or_parse, read_cache, stat_line
 from tagtune.trainables.data._dataset import Classes, Dataset, lengths_from_padding, resolve_classes
 from tagtune.trainables.data._options import DEFAULT_OPTIONS, ReadOptions
 from tagtune.trainables.data._tfrecord import SHARD_SUFFIXES, list_shards, read_shards
-from tagtune.trainables.errors import InputError
 
 AUDIOSET_CLASSES = 527
 """Number of AudioSet classes, used for AudioSet-shaped data without a class list."""

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from tagtune.errors import InputError
 from tagtune.trainables.data._arrays import build_dataset
 from tagtune.trainables.data._dataset import HEAR_VOCABULARY, read_vocabulary
 from tagtune.trainables.data._formats import _ParsedReader
 from tagtune.trainables.data._options import DEFAULT_OPTIONS, ReadOptions
-from tagtune.trainables.errors import InputError
 
 METADATA = "task_metadata.json"
 TRAIN_VALID_TEST = ("train", "valid", "test")
@@ -67,18 +67,7 @@ class HearReader(_ParsedReader):
     def parse(self, path: Path, n_classes: int | None, options: ReadOptions = DEFAULT_OPTIONS) -> Any:
         """Read every split's embeddings and labels."""
         folder = path if path.is_dir() else path.parent
-        try:
-            meta = json.loads((folder / METADATA).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read {folder / METADATA} ({exc}); fix the file") from exc
-        if meta.get("embedding_type", "scene") != "scene":
-            raise InputError(
-                f"{folder} is a HEAR {meta.get('embedding_type')} task; tagtune reads scene tasks "
-                "(one label set per clip)"
-            )
-        prediction = str(meta.get("prediction_type", "multilabel"))
-        if prediction not in ("multiclass", "multilabel"):
-            raise InputError(f"{folder / METADATA}: prediction_type {prediction!r} is not multiclass or multilabel")
+        meta, prediction = _read_metadata(folder)
         if not (folder / HEAR_VOCABULARY).is_file():
             raise InputError(f"{folder} has no {HEAR_VOCABULARY}: a HEAR task folder needs its label vocabulary")
         vocabulary = read_vocabulary(folder / HEAR_VOCABULARY)
@@ -89,24 +78,9 @@ class HearReader(_ParsedReader):
         ids: list[str] = []
         split: list[str] = []
         for s in splits:
-            sub = folder / s
-            if not sub.is_dir():
-                raise InputError(
-                    f"HEAR folder {folder} has no {s}/ split (its task_metadata.json promises "
-                    f"{', '.join(splits)}); compute the embeddings of every split"
-                )
-            files = sorted(sub.glob(f"*{EMBEDDING}"))
-            if not files:
-                raise InputError(f"HEAR split {sub} holds no *{EMBEDDING} files; compute its embeddings")
-            for f in files:
-                name = f.name[: -len(EMBEDDING)]
-                target = sub / f"{name}{LABELS}"
-                try:
-                    raw = json.loads(target.read_text(encoding="utf-8"))
-                    x.append(np.load(f, allow_pickle=False))
-                except (OSError, ValueError) as exc:
-                    raise InputError(f"HEAR clip {sub / name}: cannot read its embedding or labels ({exc})") from exc
-                labels.append([str(v) for v in (raw if isinstance(raw, list) else [raw])])
+            for name, embedding, clip_labels in _read_split(folder, s, splits):
+                x.append(embedding)
+                labels.append(clip_labels)
                 ids.append(f"{s}/{name}")
                 split.append(roles[s])
         ds = build_dataset(
@@ -127,3 +101,43 @@ class HearReader(_ParsedReader):
 
             ds = replace(ds, task="multiclass")
         return ds
+
+
+def _read_metadata(folder: Path) -> tuple[dict[str, Any], str]:
+    """A scene task's ``task_metadata.json`` and its prediction type (InputError otherwise)."""
+    try:
+        meta = json.loads((folder / METADATA).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {folder / METADATA} ({exc}); fix the file") from exc
+    if meta.get("embedding_type", "scene") != "scene":
+        raise InputError(
+            f"{folder} is a HEAR {meta.get('embedding_type')} task; tagtune reads scene tasks (one label set per clip)"
+        )
+    prediction = str(meta.get("prediction_type", "multilabel"))
+    if prediction not in ("multiclass", "multilabel"):
+        raise InputError(f"{folder / METADATA}: prediction_type {prediction!r} is not multiclass or multilabel")
+    return meta, prediction
+
+
+def _read_split(folder: Path, s: str, splits: list[str]) -> list[tuple[str, np.ndarray, list[str]]]:
+    """(name, embedding, labels) of every clip of split ``s``."""
+    sub = folder / s
+    if not sub.is_dir():
+        raise InputError(
+            f"HEAR folder {folder} has no {s}/ split (its task_metadata.json promises "
+            f"{', '.join(splits)}); compute the embeddings of every split"
+        )
+    files = sorted(sub.glob(f"*{EMBEDDING}"))
+    if not files:
+        raise InputError(f"HEAR split {sub} holds no *{EMBEDDING} files; compute its embeddings")
+    out: list[tuple[str, np.ndarray, list[str]]] = []
+    for f in files:
+        name = f.name[: -len(EMBEDDING)]
+        target = sub / f"{name}{LABELS}"
+        try:
+            raw = json.loads(target.read_text(encoding="utf-8"))
+            embedding = np.load(f, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"HEAR clip {sub / name}: cannot read its embedding or labels ({exc})") from exc
+        out.append((name, embedding, [str(v) for v in (raw if isinstance(raw, list) else [raw])]))
+    return out

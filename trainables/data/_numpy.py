@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from tagtune.errors import InputError
 from tagtune.trainables.data._arrays import build_dataset, require_keys
 from tagtune.trainables.data._dataset import HEAR_VOCABULARY, find_vocabulary
 from tagtune.trainables.data._formats import _ParsedReader
 from tagtune.trainables.data._options import DEFAULT_OPTIONS, ReadOptions
-from tagtune.trainables.errors import InputError
 
 
 class NpzReader(_ParsedReader):

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 
 TASKS = ("multilabel", "multiclass")
 """``multilabel``: any number of classes per clip (sigmoid); ``multiclass``: exactly one (softmax)."""

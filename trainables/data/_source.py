@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from tagtune.errors import InputError
 from tagtune.trainables.data._audio import AudioDataset, AudioReader
 from tagtune.trainables.data._dataset import Dataset
 from tagtune.trainables.data._formats import PASS_DATA, CacheReader, Hdf5Reader, TfrecordReader
@@ -26,7 +27,6 @@ from tagtune.trainables.data._hear import HearReader
 from tagtune.trainables.data._numpy import NpyCsvReader, NpzReader
 from tagtune.trainables.data._options import DEFAULT_OPTIONS, ReadOptions, check_single_label
 from tagtune.trainables.data._trial import TrialData
-from tagtune.trainables.errors import InputError
 
 
 class Reader(Protocol):

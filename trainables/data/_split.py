@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 
 TRAIN, VALID, TEST = "train", "valid", "test"
 _NAMES = {"train": TRAIN, "valid": VALID, "val": VALID, "validation": VALID, "test": TEST, "eval": TEST}

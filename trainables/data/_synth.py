@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tagtune.errors import InputError
 from tagtune.trainables.data._dataset import CLASS_CSV, Dataset, read_class_names, write_class_csv
 from tagtune.trainables.data._formats import HDF5_SUFFIXES, write_hdf5
 from tagtune.trainables.data._tfrecord import FEATURE_DIM, MAX_FRAMES, write_tfrecords
-from tagtune.trainables.errors import InputError
 
 SHARD_SIZE = 100
 """Records per synthetic TFRecord shard."""

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from tagtune.errors import InputError
 from tagtune.trainables.data._options import DEFAULT_OPTIONS, ReadOptions
 from tagtune.trainables.data._tfrecord import (
     _FEAT_BYTES,
@@ -48,7 +49,6 @@ from tagtune.trainables.data._tfrecord import (
     split_records,
     write_record_file,
 )
-from tagtune.trainables.errors import InputError
 
 FEATURE_KEYS = ("audio_embedding", "embedding", "features", "x")
 LABEL_KEYS = ("labels", "label")

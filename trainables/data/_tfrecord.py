@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 
 FEATURE_DIM = 128
 """Bytes per embedding frame (one frame per second)."""

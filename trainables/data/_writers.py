@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from tagtune.errors import InputError
 from tagtune.trainables.data._dataset import HEAR_VOCABULARY, Dataset
 from tagtune.trainables.data._hear import METADATA
-from tagtune.trainables.errors import InputError
 
 FORMATS = ("tfrecord", "tfrecord-example", "npz", "npy-csv", "hdf5", "hear")
 DTYPES = ("uint8", "float16", "float32", "float64")

@@ -18,7 +18,7 @@ from typing import Any
 
 from torch import nn
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 from tagtune.trainables.params import Constraint, inferred
 
 Builder = Callable[..., nn.Module]

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 from tagtune.trainables.models._registry import register_family
 from tagtune.trainables.models.recurrent import clip_lengths
 from tagtune.trainables.params import choice, float_range, int_range

@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from tagtune.errors import InputError
 from tagtune.trainables.audio.frontends import FRONT_ENDS, LogMel, Waveform
-from tagtune.trainables.errors import InputError
 from tagtune.trainables.models._registry import register_family
 from tagtune.trainables.models.densenet import ConvOps, DenseNet
 from tagtune.trainables.params import choice, float_range, int_range
@@ -83,6 +83,38 @@ def growths_for(depth: int, growth: int, max_growth: int) -> list[int]:
     return [min(growth * 2**i, max(max_growth, growth)) for i in range(depth)]
 
 
+TRAIN_DEFAULTS = {
+    "batch_size": 32,
+    "lr": 3e-3,
+    "output_heads": 4,
+    "balanced_batches": True,
+    "mixup_alpha": 0.4,
+    "mixup_lambda_gt_half": True,
+    "mixup_scale": 0.5,
+    "lr_schedule": "step",
+    "lr_step_epochs": 8,
+    "lr_gamma": 0.1,
+    "crop_samples": 8192,
+}
+"""Seed 003's training recipe for the audio DenseNet."""
+CONSTRAINTS = {
+    "sample_rate": SAMPLE_RATE,
+    "front_end": choice(*FRONT_ENDS),
+    "n_fft": int_range(16, 65536),
+    "hop": int_range(1, 65536),
+    "n_mels": int_range(1, 1024),
+    "wave_channels": int_range(1, 4096),
+    "low_channels": int_range(0, 4096, note="0 = no low-level conv"),
+    "depth": int_range(1, 64),
+    "growth": int_range(1, 4096),
+    "max_growth": int_range(1, 65536),
+    "bottleneck": int_range(1, 64),
+    "se_reduction": int_range(1, 4096),
+    "dropout": float_range(0.0, 1.0, high_open=True),
+}
+"""What each hyperparameter may be (a config outside it is refused before training)."""
+
+
 @register_family(
     "densenet_audio",
     description="seed 003 audio DenseNet: log-mel or waveform front end on the device, one dense "
@@ -91,34 +123,8 @@ def growths_for(depth: int, growth: int, max_growth: int) -> list[int]:
     # Raw audio: the whole waveform set sits on the device and the front end runs there, so a
     # trial gets the GPU's memory and compute to itself.
     trials_per_gpu=1,
-    train_defaults={
-        "batch_size": 32,
-        "lr": 3e-3,
-        "output_heads": 4,
-        "balanced_batches": True,
-        "mixup_alpha": 0.4,
-        "mixup_lambda_gt_half": True,
-        "mixup_scale": 0.5,
-        "lr_schedule": "step",
-        "lr_step_epochs": 8,
-        "lr_gamma": 0.1,
-        "crop_samples": 8192,
-    },
-    constraints={
-        "sample_rate": SAMPLE_RATE,
-        "front_end": choice(*FRONT_ENDS),
-        "n_fft": int_range(16, 65536),
-        "hop": int_range(1, 65536),
-        "n_mels": int_range(1, 1024),
-        "wave_channels": int_range(1, 4096),
-        "low_channels": int_range(0, 4096, note="0 = no low-level conv"),
-        "depth": int_range(1, 64),
-        "growth": int_range(1, 4096),
-        "max_growth": int_range(1, 65536),
-        "bottleneck": int_range(1, 64),
-        "se_reduction": int_range(1, 4096),
-        "dropout": float_range(0.0, 1.0, high_open=True),
-    },
+    train_defaults=TRAIN_DEFAULTS,
+    constraints=CONSTRAINTS,
 )
 def densenet_audio(
     *,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from tagtune.trainables.errors import InputError
+from tagtune.errors import InputError
 from tagtune.trainables.models._registry import register_family
 from tagtune.trainables.models.recurrent import clip_lengths
 from tagtune.trainables.params import float_range, int_range

@@ -1,6 +1,6 @@
 """The searcher Ray restored in this process when a search is resumed.
 
-Ray unpickles the Tune callback (:class:`~tagtune.tracking.callback.MlflowTrialLogger`) from
+Ray unpickles the Tune callback (:class:`~tagtune.tune.callback.MlflowTrialLogger`) from
 its experiment state before it restores the searcher, and the pickled callback holds no searcher
 (Ray saves that itself).  The restored searcher announces itself here, and the callback asks it
 for each new trial's Optuna study and trial number, names the MLflow run on the Optuna trial, and

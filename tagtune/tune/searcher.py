@@ -8,7 +8,7 @@ family's first trial is its registered defaults (tuned on bal_train), so even a 
 starts from a config known to train; a warm start seeds each study with an earlier search's
 finished trials instead.
 
-A trial that :class:`tagtune.schedulers.FamilyScheduler` stopped (early-stopping rule or spent
+A trial that :class:`tagtune.tune.schedulers.FamilyScheduler` stopped (early-stopping rule or spent
 time budget, recorded in :attr:`FamilySearcher.stops`) is told to Optuna as PRUNED with its
 intermediate values (Ray's ``OptunaSearch`` would record it COMPLETE), so TPE learns from it.
 """
@@ -26,14 +26,16 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from tagtune._ray_compat import optuna_study, optuna_trial
+from tagtune.names import Metrics
 from tagtune.samplers import DEFAULT_SAMPLER, make_sampler
 from tagtune.search_spaces import SearchSpace
-from tagtune.tracking import StopInfo, searcher_restored
+from tagtune.tracking import StopInfo
 from tagtune.trainables.config import resolve_config
-from tagtune.trainables.trial import DIVERGED
+from tagtune.tune._ray_compat import optuna_study, optuna_trial
+from tagtune.tune._restored import searcher_restored
+from tagtune.tune.trainable import DIVERGED
 
-OBJECTIVE_NAME = "val_mAUC"  # what each study maximizes: a trial's best validation mAUC
+OBJECTIVE_NAME = Metrics.VAL_MAUC  # what each study maximizes: a trial's best validation mAUC
 
 
 class FamilySearcher(Searcher):
@@ -63,7 +65,7 @@ class FamilySearcher(Searcher):
         self.time_budget = time_budget
         self.elapsed_before = 0.0
         self.session_start: float | None = time.monotonic()
-        #: trial id -> why the scheduler stopped it (tagtune.schedulers.FamilyScheduler writes it)
+        #: trial id -> why the scheduler stopped it (tagtune.tune.schedulers.FamilyScheduler writes it)
         self.stops: dict[str, StopInfo] = {}
         #: family -> its early-stopping scheduler (kept here: Ray saves a searcher, not a scheduler)
         self.stop_state: dict[str, Any] = {}

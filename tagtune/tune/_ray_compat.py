@@ -8,7 +8,7 @@ report.  Every access to a private Ray attribute goes through this module, so a 
 that renames one breaks here, with a clear message, and ``tests/test_search.py`` says so.
 
 Checked against Ray 2.60.0 (``OptunaSearch.__init__`` sets ``_ot_study`` when it is given a
-space, a metric and a mode, as :class:`tagtune.searcher.FamilySearcher` does).
+space, a metric and a mode, as :class:`tagtune.tune.searcher.FamilySearcher` does).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def optuna_study(searcher: OptunaSearch) -> optuna.Study:
         raise RuntimeError(
             f"ray {ray.__version__}: OptunaSearch has no Optuna study in `_ot_study` (tagtune was "
             f"checked against ray {', '.join(RAY_VERSIONS_CHECKED)}); update "
-            "tagtune/_ray_compat.py for this Ray version"
+            "tagtune/tune/_ray_compat.py for this Ray version"
         )
     return study
 

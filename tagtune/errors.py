@@ -1,4 +1,5 @@
-"""The one error type for bad user input.
+"""The one error type for bad user input, in a leaf module (it imports nothing) that every
+package of tagtune imports it from: ``from tagtune.errors import InputError``.
 
 Every layer raises :class:`InputError` (or a subclass) for input a user can fix: a corrupt file,
 a missing path, an unknown family, a bad range.  The CLI turns it into one line on stderr and

@@ -16,7 +16,8 @@ from typing import Any, TextIO
 
 from ray import tune
 
-from tagtune.trainables.trial import DIVERGED
+from tagtune.names import Metrics
+from tagtune.tune.trainable import DIVERGED
 
 __all__ = ["SearchProgress", "format_seconds"]
 
@@ -145,7 +146,7 @@ class SearchProgress(tune.Callback):
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
     ) -> None:
         self.running[trial.trial_id] = int(result.get("epoch", result.get("training_iteration", 0)))
-        value = result.get("val_mAUC")
+        value = result.get(Metrics.VAL_MAUC)
         family = str(trial.config.get("family", "?"))
         if isinstance(value, (int, float)) and math.isfinite(value):
             self.best[family] = max(self.best.get(family, value), float(value))

@@ -7,7 +7,7 @@ asynchronous HyperBand of Li et al.), so a trial is only ever compared with its 
 trials (an ``fc1`` epoch and an ``lstm`` epoch are not comparable).  ``none`` stops nothing.
 Once the search's time budget is spent it stops every running trial at its next epoch boundary.
 
-What it decides is recorded in :class:`tagtune.searcher.FamilySearcher` (``stops``: trial id ->
+What it decides is recorded in :class:`tagtune.tune.searcher.FamilySearcher` (``stops``: trial id ->
 :class:`tagtune.tracking.StopInfo`), which tells Optuna PRUNED and which the MLflow callback
 reads to tag the run.  The per-family schedulers' state (the rungs) also lives in the searcher:
 Ray checkpoints a search's searcher but not its scheduler, so this way ``tagtune resume`` gets
@@ -25,16 +25,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
+from tagtune.errors import InputError
+from tagtune.spec import SearchSpec
 from tagtune.tracking import StopInfo
-from tagtune.trainables.errors import InputError
 
 if TYPE_CHECKING:
-    from tagtune.searcher import FamilySearcher
+    from tagtune.tune.searcher import FamilySearcher
 
 SCHEDULERS = ("asha", "hyperband", "none")
 #: The rule a trial cut by the spent time budget is tagged with.
 TIME_BUDGET_RULE = "time budget"
-#: The epoch counter each trial reports (tagtune.trainables.trial).
+#: The epoch counter each trial reports (tagtune.tune.trainable).
 TIME_ATTR = "epoch"
 #: Curve grace: a trial the rung would stop goes on when its last epoch's gain, kept up for the
 #: epochs to the next rung at this share (curves flatten), reaches the rung's cutoff.
@@ -47,13 +48,13 @@ class StopRule:
     a trial can be stopped), reduction factor (1 in ``reduction_factor`` trials go on at each
     rung) and the metric compared at the rungs (higher is better), up to ``max_epochs``."""
 
-    kind: str = "asha"
-    grace_period: int = 2
-    reduction_factor: float = 3.0
-    metric: str = "best_val_mAUC"
-    max_epochs: int = 10
+    kind: str = SearchSpec.scheduler
+    grace_period: int = SearchSpec.grace_period
+    reduction_factor: float = SearchSpec.reduction_factor
+    metric: str = SearchSpec.milestone_metric
+    max_epochs: int = SearchSpec.max_epochs
     #: spare a slow starter whose learning curve is still climbing fast enough (see :meth:`spare`)
-    curve_grace: bool = True
+    curve_grace: bool = SearchSpec.curve_grace
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULERS:

@@ -28,13 +28,11 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from ray import tune
 
-from tagtune.tracking._buffer import BufferedWrites
-from tagtune.tracking._restored import restored_searcher
-from tagtune.tracking._sqlite import ready_store
-from tagtune.tracking._ui import source_tags
-from tagtune.tracking.schema import Metrics, RunKind, StopInfo, Tag, parent_filter
+from tagtune.names import Metrics, Tag
+from tagtune.tracking import BufferedWrites, RunKind, StopInfo, parent_filter, ready_store, source_tags
 from tagtune.trainables.config import resolve_config
-from tagtune.trainables.trial import DIVERGED
+from tagtune.tune._restored import restored_searcher
+from tagtune.tune.trainable import DIVERGED
 
 # What a trial's run records of each result (those the result has), in the schema's names.
 LOGGED_METRICS = tuple(dict.fromkeys(Metrics.EPOCH + Metrics.BEST + Metrics.TASK))
@@ -77,7 +75,7 @@ class MlflowTrialLogger(tune.Callback):
         epoch_echo: Callable[[str], None] | None = None,
     ):
         """``datasets``: MLflow dataset inputs logged on every trial's run; ``searcher``: the
-        search's :class:`tagtune.searcher.FamilySearcher` (each run is tagged with its Optuna
+        search's :class:`tagtune.tune.searcher.FamilySearcher` (each run is tagged with its Optuna
         study and trial number, each Optuna trial gets its run's id and name); ``epoch_echo``:
         where the per-epoch lines go (default ``echo``; the progress line drops them in a terminal);
         ``stop_info``: why a trial was stopped early (None: it was not)."""
@@ -118,7 +116,7 @@ class MlflowTrialLogger(tune.Callback):
         for run in children:  # a trial the driver was killed in: the epochs its run already has
             trial_id = run.data.tags.get(Tag.TRIAL_ID)
             if run.info.status == "RUNNING" and trial_id and run.data.tags.get(Tag.KIND) == RunKind.TRIAL:
-                steps = [m.step for m in self.client.get_metric_history(run.info.run_id, "val_mAUC")]
+                steps = [m.step for m in self.client.get_metric_history(run.info.run_id, Metrics.VAL_MAUC)]
                 if steps:
                     self.logged_upto[trial_id] = max(steps)
 
@@ -242,11 +240,11 @@ class MlflowTrialLogger(tune.Callback):
             self.client.log_batch(
                 run_id, metrics=metrics if step > self.logged_upto.get(trial.trial_id, 0) else [], tags=tags
             )
-        if "val_mAUC" in result:
+        if Metrics.VAL_MAUC in result:
             (self.epoch_echo or self.echo)(
                 f"    {trial.config.get('family')} {trial.trial_id} epoch {step}: "
-                f"val_mAUC {result['val_mAUC']:.4f} val_mAP {result.get('val_mAP', 0):.4f} "
-                f"({result.get('epoch_seconds', 0):.1f} s)"
+                f"val_mAUC {result[Metrics.VAL_MAUC]:.4f} val_mAP {result.get(Metrics.VAL_MAP, 0):.4f} "
+                f"({result.get(Metrics.EPOCH_SECONDS, 0):.1f} s)"
             )
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
@@ -277,7 +275,7 @@ class MlflowTrialLogger(tune.Callback):
         how = f"stopped at epoch {stop.epoch} by {stop.rule}" if stop else f"after {int(last.get('epoch', 0))} epochs"
         self.echo(
             f"{self._count()} {trial.config.get('family')} {trial.trial_id} "
-            f"finished: best val_mAUC {last.get('best_val_mAUC', float('nan')):.4f} {how}"
+            f"finished: best val_mAUC {last.get(Metrics.SEARCH, float('nan')):.4f} {how}"
         )
 
     def _count(self) -> str:

@@ -16,6 +16,7 @@ from typing import Any, cast
 import pandas as pd
 from mlflow import MlflowClient
 
+from tagtune.names import Metrics
 from tagtune.tracking import (
     CHANCE,
     CHANCE_MARGIN,
@@ -117,16 +118,16 @@ def collect(
 def best_confusion(client: MlflowClient, finals: pd.DataFrame) -> tuple[pd.DataFrame | None, str]:
     """The confusion matrix of the single-label final (kind ``final``) with the highest
     ``eval_accuracy`` on the test split, and which final it is; ``(None, "")`` without one."""
-    if finals.empty or "eval_accuracy" not in finals:
+    if finals.empty or Metrics.EVAL_ACCURACY not in finals:
         return None, ""
-    scored = finals[(finals["kind"] == "final") & finals["eval_accuracy"].notna()]
+    scored = finals[(finals["kind"] == "final") & finals[Metrics.EVAL_ACCURACY].notna()]
     if scored.empty:
         return None, ""
-    final = scored.loc[cast(int, scored["eval_accuracy"].idxmax())]
+    final = scored.loc[cast(int, scored[Metrics.EVAL_ACCURACY].idxmax())]
     table = confusion_from_run(client, str(final["run_id"]))
     if table is None:
         return None, ""
-    return table, f"final {final['name']} on the test split, eval accuracy {final['eval_accuracy']:.4f}"
+    return table, f"final {final['name']} on the test split, eval accuracy {final[Metrics.EVAL_ACCURACY]:.4f}"
 
 
 def best_per_class(
@@ -134,11 +135,11 @@ def best_per_class(
 ) -> tuple[pd.DataFrame | None, str]:
     """The per-class AP table of the best model and where it comes from (see :func:`collect`)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    if not finals.empty and finals["eval_mAUC"].notna().any():
-        final = finals.loc[cast(int, finals["eval_mAUC"].idxmax())]
+    if not finals.empty and finals[Metrics.EVAL_MAUC].notna().any():
+        final = finals.loc[cast(int, finals[Metrics.EVAL_MAUC].idxmax())]
         table = per_class_from_run(client, str(final["run_id"]))
         if table is not None:
-            return table, f"{final['name']} on the eval split, eval mAUC {final['eval_mAUC']:.4f}"
+            return table, f"{final['name']} on the eval split, eval mAUC {final[Metrics.EVAL_MAUC]:.4f}"
     best = trials.best_overall()
     if best is None:
         return None, ""
@@ -193,11 +194,11 @@ def chance_level_trials(trials: pd.DataFrame, threshold: float = CHANCE_MAUC) ->
     """The completed trials whose best validation mAUC never left chance level (below
     ``threshold``; chance is 0.5): a learning rate too small to train, an optimizer that
     diverged quietly.  Columns ``family, trial_id, run_id, best_val_mAUC``."""
-    cols = ["family", "trial_id", "run_id", "best_val_mAUC"]
-    if trials.empty or "best_val_mAUC" not in trials:
+    cols = ["family", "trial_id", "run_id", Metrics.BEST_VAL_MAUC]
+    if trials.empty or Metrics.BEST_VAL_MAUC not in trials:
         return pd.DataFrame(columns=cols)
     done = trials[trials["status"] == "FINISHED"] if "status" in trials else trials
-    return done[done["best_val_mAUC"] < threshold][cols].reset_index(drop=True)
+    return done[done[Metrics.BEST_VAL_MAUC] < threshold][cols].reset_index(drop=True)
 
 
 def _chance_line(data: ReportData) -> list[str]:
@@ -388,7 +389,7 @@ def _trial_sections(data: ReportData) -> list[Any]:
 def write_dashboard(client: MlflowClient, data: ReportData, out: str | os.PathLike[str] | None = None) -> Path | None:
     """Log the dashboard on the search's parent run (``dashboard/dashboard.html``, shown by the
     MLflow UI) and, with ``out``, write it there too; returns ``out``'s path."""
-    from tagtune.trainables.errors import InputError
+    from tagtune.errors import InputError
 
     text = dashboard_html(data)
     path = None
