@@ -1,4 +1,5 @@
-"""The search spec: everything a search needs, and what its parent run records as params.
+"""The search spec: everything a search needs, and what its parent run records as params; and
+:class:`FinalizeSpec`, where ``tagtune finalize``'s flags take their defaults from.
 
 :class:`SearchSpec` is the one spec of a search: ``tagtune search``'s flags fill it field by field
 and take their defaults from it, the parent run records it (:func:`to_params`; paths absolute)
@@ -15,6 +16,7 @@ import os
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Self, TypeVar, get_type_hints
 
 from tagtune.errors import InputError
@@ -207,3 +209,38 @@ class SearchSpec:
         """The spec a parent run's params describe (params an older run lacks keep their
         defaults); ``overrides`` set the fields that are not params (``experiment``, ...)."""
         return from_params(cls, params, **overrides)
+
+
+@dataclasses.dataclass
+class FinalizeSpec:
+    """What ``tagtune finalize`` does; :meth:`check` validates it before anything runs."""
+
+    experiment: str
+    train: str
+    eval: str | None = None
+    """Embeddings: the eval split (required).  Audio: optional, another audio CSV of test files;
+    by default the clips --train's CSV marks ``test``."""
+    top_k: int = 1
+    max_epochs: int | None = None
+    tracking_uri: str | None = None
+    run_id: str | None = None
+    register: bool = True
+    ensembles: bool = True
+    ensemble_pool: int = 3
+    seed: int = 0
+    device: str | None = None
+
+    def check(self) -> None:
+        """Flags in range and both data paths present."""
+        if self.top_k < 1:
+            raise InputError(f"--top-k must be at least 1, got {self.top_k}")
+        if self.ensemble_pool < 1:
+            raise InputError(f"--ensemble-pool must be at least 1, got {self.ensemble_pool}")
+        if self.max_epochs is not None and self.max_epochs < 1:
+            raise InputError(f"--max-epochs must be at least 1, got {self.max_epochs}")
+        for flag, path in (("--train", self.train), ("--eval", self.eval)):
+            if path is not None and not Path(path).exists():
+                raise InputError(
+                    f"{flag} {path}: no such file or folder; pass a folder of *.tfrecord, "
+                    "an .h5 file, a tagtune cache, or an audio CSV (or its folder)"
+                )

@@ -25,7 +25,7 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from tagtune.finalize import FinalizeSpec
+    from tagtune.spec import FinalizeSpec
 
     add_store_flags(p)
     p.add_argument("--train", required=True, help="the search's training data (all of it is used)")

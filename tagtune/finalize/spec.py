@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from tagtune.errors import InputError
+from tagtune.spec import FinalizeSpec
 from tagtune.tracking import TrialRow
 from tagtune.trainables.inference import AUDIO, EMBEDDINGS
 
@@ -22,44 +23,11 @@ AUDIO_FIT_SLICE = AUDIO.fit_slice
 AUDIO_ENSEMBLE_METHODS = AUDIO.ensemble_methods
 """Seed 003's ensemble of audio finals: the weighted geometric mean."""
 
+__all__ = ["FinalizeSpec", "FinalizeOutcome", "Member", "Planned", "Say", "full_config", "labels_for"]
+
 Say = Callable[[str], None]
 Planned = tuple[str, int, TrialRow]
 """``(family, rank, trial)``: one final to train (rank 1: the family's best trial)."""
-
-
-@dataclass
-class FinalizeSpec:
-    """What ``tagtune finalize`` does; :meth:`check` validates it before anything runs."""
-
-    experiment: str
-    train: str
-    eval: str | None = None
-    """Embeddings: the eval split (required).  Audio: optional, another audio CSV of test files;
-    by default the clips --train's CSV marks ``test``."""
-    top_k: int = 1
-    max_epochs: int | None = None
-    tracking_uri: str | None = None
-    run_id: str | None = None
-    register: bool = True
-    ensembles: bool = True
-    ensemble_pool: int = 3
-    seed: int = 0
-    device: str | None = None
-
-    def check(self) -> None:
-        """Flags in range and both data paths present."""
-        if self.top_k < 1:
-            raise InputError(f"--top-k must be at least 1, got {self.top_k}")
-        if self.ensemble_pool < 1:
-            raise InputError(f"--ensemble-pool must be at least 1, got {self.ensemble_pool}")
-        if self.max_epochs is not None and self.max_epochs < 1:
-            raise InputError(f"--max-epochs must be at least 1, got {self.max_epochs}")
-        for flag, path in (("--train", self.train), ("--eval", self.eval)):
-            if path is not None and not Path(path).exists():
-                raise InputError(
-                    f"{flag} {path}: no such file or folder; pass a folder of *.tfrecord, "
-                    "an .h5 file, a tagtune cache, or an audio CSV (or its folder)"
-                )
 
 
 @dataclass
