@@ -5,15 +5,23 @@ per family chosen across tasks, leave-one-task-out (issue 24).
 task, greedily pick ``k`` configs that together do best across the tasks (each task's scores
 min-max normalized, so an easy task does not outweigh a hard one; a set of configs scores a task
 by its best member).  :func:`leave_one_task_out` picks, for every task, the portfolio learned on
-the other tasks only, so no task is scored with configs learned on itself.  The script that
-trains the candidates on ``benchmarks/_tasks.py``'s tasks and writes the packaged portfolio is
-still to come.
+the other tasks only, so no task is scored with configs learned on itself.
+``benchmarks/learn_portfolio.py`` trains the candidates on ``benchmarks/_tasks.py``'s tasks and
+writes the packaged portfolio (``search_spaces/portfolio.yaml``); :func:`load_portfolio` reads it
+(or a user's file) for ``tagtune search --portfolio``, which runs its configs first.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tagtune.errors import InputError
+
+PACKAGED = "packaged"
+"""``--portfolio`` without a file: the packaged ``search_spaces/portfolio.yaml``."""
 
 Scores = Mapping[str, Mapping[str, float]]
 """config name -> task name -> validation score (higher is better; missing or NaN: not run)."""
@@ -57,3 +65,39 @@ def leave_one_task_out(scores: Scores, k: int) -> dict[str, list[str]]:
     """Per task, the portfolio :func:`select_portfolio` learns from every other task."""
     tasks = sorted({t for s in scores.values() for t in s})
     return {task: select_portfolio(scores, k, exclude_task=task) for task in tasks}
+
+
+def portfolio_path(value: str) -> Path:
+    """The portfolio file ``--portfolio`` names (:data:`PACKAGED`: the packaged one)."""
+    if value == PACKAGED:
+        from tagtune.search_spaces import DEFAULT_DIR
+
+        return Path(DEFAULT_DIR) / "portfolio.yaml"
+    return Path(value)
+
+
+def load_portfolio(value: str, families: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """family -> the sampled parameters of each of its portfolio configs, in order, for the
+    ``families`` of a search (a family the file lacks gets none: its first trial is then its
+    registered defaults).  The file maps a family to a list of ``{name, params}`` entries."""
+    import yaml
+
+    path = portfolio_path(value)
+    where = f"--portfolio {path}"
+    if not path.is_file():
+        raise InputError(f"{where}: no such file; pass a YAML file of family: [{{params: {{...}}}}, ...]")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{where}: not valid YAML ({str(exc).splitlines()[0]}); fix the file") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{where}: expected a mapping of family -> list of configs, got {type(doc).__name__}")
+    out: dict[str, list[dict[str, Any]]] = {}
+    for family in families:
+        entries = doc.get(family) or []
+        if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("params"), dict) for e in entries
+        ):
+            raise InputError(f"{where}: {family} must be a list of {{name, params: {{...}}}} entries")
+        out[family] = [dict(e["params"]) for e in entries]
+    return out

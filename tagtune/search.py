@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 
 from tagtune import tracking
 from tagtune.errors import InputError
+from tagtune.portfolio import load_portfolio
 from tagtune.search_spaces import load_space
 from tagtune.tracking import (
     Metrics,
@@ -51,6 +52,7 @@ class CheckedSearchSpec(tracking.SearchSpec):
         self.validate()
         self.stop_rule()
         self.spaces = {f: load_space(f, self.spaces_dir) for f in self.families}
+        self.first_configs = load_portfolio(self.portfolio, self.families) if self.portfolio else {}
         if not Path(self.train).exists():
             raise InputError(
                 f"--train {self.train}: no such file or folder; pass a folder of *.tfrecord, "
@@ -311,6 +313,7 @@ def _family_searcher(spec: CheckedSearchSpec, study_prefix: str, optuna_url: str
         study_prefix=study_prefix,
         storage=tracking.ready_optuna_storage(optuna_url),  # a new SQLite file: one creator
         defaults_first=spec.defaults_first,
+        first_configs=spec.first_configs,
         time_budget=spec.time_budget,
         warm_trials=warm,
         sampler=spec.sampler,

@@ -129,6 +129,8 @@ class SearchSpec:
     spaces_dir: str | None = dataclasses.field(default=None, metadata=PATH)
     max_failures: int = 1
     defaults_first: bool = True
+    # a start portfolio's configs run first (tagtune.portfolio): a YAML file, "packaged", or None
+    portfolio: str | None = None
     # early stopping per family (tagtune.tune.schedulers): asha, hyperband or none
     scheduler: str = "asha"
     grace_period: int = 2
@@ -154,6 +156,8 @@ class SearchSpec:
     optuna_storage: str | None = dataclasses.field(default=None, metadata=NOT_PARAM)
     # family -> tagtune.search_spaces.SearchSpace, filled by tagtune.search's check()
     spaces: dict[str, Any] = dataclasses.field(default_factory=dict, metadata=NOT_PARAM)
+    # family -> the portfolio's configs to run first (read from ``portfolio`` by the checks)
+    first_configs: dict[str, Any] = dataclasses.field(default_factory=dict, metadata=NOT_PARAM)
 
     @property
     def total_trials(self) -> int:

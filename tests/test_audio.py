@@ -89,7 +89,10 @@ def signal(kind: int, n: int, rng: np.random.Generator, class1: str = "noise") -
     else:
         audio = np.zeros(n, np.float32)
         audio[int(rng.integers(0, 80)) :: 80] = amp
-    return audio + rng.normal(0, 0.01, n).astype(np.float32)
+    # test_audio_predict's model also scores noiseless clips: half its training clips are clean
+    # (trained on noisy clips only, one seed tagged a clean 2000 Hz tone as the 600 Hz one)
+    level = 0.01 if class1 != "tone" or rng.random() < 0.5 else 0.0
+    return audio + rng.normal(0, level, n).astype(np.float32)
 
 
 def make_fsdd_like(root: Path, per_class: int = 8, class1: str = "noise") -> Path:

@@ -41,7 +41,9 @@ from tagtune.trainables.audio.inference import AudioTagger, check_waveform, load
 from tagtune.trainables.checkpoint import model_meta, save_model
 from tagtune.trainables.loop import fit
 
-CONFIG = {**TINY_MODEL, "lr": 1e-2, "mixup_alpha": 0.0, "lr_schedule": "none"}  # crop_samples 2048
+# lr 1e-2 decayed by a cosine over 12 epochs: validation accuracy reaches 1.0 and stays there for
+# seeds 0, 4, 8 and 10, where without the decay it swung between 0.5 and 1.0 from epoch to epoch
+CONFIG = {**TINY_MODEL, "lr": 1e-2, "mixup_alpha": 0.0, "lr_schedule": "cosine"}  # crop_samples 2048
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +53,23 @@ def trained(tmp_path_factory) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TAGTUNE_CACHE_DIR", str(root / "cache"))
         # 32 clips per class: 8 steps an epoch, enough for the batch norms' running statistics
-        # (the waveform's among them) to settle in 10 epochs; with 16, validation accuracy stayed
-        # at 0.6-0.7 for some seeds (issue 23)
+        # (the waveform's among them) to settle; with 16, validation accuracy stayed at 0.6-0.7
+        # for some seeds (issue 23)
         clips = load_audio_dataset(make_fsdd_like(root / "set", 32, class1="tone"))
         data = audio_trial_data(clips, val_fraction=0.25, seed=0)
-        result = fit(CONFIG, data, max_epochs=10, device="cpu")  # about 10 s
+        last: dict = {}
+
+        def keep_last(metrics, improved, model) -> None:
+            last.update(metrics=dict(metrics), state={k: v.detach().clone() for k, v in model.state_dict().items()})
+
+        # the last epoch's model, not the best val_mAUC one: mAUC ranks clips per class and
+        # reaches 1.0 epochs before the argmax over classes is right (accuracy 0.82 at seed 4)
+        fit(CONFIG, data, max_epochs=12, device="cpu", on_epoch=keep_last)  # about 10 s
     folder = root / "checkpoint"
-    save_model(folder, result.best_state, model_meta(CONFIG, data, result.best))
+    save_model(folder, last["state"], model_meta(CONFIG, data, last["metrics"]))
     # the tests below assert what this model tags; say here, once, when it learned nothing
     scores = AudioTagger.from_folders([folder]).scores(canonical_clips(), [RATE] * 3)
-    accuracy = result.best["val_accuracy"]
+    accuracy = last["metrics"]["val_accuracy"]
     assert accuracy >= 0.75 and scores.argmax(axis=1).tolist() == [0, 1, 2], (
         f"the fixture's model did not learn: validation accuracy {accuracy:.2f} (chance 0.33), "
         f"scores of a 600 Hz tone, a 2000 Hz tone, clicks {np.round(scores, 3).tolist()}"
@@ -137,9 +146,11 @@ def test_long_clips_in_windows_pool_the_windows_probabilities(tagger):
     assert sliding_windows(x[:700], 2048).shape == (1, 2048)  # short: one centered window
     pooled = tagger.scores([x], [RATE], windows=True)[0]
     member = tagger.members[0]
-    expected = member.probabilities(windows).mean(axis=0)
-    assert np.allclose(pooled, expected, atol=1e-6)
-    assert set(np.argsort(-pooled)[:2]) == {0, 2}  # both halves show
+    per_window = member.probabilities(windows)
+    assert np.allclose(pooled, per_window.mean(axis=0), atol=1e-6)
+    # both halves show: the first window is all tone, the last all clicks (the mixed windows
+    # between them may go any way: the model never saw a mix)
+    assert per_window[0].argmax() == 0 and per_window[-1].argmax() == 2, per_window
 
 
 @pytest.mark.parametrize(

@@ -196,3 +196,26 @@ def test_bench_search_quick_prints_a_sane_table_per_system(tmp_path):
     assert summary[0] == "accuracy" and summary[-1] in ("yes", "no")
     assert abs(float(summary[1]) - float(rows["1 tagtune (default flags)"][3])) < 1e-4
     assert (tmp_path / "out" / "results.md").is_file() and (tmp_path / "out" / "results.json").is_file()
+
+
+def test_learn_portfolio_quick_scores_every_candidate_and_picks_leave_one_task_out(tmp_path):
+    out = _run(
+        "learn_portfolio.py",
+        "--quick",
+        "--candidates",
+        "2",
+        "--k",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
+    for task in ("audioset", "speech", "fsdd-hear", "float512"):
+        for family in ("fc1", "fc2"):
+            defaults = _figure(out, task, family, column=2)
+            portfolio = _figure(out, task, family, column=3)
+            assert 0.5 <= defaults <= 1 and 0.5 <= portfolio <= 1
+            # learned on the other three tasks only: one of the two candidates
+            assert _row(out, task, family)[4] in ("defaults", "q1")

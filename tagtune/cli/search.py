@@ -93,6 +93,18 @@ def _add_sampling_flags(p: argparse.ArgumentParser, spec: type[SearchSpec]) -> N
         "family runs its registered defaults, see `tagtune families`)",
     )
     p.add_argument(
+        "--portfolio",
+        nargs="?",
+        const="packaged",
+        default=spec.portfolio,
+        metavar="FILE",
+        help="run a start portfolio's configs first in each family, instead of its registered "
+        "defaults: a few configs that did well across several tasks (benchmarks/"
+        "learn_portfolio.py), useful on data unlike AudioSet, whose defaults were tuned on it. "
+        "Without FILE: the packaged search_spaces/portfolio.yaml (fc1 and fc2; other families "
+        "start from their defaults); a FILE maps family: [{name, params: {...}}, ...]",
+    )
+    p.add_argument(
         "--optuna-storage",
         default=None,
         metavar="URL",

@@ -38,6 +38,16 @@ from tagtune.tune.trainable import DIVERGED
 OBJECTIVE_NAME = Metrics.VAL_MAUC  # what each study maximizes: a trial's best validation mAUC
 
 
+def _enqueue_first(study: optuna.Study, space: SearchSpace, family: str, firsts: Sequence[Mapping[str, Any]]) -> None:
+    """The family's first trials: a start portfolio's configs, or ``[{}]`` for its tuned
+    defaults (Optuna's enqueue_trial: Ray's points_to_evaluate is ignored with a define-by-run
+    space).  A value outside the (user's) space is left out: Optuna samples it.  On resume the
+    study already holds them and skip_if_exists keeps each single."""
+    registered = resolve_config({"family": family})
+    for params in firsts:
+        study.enqueue_trial(space.fixed_params({**registered, **params}), skip_if_exists=True)
+
+
 class FamilySearcher(Searcher):
     """Round-robin over families; each family's configs come from its own Optuna study
     (sampler: ``tpe``, ``gp`` or ``random``, see :mod:`tagtune.samplers`)."""
@@ -53,6 +63,7 @@ class FamilySearcher(Searcher):
         study_prefix: str = "tagtune",
         storage: optuna.storages.BaseStorage | None = None,
         defaults_first: bool = True,
+        first_configs: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
         time_budget: float | None = None,
         warm_trials: Mapping[str, Sequence[optuna.trial.FrozenTrial]] | None = None,
         sampler: str = DEFAULT_SAMPLER,
@@ -88,12 +99,9 @@ class FamilySearcher(Searcher):
             study = optuna_study(self.searchers[family])
             if warm_trials.get(family) and not study.trials:
                 study.add_trials(list(warm_trials[family]))
-            if defaults_first and not warm_trials.get(family):
-                # The family's tuned defaults are the first trial (Optuna's enqueue_trial:
-                # Ray's points_to_evaluate is ignored with a define-by-run space).  On resume
-                # the study already holds it and skip_if_exists keeps it single.
-                fixed = space.fixed_params(resolve_config({"family": family}))
-                optuna_study(self.searchers[family]).enqueue_trial(fixed, skip_if_exists=True)
+            if not warm_trials.get(family):
+                firsts = list((first_configs or {}).get(family) or ([{}] if defaults_first else []))
+                _enqueue_first(study, space, family, firsts)
         self.assigned: dict[str, str] = {}  # trial_id -> family
         self.optuna_ids: dict[str, tuple[str, int]] = {}  # trial_id -> (study name, trial number)
         self.suggested = {family: 0 for family in self.families}
