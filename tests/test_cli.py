@@ -146,6 +146,8 @@ def test_search_flags_fill_the_spec_field_by_field():
         "multiclass",
         "--optuna-storage",
         "sqlite:///o.db",
+        "--portfolio",
+        "mine.yaml",
     ]
     spec = search_spec_from_args(build_parser().parse_args(argv))
     assert spec == CheckedSearchSpec(
@@ -178,9 +180,12 @@ def test_search_flags_fill_the_spec_field_by_field():
         group_key="speaker",
         task="multiclass",
         optuna_storage="sqlite:///o.db",
+        portfolio="mine.yaml",
     )
     defaults = search_spec_from_args(build_parser().parse_args(["search", "--train", "t"]))
     for f in dataclasses.fields(CheckedSearchSpec):  # every field has a flag, and the flags' defaults are the spec's
-        if f.name not in ("train", "families", "spaces"):
+        if f.name not in ("train", "families", "spaces", "first_configs"):
             assert getattr(defaults, f.name) == f.default, f.name
             assert getattr(spec, f.name) != f.default, f"no flag reaches {f.name}"
+    # --portfolio alone: the packaged one
+    assert build_parser().parse_args(["search", "--train", "t", "--portfolio"]).portfolio == "packaged"

@@ -36,6 +36,11 @@ def test_a_stopped_trial_is_pruned_in_optuna_tagged_in_mlflow_and_counted(ray_lo
         reduction_factor=2,
         experiment="es",
         seed=4,
+        # the rung's cutoff alone, on random configs: with the curve grace and the guided sampler,
+        # on TAGTUNE_TEST_SEED=7's data every trial beat the ones before it and none was stopped
+        # (this test is about the bookkeeping of a stop, not about when one happens)
+        curve_grace=False,
+        sampler="random",
     )
     outcome = run_search(spec, echo=lambda line: None)
     client, runs = _runs(outcome)

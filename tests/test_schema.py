@@ -55,10 +55,13 @@ NON_DEFAULT: dict[str, Any] = {
     "group_key": "speaker",
     "task": "multiclass",
     "optuna_storage": "postgresql://u@db:5432/optuna",
+    "portfolio": "packaged",
     "spaces": {"lstm": object()},
+    "first_configs": {"lstm": [{"lr": 1e-3}]},
 }
 # optuna_storage: a tag with any password hidden (tagtune.optuna_storage), not a param
-NOT_RECORDED = {"experiment", "tracking_uri", "address", "spaces", "optuna_storage"}
+# spaces, first_configs: read from spaces_dir and portfolio by the search's checks
+NOT_RECORDED = {"experiment", "tracking_uri", "address", "spaces", "optuna_storage", "first_configs"}
 
 
 def _run(params: dict[str, str]) -> Any:
