@@ -9,6 +9,7 @@ The ``slow`` test serves it with ``mlflow models serve`` and posts a wav of FSDD
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -20,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -364,6 +366,51 @@ def free_port() -> int:
     raise RuntimeError("no free port in 20000-30000")
 
 
+@contextlib.contextmanager
+def served_model(model_uri: str, tracking_uri: str, log: Path) -> Iterator[tuple[int, subprocess.Popen]]:
+    """``mlflow models serve`` of ``model_uri`` on a free port (its stderr to ``log``), in its own
+    session, stopped (mlflow and its uvicorn) on exit: (port, process)."""
+    port = free_port()
+    bin_dir = str(Path(sys.executable).parent)  # mlflow runs `uvicorn` from PATH, as in an activated venv
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    cmd = [shutil.which("mlflow", path=bin_dir) or "mlflow", "models", "serve", "-m", model_uri]
+    with open(log, "wb") as err:
+        server = subprocess.Popen(
+            [*cmd, "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+    try:
+        yield port, server
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)  # the server's own session: mlflow and its uvicorn
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+
+
+def ask_served(port: int, request: dict, deadline: float, server: subprocess.Popen) -> dict | None:
+    """POST ``request`` to the served model's /invocations until it answers (None: it did not
+    by ``deadline``, or the server exited)."""
+    while time.time() < deadline and server.poll() is None:
+        try:
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations",
+                data=json.dumps(request).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.loads(resp.read())
+        except (urllib.error.URLError, ConnectionError, http.client.HTTPException):
+            time.sleep(1)
+    return None
+
+
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_a_request_built_from_a_wav(logged, tmp_path):
     fsdd = require_shared(SHARED_DATA / "fsdd")
@@ -375,43 +422,8 @@ def test_mlflow_models_serve_answers_a_request_built_from_a_wav(logged, tmp_path
     request = {"dataframe_records": [{"audio": audio.tolist(), "sample_rate": int(rate)}], "params": {"windows": True}}
 
     uri, model_uri = logged
-    port = free_port()
-    bin_dir = str(Path(sys.executable).parent)  # mlflow runs `uvicorn` from PATH, as in an activated venv
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    server = subprocess.Popen(
-        [
-            shutil.which("mlflow", path=bin_dir) or "mlflow",
-            "models",
-            "serve",
-            "-m",
-            model_uri,
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "serve.log", "wb"),  # noqa: SIM115 - closed with the process
-        start_new_session=True,
-    )
-    try:
-        deadline = time.time() + 120
-        answer = None
-        while time.time() < deadline and server.poll() is None:
-            try:
-                req = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/invocations",
-                    data=json.dumps(request).encode(),
-                    headers={"Content-Type": "application/json"},
-                )
-                with urllib.request.urlopen(req, timeout=30) as resp:
-                    answer = json.loads(resp.read())
-                break
-            except (urllib.error.URLError, ConnectionError, http.client.HTTPException):
-                time.sleep(1)
+    with served_model(model_uri, uri, tmp_path / "serve.log") as (port, server):
+        answer = ask_served(port, request, time.time() + 120, server)
         assert answer is not None, (tmp_path / "serve.log").read_text()[-2000:]
         (pred,) = answer["predictions"]
         assert set(pred) == {"0", "1", "2"} and abs(sum(pred.values()) - 1) < 1e-4
@@ -425,11 +437,3 @@ def test_mlflow_models_serve_answers_a_request_built_from_a_wav(logged, tmp_path
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(req, timeout=30)
         assert info.value.code == 400 and "silent" in info.value.read().decode()
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)  # the server's own session: mlflow and its uvicorn
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()

@@ -11,23 +11,14 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import http.client
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from test_audio_predict import free_port
+from test_audio_predict import ask_served, served_model
 
 from tagtune.trainables.data import Dataset
 from tagtune.trainables.inference import (
@@ -188,48 +179,12 @@ def test_a_single_label_model_scores_the_same_from_every_reference(logged):
         np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5, err_msg=what)
 
 
-def _ask(port: int, request: dict, deadline: float, server: subprocess.Popen) -> dict | None:
-    while time.time() < deadline and server.poll() is None:
-        try:
-            req = urllib.request.Request(
-                f"http://127.0.0.1:{port}/invocations",
-                data=json.dumps(request).encode(),
-                headers={"Content-Type": "application/json"},
-            )
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return json.loads(resp.read())
-        except (urllib.error.URLError, ConnectionError, http.client.HTTPException):
-            time.sleep(1)
-    return None
-
-
 @pytest.mark.slow
 def test_the_served_single_label_model_answers_the_same_scores(logged):
     """``mlflow models serve`` of the registered model (its own process: slow)."""
-    port = free_port()
-    bin_dir = str(Path(sys.executable).parent)  # mlflow runs `uvicorn` from PATH, as in an activated venv
-    env = {**os.environ, "MLFLOW_TRACKING_URI": logged.uri, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    mlflow_bin = shutil.which("mlflow", path=bin_dir) or "mlflow"
-    cmd = [mlflow_bin, "models", "serve", "-m", "models:/single-fc1/1", "--env-manager", "local"]
     log = logged.root / "serve.log"
-    with open(log, "wb") as err:
-        server = subprocess.Popen(
-            [*cmd, "-h", "127.0.0.1", "-p", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            start_new_session=True,
-        )
-    try:
-        answer = _ask(port, {"inputs": logged.x.astype(float).tolist()}, time.time() + 180, server)
+    with served_model("models:/single-fc1/1", logged.uri, log) as (port, server):
+        answer = ask_served(port, {"inputs": logged.x.astype(float).tolist()}, time.time() + 180, server)
         assert answer is not None, log.read_text()[-2000:]
         got = np.array([[row[f"class {i}"] for i in range(N_CLASSES)] for row in answer["predictions"]])
         np.testing.assert_allclose(got, logged.reference, rtol=0, atol=1e-6)
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)  # the server's own session: mlflow and its uvicorn
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
