@@ -30,8 +30,9 @@ import yaml
 from _common import machine, print_table
 from _tasks import TASKS
 
-from tagtune.portfolio import leave_one_task_out, select_portfolio
-from tagtune.search_spaces import DEFAULT_DIR, load_space
+from tagtune.names import Metrics
+from tagtune.portfolio import PACKAGED, leave_one_task_out, portfolio_path, select_portfolio
+from tagtune.search_spaces import load_space
 from tagtune.trainables.config import resolve_config
 from tagtune.trainables.data import ReadOptions, open_source
 from tagtune.trainables.loop import fit
@@ -55,13 +56,10 @@ def candidates(family: str, n: int, seed: int) -> dict[str, dict]:
     return out
 
 
-def score(task_name: str, family: str, params: dict, data, spaces_dir) -> float:
+def score(config: dict, data, max_epochs: int) -> float:
     """The best validation mAUC of one config trained on one task (NaN when it diverged)."""
-    task = TASKS[task_name]
-    consts = {p.name: p.value for p in load_space(family, spaces_dir).params if p.kind == "const"}
-    config = {"family": family, **consts, **params}
     try:
-        best = fit(config, data, max_epochs=task.max_epochs, device="cpu").best["val_mAUC"]
+        best = fit(config, data, max_epochs=max_epochs, device="cpu").best[Metrics.VAL_MAUC]
     except FloatingPointError:
         return math.nan
     return float(best)
@@ -93,13 +91,16 @@ def main() -> None:
         built = task.build(args.out / "tasks", quick=args.quick)
         data = open_source(built.train, options=ReadOptions(task=task.read_task)).trial_data(val_fraction=0.2, seed=0)
         for family, configs in pool.items():
+            # the task's constants (the speech task's target_class) from its spaces
+            consts = {p.name: p.value for p in load_space(family, built.spaces_dir).params if p.kind == "const"}
             for name, params in configs.items():
                 key = f"{family}/{name}"
                 entry = saved.setdefault(key, {"family": family, "params": params, "scores": {}})
                 if task_name in entry["scores"]:
                     continue
                 t1 = time.perf_counter()
-                entry["scores"][task_name] = score(task_name, family, params, data, built.spaces_dir)
+                config = {"family": family, **consts, **params}
+                entry["scores"][task_name] = score(config, data, task.max_epochs)
                 print(
                     f"{task_name} {key} {entry['scores'][task_name]:.4f} ({time.perf_counter() - t1:.0f} s)", flush=True
                 )
@@ -128,7 +129,7 @@ def main() -> None:
             family: [{"name": f"{family}/{name}", "params": pool[family][name]} for name in names]
             for family, names in learned.items()
         }
-        path = Path(DEFAULT_DIR) / "portfolio.yaml"
+        path = portfolio_path(PACKAGED)
         header = (
             "# Written by benchmarks/learn_portfolio.py: per family, the configs `tagtune search --portfolio`\n"
             f"# runs first, chosen across the tasks {', '.join(tasks)} (greedy, min-max normalized validation\n"
