@@ -61,6 +61,9 @@ def main() -> None:
     parser.add_argument(
         "--finals-only", action="store_true", help="skip the search: finalize the latest search already in --out"
     )
+    parser.add_argument(
+        "--search-only", action="store_true", help="stop after the search (finalize later with --finals-only)"
+    )
     args = parser.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -84,6 +87,9 @@ def main() -> None:
         )
         parent_run_id = run_search(spec).parent_run_id
     search_s = time.perf_counter() - t0
+    if args.search_only:
+        print(f"search {parent_run_id} done in {search_s:.0f} s; finalize with --finals-only --out {args.out}")
+        return
     result = finalize(
         FinalizeSpec(experiment="quality", train=args.train, eval=args.eval, tracking_uri=uri, run_id=parent_run_id)
     )

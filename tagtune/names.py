@@ -73,6 +73,9 @@ class Tag:
     RANK = "tagtune.rank"
     ENSEMBLE_METHOD = "tagtune.ensemble"
     MODEL_URI = "tagtune.model_uri"
+    # on a finalize run: the trials kept out of the ensemble pool and why ("gcnn#2: never left chance ...")
+    POOL_LEFT_OUT = "tagtune.pool_left_out"
+    SEEDS = "tagtune.seeds"  # on a final: the seeds its checkpoints were trained with ("0,1001")
     # a trial stopped before max_epochs (early-stopping rule or the spent time budget); its run
     # still ends FINISHED with the metrics of the epochs it trained
     STOPPED_EARLY = "tagtune.stopped_early"  # "True"

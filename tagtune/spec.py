@@ -231,13 +231,30 @@ class FinalizeSpec:
     register: bool = True
     ensembles: bool = True
     ensemble_pool: int = 3
+    pool_margin: float = 0.02
+    """Ensemble candidates trailing their family's best trial by more than this val mAUC, or
+    that never left chance, are left out of the pool."""
+    selection: str = "bagged"
+    """How members and weights are chosen on validation: ``bagged`` or ``greedy``."""
+    seeds: int = 1
+    """Each final is trained with this many seeds and their probabilities averaged."""
+    resume: bool = True
+    """Continue this search's latest finalize when it did not finish (keep its logged finals)."""
     seed: int = 0
     device: str | None = None
 
     def check(self) -> None:
         """Flags in range and both data paths present."""
+        from tagtune.trainables.ensemble import SELECTIONS
+
         if self.top_k < 1:
             raise InputError(f"--top-k must be at least 1, got {self.top_k}")
+        if self.seeds < 1:
+            raise InputError(f"--seeds must be at least 1, got {self.seeds}")
+        if not self.pool_margin >= 0:
+            raise InputError(f"--pool-margin must be 0 or more (a val mAUC difference), got {self.pool_margin}")
+        if self.selection not in SELECTIONS:
+            raise InputError(f"--selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
         if self.ensemble_pool < 1:
             raise InputError(f"--ensemble-pool must be at least 1, got {self.ensemble_pool}")
         if self.max_epochs is not None and self.max_epochs < 1:

@@ -36,7 +36,7 @@ from tagtune.tracking.serving import clip_inputs, unique_names
 from tagtune.tracking.trials import TrialRow, best_step, search_trials
 from tagtune.trainables.checkpoint import load_model
 from tagtune.trainables.data import load_dataset, make_synthetic, split_indices, write_cache
-from tagtune.trainables.ensemble import combine_scores, ensemble_weights, greedy_weights
+from tagtune.trainables.ensemble import bagged_weights, combine_scores, ensemble_weights, greedy_weights, select_weights
 from tagtune.trainables.loop import predict
 from tagtune.trainables.metrics import tagging_metrics
 
@@ -153,9 +153,12 @@ def test_ensembles_are_the_mean_and_weighted_geomean_with_weights_chosen_on_vali
     members = {m.source.run_id: m for m in fin.outcome.members}
     ev = load_dataset(fin.eval)
     finals = fin.outcome.finals.set_index("name")
-    # recomputed here: every trial of the search (2 per family, all in the pool) scored on the
-    # search's validation split with its own checkpoint, in the pool's order
+    from tagtune.finalize.candidates import honest_pool
+
+    # recomputed here: every trial of the search (2 per family) the honest pool keeps, scored on
+    # the search's validation split with its own checkpoint, in the pool's order
     pool = ranked(top_trials(trial_rows(fin.client, fin.search.experiment_id, fin.search.parent_run_id), 3))
+    pool = honest_pool(pool, FinalizeSpec.pool_margin)[0]
     train = load_dataset(fin.train)
     val_idx = np.sort(split_indices(train.n_clips, 0.2, 0)[1])
     x_val = torch.from_numpy(np.array(train.x[val_idx]))
@@ -164,7 +167,8 @@ def test_ensembles_are_the_mean_and_weighted_geomean_with_weights_chosen_on_vali
         folder = fin.client.download_artifacts(row.run_id, "checkpoint", str(fin.root / f"src-{row.run_id}"))
         val_scores.append(predict(load_model(folder)[0], x_val).numpy())
     for method in ("mean", "geomean"):
-        weights, _ = greedy_weights(val_scores, np.asarray(train.y[val_idx]), method)
+        y_val = np.asarray(train.y[val_idx])
+        weights, _ = select_weights(val_scores, y_val, method, FinalizeSpec.selection, seed=FinalizeSpec.seed)
         expect = {row.run_id: w for (_, _, row), w in zip(pool, weights, strict=True) if w > 0}
         run = fin.client.get_run(finals.loc[f"ensemble-{method}", "run_id"])
         logged = dict(
@@ -195,6 +199,36 @@ def test_greedy_weights_drop_a_useless_member_and_mix_complementary_ones():
     w, val_map = greedy_weights([left, right, noise], y, "geomean")
     assert w[0] > 0 and w[1] > 0 and w[2] == 0.0
     assert val_map > tagging_metrics(torch.from_numpy(left), torch.from_numpy(y))["mAP"]
+
+
+def test_bagged_selection_weights_sum_to_one_repeat_and_shrink_a_useless_member():
+    rng = np.random.default_rng(1)
+    y = rng.random((300, 8)) < 0.2
+    good = np.where(y, 0.8, 0.2) + rng.random(y.shape) * 0.3
+    other = np.where(y, 0.7, 0.3) + rng.random(y.shape) * 0.4
+    noise = rng.random(y.shape)
+    w, val_map = bagged_weights([good, other, noise], y, "mean", seed=3)
+    assert sum(w) == pytest.approx(1.0) and min(w) >= 0
+    assert w[2] < 0.1 and w[0] > w[2]  # the member at chance gets (almost) nothing
+    assert val_map >= tagging_metrics(torch.from_numpy(other), torch.from_numpy(y))["mAP"]
+    assert bagged_weights([good, other, noise], y, "mean", seed=3) == (w, val_map)  # seeded
+    assert select_weights([good, noise], y, "mean", "greedy") == greedy_weights([good, noise], y, "mean")
+    with pytest.raises(InputError, match="bagged, greedy"):
+        select_weights([good, noise], y, "mean", "best")
+
+
+def test_the_ensemble_pool_leaves_out_trials_at_chance_and_far_behind_their_family():
+    from tagtune.finalize.candidates import honest_pool
+
+    def row(family: str, auc: float) -> TrialRow:
+        return TrialRow(f"{family}{auc}", family, "FINISHED", auc, 0.1, 1.0, {})
+
+    pool = [("a", 1, row("a", 0.95)), ("a", 2, row("a", 0.94)), ("a", 3, row("a", 0.90)), ("b", 1, row("b", 0.505))]
+    keep, out = honest_pool(pool, margin=0.02)
+    assert [(f, r) for f, r, _ in keep] == [("a", 1), ("a", 2)]
+    assert [o.name for o in out] == ["a#3", "b"]
+    assert "trails a's best by 0.0500" in str(out[0]) and "never left chance" in out[1].why
+    assert len(honest_pool(pool, margin=0.1)[0]) == 3
 
 
 def test_registered_model_answers_a_score_for_every_class(fin):
@@ -624,3 +658,50 @@ def test_finalize_again_versions_its_runs(fin):
         group = groups[run.data.tags[Tag.PARENT]]
         assert group.data.tags[Tag.FINALIZE_VERSION] == run.data.tags[Tag.FINALIZE_VERSION]
     assert groups[next(iter(groups))].data.params["experiment"] == "fin"  # the finalize's spec as params
+
+
+def test_a_seed_ensemble_final_and_a_killed_finalize_resumed_without_retraining(fin):
+    """``--seeds 2``: each final is two models, each seed's eval scores and their spread logged,
+    both checkpoints kept.  Then that finalize is 'killed' (its run and one final left RUNNING,
+    as a SIGKILL leaves them) and run again: it continues as the same version, keeps the logged
+    final, retrains only the unfinished one.  (After the versions test: adds finals.)"""
+    from tagtune.tracking import child_runs
+
+    spec = FinalizeSpec(
+        experiment="fin",
+        train=str(fin.train),
+        eval=str(fin.eval),
+        top_k=1,
+        tracking_uri=fin.uri,
+        register=False,
+        ensembles=False,
+        seeds=2,
+    )
+    first = finalize(spec, echo=lambda line: None)
+    assert len(first.members) == 2 and all(len(m.checkpoints) == 2 for m in first.members)
+
+    def version3():
+        runs = child_runs(fin.client, fin.search.experiment_id, fin.search.parent_run_id)
+        return [r for r in runs if r.data.tags.get(Tag.FINALIZE_VERSION) == "3"]
+
+    finals = {r.data.tags[Tag.FAMILY]: r for r in version3() if r.data.tags.get(Tag.KIND) == "final"}
+    kept, killed = finals["fc1"], finals["fc2"]
+    m = kept.data.metrics
+    assert {"eval_mAUC_seed0", "eval_mAUC_seed1", "eval_mAP_seed_std"} <= set(m)
+    assert min(m["eval_mAUC_seed0"], m["eval_mAUC_seed1"]) - 0.05 <= m["eval_mAUC"]
+    arts = {a.path for a in fin.client.list_artifacts(kept.info.run_id)}
+    assert {"checkpoint", "checkpoint-seed1"} <= arts
+    group = kept.data.tags[Tag.PARENT]
+    fin.client.update_run(group, status="RUNNING")
+    fin.client.update_run(killed.info.run_id, status="RUNNING")
+    lines: list[str] = []
+    again = finalize(spec, echo=lines.append)
+    assert any("continuing the interrupted finalize v3" in line for line in lines)
+    after = [r for r in version3() if r.data.tags.get(Tag.KIND) == "final"]
+    by_id = {r.info.run_id: r for r in after}
+    assert by_id[kept.info.run_id].info.status == "FINISHED" and by_id[killed.info.run_id].info.status == "KILLED"
+    assert sorted(r.data.tags[Tag.FAMILY] for r in after if r.info.status == "FINISHED") == ["fc1", "fc2"]
+    assert fin.client.get_run(group).info.status == "FINISHED"
+    reused = next(m for m in again.members if m.family == "fc1")
+    assert reused.run_id == kept.info.run_id
+    assert reused.metrics["eval_mAUC"] == pytest.approx(m["eval_mAUC"], abs=1e-4)

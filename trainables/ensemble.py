@@ -12,8 +12,11 @@ One implementation of each:
   like one model's softmax output (:func:`single_label_metrics`); rescaling all weights by one
   factor changes no ranking, so accuracy and MAP@3 would be the same with unnormalized weights.
 * :func:`greedy_weights`: Caruana et al. (2004) forward selection with replacement on validation
-  mAP; :func:`ensemble_weights`: weights from the members' search scores, where there is no
-  validation split to select on.
+  mAP; :func:`bagged_weights`: the same selection repeated on bootstrap resamples of the
+  validation clips, each over a random half of the members (Caruana et al. 2006's bagged
+  ensemble selection), the bags' weights averaged, so that one small, noisy validation split
+  cannot make a member look useful; :func:`ensemble_weights`: weights from the members' search
+  scores, where there is no validation split to select on.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 ENSEMBLE_METHODS = ("mean", "geomean")
+SELECTIONS = ("bagged", "greedy")
+"""How finalize chooses an ensemble's members and weights on validation (the first: the default)."""
+BAGS = 20
+BAG_MEMBERS = 0.5
 EPS = 1e-7
 MIN_WEIGHT = 0.01
 
@@ -127,11 +134,26 @@ def greedy_weights(
     validation mAP; it stops when no member raises it (or after ``rounds``, default
     ``2 x members``).  Returns the normalized vote counts (a weak member may get 0) and the
     validation mAP they reach."""
+    counts, best = _greedy_counts([np.asarray(s) for s in val_scores], np.asarray(y_val, dtype=bool), method, rounds)
+    return list(counts / counts.sum()), best
+
+
+def _val_map(val_scores: list[np.ndarray], targets: Any, votes: np.ndarray, method: str) -> float:
     import torch
 
     from tagtune.trainables.metrics import tagging_metrics
 
-    targets = torch.from_numpy(np.asarray(y_val, dtype=bool))
+    mixed = combine_scores(val_scores, votes, method)
+    return tagging_metrics(torch.from_numpy(mixed), targets)["mAP"]
+
+
+def _greedy_counts(
+    val_scores: list[np.ndarray], y_val: np.ndarray, method: str, rounds: int | None = None
+) -> tuple[np.ndarray, float]:
+    """Forward selection's vote counts per member and the validation mAP they reach."""
+    import torch
+
+    targets = torch.from_numpy(y_val)
     counts = np.zeros(len(val_scores))
     best = -math.inf
     for _ in range(rounds or 2 * len(val_scores)):
@@ -139,11 +161,55 @@ def greedy_weights(
         for i in range(len(val_scores)):
             votes = counts.copy()
             votes[i] += 1
-            mixed = combine_scores(val_scores, votes, method)
-            trials.append(tagging_metrics(torch.from_numpy(mixed), targets)["mAP"])
+            trials.append(_val_map(val_scores, targets, votes, method))
         i = int(np.nanargmax(trials))
         if not trials[i] > best:
             break
         counts[i] += 1
         best = trials[i]
-    return list(counts / counts.sum()), best
+    return counts, best
+
+
+def bagged_weights(
+    val_scores: list[np.ndarray],
+    y_val: np.ndarray,
+    method: str,
+    bags: int = BAGS,
+    share: float = BAG_MEMBERS,
+    seed: int = 0,
+) -> tuple[list[float], float]:
+    """Bagged ensemble selection (Caruana et al. 2006) that validation noise cannot fool as
+    easily: ``bags`` times, forward selection (:func:`greedy_weights`) runs on a bootstrap
+    resample of the validation clips over a random ``share`` of the members (at least two); each
+    bag's normalized votes are summed and the total normalized.  A member that only helps on a
+    few lucky clips is picked in few bags, so its weight stays small.  Returns the weights and
+    the validation mAP they reach on the whole split."""
+    import torch
+
+    scores = [np.asarray(s) for s in val_scores]
+    y = np.asarray(y_val, dtype=bool)
+    n, m = len(y), len(scores)
+    rng = np.random.default_rng(seed)
+    k = min(m, max(2, math.ceil(share * m)))
+    total = np.zeros(m)
+    for _ in range(bags):
+        members = np.sort(rng.choice(m, size=k, replace=False))
+        clips = rng.integers(0, n, size=n)
+        counts, _ = _greedy_counts([scores[i][clips] for i in members], y[clips], method)
+        if counts.sum() > 0:
+            total[members] += counts / counts.sum()
+    if total.sum() <= 0:  # no bag picked anything (no positives resampled): plain selection
+        return greedy_weights(scores, y, method)
+    weights = total / total.sum()
+    return list(weights), _val_map(scores, torch.from_numpy(y), weights, method)
+
+
+def select_weights(
+    val_scores: list[np.ndarray], y_val: np.ndarray, method: str, selection: str = SELECTIONS[0], seed: int = 0
+) -> tuple[list[float], float]:
+    """Members' weights chosen on validation by ``selection`` (``bagged`` or ``greedy``)."""
+    if selection == "greedy":
+        return greedy_weights(val_scores, y_val, method)
+    if selection == "bagged":
+        return bagged_weights(val_scores, y_val, method, seed=seed)
+    raise InputError(f"unknown ensemble selection {selection!r}; choose from: {', '.join(SELECTIONS)}")

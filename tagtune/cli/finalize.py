@@ -16,8 +16,10 @@ DESCRIPTION = (
     "this finalize's own run ('finals', nested under the search run beside its trials), "
     "registered as <experiment>-<family> in MLflow's model "
     "registry; plus weighted mean and geometric-mean ensembles whose members "
-    "and weights are chosen on the search's validation split (greedy "
-    "forward selection among each family's --ensemble-pool best trials). Running it again on the same "
+    "and weights are chosen on the search's validation split (bagged "
+    "forward selection among each family's --ensemble-pool best trials, less those at chance or "
+    "trailing by more than --pool-margin). An interrupted finalize run again continues: what it "
+    "logged is kept. Running it again on the same "
     "search versions its runs: they are tagged tagtune.finalize_version (1, 2, ...) and named "
     "'finals v2', 'final-fc1 v2' and so on, the earlier ones are kept, the registered models get a new "
     "version, and the report shows the newest finalize."
@@ -26,6 +28,7 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from tagtune.spec import FinalizeSpec
+    from tagtune.trainables.ensemble import SELECTIONS
 
     add_store_flags(p)
     p.add_argument("--train", required=True, help="the search's training data (all of it is used)")
@@ -48,6 +51,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=FinalizeSpec.ensemble_pool,
         help="ensemble candidates: each family's K best trials; those the validation "
         "selection picks are trained as finals too (default: %(default)s)",
+    )
+    p.add_argument(
+        "--pool-margin",
+        type=float,
+        default=FinalizeSpec.pool_margin,
+        help="leave out of the ensemble pool a trial whose val mAUC trails its family's best by more "
+        "than this, and any trial that never left chance; the report names them (default: %(default)s)",
+    )
+    p.add_argument(
+        "--selection",
+        choices=SELECTIONS,
+        default=FinalizeSpec.selection,
+        help="how an ensemble's members and weights are chosen on validation: 'bagged' repeats "
+        "forward selection on bootstrap resamples of the clips over half the members and averages "
+        "the votes (a member that only helps on a few lucky clips gets little weight); 'greedy' is "
+        "one forward selection on the whole split (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=FinalizeSpec.seeds,
+        help="train each final with N seeds (the trial's seed, +1000, +2000, ...) and average their "
+        "probabilities: a seed ensemble; each seed's eval scores and their spread are logged (default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="start a new finalize even when this search's latest one was interrupted (by default "
+        "it is continued: its logged finals are kept, not retrained)",
     )
     p.add_argument(
         "--max-epochs",
@@ -75,6 +107,10 @@ def run(args: argparse.Namespace) -> None:
             run_id=args.run_id,
             register=not args.no_register,
             ensemble_pool=args.ensemble_pool,
+            pool_margin=args.pool_margin,
+            selection=args.selection,
+            seeds=args.seeds,
+            resume=not args.no_resume,
         )
     )
     markdown, _ = report(args.experiment, outcome.tracking_uri, outcome.parent_run_id, html=args.html)

@@ -1,20 +1,27 @@
 """Candidates: the finals to train (each family's ``top_k`` best trials) and the ensembles'
-members and weights, chosen by greedy forward selection on the search's validation split
-(each candidate trial's checkpoint, trained on the search's training part, scores it), never on
-eval."""
+members and weights, chosen on the search's validation split (each candidate trial's checkpoint,
+trained on the search's training part, scores it), never on eval.
+
+The pool is honest: a trial that never left chance, or that trails its family's best trial by
+more than ``--pool-margin`` val mAUC, is no candidate (:func:`honest_pool`); a member of an
+ensemble must be good on its own, not only useful for flattening the others' scores on a small
+split.  Members and weights then come from bagged selection (``--selection bagged``, the
+default: :func:`tagtune.trainables.ensemble.bagged_weights`) or plain forward selection
+(``greedy``)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from mlflow.exceptions import MlflowException
 
 from tagtune.finalize.registry import Session
-from tagtune.finalize.spec import Planned, full_config
+from tagtune.finalize.spec import LeftOut, Planned, full_config
 from tagtune.scoring import SplitUnavailable, score_trials, validation_split
-from tagtune.tracking import TrialRow, Trials, rank_by_family
-from tagtune.trainables.ensemble import greedy_weights
+from tagtune.tracking import TrialRow, Trials, at_chance, rank_by_family
+from tagtune.trainables.ensemble import select_weights
 from tagtune.trainables.inference import FinalsData
 
 
@@ -35,6 +42,27 @@ class Pick:
 
     weights: dict[str, float]
     val_map: float
+
+
+def honest_pool(pool: list[Planned], margin: float) -> tuple[list[Planned], list[LeftOut]]:
+    """The candidates worth an ensemble vote: not at chance, and within ``margin`` val mAUC of
+    their family's best trial; and the ones left out, each with its reason."""
+    best: dict[str, float] = {}
+    for family, _, row in pool:
+        if not at_chance(row.best_mAUC):
+            best[family] = max(best.get(family, -math.inf), row.best_mAUC)
+    keep: list[Planned] = []
+    out: list[LeftOut] = []
+    for family, rank, row in pool:
+        name = family if rank == 1 else f"{family}#{rank}"
+        if at_chance(row.best_mAUC):
+            out.append(LeftOut(name, row.run_id, f"never left chance: val mAUC {row.best_mAUC:.4f}"))
+        elif best[family] - row.best_mAUC > margin:
+            gap = best[family] - row.best_mAUC
+            out.append(LeftOut(name, row.run_id, f"trails {family}'s best by {gap:.4f} val mAUC > {margin:g}"))
+        else:
+            keep.append((family, rank, row))
+    return keep, out
 
 
 def validation_scores(
@@ -60,19 +88,23 @@ def validation_scores(
 
 
 def choose_members(session: Session, trials: Trials, fd: FinalsData) -> tuple[list[Planned], dict[str, Pick]]:
-    """The ensemble pool (each family's ``ensemble_pool`` best multi-label trials) and, per
-    method, the members and weights greedy selection picks on validation (none without a split)."""
+    """The ensemble pool (each family's ``ensemble_pool`` best multi-label trials, less those
+    :func:`honest_pool` leaves out) and, per method, the members and weights chosen on
+    validation (none without a split)."""
     spec = session.spec
     pool = [
         (f, r, row)
         for f, r, row in ranked(trials.top(max(spec.top_k, spec.ensemble_pool)))
         if full_config(row, f)["target_class"] is None
     ]
+    pool, session.left_out = honest_pool(pool, spec.pool_margin)
+    if session.left_out:
+        session.say("ensemble pool leaves out: " + "; ".join(map(str, session.left_out)))
     val = validation_scores(session, fd, [row for _, _, row in pool]) if len(pool) > 1 else None
     picks: dict[str, Pick] = {}
     if val is not None:
         for method in fd.methods:
-            weights, val_map = greedy_weights(val[0], val[1], method)
+            weights, val_map = select_weights(val[0], val[1], method, spec.selection, seed=spec.seed)
             chosen = {row.run_id: w for (_, _, row), w in zip(pool, weights, strict=True) if w > 0}
             picks[method] = Pick(chosen, val_map)
     return pool, picks

@@ -72,7 +72,14 @@ def log_ensemble(session: Session, fd: FinalsData, recipe: Recipe) -> None:
         "weights_from": recipe.how,
     }
     with session.open(RunKind.ENSEMBLE, f"ensemble-{method}", {Tag.ENSEMBLE_METHOD: method}, params) as run:
-        scores = fd.combine([m.scores for m in members], weights, method)
+        # a seed ensemble's seeds are members of their own, sharing its weight: what is scored
+        # here is what the logged model serves
+        seeds = [
+            (c, p, w / len(m.checkpoints))
+            for m, w in zip(members, weights, strict=True)
+            for c, p in zip(m.checkpoints, m.seed_scores, strict=True)
+        ]
+        scores = fd.combine([p for _, p, _ in seeds], [w for _, _, w in seeds], method)
         metrics, per_class, confusion = scored(fd, scores, fd.eval_y, fd.class_names)
         # val_mAP: what the member weights reach on the search's validation split (the score to
         # choose between ensembles by; eval is only reported)
@@ -82,11 +89,11 @@ def log_ensemble(session: Session, fd: FinalsData, recipe: Recipe) -> None:
         logged = log_tagger(
             session.uri,
             run.run_id,
-            [m.checkpoint for m in members],
+            [c for c, _, _ in seeds],
             class_names=fd.class_names,
             n_frames=fd.data.shape[0],
             n_features=fd.data.shape[1],
-            weights=weights,
+            weights=[w for _, _, w in seeds],
             method=method,
             registered_name=name,
             extra_metadata={"members": names},

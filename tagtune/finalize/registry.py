@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 
 from tagtune.errors import InputError
-from tagtune.finalize.spec import FinalizeSpec, Member, Say
+from tagtune.finalize.spec import FinalizeSpec, LeftOut, Member, Say
 from tagtune.tracking import (
     PER_CLASS_ARTIFACT,
     RunKind,
@@ -31,6 +31,7 @@ from tagtune.tracking import (
     open_store,
     recorded_spaces_dir,
     search_trials,
+    to_params,
 )
 from tagtune.tracking.serving import log_tagger, registered_model_name
 from tagtune.tracking.tables import CONFUSION_ARTIFACT
@@ -55,6 +56,11 @@ class Session:
     version: int = 1  # this finalize's number among the search's finalizes (1, 2, ...)
     group_id: str = ""  # this finalize's own run (under the search), the finals' parent
     inputs: list[Any] = field(default_factory=list)  # the data, as dataset inputs of each run
+    left_out: list[LeftOut] = field(default_factory=list)  # trials kept out of the ensemble pool
+    # resuming an interrupted finalize: its FINISHED finals by (source trial run, rank), and the
+    # ensemble methods it already logged; nothing of these is trained or logged again
+    resumed: dict[tuple[str, int], Any] = field(default_factory=dict)
+    done_ensembles: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.parent_tags.append(RunTag(Tag.FINALIZE_ID, self.finalize_id))
@@ -114,8 +120,48 @@ def open_search(spec: FinalizeSpec, say: Say) -> tuple[Session, Trials]:
     }
     session = Session(spec, client, uri, exp.experiment_id, parent, pick_device(spec.device), say)
     session.version = len(earlier - {None}) + 1
-    session.parent_tags[-1] = RunTag(Tag.FINALIZE_VERSION, str(session.version))
+    if spec.resume:
+        resume_interrupted(session, trials.runs)
+    session.parent_tags[:2] = [
+        RunTag(Tag.FINALIZE_ID, session.finalize_id),
+        RunTag(Tag.FINALIZE_VERSION, str(session.version)),
+    ]
     return session, trials
+
+
+def finalize_params(spec: FinalizeSpec) -> dict[str, str]:
+    """A finalize run's params: its spec, less what does not change what it trains."""
+    return to_params(spec, exclude=("tracking_uri", "resume"))
+
+
+def resume_interrupted(session: Session, runs: list[Any]) -> None:
+    """When this search's latest finalize run did not finish and was asked for with the same
+    flags, continue it: same finalize id, version and run; its FINISHED finals and ensembles are
+    kept (:attr:`Session.resumed`), its unfinished ones marked KILLED and done again."""
+    groups = [r for r in runs if r.data.tags.get(Tag.KIND) == RunKind.FINALIZE]
+    if not groups:
+        return
+    last = max(groups, key=lambda r: r.info.start_time)
+    if last.info.status == "FINISHED" or dict(last.data.params) != finalize_params(session.spec):
+        return
+    session.finalize_id = last.data.tags[Tag.FINALIZE_ID]
+    session.version = int(last.data.tags[Tag.FINALIZE_VERSION])
+    session.group_id = last.info.run_id
+    for run in runs:
+        if run.data.tags.get(Tag.FINALIZE_ID) != session.finalize_id or run.info.run_id == session.group_id:
+            continue
+        tags = run.data.tags
+        if run.info.status == "FINISHED" and tags.get(Tag.KIND) == RunKind.FINAL:
+            session.resumed[(tags[Tag.SOURCE_RUN], int(tags[Tag.RANK]))] = run
+        elif run.info.status == "FINISHED" and tags.get(Tag.KIND) == RunKind.ENSEMBLE:
+            session.done_ensembles.add(tags[Tag.ENSEMBLE_METHOD])
+        elif run.info.status == "RUNNING":  # killed before it could end itself
+            session.client.set_terminated(run.info.run_id, "KILLED")
+    session.say(
+        f"continuing the interrupted finalize v{session.version} (run {session.group_id[:8]}): "
+        f"{len(session.resumed)} finals and {len(session.done_ensembles)} ensembles already logged are kept "
+        "(--no-resume starts a new one)"
+    )
 
 
 def log_outputs(
@@ -146,7 +192,7 @@ def register_final(session: Session, member: Member, fd: FinalsData) -> None:
     logged = log_tagger(
         session.uri,
         member.run_id,
-        [member.checkpoint],
+        member.checkpoints,  # a seed ensemble is served as the mean of its seeds
         class_names=fd.class_names,
         n_frames=fd.data.shape[0],
         n_features=fd.data.shape[1],

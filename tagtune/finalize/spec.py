@@ -23,26 +23,51 @@ AUDIO_FIT_SLICE = AUDIO.fit_slice
 AUDIO_ENSEMBLE_METHODS = AUDIO.ensemble_methods
 """Seed 003's ensemble of audio finals: the weighted geometric mean."""
 
-__all__ = ["FinalizeSpec", "FinalizeOutcome", "Member", "Planned", "Say", "full_config", "labels_for"]
+__all__ = ["FinalizeSpec", "FinalizeOutcome", "LeftOut", "Member", "Planned", "Say", "full_config", "labels_for"]
 
 Say = Callable[[str], None]
 Planned = tuple[str, int, TrialRow]
 """``(family, rank, trial)``: one final to train (rank 1: the family's best trial)."""
 
 
+@dataclass(frozen=True)
+class LeftOut:
+    """A trial kept out of the ensemble pool, and why."""
+
+    name: str
+    run_id: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.why})"
+
+
 @dataclass
 class Member:
-    """One trained final: where it came from, its eval scores and its checkpoint folder."""
+    """One trained final: where it came from, its eval scores and its checkpoint folders (one
+    per seed; with ``--seeds N`` its scores are the mean of the seeds' probabilities)."""
 
     family: str
     rank: int
     source: TrialRow
     run_id: str
     epochs: int
-    checkpoint: Path
-    scores: np.ndarray
+    checkpoints: list[Path]
+    seed_scores: list[np.ndarray]
     metrics: dict[str, float]
     model_uri: str = ""
+
+    @property
+    def checkpoint(self) -> Path:
+        """The first seed's checkpoint folder."""
+        return self.checkpoints[0]
+
+    @property
+    def scores(self) -> np.ndarray:
+        """The eval probabilities: the seeds' mean (one seed: its own)."""
+        if len(self.seed_scores) == 1:
+            return self.seed_scores[0]
+        return np.mean(np.stack(self.seed_scores), axis=0).astype(np.float32)
 
     @property
     def name(self) -> str:
