@@ -16,12 +16,13 @@ from typing import Any, cast
 import pandas as pd
 from mlflow import MlflowClient
 
-from tagtune.names import Metrics
+from tagtune.names import Metrics, Tag
 from tagtune.tracking import (
     CHANCE,
     CHANCE_MARGIN,
     SUMMARY_COLUMNS,
     TASK_COLUMNS,
+    RunKind,
     Trials,
     anytime_summary,
     anytime_table,
@@ -67,6 +68,8 @@ class ReportData:
     anytime_summary: pd.DataFrame | None = None
     """Per family and overall: best at 25/50/100 % of the search's wall time."""
     wall_seconds: float = 0.0
+    pool_left_out: str = ""
+    """The newest finalize's trials kept out of the ensemble pool, and why (its run's tag)."""
     health: pd.DataFrame | None = None
     """Per family: sampled trials, how many beat the first trial, how many stayed at chance, and
     the likely cause when most did (:func:`tagtune.tracking.search_health`)."""
@@ -103,6 +106,7 @@ def collect(
         finals=finals,
     )
     data.health = search_health(data.trials)
+    data.pool_left_out = _pool_left_out(trials.runs, finals)
     start = int(parent.info.start_time or 0)
     data.anytime = anytime_table(trials, start)
     end = parent.info.end_time if parent.info.status != "RUNNING" else None
@@ -113,6 +117,18 @@ def collect(
         data.per_class, data.per_class_source = best_per_class(client, parent, trials, finals)
         data.confusion, data.confusion_source = best_confusion(client, finals)
     return data
+
+
+def _pool_left_out(runs: list[Any], finals: pd.DataFrame) -> str:
+    """The ``tagtune.pool_left_out`` tag of the finalize whose finals the report shows."""
+    if finals.empty:
+        return ""
+    newest = str(finals["finalize_id"].iloc[0])
+    for run in runs:
+        tags = run.data.tags
+        if tags.get(Tag.KIND) == RunKind.FINALIZE and tags.get(Tag.FINALIZE_ID) == newest:
+            return str(tags.get(Tag.POOL_LEFT_OUT, ""))
+    return ""
 
 
 def best_confusion(client: MlflowClient, finals: pd.DataFrame) -> tuple[pd.DataFrame | None, str]:
@@ -230,6 +246,7 @@ def report_markdown(data: ReportData) -> str:
             "",
             _markdown(table1),
             *_chance_line(data),
+            *(["", f"Left out of the ensemble pool: {data.pool_left_out}"] if data.pool_left_out else []),
             *_health_lines(data),
             "",
             "Runtime per family (seed 000 Fig. 3): seconds per epoch and per trial",

@@ -26,25 +26,10 @@ DESCRIPTION = (
 )
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def _add_ensemble_flags(p: argparse.ArgumentParser) -> None:
     from tagtune.spec import FinalizeSpec
     from tagtune.trainables.ensemble import SELECTIONS
 
-    add_store_flags(p)
-    p.add_argument("--train", required=True, help="the search's training data (all of it is used)")
-    p.add_argument(
-        "--eval",
-        default=None,
-        help="held-out eval data of the same classes (required for embeddings; for audio the "
-        "default is the CSV's own test rows, e.g. FSDD's official test split, scored with "
-        "eval_accuracy and eval_map3 too)",
-    )
-    p.add_argument(
-        "--top-k",
-        type=int,
-        default=FinalizeSpec.top_k,
-        help="finals per family: its K best trials (default: %(default)s)",
-    )
     p.add_argument(
         "--ensemble-pool",
         type=int,
@@ -68,6 +53,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "the votes (a member that only helps on a few lucky clips gets little weight); 'greedy' is "
         "one forward selection on the whole split (default: %(default)s)",
     )
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from tagtune.spec import FinalizeSpec
+
+    add_store_flags(p)
+    p.add_argument("--train", required=True, help="the search's training data (all of it is used)")
+    p.add_argument(
+        "--eval",
+        default=None,
+        help="held-out eval data of the same classes (required for embeddings; for audio the "
+        "default is the CSV's own test rows, e.g. FSDD's official test split, scored with "
+        "eval_accuracy and eval_map3 too)",
+    )
+    p.add_argument(
+        "--top-k",
+        type=int,
+        default=FinalizeSpec.top_k,
+        help="finals per family: its K best trials (default: %(default)s)",
+    )
+    _add_ensemble_flags(p)
     p.add_argument(
         "--seeds",
         type=int,
