@@ -68,10 +68,8 @@ def main() -> None:
         ]
     )
     honest = {row.run_id for _, _, row in honest_pool(pool, args.margin)[0]}
-    for pool_name, keep in (
-        ("all", list(range(len(pool)))),
-        ("honest", [i for i in range(len(pool)) if ids[i] in honest]),
-    ):
+    pools = [("all", list(range(len(pool)))), ("honest", [i for i in range(len(pool)) if ids[i] in honest])]
+    for pool_name, keep in [(name, keep) for name, keep in pools if len(keep) > 1]:  # an ensemble needs two
         for selection in SELECTIONS:
             for method in ENSEMBLE_METHODS:
                 w, val_map = select_weights([val_p[i] for i in keep], val.y, method, selection)

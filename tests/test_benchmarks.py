@@ -85,6 +85,13 @@ def test_bench_quality_prints_the_reports_tables_and_the_targets(split):
     measured = _figure(out, "best single model mAP", column=2)
     assert 0.0 < measured <= 1.0 and _row(out, "best single model mAP")[4] in ("yes", "no")
     assert (root / "q" / "report.html").is_file()
+    # the same search's ensemble selections, scored on eval with the trial checkpoints
+    sel = _run("bench_selection.py", "--out", str(root / "q"), "--eval", str(evald), cwd=root)
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in sel.splitlines() if "pool (" in line]
+    assert {(r[0].split()[0], r[1]) for r in rows} >= {("all", "greedy"), ("all", "bagged")}
+    for cells in rows:
+        val_map, eval_map = float(cells[4]), float(cells[5])
+        assert 0.0 < val_map <= 1.0 and 0.0 < eval_map <= 1.0 and abs(float(cells[6]) - (val_map - eval_map)) < 2e-4
 
 
 def test_bench_vs_optuna_prints_ratio_and_efficiency(split):
