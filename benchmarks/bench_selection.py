@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 from tagtune.finalize import ranked
 from tagtune.finalize.candidates import honest_pool
 from tagtune.scoring import score_trials, validation_split
-from tagtune.tracking import find_experiment, latest_search_run, search_trials
+from tagtune.tracking import final_name, find_experiment, latest_search_run, search_trials
 from tagtune.trainables.data import load_dataset
 from tagtune.trainables.ensemble import ENSEMBLE_METHODS, SELECTIONS, combine_scores, select_weights
 from tagtune.trainables.inference import EMBEDDINGS
@@ -51,7 +51,7 @@ def main() -> None:
     ev_ds = load_dataset(args.eval)
     ev = EMBEDDINGS.clip_set(ev_ds, np.arange(ev_ds.n_clips))
     val_p, ev_p = score_trials(client, ids, val), score_trials(client, ids, ev)
-    names = [f if r == 1 else f"{f}#{r}" for f, r, _ in pool]
+    names = [final_name(f, r) for f, r, _ in pool]
     rows: list[list[object]] = []
     best = max(range(len(pool)), key=lambda i: pool[i][2].best_mAUC)
     v, e = _scores(val_p[best], val.y), _scores(ev_p[best], ev.y)

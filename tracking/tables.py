@@ -72,6 +72,11 @@ RUNTIME_COLUMNS = ("family", "trials", "epochs", "mean_epoch_s", "mean_trial_s",
 _FINAL_KINDS = (RunKind.FINAL.value, RunKind.ENSEMBLE.value)
 
 
+def final_name(family: str, rank: int) -> str:
+    """A final's name: ``fc1`` for a family's best trial's, ``fc1#2`` for its second's."""
+    return family if rank == 1 else f"{family}#{rank}"
+
+
 def _final_row(run: Any) -> dict[str, Any]:
     """A finished final's or ensemble's row of the finals table."""
     kind = run_kind(run)
@@ -79,7 +84,7 @@ def _final_row(run: Any) -> dict[str, Any]:
     method = tags.get(Tag.ENSEMBLE_METHOD, "")
     family = tags.get(Tag.FAMILY, "")
     rank = int(tags.get(Tag.RANK, "1"))
-    name = f"ensemble-{method}" if kind == RunKind.ENSEMBLE.value else (family if rank == 1 else f"{family}#{rank}")
+    name = f"ensemble-{method}" if kind == RunKind.ENSEMBLE.value else final_name(family, rank)
     return {
         "run_id": run.info.run_id,
         "kind": kind,

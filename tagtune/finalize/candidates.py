@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from tagtune.finalize.registry import Session
 from tagtune.finalize.spec import LeftOut, Planned, full_config
 from tagtune.scoring import SplitUnavailable, score_trials, validation_split
-from tagtune.tracking import TrialRow, Trials, at_chance, rank_by_family
+from tagtune.tracking import TrialRow, Trials, at_chance, final_name, rank_by_family
 from tagtune.trainables.ensemble import select_weights
 from tagtune.trainables.inference import FinalsData
 
@@ -54,11 +54,10 @@ def honest_pool(pool: list[Planned], margin: float) -> tuple[list[Planned], list
     keep: list[Planned] = []
     out: list[LeftOut] = []
     for family, rank, row in pool:
-        name = family if rank == 1 else f"{family}#{rank}"
+        name, gap = final_name(family, rank), best.get(family, math.inf) - row.best_mAUC
         if at_chance(row.best_mAUC):
             out.append(LeftOut(name, row.run_id, f"never left chance: val mAUC {row.best_mAUC:.4f}"))
-        elif best[family] - row.best_mAUC > margin:
-            gap = best[family] - row.best_mAUC
+        elif gap > margin:
             out.append(LeftOut(name, row.run_id, f"trails {family}'s best by {gap:.4f} val mAUC > {margin:g}"))
         else:
             keep.append((family, rank, row))

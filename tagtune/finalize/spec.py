@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pandas as pd
 
 from tagtune.errors import InputError
 from tagtune.spec import FinalizeSpec
-from tagtune.tracking import TrialRow
+from tagtune.tracking import TrialRow, final_name
 from tagtune.trainables.inference import AUDIO, EMBEDDINGS
 
 FIT_SLICE = EMBEDDINGS.fit_slice
@@ -23,11 +24,28 @@ AUDIO_FIT_SLICE = AUDIO.fit_slice
 AUDIO_ENSEMBLE_METHODS = AUDIO.ensemble_methods
 """Seed 003's ensemble of audio finals: the weighted geometric mean."""
 
-__all__ = ["FinalizeSpec", "FinalizeOutcome", "LeftOut", "Member", "Planned", "Say", "full_config", "labels_for"]
+__all__ = [
+    "FinalizeSpec",
+    "FinalizeOutcome",
+    "LeftOut",
+    "Member",
+    "Planned",
+    "Say",
+    "full_config",
+    "labels_for",
+    "seed_mean",
+]
 
 Say = Callable[[str], None]
 Planned = tuple[str, int, TrialRow]
 """``(family, rank, trial)``: one final to train (rank 1: the family's best trial)."""
+
+
+def seed_mean(probs: list[np.ndarray]) -> np.ndarray:
+    """A seed ensemble's probabilities: the mean of its seeds' (one seed: its own)."""
+    if len(probs) == 1:
+        return probs[0]
+    return np.mean(np.stack(probs), axis=0).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -62,17 +80,15 @@ class Member:
         """The first seed's checkpoint folder."""
         return self.checkpoints[0]
 
-    @property
+    @cached_property
     def scores(self) -> np.ndarray:
-        """The eval probabilities: the seeds' mean (one seed: its own)."""
-        if len(self.seed_scores) == 1:
-            return self.seed_scores[0]
-        return np.mean(np.stack(self.seed_scores), axis=0).astype(np.float32)
+        """The eval probabilities: the seeds' mean (:func:`seed_mean`)."""
+        return seed_mean(self.seed_scores)
 
     @property
     def name(self) -> str:
         """``fc1`` for a family's best, ``fc1#2`` for its second."""
-        return f"{self.family}#{self.rank}" if self.rank > 1 else self.family
+        return final_name(self.family, self.rank)
 
 
 @dataclass

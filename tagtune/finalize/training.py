@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tagtune.finalize.registry import Session, log_outputs, register_final
-from tagtune.finalize.spec import Member, Planned, Say, full_config, labels_for
+from tagtune.finalize.spec import Member, Planned, Say, full_config, labels_for, seed_mean
 from tagtune.names import Metrics
 from tagtune.scoring import evaluate
 from tagtune.tracking import RunKind, Tag, TrialRow, Trials
@@ -114,8 +114,7 @@ def score_checkpoints(
         model, meta = load_model(folder)
         probs.append(checkpoint_probabilities(model, meta, fd.test, session.device))
     y, names = labels_for(full, fd.eval_y, fd.class_names)
-    mean = probs[0] if len(probs) == 1 else fd.combine(probs, [1.0] * len(probs), "mean")
-    metrics, per_class, confusion = scored(fd, mean, y, names)
+    metrics, per_class, confusion = scored(fd, seed_mean(probs), y, names)
     if len(probs) > 1:
         each = [scored(fd, p, y, names)[0] for p in probs]
         for key in (Metrics.EVAL_MAUC, Metrics.EVAL_MAP):
@@ -143,7 +142,7 @@ def reuse_final(session: Session, fd: FinalsData, planned: Planned, done: Any, w
     """A final an interrupted finalize already trained and logged (``done``, its FINISHED run):
     its checkpoints downloaded and scored again, nothing retrained or registered again."""
     family, rank, row = planned
-    n = int(done.data.tags.get(Tag.SEEDS, "0").count(",")) + 1
+    n = done.data.tags.get(Tag.SEEDS, "0").count(",") + 1
     folders = []
     for k in range(n):
         into = Path(work) / f"{family}-{rank}-seed{k}"
@@ -155,7 +154,7 @@ def reuse_final(session: Session, fd: FinalsData, planned: Planned, done: Any, w
     member = Member(family, rank, row, done.info.run_id, epochs, folders, probs, metrics)
     member.model_uri = done.data.tags.get(Tag.MODEL_URI, "")
     if member.model_uri:
-        session.model(family if rank == 1 else member.name, member.run_id, member.model_uri, metrics, f"final_{family}")
+        session.model(member.name, member.run_id, member.model_uri, metrics, f"final_{family}")
     session.say(f"final {family} #{rank}: kept from the interrupted finalize (run {done.info.run_id[:8]})")
     return member
 
