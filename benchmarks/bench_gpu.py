@@ -43,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_NPZ = HERE / "gpu_data" / "bal_train.npz"
 MAX_NPZ_BYTES = 40 * 2**20
 EPOCH_FAMILIES = ("fc1", "fc2", "attention", "lstm", "densenet")
-PACK_FAMILIES = ("fc2", "attention")
+PACK_FAMILIES = "fc2,attention"
 #: Seconds per epoch on this repository's CPU (README, "Speed": bench_epochs.py, 2 threads).
 CPU_SECONDS = {"fc1": 0.54, "fc2": 1.89, "attention": 10.06, "lstm": 15.47, "densenet": 7.02}
 QUICK_CLIPS = 600
@@ -172,6 +172,86 @@ def bf16_check(data: Any, device: torch.device, epochs: int) -> dict[str, float]
     return out
 
 
+def _step_ms(model: Any, opt: Any, x: torch.Tensor, y: torch.Tensor, steps: int, graph: bool) -> float:
+    """Milliseconds per training step (bf16 autocast, BCE) on fixed device batches; ``graph``:
+    the step captured once as a CUDA graph and replayed (an experiment, not tagtune's loop)."""
+    from tagtune.trainables.batches import autocast
+
+    def step() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False) if graph else autocast(x.device):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x).float(), y)
+        loss.backward()
+        opt.step()
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up (on a side stream, as graph capture wants)
+        for _ in range(5):
+            opt.zero_grad(set_to_none=not graph)
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    run = step
+    if graph:
+        g = torch.cuda.CUDAGraph()
+        opt.zero_grad(set_to_none=False)
+        with torch.cuda.graph(g):
+            step()
+        run = g.replay
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(steps):
+        if not graph:
+            opt.zero_grad(set_to_none=True)
+        run()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t) * 1000 / steps
+
+
+def breakdown(data: Any, device: torch.device) -> list[list[object]]:
+    """Where fc2's epoch goes on the device: validation (predict + metrics) and one training step
+    with foreach Adam, fused Adam (tagtune's default on CUDA), batch 256 and a CUDA graph."""
+    from tagtune.trainables.batches import predict
+    from tagtune.trainables.config import resolve_config
+    from tagtune.trainables.loop import build_model
+    from tagtune.trainables.metrics import tagging_metrics
+
+    cfg = resolve_config({"family": "fc2"})
+    x_val = torch.from_numpy(np.ascontiguousarray(data.clips.x[data.val_idx])).to(device)
+    y_val = torch.from_numpy(data.y[data.val_idx]).to(device)
+    model = build_model(cfg, n_frames=10, n_features=128, n_classes=data.y.shape[1]).to(device)
+    secs = []
+    for _ in range(3):
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        tagging_metrics(predict(model, x_val), y_val)
+        torch.cuda.synchronize()
+        secs.append(time.perf_counter() - t)
+    rows: list[list[object]] = [
+        ["fc2 epoch breakdown", "validation: predict + metrics", f"{min(secs):.3f} s", "", "", ""]
+    ]
+    n_steps = -(-len(data.train_idx) // int(cfg["batch_size"]))
+    for what, batch, kwargs, graph in (
+        ("step, Adam foreach", 64, {"foreach": True}, False),
+        ("step, Adam fused", 64, {"fused": True}, False),
+        ("step, Adam fused, batch 256", 256, {"fused": True}, False),
+        ("step, CUDA graph (capturable Adam)", 64, {"capturable": True, "foreach": True}, True),
+    ):
+        m = build_model(cfg, n_frames=10, n_features=128, n_classes=data.y.shape[1]).to(device).train()
+        x = torch.randn(batch, 10, 128, device=device)
+        y = (torch.rand(batch, data.y.shape[1], device=device) < 0.01).float()
+        try:
+            opt = torch.optim.Adam(m.parameters(), lr=3e-4, **kwargs)
+            ms = _step_ms(m, opt, x, y, 200, graph)
+            per_epoch = ms * -(-len(data.train_idx) // batch) / 1000
+            rows.append(
+                ["fc2 epoch breakdown", what, f"{ms:.3f} ms", f"{per_epoch:.3f} s of training per epoch", "", ""]
+            )
+        except Exception as err:  # an experiment: report, do not stop the check
+            rows.append(["fc2 epoch breakdown", what, "failed", f"{type(err).__name__}: {str(err)[:120]}", "", ""])
+    rows.append(["fc2 epoch breakdown", "steps per epoch at batch 64", str(n_steps), "", "", ""])
+    return rows
+
+
 def worker(args: argparse.Namespace) -> int:
     """One process of the packing figure: load, say ready, wait for go, train, report JSON."""
     from tagtune.trainables.loop import fit
@@ -242,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="epochs of the seconds-per-epoch figure (3)")
     parser.add_argument("--pack-epochs", type=int, default=None, help="epochs per packed trial (10)")
     parser.add_argument("--processes", default=None, help="processes sharing the device (1,4,8)")
+    parser.add_argument("--pack-families", default=PACK_FAMILIES, help="families of the packing figure")
     parser.add_argument("--budget-s", type=float, default=400, help="fewer packed epochs past this many seconds")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the main process")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -282,7 +363,9 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
     per_epoch = {f["family"]: f["seconds"] for f in figures}
-    for family in PACK_FAMILIES:
+    if device.type == "cuda":
+        rows += breakdown(data, device)
+    for family in [f for f in args.pack_families.split(",") if f]:
         for k in processes:
             # the pessimistic estimate: k trials one after the other, plus ~10 s of start-up
             left = args.budget_s - (time.perf_counter() - t0)

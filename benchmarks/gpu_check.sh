@@ -24,7 +24,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 "$PY" -c "import torch, os; print('torch', torch.__version__, '| cuda', torch.cuda.is_available(), '|', os.cpu_count(), 'CPUs')"
 
 echo; echo "## gpu tests"
-timeout 240 "$PY" -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_gpu.py
+# -P: not the checkout first on sys.path (its tagtune/ lacks trainables/; the site above has it)
+timeout 240 "$PY" -P -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_gpu.py
 tests_rc=$?
 
 echo; echo "## figures"

@@ -5,15 +5,18 @@
 
 * no GPU in the cluster: trials train on CPU (``gpus_per_trial = 0``);
 * else each family declares how many of its trials share one GPU (``trials_per_gpu`` in its
-  ``register_family`` call: 4 for the fully connected ``fc1`` / ``fc2`` / ``fc500``, whose epoch
-  is a few ms on a GPU; 1 for ``densenet_audio``, raw audio with the whole waveform set on the
-  device; 2 for the others; variants inherit it); a search packs the fewest of its families';
+  ``register_family`` call: 16 for the fully connected ``fc1`` / ``fc2`` / ``fc500``; 1 for
+  ``densenet_audio``, raw audio with the whole waveform set on the device; 8 for the others;
+  variants inherit it); a search packs the fewest of its families';
 * never more trials per GPU than the CPUs feed: ``trials_per_gpu * cpus_per_trial <= CPUs / GPUs``
   (at least 1);
 * ``gpus_per_trial = 1 / trials_per_gpu``.
 
-An explicit ``--gpus-per-trial`` is used as it is (``0`` forces CPU).  The per-family figures are
-reasoned defaults: issue 16's GPU measurements (``benchmarks/gpu_check.sh``) are still pending.
+An explicit ``--gpus-per-trial`` is used as it is (``0`` forces CPU).  The per-family figures come
+from ``benchmarks/gpu_check.sh`` on an H200 (2026-12-04, README "GPUs"): processes of the training
+loop sharing the GPU gave fc2 6.8x the epochs per second of one process with 8 and 10x with 16,
+attention 6.0x with 8, at under 1.1 GiB of GPU memory per trial; ``densenet_audio`` (not measured)
+keeps a GPU to itself.
 This module imports the model registry only when it needs it, so the CLI's ``--help`` stays light.
 """
 
@@ -25,10 +28,10 @@ from dataclasses import dataclass
 
 RULE = (
     "default: auto. With no GPU in the Ray cluster trials train on CPU; with GPUs they share them: "
-    "each family declares how many of its trials share one GPU (4 for fc1/fc2/fc500, 1 for "
-    "densenet_audio, 2 for the others; `tagtune families` shows it), a search packs the fewest of "
+    "each family declares how many of its trials share one GPU (16 for fc1/fc2/fc500, 1 for "
+    "densenet_audio, 8 for the others; `tagtune families` shows it), a search packs the fewest of "
     "its families', never more than CPUs per GPU / --cpus-per-trial, and asks 1/that GPU per trial. "
-    "These figures are reasoned, not yet measured on a GPU. 0 forces CPU; a value "
+    "These figures were measured on an H200 (README, GPUs). 0 forces CPU; a value "
     "(0.25 = 4 trials per GPU) is used as given."
 )
 """The rule in one paragraph (``tagtune search --help``)."""

@@ -16,29 +16,29 @@ def test_no_gpu_in_the_cluster_means_cpu():
     assert choose_gpus({"CPU": 16.0, "GPU": 0.0}, ["fc1"], 1.0).gpus_per_trial == 0.0
 
 
-def test_one_gpu_packs_the_fully_connected_families_four_to_a_gpu():
+def test_one_gpu_packs_the_fully_connected_families_sixteen_to_a_gpu():
     choice = choose_gpus({"CPU": 16.0, "GPU": 1.0}, ["fc1", "fc2"], 1.0)
-    assert (choice.gpus_per_trial, choice.trials_per_gpu) == (0.25, 4)
+    assert (choice.gpus_per_trial, choice.trials_per_gpu) == (1 / 16, 16)
     assert choice.line == (
-        "GPUs: 1 in the cluster, 4 trials per GPU (fc1, fc2 share 4 each); --gpus-per-trial 0 forces CPU"
+        "GPUs: 1 in the cluster, 16 trials per GPU (fc1, fc2 share 16 each); --gpus-per-trial 0 forces CPU"
     )
 
 
 def test_eight_gpus_pack_the_same_per_gpu():
     choice = choose_gpus({"CPU": 128.0, "GPU": 8.0, "memory": 1e12, "node:10.0.0.1": 1.0}, ["attention"], 2.0)
-    assert (choice.gpus_per_trial, choice.trials_per_gpu) == (0.5, 2)
-    assert choice.line.startswith("GPUs: 8 in the cluster, 2 trials per GPU (attention share 2 each)")
+    assert (choice.gpus_per_trial, choice.trials_per_gpu) == (0.125, 8)
+    assert choice.line.startswith("GPUs: 8 in the cluster, 8 trials per GPU (attention share 8 each)")
 
 
 def test_mixed_families_pack_the_fewest():
     choice = choose_gpus({"CPU": 16.0, "GPU": 1.0}, ["fc1", "lstm", "fc500"], 1.0)
-    assert (choice.gpus_per_trial, choice.trials_per_gpu) == (0.5, 2)
-    assert "the fewest of fc1 4, lstm 2, fc500 4" in choice.line
+    assert (choice.gpus_per_trial, choice.trials_per_gpu) == (0.125, 8)
+    assert "the fewest of fc1 16, lstm 8, fc500 16" in choice.line
     assert choose_gpus({"CPU": 16.0, "GPU": 1.0}, ["fc2", "densenet_audio"], 1.0).gpus_per_trial == 1.0
 
 
 def test_never_more_trials_per_gpu_than_the_cpus_feed():
-    # 8 CPUs over 4 GPUs = 2 CPUs per GPU: fc1 wants 4 trials per GPU, 1-CPU trials allow 2
+    # 8 CPUs over 4 GPUs = 2 CPUs per GPU: fc1 wants 16 trials per GPU, 1-CPU trials allow 2
     choice = choose_gpus({"CPU": 8.0, "GPU": 4.0}, ["fc1"], 1.0)
     assert (choice.gpus_per_trial, choice.trials_per_gpu) == (0.5, 2)
     assert "capped by 2 CPUs per GPU at 1 per trial" in choice.line
@@ -65,12 +65,12 @@ def test_an_explicit_value_is_used_as_given(gpus):
 
 def test_each_family_declares_its_trials_per_gpu_and_variants_inherit_it():
     per_gpu = {name: get_family(name).trials_per_gpu for name in list_families()}
-    assert per_gpu["fc1"] == per_gpu["fc2"] == per_gpu["fc500"] == 4  # fc500 is fc2's variant
+    assert per_gpu["fc1"] == per_gpu["fc2"] == per_gpu["fc500"] == 16  # fc500 is fc2's variant
     assert per_gpu["densenet_audio"] == 1
-    assert {per_gpu[n] for n in per_gpu if n not in ("fc1", "fc2", "fc500", "densenet_audio")} == {2}
-    # the --help text states these figures and that they are not measured yet
-    assert "4 for fc1/fc2/fc500, 1 for densenet_audio, 2 for the others" in RULE
-    assert "not yet measured on a GPU" in RULE
+    assert {per_gpu[n] for n in per_gpu if n not in ("fc1", "fc2", "fc500", "densenet_audio")} == {8}
+    # the --help text states these figures and where they were measured
+    assert "16 for fc1/fc2/fc500, 1 for densenet_audio, 8 for the others" in RULE
+    assert "measured on an H200" in RULE
 
 
 def test_a_family_cannot_declare_zero_trials_per_gpu():
@@ -93,7 +93,7 @@ def test_the_flag_defaults_to_auto_none_in_the_spec_and_explains_the_rule(capsys
     with pytest.raises(SystemExit):
         build_parser().parse_args(["search", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "default: auto" in help_text and "0 forces CPU" in help_text and "not yet measured" in help_text
+    assert "default: auto" in help_text and "0 forces CPU" in help_text and "measured on an H200" in help_text
 
 
 def test_the_recorded_value_round_trips_none_and_numbers():

@@ -57,11 +57,11 @@ class Batches(Protocol):
     def predict_logits(self, model: nn.Module, idx: Tensor) -> Tensor: ...
 
 
-def autocast(device: torch.device) -> Any:
+def autocast(device: torch.device, cache: bool = True) -> Any:
     """bf16 autocast on CUDA, a no-op elsewhere (and on CUDA too with ``TAGTUNE_BF16=0`` in the
     environment: float32 throughout, e.g. to compare bf16 against float32)."""
     enabled = device.type == "cuda" and os.environ.get("TAGTUNE_BF16", "1") != "0"
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled, cache_enabled=cache)
 
 
 class Scaler:

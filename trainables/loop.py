@@ -39,6 +39,7 @@ from tagtune.trainables.audio.batches import AudioBatches
 from tagtune.trainables.batches import Batches, EmbeddingBatches, autocast, predict
 from tagtune.trainables.config import OPTIMIZERS, TRAIN_DEFAULTS, resolve_config
 from tagtune.trainables.data import TrialData
+from tagtune.trainables.graphs import GraphedStep, graphs_apply
 from tagtune.trainables.heads import replace_output_layer
 from tagtune.trainables.metrics import task_metrics
 from tagtune.trainables.models import create_model
@@ -81,19 +82,30 @@ class FitResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def make_optimizer(name: str, params: Any, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str, params: Any, cfg: Mapping[str, Any], *, capturable: bool = False
+) -> torch.optim.Optimizer:
     """Adam, AdamW, SGD with momentum, RMSprop or Adagrad, with the config's lr and weight decay.
 
     AdamW's weight decay is decoupled from the gradient (Adam's is L2 added to it).  ``name`` is
-    one of :data:`OPTIMIZERS`, which the config checked (:func:`resolve_config`).
+    one of :data:`OPTIMIZERS`, which the config checked (:func:`resolve_config`).  ``capturable``
+    (Adam / AdamW on CUDA, for :class:`~tagtune.trainables.graphs.GraphedStep`): the step can be
+    captured in a CUDA graph, its learning rate a device tensor the schedules update in place.
     """
     lr, wd = float(cfg["lr"]), float(cfg["weight_decay"])
-    name = name.lower()
+    name, params = name.lower(), list(params)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=float(cfg["momentum"]), weight_decay=wd)
+    if name in ("adam", "adamw"):
+        # On CUDA one fused kernel per step instead of a few per parameter (gpu_check.sh: a
+        # small model's step there is launch-bound); the same update as the default path.
+        fused = bool(params) and all(p.is_cuda and p.is_floating_point() for p in params)
+        adam = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        if capturable:
+            lr_t = torch.tensor(lr, device=params[0].device)
+            return adam(params, lr=lr_t, weight_decay=wd, capturable=True, foreach=True)
+        return adam(params, lr=lr, weight_decay=wd, fused=fused or None)
     optimizers: dict[str, Callable[..., torch.optim.Optimizer]] = {
-        "adam": torch.optim.Adam,
-        "adamw": torch.optim.AdamW,
         "rmsprop": torch.optim.RMSprop,
         "adagrad": torch.optim.Adagrad,
     }
@@ -211,6 +223,7 @@ class _Training:
     val_idx: Tensor
     y_val: Tensor
     gen: torch.Generator
+    graphed: GraphedStep | None = None
 
 
 def _setup(cfg: Mapping[str, Any], data: TrialData, max_epochs: int, dev: torch.device) -> _Training:
@@ -229,7 +242,8 @@ def _setup(cfg: Mapping[str, Any], data: TrialData, max_epochs: int, dev: torch.
         # Softmax outputs want the bias log(p): the log-odds of p / (1 + p).
         init_output_bias(model, rate / (1 + rate) if task == "singlelabel" else rate)
     model.to(dev)
-    optimizer = make_optimizer(str(cfg["optimizer"]), model.parameters(), cfg)
+    graphed = graphs_apply(cfg, dev, data.kind)
+    optimizer = make_optimizer(str(cfg["optimizer"]), model.parameters(), cfg, capturable=graphed)
     ema = make_ema(model, float(cfg["ema_decay"]))
     scheduler = make_scheduler(
         optimizer,
@@ -240,7 +254,7 @@ def _setup(cfg: Mapping[str, Any], data: TrialData, max_epochs: int, dev: torch.
     )
     batches = kind_batches(cfg, data, y_task, dev)
     val_idx = torch.from_numpy(np.array(data.val_idx, dtype=np.int64)).to(dev)
-    return _Training(
+    run = _Training(
         cfg=cfg,
         device=dev,
         task=task,
@@ -254,30 +268,46 @@ def _setup(cfg: Mapping[str, Any], data: TrialData, max_epochs: int, dev: torch.
         y_val=batches.y[val_idx].bool(),
         gen=torch.Generator(device="cpu").manual_seed(int(cfg["seed"])),
     )
+    if graphed:
+        run.graphed = GraphedStep(
+            lambda idx, capturing: _step(run, idx, capturing),
+            lambda to_none: optimizer.zero_grad(set_to_none=to_none),
+            int(cfg["batch_size"]),
+        )
+    return run
+
+
+def _step(run: _Training, idx: Tensor, capturing: bool = False) -> Tensor:
+    """One training step on the clips ``idx`` after the gradients were cleared: forward, loss,
+    backward, clipping, optimizer (and EMA) step; the batch's reported loss."""
+    cfg, model, batches = run.cfg, run.model, run.batches
+    xb, yb = batches.make(idx)
+    with autocast(run.device, cache=not capturing):
+        logits = model(xb)
+    verified = batches.verified[idx] if batches.verified is not None else None
+    loss, reported = _batch_loss(logits.float(), yb, float(cfg["loss_mask_alpha"]), verified, run.task == "singlelabel")
+    loss.backward()
+    if float(cfg["grad_clip"]) > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), float(cfg["grad_clip"]))
+    run.optimizer.step()
+    if run.ema is not None:
+        run.ema.update_parameters(model)
+    return reported
 
 
 def _train_epoch(run: _Training, epoch: int) -> float:
     """One epoch of training; its mean training loss.  Raises :class:`TrainingDiverged`."""
-    cfg, dev, model, batches = run.cfg, run.device, run.model, run.batches
-    batch_size, grad_clip = int(cfg["batch_size"]), float(cfg["grad_clip"])
-    mask_alpha, single = float(cfg["loss_mask_alpha"]), run.task == "singlelabel"
-    model.train()
-    order = batches.order(run.gen)
-    total, count = torch.zeros((), device=dev), 0
+    cfg, batch_size = run.cfg, int(run.cfg["batch_size"])
+    run.model.train()
+    order = run.batches.order(run.gen)
+    total, count = torch.zeros((), device=run.device), 0
     for b in range(0, len(order), batch_size):
         idx = order[b : b + batch_size]
-        xb, yb = batches.make(idx)
-        with autocast(dev):
-            logits = model(xb)
-        verified = batches.verified[idx] if batches.verified is not None else None
-        loss, reported = _batch_loss(logits.float(), yb, mask_alpha, verified, single)
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        run.optimizer.step()
-        if run.ema is not None:
-            run.ema.update_parameters(model)
+        if run.graphed is not None:
+            reported = run.graphed(idx)
+        else:
+            run.optimizer.zero_grad(set_to_none=True)
+            reported = _step(run, idx)
         total += reported * len(idx)
         count += len(idx)
     if run.scheduler is not None:

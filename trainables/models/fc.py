@@ -12,7 +12,7 @@ WIDTH = int_range(1, 65536)
 DROPOUT = float_range(0.0, 1.0, high_open=True)
 #: An epoch of a fully connected family on bal_train is a few ms of GPU work (1280 x 1024 at
 #: most), so one trial leaves the GPU mostly idle while the loop runs in Python: 4 share one.
-FC_TRIALS_PER_GPU = 4
+FC_TRIALS_PER_GPU = 16
 
 
 class FC(nn.Module):
