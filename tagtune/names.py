@@ -84,6 +84,7 @@ class Tag:
     WARM_START = "tagtune.warm_start"  # on a search run: the trials it was seeded with
     OPTUNA_STUDY = "tagtune.optuna_study"  # a trial run's Optuna study and trial number
     OPTUNA_TRIAL = "tagtune.optuna_trial"
+    FIRST_TRIAL = "tagtune.first_trial"  # "True" on a trial that ran an enqueued config (defaults, portfolio)
     # MLflow's own keys that its UI shows (source, user, experiment kind)
     SOURCE_NAME = "mlflow.source.name"
     SOURCE_TYPE = "mlflow.source.type"

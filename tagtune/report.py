@@ -271,8 +271,9 @@ def _health_lines(data: ReportData) -> list[str]:
     ]
     return [
         "",
-        "How the search went: per family, the sampled trials (after the first: defaults, portfolio or "
-        f"warm start), how many beat the first trial, and how many never left chance (best val_mAUC < {CHANCE_MAUC:g})",
+        "How the search went: per family, the sampled trials (not its first configs: the registered "
+        "defaults or a start portfolio's, or after a warm start's first trial), how many beat the best "
+        f"first trial, and how many never left chance (best val_mAUC < {CHANCE_MAUC:g})",
         "",
         _markdown(table),
         *([""] + causes if causes else []),

@@ -59,6 +59,8 @@ def test_search_logs_every_trial_and_reports_per_family(ray_local, search_spec, 
             and all(r.data.params[k] == str(defaults[k]) for k in ("lr", "batch_size", "dropout"))
         ]
         assert len(firsts) == 1, family
+        tagged = [r for r in runs if r.data.tags[Tag.FAMILY] == family and r.data.tags.get(Tag.FIRST_TRIAL) == "True"]
+        assert [r.info.run_id for r in tagged] == [firsts[0].info.run_id], family
 
     markdown, table = report("t", None)
     assert list(table["family"]).count("fc1") == 1 and len(table) == 2
@@ -90,6 +92,21 @@ def test_search_logs_every_trial_and_reports_per_family(ray_local, search_spec, 
     assert retrained.info.status == "FINISHED" and retrained.data.params["lr"] == str(doc["config"]["lr"])
     history = [m.value for m in client.get_metric_history(run_id, "val_mAUC")]
     assert len(history) == 1 and math.isclose(best["val_mAUC"], history[0], abs_tol=1e-6)  # returned = logged
+
+
+def test_a_portfolios_configs_run_first_and_the_report_counts_the_rest_as_sampled(ray_local, search_spec, workdir):
+    portfolio = workdir / "portfolio.yaml"
+    portfolio.write_text(
+        "fc1:\n- {name: a, params: {lr: 0.002, dropout: 0.1}}\n- {name: b, params: {lr: 0.0007, dropout: 0.3}}\n"
+    )
+    spec = search_spec(families=["fc1"], trials_per_family=3, max_epochs=1, experiment="pf", portfolio=str(portfolio))
+    outcome = run_search(spec, echo=lambda line: None)
+    runs = _children(MlflowClient(outcome.tracking_uri), outcome.experiment_id, outcome.parent_run_id)
+    firsts = sorted(float(r.data.params["lr"]) for r in runs if r.data.tags.get(Tag.FIRST_TRIAL) == "True")
+    assert firsts == [0.0007, 0.002] and len(runs) == 3
+    markdown, _ = report("pf", None)
+    health = markdown[markdown.index("How the search went") :]
+    assert "| fc1 | 1 |" in health  # one sampled trial, not two
 
 
 def test_diverging_trial_is_isolated_and_counted(ray_local, search_spec, workdir):

@@ -50,3 +50,29 @@ def test_counts_per_family_and_the_cause_when_most_are_at_chance():
 
 def test_no_trials_gives_an_empty_table():
     assert list(search_health(pd.DataFrame()).columns) == list(HEALTH_COLUMNS)
+
+
+def test_a_portfolios_configs_are_first_trials_not_sampled_ones():
+    """A start portfolio runs three configs first (tagged ``first`` by the search); the sampled
+    trials are the rest, compared with the best of those three."""
+    trials = _trials(
+        [
+            ("fc2", 0, "FINISHED", 0.80, "adam", 1e-3),
+            ("fc2", 1, "FINISHED", 0.86, "adamw", 7e-4),
+            ("fc2", 2, "FINISHED", 0.82, "adam", 2e-3),
+            ("fc2", 3, "FINISHED", 0.84, "adam", 1e-3),
+            ("fc2", 4, "FINISHED", 0.87, "adam", 5e-4),
+            ("fc1", 0, "FINISHED", 0.70, "adam", 1e-3),  # no trial marked: number 0 is the first
+            ("fc1", 1, "FINISHED", 0.75, "adam", 1e-3),
+        ]
+    )
+    trials["first"] = [True, True, True, False, False, False, False]
+    health = search_health(trials).set_index("family")
+    assert health.loc["fc2", "sampled"] == 2
+    assert health.loc["fc2", "first_mAUC"] == 0.86  # the best of the portfolio's three
+    assert health.loc["fc2", "beat_first"] == 1
+    assert (health.loc["fc1", "sampled"], health.loc["fc1", "first_mAUC"], health.loc["fc1", "beat_first"]) == (
+        1,
+        0.70,
+        1,
+    )

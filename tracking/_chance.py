@@ -90,9 +90,10 @@ def _params_of(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def search_health(trials: Any) -> Any:
     """How the search went, per family, from the report's trials table (columns ``family``,
-    ``number`` (0 = the family's first trial: its defaults, portfolio or warm-start config),
-    ``status``, ``best_val_mAUC`` and ``params_<name>``): the sampled trials (all after the first)
-    with a score, how many of them beat the first trial, how many never left chance
+    ``number``, ``first``, ``status``, ``best_val_mAUC`` and ``params_<name>``): the sampled trials
+    with a score (those not ``first``: the registered defaults or a start portfolio's configs;
+    where no trial of a family is marked, as in a warm start or an older store, all after its
+    ``number`` 0), how many of them beat the best first trial, how many never left chance
     (:func:`at_chance`), and, when most of them are at chance, the likely cause
     (:func:`likely_cause`).  A pandas DataFrame with :data:`HEALTH_COLUMNS`."""
     import pandas as pd
@@ -105,9 +106,11 @@ def search_health(trials: Any) -> Any:
         scored = scored[scored["status"] == "FINISHED"]
     for family in dict.fromkeys(trials["family"]):
         mine = scored[scored["family"] == family].sort_values("number")
-        first = mine[mine["number"] == 0]
-        sampled = mine[mine["number"] > 0]
-        first_score = float(first[Metrics.BEST_VAL_MAUC].iloc[0]) if len(first) else math.nan
+        marked = mine["first"].eq(True) if "first" in mine else mine["number"] < 0
+        if not marked.any():
+            marked = mine["number"] == 0
+        first, sampled = mine[marked], mine[~marked]
+        first_score = float(first[Metrics.BEST_VAL_MAUC].max()) if len(first) else math.nan
         records = sampled.to_dict("records")
         stuck = [r for r in records if at_chance(float(r[Metrics.BEST_VAL_MAUC]))]
         moved = [r for r in records if not at_chance(float(r[Metrics.BEST_VAL_MAUC]))]

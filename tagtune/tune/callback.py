@@ -173,6 +173,8 @@ class MlflowTrialLogger(tune.Callback):
         optuna_id = searcher.optuna_identity(trial.trial_id) if searcher is not None else None
         if optuna_id is not None:
             tags[Tag.OPTUNA_STUDY], tags[Tag.OPTUNA_TRIAL] = optuna_id[0], str(optuna_id[1])
+        if searcher is not None and searcher.is_first(trial.trial_id):
+            tags[Tag.FIRST_TRIAL] = "True"
         run_name = f"{family}-{trial.trial_id}"
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         run_id = run.info.run_id

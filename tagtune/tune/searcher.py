@@ -83,6 +83,7 @@ class FamilySearcher(Searcher):
         warm_trials = warm_trials or {}
         self.families = list(spaces)
         self.searchers: dict[str, OptunaSearch] = {}
+        self.enqueued: dict[str, set[int]] = {}
         for i, (family, space) in enumerate(spaces.items()):
             self.searchers[family] = OptunaSearch(
                 space=space.sample,
@@ -102,8 +103,13 @@ class FamilySearcher(Searcher):
             if not warm_trials.get(family):
                 firsts = list((first_configs or {}).get(family) or ([{}] if defaults_first else []))
                 _enqueue_first(study, space, family, firsts)
+            # the study's trial numbers of its enqueued first configs (kept across a resume)
+            self.enqueued[family] = {
+                t.number for t in study.get_trials(deepcopy=False) if "fixed_params" in t.system_attrs
+            }
         self.assigned: dict[str, str] = {}  # trial_id -> family
         self.optuna_ids: dict[str, tuple[str, int]] = {}  # trial_id -> (study name, trial number)
+        self.firsts: set[str] = set()  # trial_ids that ran an enqueued config (defaults, portfolio)
         self.suggested = {family: 0 for family in self.families}
 
     def elapsed(self) -> float:
@@ -129,6 +135,8 @@ class FamilySearcher(Searcher):
         if ot is not None:
             self.optuna_ids[trial_id] = (optuna_study(self.searchers[family]).study_name, ot.number)
             ot.set_user_attr("ray_trial_id", trial_id)
+            if ot.number in getattr(self, "enqueued", {}).get(family, ()):  # (absent in older saves)
+                self.firsts.add(trial_id)
         return {"family": family, "seed": self.seed, **(config or {})}
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
@@ -164,6 +172,11 @@ class FamilySearcher(Searcher):
     def stop_info(self, trial_id: str) -> StopInfo | None:
         """Why the trial was stopped before max_epochs, or None (it ran them all, or failed)."""
         return self.stops.get(trial_id)
+
+    def is_first(self, trial_id: str) -> bool:
+        """Whether the trial runs one of its family's first configs (the registered defaults or a
+        start portfolio's), not a sampled one."""
+        return trial_id in getattr(self, "firsts", ())
 
     def optuna_identity(self, trial_id: str) -> tuple[str, int] | None:
         """The Optuna study and trial number of Ray's ``trial_id`` (None when unknown)."""

@@ -10,9 +10,11 @@ from tagtune.trainables.params import float_range, int_range
 #: Hidden widths and dropout rates every fully connected family accepts.
 WIDTH = int_range(1, 65536)
 DROPOUT = float_range(0.0, 1.0, high_open=True)
-#: An epoch of a fully connected family on bal_train is a few ms of GPU work (1280 x 1024 at
-#: most), so one trial leaves the GPU mostly idle while the loop runs in Python: 4 share one.
+#: How many trials of a fully connected family share one GPU: on an H200 16 processes of the loop
+#: gave fc2 10x the epochs per second of one (README, GPUs).
 FC_TRIALS_PER_GPU = 16
+#: fc2's hidden layers: seed 000's FC-2 has one; hear-eval-kit's grid also tries two.
+LAYERS = int_range(1, 4)
 
 
 class FC(nn.Module):
@@ -49,11 +51,13 @@ def fc1(*, n_frames: int, n_features: int, n_classes: int, dropout: float = 0.0)
     # ~1280 * 0.5 * lr per step and kills ReLUs: on bal_train lr 1e-3 / dropout 0.5 reached val
     # mAUC 0.87 after 5 epochs (3e-3: chance), lr 3e-4 / dropout 0.2 0.94 after 6.
     train_defaults={"lr": 3e-4},
-    constraints={"hidden": WIDTH, "dropout": DROPOUT},
+    constraints={"hidden": WIDTH, "dropout": DROPOUT, "layers": LAYERS},
     trials_per_gpu=FC_TRIALS_PER_GPU,  # fc500 inherits it
 )
-def fc2(*, n_frames: int, n_features: int, n_classes: int, hidden: int = 1024, dropout: float = 0.2) -> nn.Module:
-    return FC(n_frames * n_features, (hidden,), n_classes, dropout)
+def fc2(
+    *, n_frames: int, n_features: int, n_classes: int, hidden: int = 1024, dropout: float = 0.2, layers: int = 1
+) -> nn.Module:
+    return FC(n_frames * n_features, (hidden,) * layers, n_classes, dropout)
 
 
 register_variant(
