@@ -1,8 +1,8 @@
 """tagtune's search against its peers: equal wall-clock budgets, same tasks, same splits.
 
     python benchmarks/bench_search.py [--budget 2m] [--tasks audioset,speech,fsdd-hear,float512]
-        [--systems tagtune,no-defaults,random,optuna,ray,hear] [--seeds 0] [--out benchmarks/out/search]
-        [--full] [--quick]
+        [--systems tagtune,portfolio,no-defaults,random,optuna,ray,hear] [--seeds 0]
+        [--out benchmarks/out/search] [--portfolios benchmarks/out/portfolios] [--full] [--quick]
 
 Tasks: ``benchmarks/_tasks.py`` (data built once under ``benchmarks/out/tasks``).  Each system
 gets ``--budget`` of search wall time per task and seed on the task's one validation split
@@ -13,6 +13,10 @@ differs (system 6 has its own protocol, as the kit has):
 
 1. ``tagtune``: ``tagtune search`` with its default flags (``--time-budget``, ``--max-epochs``,
    ``--seed``, ``--families`` and the task's ``--spaces`` / ``--task`` only);
+1b. ``portfolio``: the same with ``--portfolio <the task's leave-one-task-out portfolio>``
+   (``learn_portfolio.py --loto-dir``: the configs learned on the *other* tasks run first);
+1c. ``patience``: the same with ``--patience 5`` (a trial whose validation mAUC has not improved
+   for 5 epochs ends, its epochs go to other trials);
 2. ``no-defaults``: the same with ``--no-defaults-first``;
 3. ``random``: random search through tagtune, ``--sampler random --no-defaults-first``;
 4. ``optuna``: a plain Optuna loop as a user writes it: one study, the family a categorical and
@@ -75,9 +79,13 @@ from _tasks import TASKS, Task, TaskData
 from tagtune.search_spaces import load_space
 from tagtune.trainables.loop import fit
 
-SYSTEMS = ("tagtune", "no-defaults", "random", "optuna", "ray", "hear")
+SYSTEMS = ("tagtune", "portfolio", "patience", "no-defaults", "random", "optuna", "ray", "hear")
+TAGTUNE_SYSTEMS = ("tagtune", "portfolio", "patience", "no-defaults", "random")
+PATIENCE = 5
 LABELS = {
     "tagtune": "1 tagtune (default flags)",
+    "portfolio": "1b tagtune --portfolio (learned on the other tasks)",
+    "patience": f"1c tagtune --patience {PATIENCE}",
     "no-defaults": "2 tagtune --no-defaults-first",
     "random": "3 tagtune --sampler random --no-defaults-first",
     "optuna": "4 Optuna loop: TPE + HyperbandPruner + MLflowCallback",
@@ -85,6 +93,7 @@ LABELS = {
     "hear": "6 hear-eval-kit protocol (re-created)",
 }
 PEERS = ("optuna", "ray", "hear")
+PORTFOLIOS = Path(__file__).resolve().parent / "out" / "portfolios"
 CHANCE_MAUC = 0.55
 FRACTIONS = (0.25, 0.5, 1.0)
 
@@ -160,11 +169,14 @@ def _allowed(family: str) -> set[str]:
 # ------------------------------------------------------------------------------------------
 
 
-def run_tagtune(system: str, task: Task, data: TaskData, seed: int, budget: float, work: Path) -> SystemRun:
+def run_tagtune(
+    system: str, task: Task, data: TaskData, seed: int, budget: float, work: Path, portfolios: Path | None = None
+) -> SystemRun:
     from mlflow import MlflowClient
 
     from tagtune.cli import build_parser, read_options_from_args, search_spec_from_args
     from tagtune.families import try_open
+    from tagtune.names import Tag
     from tagtune.search import run_search
     from tagtune.tracking import search_trials
 
@@ -176,7 +188,14 @@ def run_tagtune(system: str, task: Task, data: TaskData, seed: int, budget: floa
         argv += ["--spaces", str(data.spaces_dir)]
     if task.read_task:
         argv += ["--task", task.read_task]
-    if system == "no-defaults":
+    if system == "portfolio":
+        loto = (portfolios or PORTFOLIOS) / f"{task.name}.yaml"
+        if not loto.is_file():
+            raise SystemExit(f"{loto}: no such file; run learn_portfolio.py --loto-dir {loto.parent} first")
+        argv += ["--portfolio", str(loto)]
+    elif system == "patience":
+        argv += ["--patience", str(PATIENCE)]
+    elif system == "no-defaults":
         argv += ["--no-defaults-first"]
     elif system == "random":
         argv += ["--sampler", "random", "--no-defaults-first"]
@@ -189,7 +208,6 @@ def run_tagtune(system: str, task: Task, data: TaskData, seed: int, budget: floa
     trials = search_trials(client, outcome.experiment_id, outcome.parent_run_id)
     rows = {r.run_id: r for r in trials.rows}
     records: list[TrialRecord] = []
-    seen: set[str] = set()
     for run in sorted(trials.trial_runs, key=lambda r: r.info.start_time):
         row = rows.get(run.info.run_id)
         if row is None:
@@ -198,8 +216,7 @@ def run_tagtune(system: str, task: Task, data: TaskData, seed: int, budget: floa
         events = [(m.timestamp / 1000 - t0, float(m.value)) for m in hist]
         cfg = {k: v for k, v in row.config().items() if k in _allowed(row.family)}
         cfg["family"] = row.family
-        default = spec.defaults_first and row.family not in seen
-        seen.add(row.family)
+        default = run.data.tags.get(Tag.FIRST_TRIAL) == "True"  # the defaults or a portfolio's config
         best_epoch = max(hist, key=lambda m: m.value).step if hist else 0
         records.append(
             TrialRecord(cfg, run.info.start_time / 1000 - t0, events, not default, row.best_mAUC, int(best_epoch))
@@ -705,6 +722,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (split, samplers, training), e.g. 0,1")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "search"))
     parser.add_argument(
+        "--portfolios", default=str(PORTFOLIOS), help="the portfolio system's <task>.yaml files (learn_portfolio.py)"
+    )
+    parser.add_argument(
         "--data-root", default=None, help="where the tasks' data are built (default: benchmarks/out/tasks)"
     )
     parser.add_argument(
@@ -762,8 +782,8 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 with tempfile.TemporaryDirectory(prefix=f"bench-search-{system}-") as tmp:
                     work = Path(tmp)
-                    if system in ("tagtune", "no-defaults", "random"):
-                        run = run_tagtune(system, task, data, seed, budget, work)
+                    if system in TAGTUNE_SYSTEMS:
+                        run = run_tagtune(system, task, data, seed, budget, work, Path(args.portfolios))
                     else:
                         runner = {"optuna": run_optuna, "ray": run_ray, "hear": run_hear}[system]
                         run = runner(task, data, seed, budget, work, trial_data)

@@ -1,7 +1,7 @@
 """Learn the packaged start portfolio: a few configs per family that do well across tasks.
 
     python benchmarks/learn_portfolio.py [--families fc1,fc2] [--candidates 10] [--k 3]
-        [--tasks audioset,speech,fsdd-hear,float512] [--write]
+        [--tasks audioset,speech,fsdd-hear,float512] [--write] [--loto-dir benchmarks/out/portfolios]
 
 Per family, the candidates are the family's registered defaults and ``--candidates - 1`` configs
 drawn from its packaged space by Optuna's QMC sampler (spread over the space, seeded).  Each
@@ -13,7 +13,10 @@ family from every task (written to ``search_spaces/portfolio.yaml`` with ``--wri
 *other* tasks only (:func:`tagtune.portfolio.leave_one_task_out`).  The table compares, per task,
 the defaults' validation score with the best of the leave-one-task-out portfolio: whether a start
 learned elsewhere does at least as well as the defaults on data it never saw.  The scores go to
-``benchmarks/out/portfolio_scores.json`` (reused: ``--reuse`` skips what is there).
+``benchmarks/out/portfolio_scores.json`` (reused: ``--reuse`` skips what is there).  With
+``--loto-dir`` each task's leave-one-task-out portfolio is written there as ``<task>.yaml``: what
+``bench_search.py``'s ``portfolio`` system runs on that task, so no task is searched from configs
+learned on itself.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reuse", action="store_true", help="keep the scores already in the JSON file")
     parser.add_argument("--write", action="store_true", help="write search_spaces/portfolio.yaml")
+    parser.add_argument("--loto-dir", type=Path, default=None, help="write each task's LOTO portfolio as <task>.yaml")
     parser.add_argument("--quick", action="store_true", help="small generated tasks (a smoke test)")
     parser.add_argument("--out", type=Path, default=OUT, help="where the scores go (default: benchmarks/out)")
     args = parser.parse_args()
@@ -105,7 +109,8 @@ def main() -> None:
                     f"{task_name} {key} {entry['scores'][task_name]:.4f} ({time.perf_counter() - t1:.0f} s)", flush=True
                 )
                 store.write_text(json.dumps(saved, indent=1))
-    learned = {}
+    learned: dict[str, list[str]] = {}
+    loto: dict[str, dict[str, list[str]]] = {}  # task -> family -> configs learned without it
     rows = []
     for family in pool:
         scores = {name: saved[f"{family}/{name}"]["scores"] for name in pool[family]}
@@ -113,6 +118,7 @@ def main() -> None:
         for task_name, picked in leave_one_task_out(scores, args.k).items():
             if task_name not in tasks:
                 continue
+            loto.setdefault(task_name, {})[family] = picked
             best = max(picked, key=lambda c: scores[c].get(task_name, -1.0))
             default = scores[DEFAULTS].get(task_name, math.nan)
             oracle = max(s.get(task_name, -1.0) for s in scores.values())
@@ -125,18 +131,26 @@ def main() -> None:
         ["task", "family", "defaults", "LOTO portfolio best", "which", "best candidate", "LOTO portfolio"], rows
     )
     if args.write:
-        doc = {
-            family: [{"name": f"{family}/{name}", "params": pool[family][name]} for name in names]
-            for family, names in learned.items()
-        }
-        path = portfolio_path(PACKAGED)
-        header = (
-            "# Written by benchmarks/learn_portfolio.py: per family, the configs `tagtune search --portfolio`\n"
-            f"# runs first, chosen across the tasks {', '.join(tasks)} (greedy, min-max normalized validation\n"
-            "# mAUC; see tagtune/portfolio.py). Edit or replace it with --portfolio FILE.\n"
-        )
-        path.write_text(header + yaml.safe_dump(doc, sort_keys=False))
-        print(f"\nwrote {path}")
+        write_portfolio(portfolio_path(PACKAGED), pool, learned, tasks)
+    if args.loto_dir:
+        args.loto_dir.mkdir(parents=True, exist_ok=True)
+        for task_name, picked in loto.items():
+            write_portfolio(args.loto_dir / f"{task_name}.yaml", pool, picked, [t for t in tasks if t != task_name])
+
+
+def write_portfolio(path: Path, pool: dict[str, dict], picked: dict[str, list[str]], tasks: list[str]) -> None:
+    """A portfolio file (``tagtune search --portfolio FILE``): per family, the ``picked`` configs."""
+    doc = {
+        family: [{"name": f"{family}/{name}", "params": pool[family][name]} for name in names]
+        for family, names in picked.items()
+    }
+    header = (
+        "# Written by benchmarks/learn_portfolio.py: per family, the configs `tagtune search --portfolio`\n"
+        f"# runs first, chosen across the tasks {', '.join(tasks)} (greedy, min-max normalized validation\n"
+        "# mAUC; see tagtune/portfolio.py). Edit or replace it with --portfolio FILE.\n"
+    )
+    path.write_text(header + yaml.safe_dump(doc, sort_keys=False))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

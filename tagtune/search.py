@@ -77,6 +77,7 @@ class CheckedSearchSpec(tracking.SearchSpec):
             metric=self.milestone_metric,
             max_epochs=self.max_epochs,
             curve_grace=self.curve_grace,
+            patience=self.patience,
         )
 
 

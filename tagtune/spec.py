@@ -138,6 +138,8 @@ class SearchSpec:
     milestone_metric: str = Metrics.SEARCH
     # spare a slow starter whose curve still climbs toward the rung's cutoff (tagtune.tune.schedulers)
     curve_grace: bool = True
+    # stop a trial whose validation mAUC has not improved for this many epochs (0: never)
+    patience: int = 0
     # seconds of search wall time (the driver's), None: no budget
     time_budget: float | None = None
     # an earlier search (experiment name) whose finished trials seed each family's study

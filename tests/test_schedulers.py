@@ -174,3 +174,31 @@ def test_durations():
         with pytest.raises(InputError, match="--time-budget"):
             parse_duration(bad)
     assert optuna.__version__
+
+
+def test_patience_ends_a_converged_trial_which_completes_with_its_best_score():
+    searcher = _searcher(families=("fc1",), trials_per_family=4)
+    driver = Driver(searcher, FamilyScheduler(searcher, StopRule("none", max_epochs=10, patience=2)))
+
+    def run(trial_id: str, curve: list[float]) -> list[str]:
+        trial, decisions, best = driver.start(trial_id), [], 0.0
+        for epoch, value in enumerate(curve, 1):
+            best = max(best, value)
+            result = {"epoch": float(epoch), "training_iteration": epoch, METRIC: best, "val_mAUC": value}
+            decisions.append(driver.scheduler.on_trial_result(None, trial, result))
+            driver.last = result
+            if decisions[-1] == TrialScheduler.STOP:
+                break
+            searcher.on_trial_result(trial_id, result)
+        driver.end(trial)
+        return decisions
+
+    # epochs 3 and 4 do not improve on epoch 2: ended at 4 (of 10)
+    assert run("a", [0.80, 0.85, 0.84, 0.83, 0.86]) == [TrialScheduler.CONTINUE] * 3 + [TrialScheduler.STOP]
+    assert (searcher.stops["a"].epoch, searcher.stops["a"].rule) == (4, "patience 2")
+    assert run("b", [0.70, 0.72, 0.71, 0.74, 0.73, 0.75]) == [TrialScheduler.CONTINUE] * 6  # still improving
+    trials = searcher.studies()["fc1"].trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]  # converged is not pruned
+    assert trials[0].value == pytest.approx(0.85)
+    with pytest.raises(InputError, match="--patience"):
+        StopRule("asha", patience=-1)

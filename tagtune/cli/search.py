@@ -148,6 +148,14 @@ def _add_stopping_flags(p: argparse.ArgumentParser, spec: type[SearchSpec]) -> N
         "such as a small learning rate are not cut at epoch 2)",
     )
     p.add_argument(
+        "--patience",
+        type=int,
+        default=spec.patience,
+        help="a convergence stop beside any --scheduler: end a trial whose validation mAUC has not "
+        "improved for this many epochs (it completes with its best epoch's score; the epochs go to "
+        "other trials); default: %(default)s, never",
+    )
+    p.add_argument(
         "--milestone-metric",
         default=spec.milestone_metric,
         help="metric compared at the rungs, higher is better (default: %(default)s; e.g. val_mAUC)",

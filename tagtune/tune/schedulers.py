@@ -26,6 +26,7 @@ import numpy as np
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from tagtune.errors import InputError
+from tagtune.names import Metrics
 from tagtune.spec import SearchSpec
 from tagtune.tracking import StopInfo
 
@@ -55,10 +56,14 @@ class StopRule:
     max_epochs: int = SearchSpec.max_epochs
     #: spare a slow starter whose learning curve is still climbing fast enough (see :meth:`spare`)
     curve_grace: bool = SearchSpec.curve_grace
+    #: end a trial whose validation mAUC has not improved for this many epochs (0: never)
+    patience: int = SearchSpec.patience
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULERS:
             raise InputError(f"--scheduler {self.kind!r} is not one of {', '.join(SCHEDULERS)}")
+        if self.patience < 0:
+            raise InputError(f"--patience must be 0 (never) or a number of epochs, got {self.patience}")
         if self.kind == "none":
             return
         if self.grace_period < 1:
@@ -126,6 +131,16 @@ class StopRule:
         )
 
 
+def patience_rule(patience: int) -> str:
+    """The rule a converged trial is tagged with (``--patience``)."""
+    return f"patience {patience}"
+
+
+def converged(info: StopInfo | None) -> bool:
+    """Whether a stop was the convergence stop (the trial completes, not pruned)."""
+    return info is not None and info.rule.startswith("patience ")
+
+
 class _SeededBrackets(AsyncHyperBandScheduler):
     """Ray's ASHA with a seeded bracket choice (Ray draws it from numpy's global generator)."""
 
@@ -188,6 +203,8 @@ class FamilyScheduler(FIFOScheduler):
             return TrialScheduler.STOP
         if self.searcher.budget_spent():
             return self._stop(trial, epoch, TIME_BUDGET_RULE)
+        if self._converged(trial.trial_id, epoch, result):
+            return self._stop(trial, epoch, patience_rule(self.rule.patience))
         scheduler = self._scheduler(trial)
         if scheduler is None or self.rule.metric not in result or not math.isfinite(float(result[self.rule.metric])):
             return TrialScheduler.CONTINUE
@@ -203,6 +220,17 @@ class FamilyScheduler(FIFOScheduler):
                 return TrialScheduler.CONTINUE  # recorded at this rung; judged again at the next
             return self._stop(trial, epoch, self.rule.describe())
         return TrialScheduler.CONTINUE
+
+    def _converged(self, trial_id: str, epoch: int, result: dict[str, Any]) -> bool:
+        """Whether the trial's validation mAUC has not improved for ``rule.patience`` epochs
+        (its best epoch is kept with the searcher's state, so a resume keeps counting)."""
+        if self.rule.patience <= 0 or Metrics.VAL_MAUC not in result or epoch >= self.rule.max_epochs:
+            return False
+        best_epochs = self.searcher.__dict__.setdefault("best_epochs", {})
+        value, best = float(result[Metrics.VAL_MAUC]), float(result.get(Metrics.BEST_VAL_MAUC, math.nan))
+        if trial_id not in best_epochs or not math.isfinite(best) or value >= best:
+            best_epochs[trial_id] = epoch
+        return epoch - best_epochs[trial_id] >= self.rule.patience
 
     def _stop(self, trial: Any, epoch: int, rule: str) -> str:
         self.searcher.stops[trial.trial_id] = StopInfo(epoch=epoch, rule=rule)

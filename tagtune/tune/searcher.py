@@ -33,6 +33,7 @@ from tagtune.tracking import StopInfo
 from tagtune.trainables.config import resolve_config
 from tagtune.tune._ray_compat import optuna_study, optuna_trial
 from tagtune.tune._restored import searcher_restored
+from tagtune.tune.schedulers import converged
 from tagtune.tune.trainable import DIVERGED
 
 OBJECTIVE_NAME = Metrics.VAL_MAUC  # what each study maximizes: a trial's best validation mAUC
@@ -156,6 +157,15 @@ class FamilySearcher(Searcher):
         if result and result.get(DIVERGED):
             result, error = None, True  # Optuna records the trial as FAIL
         searcher = self.searchers[family]
+        if converged(self.stops.get(trial_id)) and not error and result:
+            # ended by --patience: it completes with its best score (the last result's best_ value),
+            # which Tune did not pass to the searcher (the scheduler stopped on it)
+            try:
+                searcher.on_trial_result(trial_id, result)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass
+            searcher.on_trial_complete(trial_id, result=result, error=False)
+            return
         if trial_id in self.stops and not error:
             # Stopped early: its last result never reached on_trial_result (Tune skips the
             # searcher for a result the scheduler stopped on); report it, then tell PRUNED
