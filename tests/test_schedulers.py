@@ -196,6 +196,7 @@ def test_patience_ends_a_converged_trial_which_completes_with_its_best_score():
     # epochs 3 and 4 do not improve on epoch 2: ended at 4 (of 10)
     assert run("a", [0.80, 0.85, 0.84, 0.83, 0.86]) == [TrialScheduler.CONTINUE] * 3 + [TrialScheduler.STOP]
     assert (searcher.stops["a"].epoch, searcher.stops["a"].rule) == (4, "patience 2")
+    assert searcher.stops["a"].tags() == {"tagtune.stopped_at_epoch": "4", "tagtune.stopped_by": "patience 2"}
     assert run("b", [0.70, 0.72, 0.71, 0.74, 0.73, 0.75]) == [TrialScheduler.CONTINUE] * 6  # still improving
     trials = searcher.studies()["fc1"].trials
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]  # converged is not pruned

@@ -50,9 +50,16 @@ class StopInfo:
     epoch: int
     rule: str
 
+    @property
+    def converged(self) -> bool:
+        """Ended by ``--patience`` (``patience N``): its score is its best, not cut at a stop."""
+        return self.rule.startswith("patience ")
+
     def tags(self) -> dict[str, str]:
-        """The run tags that record the stop."""
-        return {Tag.STOPPED_EARLY: "True", Tag.STOPPED_AT_EPOCH: str(self.epoch), Tag.STOPPED_BY: self.rule}
+        """The run tags that record the stop (a converged trial is not ``stopped_early``: the
+        report counts it as completed)."""
+        early = {} if self.converged else {Tag.STOPPED_EARLY: "True"}
+        return {**early, Tag.STOPPED_AT_EPOCH: str(self.epoch), Tag.STOPPED_BY: self.rule}
 
 
 def parse_duration(text: str, flag: str = "--time-budget") -> float:

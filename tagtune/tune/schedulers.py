@@ -136,11 +136,6 @@ def patience_rule(patience: int) -> str:
     return f"patience {patience}"
 
 
-def converged(info: StopInfo | None) -> bool:
-    """Whether a stop was the convergence stop (the trial completes, not pruned)."""
-    return info is not None and info.rule.startswith("patience ")
-
-
 class _SeededBrackets(AsyncHyperBandScheduler):
     """Ray's ASHA with a seeded bracket choice (Ray draws it from numpy's global generator)."""
 

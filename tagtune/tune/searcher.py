@@ -33,7 +33,6 @@ from tagtune.tracking import StopInfo
 from tagtune.trainables.config import resolve_config
 from tagtune.tune._ray_compat import optuna_study, optuna_trial
 from tagtune.tune._restored import searcher_restored
-from tagtune.tune.schedulers import converged
 from tagtune.tune.trainable import DIVERGED
 
 OBJECTIVE_NAME = Metrics.VAL_MAUC  # what each study maximizes: a trial's best validation mAUC
@@ -157,7 +156,8 @@ class FamilySearcher(Searcher):
         if result and result.get(DIVERGED):
             result, error = None, True  # Optuna records the trial as FAIL
         searcher = self.searchers[family]
-        if converged(self.stops.get(trial_id)) and not error and result:
+        stop = self.stops.get(trial_id)
+        if stop is not None and stop.converged and not error and result:
             # ended by --patience: it completes with its best score (the last result's best_ value),
             # which Tune did not pass to the searcher (the scheduler stopped on it)
             try:
