@@ -148,6 +148,8 @@ def test_search_flags_fill_the_spec_field_by_field():
         "sqlite:///o.db",
         "--portfolio",
         "mine.yaml",
+        "--patience",
+        "4",
     ]
     spec = search_spec_from_args(build_parser().parse_args(argv))
     assert spec == CheckedSearchSpec(
@@ -172,6 +174,7 @@ def test_search_flags_fill_the_spec_field_by_field():
         reduction_factor=2.0,
         milestone_metric="val_mAUC",
         curve_grace=False,
+        patience=4,
         time_budget=5400.0,
         warm_start="old",
         sampler="random",

@@ -90,7 +90,7 @@ def test_replace_checks_the_changes():
     with pytest.raises(InputError, match="lr must be a number in"):
         cfg.replace(lr=-1)
     with pytest.raises(InputError, match="hidden must be an integer"):
-        dataclasses.replace(cfg, family_params=(("hidden", 0), ("dropout", 0.2)))
+        dataclasses.replace(cfg, family_params=(("hidden", 0), ("dropout", 0.2), ("layers", 1)))
 
 
 def test_normalized_values():

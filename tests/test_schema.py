@@ -47,6 +47,7 @@ NON_DEFAULT: dict[str, Any] = {
     "reduction_factor": 4.0,
     "milestone_metric": "val_mAUC",
     "curve_grace": False,
+    "patience": 3,
     "time_budget": 2700.0,
     "warm_start": "earlier",
     "sampler": "random",
