@@ -318,6 +318,7 @@ def _family_searcher(spec: CheckedSearchSpec, study_prefix: str, optuna_url: str
         time_budget=spec.time_budget,
         warm_trials=warm,
         sampler=spec.sampler,
+        goal=spec.goal,
     )
 
 
@@ -356,10 +357,14 @@ def _callbacks(
 def _plan_line(spec: CheckedSearchSpec, rule: Any, uri: str) -> str:
     """The line a search prints before its first trial."""
     each = f"{spec.trials_per_family} trials each" if spec.trials_per_family else "trials round-robin"
+    if spec.goal == "best":
+        each += " until each family has 2 scored, then to the leading half (--goal best)"
     budget = f", time budget {spec.time_budget:g} s" if spec.time_budget else ""
     return (
         f"searching {', '.join(spec.families)}: {each}{budget}, up to {spec.max_epochs} epochs, "
-        f"early stopping {rule.describe()} per family, {spec.cpus_per_trial:g} CPU / "
+        f"early stopping {rule.describe()} per family"
+        + (f" (patience {spec.patience})" if spec.patience else "")
+        + f", {spec.cpus_per_trial:g} CPU / "
         f"{spec.gpus_per_trial or 0:g} GPU per trial; MLflow: {uri}"
     )
 

@@ -100,6 +100,12 @@ def _absolute(value: str | None) -> str | None:
     return os.path.abspath(value)
 
 
+GOALS = ("compare", "best")
+"""``--goal``: ``compare`` gives every family an equal share of trials (seed 000's Fig. 4);
+``best`` shifts the budget to the leading families
+(:meth:`tagtune.tune.searcher.FamilySearcher.families_to_grow`)."""
+
+
 @dataclasses.dataclass
 class SearchSpec:
     """Everything a search needs; its params are what the search's parent run records.
@@ -140,6 +146,8 @@ class SearchSpec:
     curve_grace: bool = True
     # stop a trial whose validation mAUC has not improved for this many epochs (0: never)
     patience: int = 0
+    # compare: every family an equal share of trials; best: the budget shifts to leading families
+    goal: str = "compare"
     # seconds of search wall time (the driver's), None: no budget
     time_budget: float | None = None
     # an earlier search (experiment name) whose finished trials seed each family's study
@@ -193,6 +201,10 @@ class SearchSpec:
         if not self.families:
             raise InputError("--families is empty; name at least one family or `all`")
         check_sampler(self.sampler)
+        if self.goal not in GOALS:
+            raise InputError(
+                f"--goal {self.goal!r}: choose compare (equal shares) or best (the budget shifts to leaders)"
+            )
         self.read_options()  # an unknown --task or an empty key names its flag
 
     def read_options(self) -> Any:

@@ -150,6 +150,8 @@ def test_search_flags_fill_the_spec_field_by_field():
         "mine.yaml",
         "--patience",
         "4",
+        "--goal",
+        "best",
     ]
     spec = search_spec_from_args(build_parser().parse_args(argv))
     assert spec == CheckedSearchSpec(
@@ -175,6 +177,7 @@ def test_search_flags_fill_the_spec_field_by_field():
         milestone_metric="val_mAUC",
         curve_grace=False,
         patience=4,
+        goal="best",
         time_budget=5400.0,
         warm_start="old",
         sampler="random",

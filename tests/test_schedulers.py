@@ -203,3 +203,24 @@ def test_patience_ends_a_converged_trial_which_completes_with_its_best_score():
     assert trials[0].value == pytest.approx(0.85)
     with pytest.raises(InputError, match="--patience"):
         StopRule("asha", patience=-1)
+
+
+def test_goal_best_shifts_new_trials_to_the_leading_half_of_the_families():
+    families = ("fc1", "fc2", "lstm", "gcnn")
+    searcher = _searcher(families=families, trials_per_family=None, goal="best")
+    driver = Driver(searcher, FamilyScheduler(searcher, StopRule("none", max_epochs=2)))
+    scores = {"fc1": 0.90, "fc2": 0.80, "lstm": 0.70, "gcnn": 0.85}
+    for k in range(8):  # two rounds of round-robin: every family gets its 2 scored trials
+        family = families[k % 4]
+        trial = driver.start(f"t{k}")
+        assert trial.config["family"] == family
+        driver.report(trial, 1, scores[family])
+        driver.end(trial)
+    later = [driver.start(f"u{k}").config["family"] for k in range(6)]
+    assert sorted(set(later)) == ["fc1", "gcnn"]  # the leading half by best score
+    compare = _searcher(families=families, trials_per_family=None)
+    assert [compare.suggest(f"c{k}")["family"] for k in range(4)] == list(families)
+    with pytest.raises(InputError, match="--goal"):
+        from tagtune.spec import SearchSpec
+
+        SearchSpec(train="t", families=["fc1"], time_budget=60.0, goal="fastest").validate()

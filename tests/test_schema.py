@@ -48,6 +48,7 @@ NON_DEFAULT: dict[str, Any] = {
     "milestone_metric": "val_mAUC",
     "curve_grace": False,
     "patience": 3,
+    "goal": "best",
     "time_budget": 2700.0,
     "warm_start": "earlier",
     "sampler": "random",

@@ -86,6 +86,14 @@ def _add_sampling_flags(p: argparse.ArgumentParser, spec: type[SearchSpec]) -> N
     )
     p.add_argument("--sampler", default=spec.sampler, choices=SAMPLERS, help=SAMPLER_HELP)
     p.add_argument(
+        "--goal",
+        default=spec.goal,
+        help="compare: every family an equal share of trials, for a fair comparison of families "
+        "(seed 000's Fig. 4); best: aim at the best model: once every family has 2 scored trials, "
+        "new trials go to the leading half of the families by best val_mAUC (ranked again at "
+        "each trial; the others get more only when the leaders' trials are spent); default: %(default)s",
+    )
+    p.add_argument(
         "--no-defaults-first",
         dest="defaults_first",
         action="store_false",

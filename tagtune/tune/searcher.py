@@ -36,6 +36,8 @@ from tagtune.tune._restored import searcher_restored
 from tagtune.tune.trainable import DIVERGED
 
 OBJECTIVE_NAME = Metrics.VAL_MAUC  # what each study maximizes: a trial's best validation mAUC
+EXPLORE_TRIALS = 2
+"""``--goal best``: scored trials every family gets before the trailing half gets no more."""
 
 
 def _enqueue_first(study: optuna.Study, space: SearchSpace, family: str, firsts: Sequence[Mapping[str, Any]]) -> None:
@@ -67,9 +69,13 @@ class FamilySearcher(Searcher):
         time_budget: float | None = None,
         warm_trials: Mapping[str, Sequence[optuna.trial.FrozenTrial]] | None = None,
         sampler: str = DEFAULT_SAMPLER,
+        goal: str = "compare",
     ) -> None:
         super().__init__(metric=metric, mode=mode)
         self.sampler = sampler
+        self.goal = goal
+        self.family_best: dict[str, float] = {}  # family -> its best score so far
+        self.scored: dict[str, int] = {}  # family -> its trials that ended with a score
         self.trials_per_family = trials_per_family
         self.seed = seed
         # the time budget counts the driver's wall time, across resumes (saved with the state)
@@ -127,6 +133,7 @@ class FamilySearcher(Searcher):
         if not open_families or self.budget_spent():
             # Ray's annotation leaves out the FINISHED marker its Searcher protocol documents
             return Searcher.FINISHED  # type: ignore[return-value]
+        open_families = self.families_to_grow(open_families)
         family = min(open_families, key=lambda f: (self.suggested[f], self.families.index(f)))
         config = self.searchers[family].suggest(trial_id)
         self.suggested[family] += 1
@@ -138,6 +145,31 @@ class FamilySearcher(Searcher):
             if ot.number in getattr(self, "enqueued", {}).get(family, ()):  # (absent in older saves)
                 self.firsts.add(trial_id)
         return {"family": family, "seed": self.seed, **(config or {})}
+
+    def families_to_grow(self, open_families: list[str]) -> list[str]:
+        """The families a new trial may go to.  ``compare``: all of them, round-robin.  ``best``:
+        once every family has :data:`EXPLORE_TRIALS` scored trials, the leading half by best
+        score so far (successive halving across families, ranked again at every trial); when
+        those are spent, the rest."""
+        if getattr(self, "goal", "compare") != "best":
+            return open_families
+        scored, best = getattr(self, "scored", {}), getattr(self, "family_best", {})
+        if any(scored.get(f, 0) < EXPLORE_TRIALS for f in self.families):
+            return open_families
+        ranked = sorted(self.families, key=lambda f: -best.get(f, -math.inf))
+        leaders = set(ranked[: max(1, math.ceil(len(ranked) / 2))])
+        return [f for f in open_families if f in leaders] or open_families
+
+    def _score(self, family: str, result: Mapping[str, Any] | None, ended: bool) -> None:
+        """Keep the family's best score (and, when the trial ended, count it as scored)."""
+        value = (result or {}).get(self.metric)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return
+        best = self.__dict__.setdefault("family_best", {})
+        best[family] = max(best.get(family, -math.inf), float(value))
+        if ended:
+            scored = self.__dict__.setdefault("scored", {})
+            scored[family] = scored.get(family, 0) + 1
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         family = self.assigned.get(trial_id)
@@ -155,6 +187,8 @@ class FamilySearcher(Searcher):
             return
         if result and result.get(DIVERGED):
             result, error = None, True  # Optuna records the trial as FAIL
+        if not error:
+            self._score(family, result, ended=True)
         searcher = self.searchers[family]
         stop = self.stops.get(trial_id)
         if stop is not None and stop.converged and not error and result:
