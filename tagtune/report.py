@@ -17,6 +17,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from tagtune.names import Metrics, Tag
+from tagtune.repeat import seed_spread
 from tagtune.tracking import (
     CHANCE,
     CHANCE_MARGIN,
@@ -73,6 +74,9 @@ class ReportData:
     health: pd.DataFrame | None = None
     """Per family: sampled trials, how many beat the first trial, how many stayed at chance, and
     the likely cause when most did (:func:`tagtune.tracking.search_health`)."""
+    spread: pd.DataFrame | None = None
+    """Per config repeated with other seeds (``tagtune repeat``): its scores' spread
+    (:func:`tagtune.repeat.seed_spread`)."""
 
     @property
     def has_finals(self) -> bool:
@@ -106,6 +110,7 @@ def collect(
         finals=finals,
     )
     data.health = search_health(data.trials)
+    data.spread = seed_spread(trials)
     data.pool_left_out = _pool_left_out(trials.runs, finals)
     start = int(parent.info.start_time or 0)
     data.anytime = anytime_table(trials, start)
@@ -248,6 +253,7 @@ def report_markdown(data: ReportData) -> str:
             *_chance_line(data),
             *(["", f"Left out of the ensemble pool: {data.pool_left_out}"] if data.pool_left_out else []),
             *_health_lines(data),
+            *_spread_lines(data),
             "",
             "Runtime per family (seed 000 Fig. 3): seconds per epoch and per trial",
             "",
@@ -255,6 +261,19 @@ def report_markdown(data: ReportData) -> str:
             *_anytime_lines(data),
         ]
     )
+
+
+def _spread_lines(data: ReportData) -> list[str]:
+    """The seed-spread table of the configs ``tagtune repeat`` trained again, if any."""
+    if data.spread is None or data.spread.empty:
+        return []
+    return [
+        "",
+        "Seed spread (`tagtune repeat`): each repeated config's best val_mAUC over its seeds (the "
+        "trial's own and the repeats'); two configs whose ranges overlap are not told apart by one run",
+        "",
+        _markdown(data.spread),
+    ]
 
 
 def _health_lines(data: ReportData) -> list[str]:

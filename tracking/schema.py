@@ -41,6 +41,7 @@ class RunKind(enum.StrEnum):
     ENSEMBLE = "ensemble"
     FINALIZE = "finalize"  # one `tagtune finalize` of a search: its finals and ensembles nest under it
     TRAIN = "train"
+    REPEAT = "repeat"  # `tagtune repeat`: a trial's config trained again with another seed
 
 
 @dataclasses.dataclass(frozen=True)

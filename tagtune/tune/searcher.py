@@ -103,20 +103,22 @@ class FamilySearcher(Searcher):
             with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna_study(self.searchers[family]).set_metric_names([OBJECTIVE_NAME])
-            study = optuna_study(self.searchers[family])
-            if warm_trials.get(family) and not study.trials:
-                study.add_trials(list(warm_trials[family]))
-            if not warm_trials.get(family):
-                firsts = list((first_configs or {}).get(family) or ([{}] if defaults_first else []))
-                _enqueue_first(study, space, family, firsts)
-            # the study's trial numbers of its enqueued first configs (kept across a resume)
-            self.enqueued[family] = {
-                t.number for t in study.get_trials(deepcopy=False) if "fixed_params" in t.system_attrs
-            }
+            firsts = list((first_configs or {}).get(family) or ([{}] if defaults_first else []))
+            self._start_study(family, space, list(warm_trials.get(family) or []), firsts)
         self.assigned: dict[str, str] = {}  # trial_id -> family
         self.optuna_ids: dict[str, tuple[str, int]] = {}  # trial_id -> (study name, trial number)
         self.firsts: set[str] = set()  # trial_ids that ran an enqueued config (defaults, portfolio)
         self.suggested = {family: 0 for family in self.families}
+
+    def _start_study(self, family: str, space: SearchSpace, warm: list[Any], firsts: list[Mapping[str, Any]]) -> None:
+        """Seed the family's study: a warm start's trials, else its first configs enqueued; and
+        note the study's trial numbers of those (kept across a resume)."""
+        study = optuna_study(self.searchers[family])
+        if warm and not study.trials:
+            study.add_trials(warm)
+        if not warm:
+            _enqueue_first(study, space, family, firsts)
+        self.enqueued[family] = {t.number for t in study.get_trials(deepcopy=False) if "fixed_params" in t.system_attrs}
 
     def elapsed(self) -> float:
         """Seconds of search wall time so far (the driver's, summed over resumes)."""
