@@ -64,6 +64,8 @@ def main() -> None:
     parser.add_argument(
         "--search-only", action="store_true", help="stop after the search (finalize later with --finals-only)"
     )
+    parser.add_argument("--seeds", type=int, default=1, help="finalize --seeds: each final a mean of N seeds")
+    parser.add_argument("--top-k", type=int, default=FinalizeSpec.top_k, help="finalize --top-k")
     args = parser.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -91,7 +93,15 @@ def main() -> None:
         print(f"search {parent_run_id} done in {search_s:.0f} s; finalize with --finals-only --out {args.out}")
         return
     result = finalize(
-        FinalizeSpec(experiment="quality", train=args.train, eval=args.eval, tracking_uri=uri, run_id=parent_run_id)
+        FinalizeSpec(
+            experiment="quality",
+            train=args.train,
+            eval=args.eval,
+            tracking_uri=uri,
+            run_id=parent_run_id,
+            seeds=args.seeds,
+            top_k=args.top_k,
+        )
     )
     parent_run_id = result.parent_run_id
     markdown, table = report("quality", uri, parent_run_id, html=str(out / "report.html"))
