@@ -100,6 +100,12 @@ def _absolute(value: str | None) -> str | None:
     return os.path.abspath(value)
 
 
+TECHNIQUES: dict[str, dict[str, Any]] = {
+    "ema": {"ema_decay": 0.999},
+    "mixup": {"mixup_alpha": 0.2},
+}
+"""``finalize --techniques``: name -> the config values it sets (:mod:`tagtune.finalize.techniques`)."""
+
 GOALS = ("compare", "best")
 """``--goal``: ``compare`` gives every family an equal share of trials (seed 000's Fig. 4);
 ``best`` shifts the budget to the leading families
@@ -252,10 +258,18 @@ class FinalizeSpec:
     """How members and weights are chosen on validation: ``bagged`` or ``greedy``."""
     seeds: int = 1
     """Each final is trained with this many seeds and their probabilities averaged."""
+    techniques: str = ""
+    """Comma-separated techniques (``ema``, ``mixup``) each final tries on the search's validation
+    split first, using the best one only where it beats the trial (:mod:`tagtune.finalize.techniques`)."""
     resume: bool = True
     """Continue this search's latest finalize when it did not finish (keep its logged finals)."""
     seed: int = 0
     device: str | None = None
+
+    @property
+    def technique_names(self) -> tuple[str, ...]:
+        """``techniques`` as names."""
+        return tuple(t.strip() for t in self.techniques.split(",") if t.strip())
 
     def check(self) -> None:
         """Flags in range and both data paths present."""
@@ -265,6 +279,9 @@ class FinalizeSpec:
             raise InputError(f"--top-k must be at least 1, got {self.top_k}")
         if self.seeds < 1:
             raise InputError(f"--seeds must be at least 1, got {self.seeds}")
+        unknown = [n for n in self.technique_names if n not in TECHNIQUES]
+        if unknown:
+            raise InputError(f"--techniques: unknown {', '.join(unknown)}; choose from {', '.join(TECHNIQUES)}")
         if not self.pool_margin >= 0:
             raise InputError(f"--pool-margin must be 0 or more (a val mAUC difference), got {self.pool_margin}")
         if self.selection not in SELECTIONS:

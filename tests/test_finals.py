@@ -705,3 +705,35 @@ def test_a_seed_ensemble_final_and_a_killed_finalize_resumed_without_retraining(
     reused = next(m for m in again.members if m.family == "fc1")
     assert reused.run_id == kept.info.run_id
     assert reused.metrics["eval_mAUC"] == pytest.approx(m["eval_mAUC"], abs=1e-4)
+
+
+def test_finals_try_techniques_on_validation_and_use_one_only_where_it_beats_the_trial(fin):
+    """``--techniques ema,mixup``: each final first trains both on the search's split; the final
+    uses the best only where it beats the trial's val_mAUC, and logs every score.  (Last in the
+    module: adds a finalize version.)"""
+    spec = FinalizeSpec(
+        experiment="fin",
+        train=str(fin.train),
+        eval=str(fin.eval),
+        top_k=1,
+        tracking_uri=fin.uri,
+        register=False,
+        ensembles=False,
+        techniques="ema,mixup",
+        resume=False,
+    )
+    lines: list[str] = []
+    outcome = finalize(spec, echo=lines.append)
+    assert sum("techniques for" in line for line in lines) == 2
+    for member in outcome.members:
+        run = fin.client.get_run(member.run_id)
+        params, used = run.data.params, run.data.tags[Tag.TECHNIQUE]
+        scores = {k: float(params[f"technique_{k}_val_mAUC"]) for k in ("baseline", "ema", "mixup")}
+        assert scores["baseline"] == pytest.approx(member.source.best_mAUC, abs=1e-6)
+        if used == "none":
+            assert max(scores["ema"], scores["mixup"]) <= scores["baseline"]
+        else:
+            assert scores[used] == max(scores.values()) and scores[used] > scores["baseline"]
+            assert float(params["ema_decay" if used == "ema" else "mixup_alpha"]) > 0
+    with pytest.raises(InputError, match="--techniques: unknown swa"):
+        FinalizeSpec(experiment="fin", train=str(fin.train), eval=str(fin.eval), techniques="ema,swa").check()

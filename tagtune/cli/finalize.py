@@ -82,6 +82,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "probabilities: a seed ensemble; each seed's eval scores and their spread are logged (default: %(default)s)",
     )
     p.add_argument(
+        "--techniques",
+        default=FinalizeSpec.techniques,
+        metavar="ema,mixup",
+        help="techniques each final tries first on the search's validation split (ema: a moving "
+        "average of the weights, decay 0.999; mixup: seed 003's mixup, alpha 0.2); the best is used "
+        "only where it beats the trial's own val_mAUC, and every score is logged (default: none)",
+    )
+    p.add_argument(
         "--no-resume",
         action="store_true",
         help="start a new finalize even when this search's latest one was interrupted (by default "
@@ -116,6 +124,7 @@ def run(args: argparse.Namespace) -> None:
             pool_margin=args.pool_margin,
             selection=args.selection,
             seeds=args.seeds,
+            techniques=args.techniques,
             resume=not args.no_resume,
         )
     )

@@ -61,6 +61,7 @@ class Session:
     # ensemble methods it already logged; nothing of these is trained or logged again
     resumed: dict[tuple[str, int], Any] = field(default_factory=dict)
     done_ensembles: set[str] = field(default_factory=set)
+    search_split: Any = None  # (the search's TrialData, its max epochs): --techniques reads it once
 
     def __post_init__(self) -> None:
         self.parent_tags.append(RunTag(Tag.FINALIZE_ID, self.finalize_id))

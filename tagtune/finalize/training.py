@@ -14,6 +14,7 @@ import pandas as pd
 
 from tagtune.finalize.registry import Session, log_outputs, register_final
 from tagtune.finalize.spec import Member, Planned, Say, full_config, labels_for, seed_mean
+from tagtune.finalize.techniques import choose_technique
 from tagtune.names import Metrics
 from tagtune.scoring import evaluate
 from tagtune.tracking import RunKind, Tag, TrialRow, Trials
@@ -168,16 +169,19 @@ def train_final(session: Session, trials: Trials, fd: FinalsData, planned: Plann
     done = session.resumed.get((row.run_id, rank))
     if done is not None:
         return reuse_final(session, fd, planned, done, work)
-    full = full_config(row, family)
-    epochs = _final_epochs(session, trials, row)
+    choice = choose_technique(session, row, full_config(row, family), _final_epochs(session, trials, row))
+    full, epochs = choice.config, choice.epochs
     seeds = seed_list(full, session.spec.seeds)
     session.say(
         f"final {family} #{rank} (trial run {row.run_id[:8]}, val_mAUC {row.best_mAUC:.4f}): "
         f"{epochs} epochs on {fd.n_train} clips" + (f", seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else "")
     )
     tags = {Tag.FAMILY: family, Tag.RANK: str(rank), Tag.SOURCE_RUN: row.run_id, Tag.SEEDS: ",".join(map(str, seeds))}
+    if choice.scores:
+        tags[Tag.TECHNIQUE] = choice.technique
     run_name = f"final-{family}" + (f"-{rank}" if rank > 1 else "")
-    with session.open(RunKind.FINAL, run_name, tags, _final_params(session, full, epochs, fd, row)) as run:
+    params = _final_params(session, full, epochs, fd, row) | choice.params()
+    with session.open(RunKind.FINAL, run_name, tags, params) as run:
         try:
             member = _fit_and_score(session, run, full, fd, planned, epochs, work)
         except TrainingDiverged as exc:  # this config diverged on 100%: the other finals go on
