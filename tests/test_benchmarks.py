@@ -174,11 +174,16 @@ def test_bench_search_quick_prints_a_sane_table_per_system(tmp_path):
     """--quick on the small generated float task: every system's row has a final best
     validation mAUC, a test accuracy, trials started and a chance share within their ranges,
     and the summary compares tagtune's default with the best peer."""
+    portfolios = tmp_path / "portfolios"  # the portfolio system's file for the task (learn_portfolio.py writes them)
+    portfolios.mkdir()
+    (portfolios / "float512.yaml").write_text("fc2:\n- {name: p, params: {lr: 0.001, layers: 2, hidden: 500}}\n")
     out = _run(
         "bench_search.py",
         "--quick",
         "--systems",
-        "tagtune,optuna,hear",
+        "tagtune,portfolio,optuna,hear",
+        "--portfolios",
+        str(portfolios),
         "--data-root",
         str(tmp_path / "tasks"),
         "--out",
@@ -189,6 +194,7 @@ def test_bench_search_quick_prints_a_sane_table_per_system(tmp_path):
     rows = {k: v for k, v in _table_rows(out, "").items() if k[:1] in "146"}
     assert set(rows) == {
         "1 tagtune (default flags)",
+        "1b tagtune --portfolio (learned on the other tasks)",
         "4 Optuna loop: TPE + HyperbandPruner + MLflowCallback",
         "6 hear-eval-kit protocol (re-created)",
     }, rows
@@ -217,9 +223,15 @@ def test_learn_portfolio_quick_scores_every_candidate_and_picks_leave_one_task_o
         "1",
         "--out",
         str(tmp_path),
+        "--loto-dir",
+        str(tmp_path / "portfolios"),
         cwd=tmp_path,
     )
+    from tagtune.portfolio import load_portfolio
+
     for task in ("audioset", "speech", "fsdd-hear", "float512"):
+        loto = load_portfolio(str(tmp_path / "portfolios" / f"{task}.yaml"), ["fc1", "fc2"])
+        assert len(loto["fc1"]) == len(loto["fc2"]) == 1  # k = 1 per family
         for family in ("fc1", "fc2"):
             defaults = _figure(out, task, family, column=2)
             portfolio = _figure(out, task, family, column=3)
