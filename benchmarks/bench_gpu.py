@@ -12,9 +12,11 @@ only and prints one Markdown table:
 * seconds per epoch (training + validation, median of the epochs after the first) on bal_train's
   seeded 80% split for fc1, fc2, attention, lstm and densenet with their defaults, clips per
   second, the ratio to the README's CPU figure and the peak GPU memory;
-* trials per hour with 1, 4 and 8 processes of the loop sharing the device (fc2 and attention,
-  10 epochs each; fewer when the time budget would be passed, said in the row) and the GPU memory
-  of each process (``torch.cuda.max_memory_allocated``);
+* where fc2's epoch goes on the device: validation, and one training step eager (foreach and
+  fused Adam, batch 64 and 256) and replayed from a CUDA graph;
+* trials per hour with 1, 4 and 8 processes (``--processes``) of the loop sharing the device (fc2
+  and attention, ``--pack-families``; 10 epochs each, fewer when the time budget would be passed,
+  said in the row) and the GPU memory of each process (``torch.cuda.max_memory_allocated``);
 * the metrics on the device against scikit-learn on the same scores (a trained fc2's validation
   scores; target: equal to 1e-6);
 * bf16 autocast against float32 (``TAGTUNE_BF16=0``): fc2's validation mAUC after 10 epochs
