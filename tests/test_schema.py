@@ -172,7 +172,7 @@ def test_tag_keys_and_kinds_keep_the_names_stored_runs_carry():
         "tagtune.error",
         "tagtune.retries",
     )
-    assert [str(k) for k in RunKind] == ["search", "trial", "lost", "final", "ensemble", "finalize", "train"]
+    assert [str(k) for k in RunKind] == ["search", "trial", "lost", "final", "ensemble", "finalize", "train", "repeat"]
     from tagtune.tracking._store import TAG_FAMILY, TAG_KIND, TAG_PARENT, TAG_TRIAL  # the old names
 
     assert (TAG_FAMILY, TAG_KIND, TAG_PARENT, TAG_TRIAL) == (Tag.FAMILY, Tag.KIND, Tag.PARENT, Tag.TRIAL_ID)
