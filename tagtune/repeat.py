@@ -31,8 +31,7 @@ def repeat_seeds(seed: int, n: int) -> list[int]:
 
 def _best_rows(trials: Any, family: str, top_k: int) -> list[Any]:
     """The family's ``top_k`` trials that ran every epoch, best validation mAUC first."""
-    rows = [r for r in trials.rows if r.family == family and r.full_length]
-    return sorted(rows, key=lambda r: -r.best_mAUC)[:top_k]
+    return tracking.rank_by_family([r for r in trials.rows if r.full_length]).get(family, [])[:top_k]
 
 
 def repeat_best(

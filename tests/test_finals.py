@@ -626,18 +626,26 @@ def test_real_data_finals_dashboard_in_chromium_and_served_model(workdir):
     assert len(first["labels"]) == 3 and all(lab["name"] in names for lab in first["labels"])
 
 
+def _again(fin, **fields):
+    """Another finalize of the shared search: its top final per family, not registered."""
+    return FinalizeSpec(
+        experiment="fin",
+        train=str(fin.train),
+        eval=str(fin.eval),
+        top_k=1,
+        tracking_uri=fin.uri,
+        register=False,
+        **fields,
+    )
+
+
 def test_finalize_again_versions_its_runs(fin):
     """A second finalize on the same search: its runs are version 2 (tag and name), the first
     finalize's runs are kept as version 1, and the report's finals are the newest ones.  (Last
     in this module: it adds finals to the shared search.)"""
     from tagtune.tracking import child_runs
 
-    again = finalize(
-        FinalizeSpec(
-            experiment="fin", train=str(fin.train), eval=str(fin.eval), top_k=1, tracking_uri=fin.uri, register=False
-        ),
-        echo=lambda line: None,
-    )
+    again = finalize(_again(fin), echo=lambda line: None)
     runs = child_runs(fin.client, fin.search.experiment_id, fin.search.parent_run_id)
     finals = [r for r in runs if r.data.tags.get(Tag.KIND) in ("final", "ensemble")]
     versions = {r.data.tags[Tag.FINALIZE_VERSION] for r in finals}
@@ -667,16 +675,7 @@ def test_a_seed_ensemble_final_and_a_killed_finalize_resumed_without_retraining(
     final, retrains only the unfinished one.  (After the versions test: adds finals.)"""
     from tagtune.tracking import child_runs
 
-    spec = FinalizeSpec(
-        experiment="fin",
-        train=str(fin.train),
-        eval=str(fin.eval),
-        top_k=1,
-        tracking_uri=fin.uri,
-        register=False,
-        ensembles=False,
-        seeds=2,
-    )
+    spec = _again(fin, ensembles=False, seeds=2)
     first = finalize(spec, echo=lambda line: None)
     assert len(first.members) == 2 and all(len(m.checkpoints) == 2 for m in first.members)
 
@@ -711,17 +710,7 @@ def test_finals_try_techniques_on_validation_and_use_one_only_where_it_beats_the
     """``--techniques ema,mixup``: each final first trains both on the search's split; the final
     uses the best only where it beats the trial's val_mAUC, and logs every score.  (Last in the
     module: adds a finalize version.)"""
-    spec = FinalizeSpec(
-        experiment="fin",
-        train=str(fin.train),
-        eval=str(fin.eval),
-        top_k=1,
-        tracking_uri=fin.uri,
-        register=False,
-        ensembles=False,
-        techniques="ema,mixup",
-        resume=False,
-    )
+    spec = _again(fin, ensembles=False, techniques="ema,mixup", resume=False)
     lines: list[str] = []
     outcome = finalize(spec, echo=lines.append)
     assert sum("techniques for" in line for line in lines) == 2

@@ -106,8 +106,8 @@ def search_health(trials: Any) -> Any:
         scored = scored[scored["status"] == "FINISHED"]
     for family in dict.fromkeys(trials["family"]):
         mine = scored[scored["family"] == family].sort_values("number")
-        marked = mine["first"].eq(True) if "first" in mine else mine["number"] < 0
-        if not marked.any():
+        marked = mine["first"].eq(True) if "first" in mine else None
+        if marked is None or not marked.any():
             marked = mine["number"] == 0
         first, sampled = mine[marked], mine[~marked]
         first_score = float(first[Metrics.BEST_VAL_MAUC].max()) if len(first) else math.nan

@@ -193,25 +193,17 @@ class FamilySearcher(Searcher):
             self._score(family, result, ended=True)
         searcher = self.searchers[family]
         stop = self.stops.get(trial_id)
-        if stop is not None and stop.converged and not error and result:
-            # ended by --patience: it completes with its best score (the last result's best_ value),
-            # which Tune did not pass to the searcher (the scheduler stopped on it)
-            try:
-                searcher.on_trial_result(trial_id, result)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                pass
-            searcher.on_trial_complete(trial_id, result=result, error=False)
-            return
-        if trial_id in self.stops and not error:
-            # Stopped early: its last result never reached on_trial_result (Tune skips the
-            # searcher for a result the scheduler stopped on); report it, then tell PRUNED
-            # (OptunaSearch tells PRUNED when it gets no value and no error).
+        if stop is not None and not error:
+            # Stopped: its last result never reached on_trial_result (Tune skips the searcher for
+            # a result the scheduler stopped on); report it.  A converged trial (--patience) then
+            # completes with that result's best score; any other is told PRUNED (OptunaSearch
+            # tells PRUNED when it gets no value and no error).
             if result and isinstance(result.get(self.metric), (int, float)) and math.isfinite(result[self.metric]):
                 try:
                     searcher.on_trial_result(trial_id, result)
                 except optuna.exceptions.UpdateFinishedTrialError:
                     pass
-            searcher.on_trial_complete(trial_id, result=None, error=False)
+            searcher.on_trial_complete(trial_id, result=result if stop.converged else None, error=False)
             return
         searcher.on_trial_complete(trial_id, result=result, error=error)
 
