@@ -10,6 +10,7 @@ import optuna
 import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
+from ray.tune.search import Searcher
 
 from tagtune.errors import InputError
 from tagtune.search_spaces import load_space
@@ -224,3 +225,22 @@ def test_goal_best_shifts_new_trials_to_the_leading_half_of_the_families():
         from tagtune.spec import SearchSpec
 
         SearchSpec(train="t", families=["fc1"], time_budget=60.0, goal="fastest").validate()
+
+
+def test_a_resumed_searcher_matches_its_counts_to_the_trials_ray_restored():
+    """Ray's trial list and the searcher's state can be saved at different moments before a
+    SIGKILL: a suggested trial missing from the restored list is lost (FAIL in Optuna) and its
+    family gets a replacement; the budget stays 2 trials per family."""
+    searcher = _searcher(families=("fc1",), trials_per_family=2)
+    driver = Driver(searcher, FamilyScheduler(searcher, StopRule("none", max_epochs=2)))
+    first = driver.start("t0")
+    driver.report(first, 1, 0.7)
+    driver.end(first)
+    driver.start("t1")  # suggested, then the driver is killed before Ray's list holds it
+    assert searcher.suggest("t2") is Searcher.FINISHED
+    searcher.reconcile([first])
+    assert searcher.suggested == {"fc1": 1}
+    states = [t.state for t in searcher.studies()["fc1"].get_trials(deepcopy=False)]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
+    assert isinstance(searcher.suggest("t2"), dict)
+    assert searcher.suggest("t3") is Searcher.FINISHED

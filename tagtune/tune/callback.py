@@ -194,12 +194,16 @@ class MlflowTrialLogger(tune.Callback):
 
     # -- Tune hooks --------------------------------------------------------------------------
     def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
-        """Once per start or resumption, before any trial is scheduled: a restored trial whose
-        recorded checkpoint is gone from storage starts afresh (same trial id, same run) rather
+        """Once per start or resumption, before any trial is scheduled: the searcher's trial
+        counts are matched to the trials Ray restored (FamilySearcher.reconcile), and a restored
+        trial whose recorded checkpoint is gone from storage starts afresh (same trial id, same run) rather
         than failing in Ray's restore (see the module's docstring)."""
         if self.restores_checked:
             return
         self.restores_checked = True
+        searcher = self._searcher()
+        if searcher is not None:
+            searcher.reconcile(trials)
         for trial in trials:
             if trial.status not in ("PENDING", "PAUSED") or trial.checkpoint is None:
                 continue

@@ -15,6 +15,7 @@ intermediate values (Ray's ``OptunaSearch`` would record it COMPLETE), so TPE le
 
 from __future__ import annotations
 
+import contextlib
 import math
 import pickle
 import time
@@ -206,6 +207,25 @@ class FamilySearcher(Searcher):
             searcher.on_trial_complete(trial_id, result=result if stop.converged else None, error=False)
             return
         searcher.on_trial_complete(trial_id, result=result, error=error)
+
+    def reconcile(self, trials: Sequence[Any]) -> None:
+        """Match the trial counts to the trials Ray restored (``trials``, at a resumption).
+
+        Ray writes its trial list and this searcher's state one after the other and uploads
+        them in the background, so after a SIGKILL the two may be from different moments: a
+        trial this searcher suggested may be missing from Ray's list.  Such a trial is lost
+        (its Optuna trial is told FAIL) and its family's count drops, so the resumed search
+        runs a replacement and the budget is kept."""
+        known = {t.trial_id for t in trials}
+        for trial_id, family in list(self.assigned.items()):
+            if trial_id in known:
+                continue
+            del self.assigned[trial_id]
+            self.firsts.discard(trial_id)
+            with contextlib.suppress(Exception):  # already ended in Optuna's storage: keep it
+                self.searchers[family].on_trial_complete(trial_id, result=None, error=True)
+        for family in self.families:
+            self.suggested[family] = sum(1 for t in trials if t.config.get("family") == family)
 
     def stop_info(self, trial_id: str) -> StopInfo | None:
         """Why the trial was stopped before max_epochs, or None (it ran them all, or failed)."""

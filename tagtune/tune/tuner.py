@@ -42,7 +42,9 @@ def new_tuner(
             search_alg=search_alg,
             metric=Metrics.SEARCH,
             mode="max",
-            num_samples=spec.total_trials,
+            # the searcher ends the search (Searcher.FINISHED): its counts are matched to the
+            # restored trials on a resume, Ray's own sample counter may be ahead of them
+            num_samples=-1,
             scheduler=scheduler,
             max_concurrent_trials=spec.max_concurrent,
             # Every trial asks for the same resources, so a finished trial's worker takes
