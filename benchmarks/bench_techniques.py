@@ -6,7 +6,8 @@
 One config (the family's registered defaults) trained on bal_train's seeded 80 % split (the
 search's) for ``--epochs`` with each variant: ``base`` (as registered), ``ema`` (an exponential
 moving average of the weights, ``ema_decay`` 0.999, validated and kept), ``mixup`` (seed 003's
-mixup on embeddings, ``mixup_alpha`` 0.2), ``ema+mixup``.  Per variant and seed: the best epoch's
+mixup on embeddings, ``mixup_alpha`` 0.2), ``ema+mixup``, ``swa`` (the mean of the weights at the
+end of each of the last quarter of the epochs, ``swa_last`` 0.25).  Per variant and seed: the best epoch's
 validation mAUC / mAP (what a search or finalize would choose by), then that epoch's weights scored
 on AudioSet eval (held out: never used to choose), and the validation-to-eval mAP gap.  A
 technique earns its place in a final when it raises validation *and* the gain holds on eval.
@@ -34,6 +35,7 @@ VARIANTS = {
     "ema": {"ema_decay": 0.999},
     "mixup": {"mixup_alpha": 0.2},
     "ema+mixup": {"ema_decay": 0.999, "mixup_alpha": 0.2},
+    "swa": {"swa_last": 0.25},
 }
 
 

@@ -84,7 +84,7 @@ class Tag:
     WARM_START = "tagtune.warm_start"  # on a search run: the trials it was seeded with
     OPTUNA_STUDY = "tagtune.optuna_study"  # a trial run's Optuna study and trial number
     OPTUNA_TRIAL = "tagtune.optuna_trial"
-    TECHNIQUE = "tagtune.technique"  # on a final: the technique validation chose (ema, mixup, none)
+    TECHNIQUE = "tagtune.technique"  # on a final: the technique validation chose (ema, mixup, swa, none)
     REPEAT_OF = "tagtune.repeat_of"  # on a repeat run: the trial run whose config it trains again
     FIRST_TRIAL = "tagtune.first_trial"  # "True" on a trial that ran an enqueued config (defaults, portfolio)
     # MLflow's own keys that its UI shows (source, user, experiment kind)

@@ -103,6 +103,7 @@ def _absolute(value: str | None) -> str | None:
 TECHNIQUES: dict[str, dict[str, Any]] = {
     "ema": {"ema_decay": 0.999},
     "mixup": {"mixup_alpha": 0.2},
+    "swa": {"swa_last": 0.25},
 }
 """``finalize --techniques``: name -> the config values it sets (:mod:`tagtune.finalize.techniques`)."""
 
@@ -259,7 +260,7 @@ class FinalizeSpec:
     seeds: int = 1
     """Each final is trained with this many seeds and their probabilities averaged."""
     techniques: str = ""
-    """Comma-separated techniques (``ema``, ``mixup``) each final tries on the search's validation
+    """Comma-separated techniques (``ema``, ``mixup``, ``swa``) each final tries on the search's validation
     split first, using the best one only where it beats the trial (:mod:`tagtune.finalize.techniques`)."""
     resume: bool = True
     """Continue this search's latest finalize when it did not finish (keep its logged finals)."""

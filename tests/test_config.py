@@ -136,6 +136,7 @@ BAD_TRAIN = {
     "shift_augment": [-1, 256, 4.0, "4", True],
     "positive_mix": [-0.1, 2.0, "0.1", True],
     "ema_decay": [-0.1, 1.0, "0.999", True],
+    "swa_last": [-0.1, 1.5, "0.25", True],
     "target_class": [3, 1.5, True, ["Speech"]],
     "crop_samples": [0, 15, 10**9, 8192.0, "8192", True],
     "mixup_scale": [-0.1, 1.0, "0.5", True],

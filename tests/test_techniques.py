@@ -40,6 +40,7 @@ TECHNIQUES = [
     {"shift_augment": 10},
     {"positive_mix": 0.5},
     {"ema_decay": 0.9},
+    {"swa_last": 0.5},
     {"target_class": "c2"},
     {
         "target_class": "c1",
@@ -381,6 +382,27 @@ def test_ema_validates_and_keeps_the_averaged_weights(tiny_data):
     key = next(k for k in plain.best_state if k.endswith("weight"))
     assert not torch.allclose(plain.best_state[key], ema.best_state[key])
     torch.testing.assert_close(seen["model"].state_dict()[key].cpu(), ema.best_state[key])
+
+
+def test_swa_validates_the_mean_of_the_last_epochs_weights(tiny_data):
+    """swa_last 0.5 of 4 epochs: epochs 1-2 validate the weights as trained, epoch 3 the weights
+    of epoch 3, epoch 4 the mean of epochs 3 and 4; training itself is unchanged."""
+
+    def states(extra):
+        seen = []
+        fit({**config, **extra}, tiny_data, max_epochs=4, on_epoch=lambda m, i, model: seen.append(weights(model)))
+        return seen
+
+    def weights(model):
+        return {k: v.detach().clone() for k, v in model.state_dict().items() if k.endswith("weight")}
+
+    config = {**SMALL["fc2"], "batch_size": 16, "lr": 0.01}
+    plain, swa = states({}), states({"swa_last": 0.5})
+    for key in plain[0]:
+        for epoch in (0, 1, 2):
+            torch.testing.assert_close(swa[epoch][key], plain[epoch][key])
+        torch.testing.assert_close(swa[3][key], (plain[2][key] + plain[3][key]) / 2)
+        assert not torch.allclose(swa[3][key], plain[3][key])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -46,6 +46,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "shift_augment": 0,  # seed 002: add a constant in [-s, s] to a clip's 0..255 values
     "positive_mix": 0.0,  # seed 002: probability of a 0.5/0.5 mix with a clip sharing a label
     "ema_decay": 0.0,  # validate and keep an exponential moving average of the weights; 0 = off
+    "swa_last": 0.0,  # SWA: validate the mean of the weights at the end of each of the last
+    # fraction of the epochs (0.25 of 12: epochs 10-12; Izmailov et al. 2018); 0 = off
     "target_class": None,  # seed 002: one class (by name) against the rest; None = multi-label
     # Raw-audio data only (trainables/audio; ignored for embeddings):
     "crop_samples": 64000,  # seed 003: training crop in samples at the family's sample_rate
@@ -85,6 +87,7 @@ TRAIN_CONSTRAINTS: dict[str, Constraint] = {
     "shift_augment": int_range(0, 255),
     "positive_mix": float_range(0.0, 1.0),
     "ema_decay": float_range(0.0, 0.99999),
+    "swa_last": float_range(0.0, 1.0),
     "target_class": Constraint("a class name (e.g. 'Speech') or null", _class_name),
     "crop_samples": int_range(16, 100_000_000),
     "mixup_scale": float_range(0.0, 0.99),
@@ -124,6 +127,7 @@ class TrainConfig(Mapping[str, Any]):
     shift_augment: int
     positive_mix: float
     ema_decay: float
+    swa_last: float
     target_class: str | None
     crop_samples: int
     mixup_scale: float

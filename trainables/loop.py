@@ -208,8 +208,8 @@ def make_ema(model: nn.Module, decay: float) -> Any:
 
 @dataclass
 class _Training:
-    """One trial's training state: the model, what is validated (``scored``: the EMA average or
-    the model), the optimizer, schedule and EMA, the batches and the validation split."""
+    """One trial's training state: the model, what is validated (``scored``: the SWA mean, the
+    EMA average or the model), the optimizer, schedule and EMA, the batches and the validation split."""
 
     cfg: Mapping[str, Any]
     device: torch.device
@@ -224,6 +224,7 @@ class _Training:
     y_val: Tensor
     gen: torch.Generator
     graphed: GraphedStep | None = None
+    swa: Any = None  # the running mean of the weights once SWA has begun (``swa_last``)
 
 
 def _setup(cfg: Mapping[str, Any], data: TrialData, max_epochs: int, dev: torch.device) -> _Training:
@@ -293,6 +294,21 @@ def _step(run: _Training, idx: Tensor, capturing: bool = False) -> Tensor:
     if run.ema is not None:
         run.ema.update_parameters(model)
     return reported
+
+
+def _average_weights(run: _Training, epoch: int, max_epochs: int) -> None:
+    """SWA (``swa_last`` > 0): from the first of the last ``swa_last`` share of the epochs on,
+    the weights at each epoch's end join a running mean, which is then what is validated."""
+    share = float(run.cfg["swa_last"])
+    if share <= 0 or epoch <= max_epochs - max(1, math.ceil(share * max_epochs)):
+        return
+    weights = run.ema.module if run.ema is not None else run.model
+    if run.swa is None:
+        from torch.optim.swa_utils import AveragedModel
+
+        run.swa = AveragedModel(weights, use_buffers=True)
+    run.swa.update_parameters(weights)
+    run.scored = run.swa.module
 
 
 def _train_epoch(run: _Training, epoch: int) -> float:
@@ -375,6 +391,7 @@ def fit(
     for epoch in range(1, max_epochs + 1):
         start = time.perf_counter()
         train_loss = _train_epoch(run, epoch)
+        _average_weights(run, epoch, max_epochs)
         val = task_metrics(run.batches.predict_logits(run.scored, run.val_idx), run.y_val, run.task)
         if dev.type == "cuda":
             torch.cuda.synchronize()

@@ -84,9 +84,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--techniques",
         default=FinalizeSpec.techniques,
-        metavar="ema,mixup",
+        metavar="ema,mixup,swa",
         help="techniques each final tries first on the search's validation split (ema: a moving "
-        "average of the weights, decay 0.999; mixup: seed 003's mixup, alpha 0.2); the best is used "
+        "average of the weights, decay 0.999; mixup: seed 003's mixup, alpha 0.2; swa: the mean of "
+        "the weights at the end of each of the last quarter of the epochs); the best is used "
         "only where it beats the trial's own val_mAUC, and every score is logged (default: none)",
     )
     p.add_argument(

@@ -2,7 +2,8 @@
 (issue 26).
 
 For each planned final, each named technique (:data:`TECHNIQUES`: an exponential moving average
-of the weights, or seed 003's mixup on embeddings) is first trained with the trial's config on the
+of the weights, seed 003's mixup on embeddings, or stochastic weight averaging over the last
+quarter of the epochs) is first trained with the trial's config on the
 search's own training / validation split for the search's ``--max-epochs``.  The best of them is
 used for the final only when its best validation mAUC beats the trial's own (the same config,
 split and seed without it; a trial stopped early is trained again for that baseline); the final
