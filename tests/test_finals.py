@@ -707,22 +707,22 @@ def test_a_seed_ensemble_final_and_a_killed_finalize_resumed_without_retraining(
 
 
 def test_finals_try_techniques_on_validation_and_use_one_only_where_it_beats_the_trial(fin):
-    """``--techniques ema,mixup``: each final first trains both on the search's split; the final
+    """``--techniques ema,swa``: each final first trains both on the search's split; the final
     uses the best only where it beats the trial's val_mAUC, and logs every score.  (Last in the
     module: adds a finalize version.)"""
-    spec = _again(fin, ensembles=False, techniques="ema,mixup", resume=False)
+    spec = _again(fin, ensembles=False, techniques="ema,swa", resume=False)
     lines: list[str] = []
     outcome = finalize(spec, echo=lines.append)
     assert sum("techniques for" in line for line in lines) == 2
     for member in outcome.members:
         run = fin.client.get_run(member.run_id)
         params, used = run.data.params, run.data.tags[Tag.TECHNIQUE]
-        scores = {k: float(params[f"technique_{k}_val_mAUC"]) for k in ("baseline", "ema", "mixup")}
+        scores = {k: float(params[f"technique_{k}_val_mAUC"]) for k in ("baseline", "ema", "swa")}
         assert scores["baseline"] == pytest.approx(member.source.best_mAUC, abs=1e-6)
         if used == "none":
-            assert max(scores["ema"], scores["mixup"]) <= scores["baseline"]
+            assert max(scores["ema"], scores["swa"]) <= scores["baseline"]
         else:
             assert scores[used] == max(scores.values()) and scores[used] > scores["baseline"]
-            assert float(params["ema_decay" if used == "ema" else "mixup_alpha"]) > 0
-    with pytest.raises(InputError, match="--techniques: unknown swa"):
-        FinalizeSpec(experiment="fin", train=str(fin.train), eval=str(fin.eval), techniques="ema,swa").check()
+            assert float(params["ema_decay" if used == "ema" else "swa_last"]) > 0
+    with pytest.raises(InputError, match="--techniques: unknown cutmix"):
+        FinalizeSpec(experiment="fin", train=str(fin.train), eval=str(fin.eval), techniques="ema,cutmix").check()

@@ -62,11 +62,13 @@ from tagtune.finalize.spec import (
     FinalizeSpec,
     Member,
 )
+from tagtune.finalize.techniques import AT_THE_END
 from tagtune.finalize.training import EpochLog, train_final
 from tagtune.trainables.ensemble import ensemble_weights, greedy_weights
 from tagtune.trainables.inference import FinalsData, fit_slice
 
 __all__ = [
+    "AT_THE_END",
     "AUDIO_ENSEMBLE_METHODS",
     "AUDIO_FIT_SLICE",
     "FIT_SLICE",

@@ -7,7 +7,8 @@ quarter of the epochs) is first trained with the trial's config on the
 search's own training / validation split for the search's ``--max-epochs``.  The best of them is
 used for the final only when its best validation mAUC beats the trial's own (the same config,
 split and seed without it; a trial stopped early is trained again for that baseline); the final
-then trains for that run's best epoch.  Every score is logged on the final's run
+then trains for that run's best epoch (SWA: trained for the final's own epochs and scored at the
+last, the weights the final ends with).  Every score is logged on the final's run
 (``technique_<name>_val_mAUC``, ``technique_baseline_val_mAUC``) and the one used in its
 ``tagtune.technique`` tag (``none`` when none beat the trial).  Eval is never looked at.
 """
@@ -20,6 +21,10 @@ from typing import Any
 
 from tagtune.names import Metrics
 from tagtune.spec import TECHNIQUES
+
+AT_THE_END = frozenset({"swa"})
+"""Techniques trained for the final's own epochs and scored at the last one (SWA's window is a
+share of the run, so a shorter or longer run averages other epochs)."""
 
 
 @dataclass
@@ -52,11 +57,16 @@ def choose_technique(session: Any, row: Any, full: Any, epochs: int) -> Choice:
     cap = session.spec.max_epochs or max_epochs
     for name in names:
         cfg = resolve_config({**dict(full.items()), **TECHNIQUES[name]})
+        # SWA's mean covers the last quarter of the run: it trains the final's own length and is
+        # scored at its end (the weights the final will have); the others run --max-epochs and
+        # are scored at their best epoch, which the final then trains for
+        length = epochs if name in AT_THE_END else max_epochs
         try:
-            best = fit(cfg, data, max_epochs=max_epochs, device=session.device).best
+            history = fit(cfg, data, max_epochs=length, device=session.device).history
         except TrainingDiverged:
             choice.scores[name] = math.nan  # never chosen
             continue
+        best = history[-1] if name in AT_THE_END else max(history, key=lambda m: m[Metrics.VAL_MAUC])
         choice.scores[name] = float(best[Metrics.VAL_MAUC])
         if choice.scores[name] > max(baseline, choice.scores.get(choice.technique, -1.0)):
             choice.config, choice.epochs, choice.technique = cfg, min(int(best["epoch"]), cap), name
